@@ -1,0 +1,66 @@
+/* ds-error.c: see ds-error.h. */
+#include "ds-error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const status_names[] = {
+  [DS_OK] = "ok",
+  [DS_ERR_IO] = "io",
+  [DS_ERR_FORMAT] = "format",
+  [DS_ERR_INVALID] = "invalid",
+  [DS_ERR_UNSUPPORTED] = "unsupported",
+  [DS_ERR_NOT_FOUND] = "not-found",
+  [DS_ERR_NOMEM] = "out-of-memory",
+  [DS_ERR_DEVICE] = "device",
+  [DS_ERR_CANCELLED] = "cancelled",
+};
+_Static_assert (sizeof status_names / sizeof status_names[0] == DS_STATUS_COUNT,
+                "one name per DsStatus");
+
+DsStatus
+ds_error_set (DsError *err, DsStatus code, const char *fmt, ...)
+{
+  if (err)
+    {
+      va_list ap;
+      err->code = code;
+      va_start (ap, fmt);
+      vsnprintf (err->message, sizeof err->message, fmt, ap);
+      va_end (ap);
+    }
+  return code;
+}
+
+DsStatus
+ds_error_prefix (DsError *err, const char *fmt, ...)
+{
+  if (!err)
+    return DS_OK;
+  char prefix[512], old[sizeof err->message];
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (prefix, sizeof prefix, fmt, ap);
+  va_end (ap);
+  memcpy (old, err->message, sizeof old);
+  snprintf (err->message, sizeof err->message, "%s: %s", prefix, old);
+  return err->code;
+}
+
+void
+ds_error_clear (DsError *err)
+{
+  if (err)
+    {
+      err->code = DS_OK;
+      err->message[0] = '\0';
+    }
+}
+
+const char *
+ds_status_name (DsStatus code)
+{
+  if ((int) code < 0 || code >= DS_STATUS_COUNT)
+    return "unknown";
+  return status_names[code];
+}

@@ -1,0 +1,139 @@
+/* ds-ops.h: the engine's operations and the backend interface.
+ *
+ * One enum names every operation the models use. A backend (CPU here, CUDA in
+ * kernels/) executes a DsOpCall: the op, its source tensors, its destination(s)
+ * and its parameters. Every op has a plain CPU reference; the backend test runs
+ * every op on every available backend and compares against it by NMSE.
+ *
+ * Callers use the typed wrappers below (ds_conv2d, ds_linear, ...): they build
+ * the call, check shapes (assertions: shapes are the engine's own business) and
+ * dispatch. Destinations are preallocated by the caller (usually from an arena)
+ * with the documented shape, on the backend's device. Unless an op says
+ * otherwise, dst may not alias a source; unary elementwise ops allow dst == src.
+ *
+ * Layouts follow PyTorch: images NCHW, tokens [B, N, C], linear weights [out, in],
+ * conv weights [out, in, kh, kw].
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "ds-tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  DS_OP_CONV2D,             /* x[B,Ci,H,W] * w[Co,Ci,kh,kw] + b[Co]? -> [B,Co,Ho,Wo] */
+  DS_OP_GROUP_NORM,         /* x[B,C,...] -> same; per-group mean/var, affine, optional SiLU */
+  DS_OP_LAYER_NORM,         /* x[..., C] -> same; over the last dim, affine */
+  DS_OP_LINEAR,             /* x[..., K] . w[N,K]^T + b[N]? -> [..., N] */
+  DS_OP_MATMUL,             /* a[Bt,M,K] (or ^T) . b[Bt,K,N] (or ^T) * alpha -> [Bt,M,N] */
+  DS_OP_SOFTMAX,            /* over the last dim */
+  DS_OP_ATTENTION,          /* q[B,Nq,H*D], k,v[B,Nk,H*D] -> o[B,Nq,H*D]; probs [B,H,Nq,Nk]? */
+  DS_OP_GELU,               /* exact (erf) GELU */
+  DS_OP_QUICK_GELU,         /* x * sigmoid(1.702 x) */
+  DS_OP_SILU,               /* x * sigmoid(x) */
+  DS_OP_GEGLU,              /* x[..., 2F] -> x[..., :F] * gelu(x[..., F:]) = [..., F] */
+  DS_OP_ADD,                /* a + b, b same shape or a leading-dims prefix (broadcast) */
+  DS_OP_MUL,                /* a * b, same shape */
+  DS_OP_SCALE,              /* a * s */
+  DS_OP_CONCAT,             /* a, b concatenated along `dim` */
+  DS_OP_UPSAMPLE_NEAREST2X, /* [B,C,H,W] -> [B,C,2H,2W] */
+  DS_OP_TIMESTEP_EMBEDDING, /* t[B] f32 -> [B, dim] sinusoidal */
+  DS_OP_EMBEDDING,          /* ids[...] i32 gather rows of table[V,C] -> [..., C] */
+  DS_OP_PERMUTE,            /* generic permutation of up to 4 dims */
+  DS_OP_COUNT
+} DsOp;
+
+const char *ds_op_name (DsOp op); /* "conv2d", "group_norm", ... */
+
+typedef struct {
+  DsOp op;
+  const DsTensor *src[3];
+  DsTensor *dst;
+  DsTensor *dst2; /* DS_OP_ATTENTION: optional softmax probabilities [B,H,Nq,Nk] */
+  union {
+    struct { int stride, pad_top, pad_left, pad_bottom, pad_right; } conv2d;
+    struct { int groups; float eps; bool silu; } group_norm;
+    struct { float eps; } layer_norm;
+    struct { bool trans_a, trans_b; float alpha; } matmul;
+    struct { int heads; float scale; bool causal; } attention;
+    struct { float s; } scale;
+    struct { int dim; } concat;
+    struct { bool flip_sin_to_cos; float freq_shift; float max_period; } timestep;
+    struct { int perm[DS_MAX_DIMS]; } permute;
+  } p;
+} DsOpCall;
+
+typedef struct DsBackend DsBackend;
+struct DsBackend {
+  const char *name; /* "CPU", "CUDA · NVIDIA H100 ..." */
+  DsDevice device;
+  bool (*supports) (DsBackend *be, DsOp op);
+  DsStatus (*run) (DsBackend *be, const DsOpCall *call, DsError *err);
+  /* Tensors on the backend's device. For the CPU these are host mallocs. */
+  DsStatus (*tensor_alloc) (DsBackend *be, DsTensor *t, DsDType dtype, int ndim,
+                            const int64_t *shape, DsError *err);
+  void (*tensor_free) (DsBackend *be, DsTensor *t);
+  DsStatus (*upload) (DsBackend *be, DsTensor *dst, const void *host, DsError *err);
+  DsStatus (*download) (DsBackend *be, const DsTensor *src, void *host, DsError *err);
+  DsStatus (*synchronize) (DsBackend *be, DsError *err);
+  void (*destroy) (DsBackend *be);
+  void *impl;
+};
+
+/* The CPU reference backend (fp32, OpenBLAS for GEMMs). transfer full. */
+DsBackend *ds_backend_cpu_new (DsError *err);
+void ds_backend_free (DsBackend *be);
+
+/* Runs one call on `be` after checking shapes; the typed wrappers use it. */
+DsStatus ds_op_run (DsBackend *be, const DsOpCall *call, DsError *err);
+
+/* Typed wrappers. Each documents shapes; y is preallocated by the caller. */
+DsStatus ds_conv2d (DsBackend *be, const DsTensor *x, const DsTensor *w,
+                    const DsTensor *b, int stride, int pad_top, int pad_left,
+                    int pad_bottom, int pad_right, DsTensor *y, DsError *err);
+/* Output size of a convolution along one axis. */
+int64_t ds_conv2d_out_size (int64_t in, int k, int stride, int pad_lo, int pad_hi);
+DsStatus ds_group_norm (DsBackend *be, const DsTensor *x, const DsTensor *gamma,
+                        const DsTensor *beta, int groups, float eps, bool silu,
+                        DsTensor *y, DsError *err);
+DsStatus ds_layer_norm (DsBackend *be, const DsTensor *x, const DsTensor *gamma,
+                        const DsTensor *beta, float eps, DsTensor *y, DsError *err);
+DsStatus ds_linear (DsBackend *be, const DsTensor *x, const DsTensor *w,
+                    const DsTensor *b, DsTensor *y, DsError *err);
+DsStatus ds_matmul (DsBackend *be, const DsTensor *a, const DsTensor *b,
+                    bool trans_a, bool trans_b, float alpha, DsTensor *y,
+                    DsError *err);
+DsStatus ds_softmax (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err);
+/* probs may be NULL; when given it receives softmax(q k^T * scale) per head. */
+DsStatus ds_attention (DsBackend *be, const DsTensor *q, const DsTensor *k,
+                       const DsTensor *v, int heads, float scale, bool causal,
+                       DsTensor *o, DsTensor *probs, DsError *err);
+DsStatus ds_gelu (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err);
+DsStatus ds_quick_gelu (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err);
+DsStatus ds_silu (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err);
+DsStatus ds_geglu (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err);
+DsStatus ds_add (DsBackend *be, const DsTensor *a, const DsTensor *b, DsTensor *y,
+                 DsError *err);
+DsStatus ds_mul (DsBackend *be, const DsTensor *a, const DsTensor *b, DsTensor *y,
+                 DsError *err);
+DsStatus ds_scale (DsBackend *be, const DsTensor *a, float s, DsTensor *y,
+                   DsError *err);
+DsStatus ds_concat (DsBackend *be, const DsTensor *a, const DsTensor *b, int dim,
+                    DsTensor *y, DsError *err);
+DsStatus ds_upsample_nearest2x (DsBackend *be, const DsTensor *x, DsTensor *y,
+                                DsError *err);
+DsStatus ds_timestep_embedding (DsBackend *be, const DsTensor *t,
+                                bool flip_sin_to_cos, float freq_shift,
+                                float max_period, DsTensor *y, DsError *err);
+DsStatus ds_embedding (DsBackend *be, const DsTensor *ids, const DsTensor *table,
+                       DsTensor *y, DsError *err);
+DsStatus ds_permute (DsBackend *be, const DsTensor *x, const int *perm, DsTensor *y,
+                     DsError *err);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,2 @@
+/* ds-safetensors.c: placeholder until implemented. */
+typedef int ds_placeholder_ds_safetensors;

@@ -1,0 +1,75 @@
+/* ds-safetensors.h: read-only access to .safetensors files.
+ *
+ * The file is mmapped; the JSON header is parsed with jansson and checked
+ * strictly before any tensor is handed out: 8-byte little-endian header length
+ * (at least 2, at most 100 MB, inside the file), a JSON object, every entry with a
+ * known dtype, a shape of at most DS_MAX_DIMS non-negative dims, data_offsets
+ * inside the data section, byte count = numel x dtype size, no two tensors
+ * overlapping. "__metadata__" must map strings to strings. Each failure is a
+ * DsError naming the file and tensor. Pickle files are never read.
+ *
+ * Usage:
+ *   DsSafetensors *st;
+ *   if (ds_safetensors_open (path, &st, err) != DS_OK) ...
+ *   DsTensor w;  // an f32 copy, shape checked
+ *   int64_t shape[] = { 320, 4, 3, 3 };
+ *   ds_safetensors_load_f32 (st, "conv_in.weight", 4, shape, &w, err);
+ *   ds_safetensors_close (st);
+ */
+#pragma once
+
+#include "ds-tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DS_SAFETENSORS_MAX_HEADER (100u * 1000u * 1000u)
+
+typedef struct DsSafetensors DsSafetensors;
+
+typedef struct {
+  const char *name;  /* owned by the DsSafetensors */
+  DsDType dtype;
+  int ndim;
+  int64_t shape[DS_MAX_DIMS];
+  const void *data;  /* points into the mapping; little-endian, C order */
+  size_t nbytes;
+} DsSafetensorsEntry;
+
+/* transfer full: *out must be closed with ds_safetensors_close. */
+DsStatus ds_safetensors_open (const char *path, DsSafetensors **out, DsError *err);
+void ds_safetensors_close (DsSafetensors *st);
+
+const char *ds_safetensors_path (const DsSafetensors *st);
+int ds_safetensors_count (const DsSafetensors *st);
+/* Entries in file order of their data offsets; index in [0, count). */
+const DsSafetensorsEntry *ds_safetensors_entry (const DsSafetensors *st, int index);
+/* NULL when absent. */
+const DsSafetensorsEntry *ds_safetensors_find (const DsSafetensors *st, const char *name);
+/* The value of a "__metadata__" key, or NULL. */
+const char *ds_safetensors_metadata (const DsSafetensors *st, const char *key);
+
+/* Copies tensor `name` into a new owned f32 CPU tensor, converting f16/bf16/i32/i64.
+ * When expected_shape is not NULL the stored shape must equal it exactly
+ * (ndim dims), else DS_ERR_FORMAT naming file, tensor, stored and expected shape.
+ * A missing tensor is DS_ERR_NOT_FOUND naming the file and tensor. */
+DsStatus ds_safetensors_load_f32 (const DsSafetensors *st, const char *name, int ndim,
+                                  const int64_t *expected_shape, DsTensor *out,
+                                  DsError *err);
+
+/* Writing, for the CLI's outputs and tests. Entries are written in the given
+ * order; metadata is optional (NULL-terminated key, value pairs). The file is
+ * written to "<path>.tmp-XXXXXX" and renamed into place (atomic). */
+typedef struct {
+  const char *name;
+  const DsTensor *tensor; /* CPU, any dtype */
+} DsSafetensorsItem;
+
+DsStatus ds_safetensors_write (const char *path, const DsSafetensorsItem *items,
+                               int n_items, const char *const *metadata,
+                               DsError *err);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,2 @@
+/* ds-unicode.c: placeholder until implemented. */
+typedef int ds_placeholder_ds_unicode;

@@ -1,0 +1,68 @@
+/* ds-test.h: the minimal assertion helpers shared by the C test programs.
+ *
+ * A test program calls its cases, each of which uses DS_CHECK* to record
+ * failures (with file:line and a message) and carry on; main returns
+ * ds_test_finish (), which prints a summary and gives 0 or 1. A test that needs
+ * something absent (a GPU, a display) returns DS_TEST_SKIP (77, meson's skip).
+ */
+#pragma once
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DS_TEST_SKIP 77
+
+static int ds_test_failures_;
+static int ds_test_checks_;
+
+#define DS_CHECK(cond, ...)                                                     \
+  do {                                                                          \
+    ds_test_checks_++;                                                          \
+    if (!(cond))                                                                \
+      {                                                                         \
+        ds_test_failures_++;                                                    \
+        fprintf (stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+        fprintf (stderr, __VA_ARGS__);                                          \
+        fputc ('\n', stderr);                                                   \
+      }                                                                         \
+  } while (0)
+
+/* |a - b| <= tol * max(1, |b|) */
+#define DS_CHECK_CLOSE(a, b, tol)                                               \
+  do {                                                                          \
+    double a_ = (a), b_ = (b);                                                  \
+    DS_CHECK (fabs (a_ - b_) <= (tol) * fmax (1.0, fabs (b_)),                  \
+              "%s = %.9g, expected %.9g (tol %g)", #a, a_, b_, (double) (tol)); \
+  } while (0)
+
+#define DS_CHECK_STATUS(st, expected, errp)                                     \
+  DS_CHECK ((st) == (expected), "status %s, expected %s (%s)",                  \
+            ds_status_name (st), ds_status_name (expected), (errp)->message)
+
+#define DS_CHECK_OK(st, errp) DS_CHECK_STATUS (st, DS_OK, errp)
+
+#define DS_CHECK_CONTAINS(haystack, needle)                                     \
+  DS_CHECK (strstr ((haystack), (needle)) != NULL, "\"%s\" does not mention \"%s\"", \
+            (haystack), (needle))
+
+/* Normalized MSE: sum (a-b)^2 / sum b^2 (0 when both are zero). */
+static inline double
+ds_test_nmse (const float *a, const float *b, long n)
+{
+  double num = 0, den = 0;
+  for (long i = 0; i < n; i++)
+    {
+      double d = (double) a[i] - b[i];
+      num += d * d;
+      den += (double) b[i] * b[i];
+    }
+  return den > 0 ? num / den : num;
+}
+
+static inline int
+ds_test_finish (void)
+{
+  printf ("%d checks, %d failed\n", ds_test_checks_, ds_test_failures_);
+  return ds_test_failures_ ? 1 : 0;
+}
