@@ -37,13 +37,25 @@ ds_error_prefix (DsError *err, const char *fmt, ...)
 {
   if (!err)
     return DS_OK;
-  char prefix[512], old[sizeof err->message];
+  char prefix[512];
   va_list ap;
   va_start (ap, fmt);
-  vsnprintf (prefix, sizeof prefix, fmt, ap);
+  int n = vsnprintf (prefix, sizeof prefix - 2, fmt, ap);
   va_end (ap);
-  memcpy (old, err->message, sizeof old);
-  snprintf (err->message, sizeof err->message, "%s: %s", prefix, old);
+  if (n < 0)
+    return err->code;
+  size_t plen = strlen (prefix);
+  memcpy (prefix + plen, ": ", 3);
+  plen += 2;
+  /* Shift the old message right and put the prefix in front; the tail may be cut. */
+  size_t cap = sizeof err->message - 1;
+  size_t old = strnlen (err->message, cap);
+  size_t keep = old + plen <= cap ? old : (cap > plen ? cap - plen : 0);
+  if (plen > cap)
+    plen = cap;
+  memmove (err->message + plen, err->message, keep);
+  memcpy (err->message, prefix, plen);
+  err->message[plen + keep] = '\0';
   return err->code;
 }
 

@@ -98,9 +98,28 @@ test_arena (void)
   ds_arena_free (&a);
 }
 
+static void
+test_error (void)
+{
+  DsError err = { 0 };
+  DS_CHECK (ds_error_set (&err, DS_ERR_FORMAT, "tensor '%s' bad", "w") == DS_ERR_FORMAT, "returns code");
+  DS_CHECK (ds_error_prefix (&err, "%s", "model.safetensors") == DS_ERR_FORMAT, "prefix keeps code");
+  DS_CHECK (strcmp (err.message, "model.safetensors: tensor 'w' bad") == 0, "%s", err.message);
+  char longtext[2000];
+  memset (longtext, 'x', sizeof longtext - 1);
+  longtext[sizeof longtext - 1] = '\0';
+  ds_error_set (&err, DS_ERR_IO, "%s", longtext);
+  ds_error_prefix (&err, "file");
+  DS_CHECK (strncmp (err.message, "file: xxx", 9) == 0 && strlen (err.message) == sizeof err.message - 1,
+            "long message truncated at the end");
+  DS_CHECK (strcmp (ds_status_name (DS_ERR_NOT_FOUND), "not-found") == 0, "status name");
+  DS_CHECK (ds_error_set (NULL, DS_ERR_IO, "x") == DS_ERR_IO, "NULL err allowed");
+}
+
 int
 main (void)
 {
+  test_error ();
   test_f16 ();
   test_bf16 ();
   test_convert ();
