@@ -1,2 +1,717 @@
-/* ds-backend-cpu.c: placeholder until implemented. */
-typedef int ds_placeholder_ds_backend_cpu;
+/* ds-backend-cpu.c: the CPU reference backend.
+ *
+ * Every op in plain fp32 C, written to be read and trusted: this is what the
+ * CUDA kernels are tested against and what runs when there is no GPU. The GEMM-
+ * shaped ops (conv2d via im2col, linear, matmul, attention) go through OpenBLAS,
+ * which may thread internally; everything else is a single-threaded loop over
+ * contiguous memory. Norms accumulate mean and (biased) variance in double.
+ *
+ * Memory: conv2d and attention work through one growable scratch buffer owned by
+ * the backend, in bounded pieces (an image's im2col columns in row blocks of at
+ * most COL_BUDGET_BYTES; attention scores for one head and ATTN_BLOCK_FLOATS
+ * worth of query rows), so SD's 4096-token self-attention and the VAE's 512x512
+ * convolutions never materialise their full intermediate matrices.
+ *
+ * Shapes were asserted by ds_op_run (see ds-ops.c); this file trusts them.
+ */
+#include "ds-ops.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COL_BUDGET_BYTES ((size_t) 256 << 20)
+/* 4 MiB of scores (256 query rows at SD's 4096 keys): big enough for the two
+ * GEMMs per block to run near full speed, small next to the [4096, 4096] matrix. */
+#define ATTN_BLOCK_FLOATS ((int64_t) 1 << 20)
+
+typedef struct {
+  float *scratch;        /* (scratch_len) f32, contents undefined between ops */
+  size_t scratch_len;
+} CpuImpl;
+
+/* At least n floats of scratch; NULL with err set when memory runs out. */
+static float *
+cpu_scratch (DsBackend *be, size_t n, DsError *err)
+{
+  CpuImpl *impl = be->impl;
+  if (n <= impl->scratch_len)
+    return impl->scratch;
+  free (impl->scratch);
+  impl->scratch = malloc (n * sizeof (float));
+  impl->scratch_len = impl->scratch ? n : 0;
+  if (!impl->scratch)
+    ds_error_set (err, DS_ERR_NOMEM, "CPU backend: out of host memory for %zu MiB of scratch",
+                  (n * sizeof (float)) >> 20);
+  return impl->scratch;
+}
+
+/* BLAS takes int dimensions; the engine's tensors stay far below INT_MAX. */
+static int
+blas_dim (int64_t n)
+{
+  assert (n >= 0 && n <= INT_MAX);
+  return (int) n;
+}
+
+/* C[m,n] (row stride ldc) = alpha * op(A) op(B) + beta * C, row-major. */
+static void
+sgemm (bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+       int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+  cblas_sgemm (CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+               blas_dim (m), blas_dim (n), blas_dim (k), alpha, a, blas_dim (lda), b,
+               blas_dim (ldb), beta, c, blas_dim (ldc));
+}
+
+static inline float
+silu_f (float x)
+{
+  return x / (1.0f + expf (-x));
+}
+
+static inline float
+gelu_f (float x)
+{
+  return 0.5f * x * (1.0f + erff (x * (float) M_SQRT1_2));
+}
+
+/* ---- conv2d ---- */
+
+typedef struct {
+  int64_t ci, h, w;     /* input planes */
+  int64_t kh, kw;
+  int64_t ho, wo;       /* output size */
+  int stride, pad_top, pad_left;
+} ConvGeom;
+
+/* Columns for output rows [r0, r0 + rows) of one image x[Ci,H,W]:
+ * col[(ci*kh + ky)*kw + kx][r*Wo + ox] = x[ci][oy*s - pt + ky][ox*s - pl + kx]
+ * with oy = r0 + r, zero where the input index falls in the padding. */
+static void
+im2col_rows (const ConvGeom *g, const float *x, int64_t r0, int64_t rows, float *col)
+{
+  const int64_t s = g->stride, ncol = rows * g->wo;
+  for (int64_t ci = 0; ci < g->ci; ci++)
+    for (int64_t ky = 0; ky < g->kh; ky++)
+      for (int64_t kx = 0; kx < g->kw; kx++)
+        {
+          float *dst = col + ((ci * g->kh + ky) * g->kw + kx) * ncol;
+          /* Output columns [lo, hi) read inside the row: ox*s - pl + kx in [0, W). */
+          int64_t off = g->pad_left - kx;
+          int64_t lo = off > 0 ? (off + s - 1) / s : 0;
+          int64_t last = g->w - 1 + off;
+          int64_t hi = last < 0 ? 0 : last / s + 1;
+          if (hi > g->wo)
+            hi = g->wo;
+          if (lo > hi)
+            lo = hi;
+          for (int64_t r = 0; r < rows; r++, dst += g->wo)
+            {
+              int64_t iy = (r0 + r) * s - g->pad_top + ky;
+              if (iy < 0 || iy >= g->h)
+                {
+                  memset (dst, 0, (size_t) g->wo * sizeof (float));
+                  continue;
+                }
+              const float *src = x + (ci * g->h + iy) * g->w;
+              for (int64_t ox = 0; ox < lo; ox++)
+                dst[ox] = 0.0f;
+              if (s == 1)
+                memcpy (dst + lo, src + lo - off, (size_t) (hi - lo) * sizeof (float));
+              else
+                for (int64_t ox = lo; ox < hi; ox++)
+                  dst[ox] = src[ox * s - off];
+              for (int64_t ox = hi; ox < g->wo; ox++)
+                dst[ox] = 0.0f;
+            }
+        }
+}
+
+static DsStatus
+cpu_conv2d (DsBackend *be, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *xt = c->src[0], *wt = c->src[1], *bt = c->src[2];
+  ConvGeom g = {
+    .ci = xt->shape[1], .h = xt->shape[2], .w = xt->shape[3],
+    .kh = wt->shape[2], .kw = wt->shape[3],
+    .ho = c->dst->shape[2], .wo = c->dst->shape[3],
+    .stride = c->p.conv2d.stride, .pad_top = c->p.conv2d.pad_top,
+    .pad_left = c->p.conv2d.pad_left,
+  };
+  const int64_t nb = xt->shape[0], co = wt->shape[0];
+  const int64_t kdim = g.ci * g.kh * g.kw, npix = g.ho * g.wo;
+  const float *x = ds_tensor_f32 (xt), *w = ds_tensor_f32 (wt);
+  const float *bias = bt ? ds_tensor_f32 (bt) : NULL;
+  float *y = ds_tensor_f32 (c->dst);
+  /* A 1x1, stride-1, unpadded convolution is a GEMM on the image itself. */
+  bool direct = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad_top == 0
+                && g.pad_left == 0 && c->p.conv2d.pad_bottom == 0
+                && c->p.conv2d.pad_right == 0;
+
+  size_t row_bytes = (size_t) (kdim * g.wo) * sizeof (float);
+  int64_t block = row_bytes ? (int64_t) (COL_BUDGET_BYTES / row_bytes) : g.ho;
+  if (block < 1)
+    block = 1;
+  if (block > g.ho)
+    block = g.ho;
+  float *col = NULL;
+  if (!direct && !(col = cpu_scratch (be, (size_t) (kdim * block * g.wo), err)))
+    return err ? err->code : DS_ERR_NOMEM;
+
+  for (int64_t n = 0; n < nb; n++)
+    {
+      const float *xn = x + n * g.ci * g.h * g.w;
+      float *yn = y + n * co * npix; /* [Co, Ho*Wo] */
+      if (bias)
+        for (int64_t o = 0; o < co; o++)
+          for (int64_t i = 0; i < npix; i++)
+            yn[o * npix + i] = bias[o];
+      float beta = bias ? 1.0f : 0.0f;
+      if (direct)
+        {
+          sgemm (false, false, co, npix, g.ci, 1.0f, w, g.ci, xn, npix, beta, yn, npix);
+          continue;
+        }
+      for (int64_t r0 = 0; r0 < g.ho; r0 += block)
+        {
+          int64_t rows = g.ho - r0 < block ? g.ho - r0 : block;
+          im2col_rows (&g, xn, r0, rows, col);
+          /* y[:, r0*Wo : (r0+rows)*Wo] (+)= w[Co, kdim] . col[kdim, rows*Wo] */
+          sgemm (false, false, co, rows * g.wo, kdim, 1.0f, w, kdim, col, rows * g.wo, beta,
+                 yn + r0 * g.wo, npix);
+        }
+    }
+  return DS_OK;
+}
+
+/* ---- normalisation ---- */
+
+/* Mean and 1/sqrt(biased variance + eps) of n values, two passes in double. */
+static void
+moments (const float *x, int64_t n, float eps, float *mean_out, float *rstd_out)
+{
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++)
+    sum += x[i];
+  double mean = sum / (double) n, var = 0;
+  for (int64_t i = 0; i < n; i++)
+    {
+      double d = x[i] - mean;
+      var += d * d;
+    }
+  var /= (double) n;
+  *mean_out = (float) mean;
+  *rstd_out = (float) (1.0 / sqrt (var + eps));
+}
+
+static DsStatus
+cpu_group_norm (const DsOpCall *c)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t nb = xt->shape[0], ch = xt->shape[1];
+  const int64_t spatial = ds_tensor_numel (xt) / (nb * ch);
+  const int64_t groups = c->p.group_norm.groups, cg = ch / groups;
+  const float *gamma = ds_tensor_f32 (c->src[1]), *beta = ds_tensor_f32 (c->src[2]);
+  const bool silu = c->p.group_norm.silu;
+
+  for (int64_t n = 0; n < nb; n++)
+    for (int64_t g = 0; g < groups; g++)
+      {
+        /* The group's channels are contiguous: cg * spatial values. */
+        int64_t base = (n * ch + g * cg) * spatial;
+        const float *x = ds_tensor_f32 (xt) + base;
+        float *y = ds_tensor_f32 (c->dst) + base;
+        float mean, rstd;
+        moments (x, cg * spatial, c->p.group_norm.eps, &mean, &rstd);
+        for (int64_t j = 0; j < cg; j++)
+          {
+            float ga = gamma[g * cg + j], bi = beta[g * cg + j];
+            for (int64_t i = j * spatial; i < (j + 1) * spatial; i++)
+              {
+                float v = (x[i] - mean) * rstd * ga + bi;
+                y[i] = silu ? silu_f (v) : v;
+              }
+          }
+      }
+  return DS_OK;
+}
+
+static DsStatus
+cpu_layer_norm (const DsOpCall *c)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t ch = xt->shape[xt->ndim - 1], rows = ds_tensor_numel (xt) / ch;
+  const float *gamma = ds_tensor_f32 (c->src[1]), *beta = ds_tensor_f32 (c->src[2]);
+
+  for (int64_t r = 0; r < rows; r++)
+    {
+      const float *x = ds_tensor_f32 (xt) + r * ch;
+      float *y = ds_tensor_f32 (c->dst) + r * ch;
+      float mean, rstd;
+      moments (x, ch, c->p.layer_norm.eps, &mean, &rstd);
+      for (int64_t i = 0; i < ch; i++)
+        y[i] = (x[i] - mean) * rstd * gamma[i] + beta[i];
+    }
+  return DS_OK;
+}
+
+/* ---- GEMM ops ---- */
+
+static DsStatus
+cpu_linear (const DsOpCall *c)
+{
+  const DsTensor *xt = c->src[0], *wt = c->src[1], *bt = c->src[2];
+  const int64_t k = wt->shape[1], n = wt->shape[0], m = ds_tensor_numel (xt) / k;
+  float *y = ds_tensor_f32 (c->dst);
+  if (m == 0 || n == 0)
+    return DS_OK;
+  if (bt)
+    for (int64_t r = 0; r < m; r++)
+      memcpy (y + r * n, bt->data, (size_t) n * sizeof (float));
+  /* y[M,N] (+)= x[M,K] . w[N,K]^T */
+  sgemm (false, true, m, n, k, 1.0f, ds_tensor_f32 (xt), k, ds_tensor_f32 (wt), k,
+         bt ? 1.0f : 0.0f, y, n);
+  return DS_OK;
+}
+
+static DsStatus
+cpu_matmul (const DsOpCall *c)
+{
+  const DsTensor *at = c->src[0], *bt = c->src[1], *yt = c->dst;
+  const bool ta = c->p.matmul.trans_a, tb = c->p.matmul.trans_b;
+  const int64_t batch = yt->ndim == 3 ? yt->shape[0] : 1;
+  const int64_t m = yt->shape[yt->ndim - 2], n = yt->shape[yt->ndim - 1];
+  const int64_t k = ta ? at->shape[at->ndim - 2] : at->shape[at->ndim - 1];
+  /* Row strides of the stored matrices: a is [M,K] or [K,M], b is [K,N] or [N,K]. */
+  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  for (int64_t i = 0; i < batch; i++)
+    {
+      float *y = ds_tensor_f32 (yt) + i * m * n;
+      if (k == 0)
+        memset (y, 0, (size_t) (m * n) * sizeof (float));
+      else if (m > 0 && n > 0)
+        sgemm (ta, tb, m, n, k, c->p.matmul.alpha, ds_tensor_f32 (at) + i * m * k, lda,
+               ds_tensor_f32 (bt) + i * k * n, ldb, 0.0f, y, n);
+    }
+  return DS_OK;
+}
+
+/* In place: x[i] = exp(x[i] - max) / sum. */
+static void
+softmax_row (float *x, int64_t n)
+{
+  float mx = x[0];
+  for (int64_t i = 1; i < n; i++)
+    mx = x[i] > mx ? x[i] : mx;
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++)
+    {
+      x[i] = expf (x[i] - mx);
+      sum += x[i];
+    }
+  float inv = (float) (1.0 / sum);
+  for (int64_t i = 0; i < n; i++)
+    x[i] *= inv;
+}
+
+static DsStatus
+cpu_softmax (const DsOpCall *c)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t n = xt->shape[xt->ndim - 1], rows = n ? ds_tensor_numel (xt) / n : 0;
+  for (int64_t r = 0; r < rows; r++)
+    {
+      float *y = ds_tensor_f32 (c->dst) + r * n;
+      if (y != ds_tensor_f32 (xt) + r * n)
+        memcpy (y, ds_tensor_f32 (xt) + r * n, (size_t) n * sizeof (float));
+      softmax_row (y, n);
+    }
+  return DS_OK;
+}
+
+/* Per batch item and head, a block of query rows at a time:
+ *   S[rows, Nk] = scale * Q_h[rows, D] . K_h[Nk, D]^T   (masked, softmaxed in place)
+ *   O_h[rows, D] = S . V_h[Nk, D]
+ * Head h's channels are h*D .. h*D+D-1 of the [B, N, H*D] token tensors, so the
+ * GEMMs read them with row stride H*D. When probs are wanted, S is the probs
+ * tensor itself; otherwise the backend's scratch. */
+static DsStatus
+cpu_attention (DsBackend *be, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *qt = c->src[0], *kt = c->src[1], *vt = c->src[2];
+  DsTensor *probs = c->dst2;
+  const int64_t nb = qt->shape[0], nq = qt->shape[1], nk = kt->shape[1];
+  const int64_t ch = qt->shape[2], heads = c->p.attention.heads, d = ch / heads;
+  const bool causal = c->p.attention.causal;
+
+  int64_t block = ATTN_BLOCK_FLOATS / nk;
+  if (block < 1)
+    block = 1;
+  if (block > nq)
+    block = nq;
+  float *scratch = NULL;
+  if (!probs && !(scratch = cpu_scratch (be, (size_t) (block * nk), err)))
+    return err ? err->code : DS_ERR_NOMEM;
+
+  for (int64_t b = 0; b < nb; b++)
+    for (int64_t h = 0; h < heads; h++)
+      {
+        const float *kh = ds_tensor_f32 (kt) + b * nk * ch + h * d;
+        const float *vh = ds_tensor_f32 (vt) + b * nk * ch + h * d;
+        for (int64_t q0 = 0; q0 < nq; q0 += block)
+          {
+            int64_t rows = nq - q0 < block ? nq - q0 : block;
+            const float *qh = ds_tensor_f32 (qt) + (b * nq + q0) * ch + h * d;
+            float *oh = ds_tensor_f32 (c->dst) + (b * nq + q0) * ch + h * d;
+            float *s = probs ? ds_tensor_f32 (probs) + ((b * heads + h) * nq + q0) * nk
+                             : scratch;
+            sgemm (false, true, rows, nk, d, c->p.attention.scale, qh, ch, kh, ch, 0.0f, s, nk);
+            for (int64_t r = 0; r < rows; r++)
+              {
+                float *row = s + r * nk;
+                /* Causal: query i sees keys 0..i. */
+                int64_t seen = causal && q0 + r + 1 < nk ? q0 + r + 1 : nk;
+                softmax_row (row, seen);
+                memset (row + seen, 0, (size_t) (nk - seen) * sizeof (float));
+              }
+            sgemm (false, false, rows, d, nk, 1.0f, s, nk, vh, ch, 0.0f, oh, ch);
+          }
+      }
+  return DS_OK;
+}
+
+/* ---- elementwise ---- */
+
+static DsStatus
+cpu_unary (const DsOpCall *c)
+{
+  const int64_t n = ds_tensor_numel (c->dst);
+  const float *x = ds_tensor_f32 (c->src[0]);
+  float *y = ds_tensor_f32 (c->dst);
+  switch (c->op)
+    {
+    case DS_OP_GELU:
+      for (int64_t i = 0; i < n; i++)
+        y[i] = gelu_f (x[i]);
+      break;
+    case DS_OP_QUICK_GELU:
+      for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] / (1.0f + expf (-1.702f * x[i]));
+      break;
+    case DS_OP_SILU:
+      for (int64_t i = 0; i < n; i++)
+        y[i] = silu_f (x[i]);
+      break;
+    case DS_OP_SCALE:
+      for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] * c->p.scale.s;
+      break;
+    default:
+      assert (!"not a unary op");
+    }
+  return DS_OK;
+}
+
+static DsStatus
+cpu_geglu (const DsOpCall *c)
+{
+  const int64_t f = c->dst->shape[c->dst->ndim - 1];
+  const int64_t rows = f ? ds_tensor_numel (c->dst) / f : 0;
+  for (int64_t r = 0; r < rows; r++)
+    {
+      const float *x = ds_tensor_f32 (c->src[0]) + r * 2 * f; /* [value | gate] */
+      float *y = ds_tensor_f32 (c->dst) + r * f;
+      for (int64_t i = 0; i < f; i++)
+        y[i] = x[i] * gelu_f (x[f + i]);
+    }
+  return DS_OK;
+}
+
+/* The three forms of b are described at the top of ds-ops.c; the order of the
+ * tests here is the documented precedence. */
+static DsStatus
+cpu_add (const DsOpCall *c)
+{
+  const DsTensor *at = c->src[0], *bt = c->src[1];
+  const float *a = ds_tensor_f32 (at), *b = ds_tensor_f32 (bt);
+  float *y = ds_tensor_f32 (c->dst);
+  const int64_t n = ds_tensor_numel (at), nbv = ds_tensor_numel (bt);
+  if (ds_tensor_same_shape (at, bt))
+    {
+      for (int64_t i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+    }
+  else if (bt->ndim == 1 && bt->shape[0] == at->shape[at->ndim - 1])
+    {
+      /* bias over the last dim: rows of nbv */
+      for (int64_t r = 0; nbv && r < n / nbv; r++)
+        for (int64_t i = 0; i < nbv; i++)
+          y[r * nbv + i] = a[r * nbv + i] + b[i];
+    }
+  else
+    {
+      /* leading-dims prefix: each b value covers a run of n / nbv values */
+      const int64_t run = nbv ? n / nbv : 0;
+      for (int64_t p = 0; p < nbv; p++)
+        for (int64_t i = p * run; i < (p + 1) * run; i++)
+          y[i] = a[i] + b[p];
+    }
+  return DS_OK;
+}
+
+static DsStatus
+cpu_mul (const DsOpCall *c)
+{
+  const int64_t n = ds_tensor_numel (c->dst);
+  const float *a = ds_tensor_f32 (c->src[0]), *b = ds_tensor_f32 (c->src[1]);
+  float *y = ds_tensor_f32 (c->dst);
+  for (int64_t i = 0; i < n; i++)
+    y[i] = a[i] * b[i];
+  return DS_OK;
+}
+
+/* ---- data movement ---- */
+
+static DsStatus
+cpu_concat (const DsOpCall *c)
+{
+  const DsTensor *at = c->src[0], *bt = c->src[1];
+  const int d = c->p.concat.dim;
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < d; i++)
+    outer *= at->shape[i];
+  for (int i = d + 1; i < at->ndim; i++)
+    inner *= at->shape[i];
+  /* Per outer index: a's slab then b's slab. */
+  const size_t na = (size_t) (at->shape[d] * inner), nbv = (size_t) (bt->shape[d] * inner);
+  const float *a = ds_tensor_f32 (at), *b = ds_tensor_f32 (bt);
+  float *y = ds_tensor_f32 (c->dst);
+  for (int64_t o = 0; o < outer; o++)
+    {
+      memcpy (y, a + o * na, na * sizeof (float));
+      memcpy (y + na, b + o * nbv, nbv * sizeof (float));
+      y += na + nbv;
+    }
+  return DS_OK;
+}
+
+static DsStatus
+cpu_upsample (const DsOpCall *c)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t planes = xt->shape[0] * xt->shape[1], h = xt->shape[2], w = xt->shape[3];
+  const float *x = ds_tensor_f32 (xt);
+  float *y = ds_tensor_f32 (c->dst);
+  for (int64_t p = 0; p < planes; p++)
+    for (int64_t i = 0; i < h; i++)
+      {
+        const float *src = x + (p * h + i) * w;
+        float *row = y + (p * 2 * h + 2 * i) * 2 * w; /* output rows 2i and 2i+1 */
+        for (int64_t j = 0; j < w; j++)
+          row[2 * j] = row[2 * j + 1] = src[j];
+        memcpy (row + 2 * w, row, (size_t) (2 * w) * sizeof (float));
+      }
+  return DS_OK;
+}
+
+/* diffusers' get_timestep_embedding in fp32 (models-spec 1.4):
+ *   freq_k = exp(-ln(max_period) * k / (half - freq_shift)),  k < half = dim / 2
+ *   arg = t * freq_k;  y = [sin(arg), cos(arg)], halves swapped when flip_sin_to_cos,
+ *   and a zero last column when dim is odd.
+ * Each step rounds to float where PyTorch's float32 tensors do. */
+static DsStatus
+cpu_timestep (DsBackend *be, const DsOpCall *c, DsError *err)
+{
+  const int64_t nb = c->dst->shape[0], dim = c->dst->shape[1], half = dim / 2;
+  const float neg_log_period = (float) -log ((double) c->p.timestep.max_period);
+  const float denom = (float) ((double) half - (double) c->p.timestep.freq_shift);
+  float *freq = NULL;
+  if (half > 0 && !(freq = cpu_scratch (be, (size_t) half, err)))
+    return err ? err->code : DS_ERR_NOMEM;
+  for (int64_t k = 0; k < half; k++)
+    {
+      float e = neg_log_period * (float) k;
+      freq[k] = expf (e / denom);
+    }
+  const bool flip = c->p.timestep.flip_sin_to_cos;
+  for (int64_t b = 0; b < nb; b++)
+    {
+      const float t = ds_tensor_f32 (c->src[0])[b];
+      float *y = ds_tensor_f32 (c->dst) + b * dim;
+      for (int64_t k = 0; k < half; k++)
+        {
+          float arg = t * freq[k];
+          y[flip ? half + k : k] = sinf (arg);
+          y[flip ? k : half + k] = cosf (arg);
+        }
+      if (dim % 2)
+        y[dim - 1] = 0.0f;
+    }
+  return DS_OK;
+}
+
+static DsStatus
+cpu_embedding (const DsOpCall *c, DsError *err)
+{
+  const DsTensor *idt = c->src[0], *table = c->src[1];
+  const int64_t n = ds_tensor_numel (idt), v = table->shape[0], ch = table->shape[1];
+  const int32_t *ids = idt->data;
+  /* Ids can come from user input: check them all before writing anything. */
+  for (int64_t i = 0; i < n; i++)
+    if (ids[i] < 0 || ids[i] >= v)
+      return ds_error_set (err, DS_ERR_INVALID,
+                           "embedding: id %d at position %lld is outside the table's %lld rows",
+                           (int) ids[i], (long long) i, (long long) v);
+  float *y = ds_tensor_f32 (c->dst);
+  for (int64_t i = 0; i < n; i++)
+    memcpy (y + i * ch, ds_tensor_f32 (table) + (int64_t) ids[i] * ch,
+            (size_t) ch * sizeof (float));
+  return DS_OK;
+}
+
+/* y[i0,i1,i2,i3] = x[...] with output dim i reading source dim perm[i]. The call
+ * is padded to four dims with leading size-1 dims so one loop nest serves all. */
+static DsStatus
+cpu_permute (const DsOpCall *c)
+{
+  const DsTensor *xt = c->src[0];
+  const int nd = xt->ndim, pad = DS_MAX_DIMS - nd;
+  int64_t xstride[DS_MAX_DIMS], shape[DS_MAX_DIMS], stride[DS_MAX_DIMS];
+  int64_t acc = 1;
+  for (int i = nd - 1; i >= 0; i--)
+    {
+      xstride[i] = acc;
+      acc *= xt->shape[i];
+    }
+  for (int i = 0; i < DS_MAX_DIMS; i++)
+    {
+      shape[i] = i < pad ? 1 : c->dst->shape[i - pad];
+      stride[i] = i < pad ? 0 : xstride[c->p.permute.perm[i - pad]];
+    }
+  const float *x = ds_tensor_f32 (xt);
+  float *y = ds_tensor_f32 (c->dst);
+  for (int64_t i0 = 0; i0 < shape[0]; i0++)
+    for (int64_t i1 = 0; i1 < shape[1]; i1++)
+      for (int64_t i2 = 0; i2 < shape[2]; i2++)
+        {
+          const float *src = x + i0 * stride[0] + i1 * stride[1] + i2 * stride[2];
+          for (int64_t i3 = 0; i3 < shape[3]; i3++)
+            *y++ = src[i3 * stride[3]];
+        }
+  return DS_OK;
+}
+
+/* ---- the backend interface ---- */
+
+static bool
+cpu_supports (DsBackend *be, DsOp op)
+{
+  return (unsigned) op < DS_OP_COUNT;
+}
+
+static DsStatus
+cpu_run (DsBackend *be, const DsOpCall *c, DsError *err)
+{
+  switch (c->op)
+    {
+    case DS_OP_CONV2D: return cpu_conv2d (be, c, err);
+    case DS_OP_GROUP_NORM: return cpu_group_norm (c);
+    case DS_OP_LAYER_NORM: return cpu_layer_norm (c);
+    case DS_OP_LINEAR: return cpu_linear (c);
+    case DS_OP_MATMUL: return cpu_matmul (c);
+    case DS_OP_SOFTMAX: return cpu_softmax (c);
+    case DS_OP_ATTENTION: return cpu_attention (be, c, err);
+    case DS_OP_GELU:
+    case DS_OP_QUICK_GELU:
+    case DS_OP_SILU:
+    case DS_OP_SCALE: return cpu_unary (c);
+    case DS_OP_GEGLU: return cpu_geglu (c);
+    case DS_OP_ADD: return cpu_add (c);
+    case DS_OP_MUL: return cpu_mul (c);
+    case DS_OP_CONCAT: return cpu_concat (c);
+    case DS_OP_UPSAMPLE_NEAREST2X: return cpu_upsample (c);
+    case DS_OP_TIMESTEP_EMBEDDING: return cpu_timestep (be, c, err);
+    case DS_OP_EMBEDDING: return cpu_embedding (c, err);
+    case DS_OP_PERMUTE: return cpu_permute (c);
+    default: break;
+    }
+  return ds_error_set (err, DS_ERR_UNSUPPORTED, "CPU backend: unknown op %d", (int) c->op);
+}
+
+static DsStatus
+cpu_tensor_alloc (DsBackend *be, DsTensor *t, DsDType dtype, int ndim, const int64_t *shape,
+                  DsError *err)
+{
+  return ds_tensor_alloc (t, dtype, ndim, shape, err);
+}
+
+static void
+cpu_tensor_free (DsBackend *be, DsTensor *t)
+{
+  ds_tensor_free (t);
+}
+
+static DsStatus
+cpu_upload (DsBackend *be, DsTensor *dst, const void *host, DsError *err)
+{
+  size_t n = ds_tensor_nbytes (dst);
+  if (n)
+    memcpy (dst->data, host, n);
+  return DS_OK;
+}
+
+static DsStatus
+cpu_download (DsBackend *be, const DsTensor *src, void *host, DsError *err)
+{
+  size_t n = ds_tensor_nbytes (src);
+  if (n)
+    memcpy (host, src->data, n);
+  return DS_OK;
+}
+
+static DsStatus
+cpu_synchronize (DsBackend *be, DsError *err)
+{
+  return DS_OK;
+}
+
+static void
+cpu_destroy (DsBackend *be)
+{
+  CpuImpl *impl = be->impl;
+  free (impl->scratch);
+  free (impl);
+  free (be);
+}
+
+DsBackend *
+ds_backend_cpu_new (DsError *err)
+{
+  DsBackend *be = calloc (1, sizeof *be);
+  CpuImpl *impl = calloc (1, sizeof *impl);
+  if (!be || !impl)
+    {
+      free (be);
+      free (impl);
+      ds_error_set (err, DS_ERR_NOMEM, "out of host memory creating the CPU backend");
+      return NULL;
+    }
+  *be = (DsBackend) {
+    .name = "CPU",
+    .device = DS_DEVICE_CPU,
+    .supports = cpu_supports,
+    .run = cpu_run,
+    .tensor_alloc = cpu_tensor_alloc,
+    .tensor_free = cpu_tensor_free,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .synchronize = cpu_synchronize,
+    .destroy = cpu_destroy,
+    .impl = impl,
+  };
+  return be;
+}

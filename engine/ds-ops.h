@@ -8,8 +8,11 @@
  * Callers use the typed wrappers below (ds_conv2d, ds_linear, ...): they build
  * the call, check shapes (assertions: shapes are the engine's own business) and
  * dispatch. Destinations are preallocated by the caller (usually from an arena)
- * with the documented shape, on the backend's device. Unless an op says
- * otherwise, dst may not alias a source; unary elementwise ops allow dst == src.
+ * with the documented shape, on the backend's device. dst may be exactly the
+ * same buffer as a source for gelu, quick_gelu, silu, scale, add, mul and
+ * softmax; no other op allows aliasing, and no op allows a partial overlap.
+ * ds_op_run checks shapes, never contents: checks that read data (embedding
+ * ids in range) are each backend's job.
  *
  * Layouts follow PyTorch: images NCHW, tokens [B, N, C], linear weights [out, in],
  * conv weights [out, in, kh, kw].
@@ -36,7 +39,8 @@ typedef enum {
   DS_OP_QUICK_GELU,         /* x * sigmoid(1.702 x) */
   DS_OP_SILU,               /* x * sigmoid(x) */
   DS_OP_GEGLU,              /* x[..., 2F] -> x[..., :F] * gelu(x[..., F:]) = [..., F] */
-  DS_OP_ADD,                /* a + b, b same shape or a leading-dims prefix (broadcast) */
+  DS_OP_ADD,                /* a + b; b same shape, or b[last dim] (a bias; wins when both
+                               readings fit), or b = a's leading dims, broadcast over the rest */
   DS_OP_MUL,                /* a * b, same shape */
   DS_OP_SCALE,              /* a * s */
   DS_OP_CONCAT,             /* a, b concatenated along `dim` */
