@@ -279,6 +279,7 @@ ds_arena_tensor (DsArena *a, DsTensor *t, DsDType dtype, int ndim,
                  const int64_t *shape, DsError *err)
 {
   *t = ds_tensor_make (dtype, ndim, shape);
+  t->device = a->device;
   size_t bytes = (ds_tensor_nbytes (t) + 63) / 64 * 64;
   if (a->used + bytes > a->size)
     {
@@ -287,7 +288,10 @@ ds_arena_tensor (DsArena *a, DsTensor *t, DsDType dtype, int ndim,
                            "activation arena full: %zu of %zu bytes used, %zu more needed for %s",
                            a->used, a->size, bytes, ds_shape_str (ndim, shape, s, sizeof s));
     }
-  t->data = a->base + a->used;
+  if (a->base)
+    t->data = a->base + a->used;
+  else /* measuring (ds_arena_init_measure): a placeholder never dereferenced */
+    t->data = (void *) (uintptr_t) (64 + a->used);
   a->used += bytes;
   if (a->used > a->peak)
     a->peak = a->used;

@@ -94,7 +94,8 @@ DsStatus ds_convert_to_f32 (float *dst, const void *src, DsDType src_dtype,
 
 /* Bump allocator for activations. */
 typedef struct {
-  uint8_t *base;
+  uint8_t *base;   /* host memory, or device memory when device != DS_DEVICE_CPU */
+  DsDevice device; /* stamped on every tensor the arena hands out */
   size_t size;
   size_t used;
   size_t peak;

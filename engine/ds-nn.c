@@ -1,0 +1,174 @@
+/* ds-nn.c: see ds-nn.h. */
+#include "ds-nn.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool
+null_supports (DsBackend *be, DsOp op)
+{
+  return true;
+}
+
+static DsStatus
+null_run (DsBackend *be, const DsOpCall *call, DsError *err)
+{
+  return DS_OK;
+}
+
+static DsStatus
+null_tensor_alloc (DsBackend *be, DsTensor *t, DsDType dtype, int ndim, const int64_t *shape,
+                   DsError *err)
+{
+  *t = ds_tensor_make (dtype, ndim, shape);
+  return DS_OK;
+}
+
+static void
+null_tensor_free (DsBackend *be, DsTensor *t)
+{
+  memset (t, 0, sizeof *t);
+}
+
+static DsStatus
+null_copy (DsBackend *be, DsTensor *dst, const void *host, DsError *err)
+{
+  return DS_OK;
+}
+
+static DsStatus
+null_download (DsBackend *be, const DsTensor *src, void *host, DsError *err)
+{
+  return DS_OK;
+}
+
+static DsStatus
+null_sync (DsBackend *be, DsError *err)
+{
+  return DS_OK;
+}
+
+static void
+null_destroy (DsBackend *be)
+{
+  free (be);
+}
+
+DsBackend *
+ds_backend_null_new (void)
+{
+  DsBackend *be = calloc (1, sizeof *be);
+  if (!be)
+    return NULL;
+  be->name = "null (planning)";
+  be->device = DS_DEVICE_CPU;
+  be->supports = null_supports;
+  be->run = null_run;
+  be->tensor_alloc = null_tensor_alloc;
+  be->tensor_free = null_tensor_free;
+  be->upload = null_copy;
+  be->download = null_download;
+  be->synchronize = null_sync;
+  be->destroy = null_destroy;
+  return be;
+}
+
+void
+ds_arena_init_measure (DsArena *a)
+{
+  memset (a, 0, sizeof *a);
+  a->size = SIZE_MAX;
+}
+
+DsStatus
+ds_arena_f32 (DsArena *a, DsTensor *t, DsError *err, int ndim, ...)
+{
+  int64_t shape[DS_MAX_DIMS];
+  va_list ap;
+  va_start (ap, ndim);
+  for (int i = 0; i < ndim; i++)
+    shape[i] = va_arg (ap, int64_t);
+  va_end (ap);
+  return ds_arena_tensor (a, t, DS_DTYPE_F32, ndim, shape, err);
+}
+
+DsStatus
+ds_resnet_load (DsWeights *w, DsResnetW *r, int c_in, int c_out, int temb_dim, DsError *err,
+                const char *name)
+{
+  memset (r, 0, sizeof *r);
+  r->c_in = c_in;
+  r->c_out = c_out;
+  char n[256];
+  DsStatus st;
+#define SUB(s) (snprintf (n, sizeof n, "%s." s, name), n)
+  if ((st = ds_weights_norm (w, &r->norm1, c_in, err, SUB ("norm1"))) != DS_OK
+      || (st = ds_weights_conv (w, &r->conv1, c_out, c_in, 3, err, SUB ("conv1"))) != DS_OK
+      || (st = ds_weights_norm (w, &r->norm2, c_out, err, SUB ("norm2"))) != DS_OK
+      || (st = ds_weights_conv (w, &r->conv2, c_out, c_out, 3, err, SUB ("conv2"))) != DS_OK)
+    return st;
+  if (temb_dim > 0
+      && (st = ds_weights_linear (w, &r->time_proj, c_out, temb_dim, true, err,
+                                  SUB ("time_emb_proj"))) != DS_OK)
+    return st;
+  if (c_in != c_out
+      && (st = ds_weights_conv (w, &r->shortcut, c_out, c_in, 1, err, SUB ("conv_shortcut")))
+           != DS_OK)
+    return st;
+#undef SUB
+  return DS_OK;
+}
+
+DsStatus
+ds_resnet_forward (DsBackend *be, DsArena *a, const DsResnetW *r, const DsTensor *x,
+                   const DsTensor *temb_act, int groups, float eps, DsTensor *out,
+                   DsTensor *increment, DsError *err)
+{
+  const int64_t B = x->shape[0], H = x->shape[2], W = x->shape[3];
+  DsTensor t1, t2, h, tp;
+  DsStatus st;
+  /* h is the branch output; the caller may read it as the increment, so it is
+   * allocated before the mark and survives the reset. */
+  if ((st = ds_arena_f32 (a, &h, err, 4, B, (int64_t) r->c_out, H, W)) != DS_OK)
+    return st;
+  size_t mark = ds_arena_mark (a);
+  if ((st = ds_arena_f32 (a, &t1, err, 4, B, (int64_t) r->c_in, H, W)) != DS_OK
+      || (st = ds_arena_f32 (a, &t2, err, 4, B, (int64_t) r->c_out, H, W)) != DS_OK)
+    return st;
+
+  if ((st = ds_group_norm (be, x, &r->norm1.g, &r->norm1.b, groups, eps, true, &t1, err))
+      || (st = ds_conv2d (be, &t1, &r->conv1.w, &r->conv1.b, 1, 1, 1, 1, 1, &t2, err)))
+    return st;
+  if (r->time_proj.w.data && temb_act)
+    {
+      if ((st = ds_arena_f32 (a, &tp, err, 2, B, (int64_t) r->c_out))
+          || (st = ds_linear (be, temb_act, &r->time_proj.w, &r->time_proj.b, &tp, err))
+          || (st = ds_add (be, &t2, &tp, &t2, err)))
+        return st;
+    }
+  /* t1 is free again: reuse it for norm2's output (c_out channels fit when
+   * c_out <= c_in; otherwise take a new one). */
+  DsTensor t3 = ds_tensor_make (DS_DTYPE_F32, 4, (int64_t[]){ B, r->c_out, H, W });
+  t3.device = t1.device;
+  t3.data = t1.data;
+  if (r->c_out > r->c_in && (st = ds_arena_f32 (a, &t3, err, 4, B, (int64_t) r->c_out, H, W)))
+    return st;
+  if ((st = ds_group_norm (be, &t2, &r->norm2.g, &r->norm2.b, groups, eps, true, &t3, err))
+      || (st = ds_conv2d (be, &t3, &r->conv2.w, &r->conv2.b, 1, 1, 1, 1, 1, &h, err)))
+    return st;
+  if (r->shortcut.w.data)
+    {
+      if ((st = ds_conv2d (be, x, &r->shortcut.w, &r->shortcut.b, 1, 0, 0, 0, 0, &t2, err))
+          || (st = ds_add (be, &t2, &h, out, err)))
+        return st;
+    }
+  else if ((st = ds_add (be, x, &h, out, err)))
+    return st;
+  ds_arena_reset_to (a, mark);
+  if (increment)
+    *increment = h;
+  return DS_OK;
+}

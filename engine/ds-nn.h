@@ -1,0 +1,54 @@
+/* ds-nn.h: building blocks shared by the model graphs, and graph planning.
+ *
+ * Planning: a model's forward is first run with ds_backend_null (which does no
+ * arithmetic) on a measuring arena (which hands out placeholder pointers and
+ * records the peak); the real arena is then reserved at exactly that size, so the
+ * real forward never allocates. Callers: ds_arena_init_measure, run forward,
+ * ds_arena_init (arena.peak), run forward again.
+ *
+ * Arena discipline inside a forward: allocate a block's outputs first, take a
+ * mark, allocate its temporaries, and reset to the mark before returning.
+ */
+#pragma once
+
+#include "ds-ops.h"
+#include "ds-weights.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A backend that checks shapes (through ds_op_run) but computes nothing. */
+DsBackend *ds_backend_null_new (void);
+
+/* An arena that only measures: tensors get non-NULL placeholder addresses
+ * that must never be dereferenced; `peak` is the size a real arena needs. */
+void ds_arena_init_measure (DsArena *a);
+static inline bool ds_arena_is_measuring (const DsArena *a) { return a->base == NULL && a->size == SIZE_MAX; }
+
+/* Shorthand: a tensor of shape (d0, d1, ...) from the arena (f32). */
+DsStatus ds_arena_f32 (DsArena *a, DsTensor *t, DsError *err, int ndim, ...);
+
+/* ResnetBlock2D (models-spec §1.5): GroupNorm+SiLU, conv3x3, (+ time projection),
+ * GroupNorm+SiLU, conv3x3, (+ 1x1 shortcut when c_in != c_out), residual add. */
+typedef struct {
+  int c_in, c_out;
+  DsNormW norm1, norm2;
+  DsConvW conv1, conv2;
+  DsConvW shortcut;   /* w.data NULL when c_in == c_out */
+  DsLinearW time_proj; /* w.data NULL when the block takes no time embedding */
+} DsResnetW;
+
+DsStatus ds_resnet_load (DsWeights *w, DsResnetW *r, int c_in, int c_out, int temb_dim,
+                         DsError *err, const char *name);
+/* x [B,c_in,H,W]; temb_act = SiLU(temb) [B,temb_dim] or NULL.
+ * out [B,c_out,H,W] (preallocated); *increment receives conv2's output (the
+ * residual branch before the add) as an arena tensor valid until the caller
+ * resets the arena below it; pass NULL if not needed. */
+DsStatus ds_resnet_forward (DsBackend *be, DsArena *a, const DsResnetW *r, const DsTensor *x,
+                            const DsTensor *temb_act, int groups, float eps, DsTensor *out,
+                            DsTensor *increment, DsError *err);
+
+#ifdef __cplusplus
+}
+#endif

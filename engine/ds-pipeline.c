@@ -1,0 +1,364 @@
+/* ds-pipeline.c: see ds-pipeline.h. */
+#include "ds-pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ds-nn.h"
+#include "ds-text-encoder.h"
+#include "ds-unet.h"
+#include "ds-vae.h"
+
+struct DsPipeline {
+  DsModelDir dir;
+  bool demo;
+  char label[DS_PATH_MAX + 64];
+  DsBackend *be;
+  DsTokenizer *tok;
+  DsVae *vae;
+  DsTextEncoder *te;
+  DsUnet *unet;
+  DsSchedule sched;
+  DsArena arena;
+  DsProbeList probes;
+  int probes_size;
+};
+
+static double
+now_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+/* The demo model: SD 2.x's topology and conventions at small widths. */
+static void
+demo_configs (DsModelDir *d)
+{
+  DsUnetConfig u = {
+    .in_channels = 4, .out_channels = 4, .sample_size = 64, .n_levels = 4,
+    .block_out_channels = { 32, 64, 128, 128 },
+    .down_block_types = { DS_BLOCK_CROSS_ATTN_DOWN, DS_BLOCK_CROSS_ATTN_DOWN,
+                          DS_BLOCK_CROSS_ATTN_DOWN, DS_BLOCK_DOWN },
+    .up_block_types = { DS_BLOCK_UP, DS_BLOCK_CROSS_ATTN_UP, DS_BLOCK_CROSS_ATTN_UP,
+                        DS_BLOCK_CROSS_ATTN_UP },
+    .layers_per_block = 2, .heads = { 1, 2, 4, 4 }, .cross_attention_dim = 64,
+    .use_linear_projection = true, .norm_num_groups = 16, .norm_eps = 1e-5f,
+    .flip_sin_to_cos = true, .freq_shift = 0, .downsample_padding = 1,
+    .mid_block_scale_factor = 1, .transformer_layers_per_block = 1,
+  };
+  DsVaeConfig v = {
+    .in_channels = 3, .latent_channels = 4, .n_levels = 4,
+    .block_out_channels = { 32, 64, 64, 64 }, .layers_per_block = 2, .norm_num_groups = 16,
+    .scaling_factor = 0.18215f, .use_quant_conv = true, .mid_block_add_attention = true,
+  };
+  DsTextEncoderConfig t = {
+    .vocab_size = 49408, .hidden_size = 64, .intermediate_size = 256, .num_attention_heads = 4,
+    .num_hidden_layers = 2, .max_position_embeddings = 77, .hidden_act = DS_ACT_GELU,
+    .layer_norm_eps = 1e-5f,
+  };
+  DsSchedulerConfig s = { 1000, 0.00085f, 0.012f, true };
+  d->unet = u;
+  d->vae = v;
+  d->text = t;
+  d->scheduler = s;
+  snprintf (d->pad_token, sizeof d->pad_token, "!");
+}
+
+static DsStatus
+finish_open (DsPipeline *p, DsError *err)
+{
+  DsStatus st;
+  if ((st = ds_tokenizer_open (p->dir.vocab_path, p->dir.merges_path, p->dir.pad_token, &p->tok,
+                               err)))
+    return st;
+  if ((st = ds_schedule_init (&p->sched, &p->dir.scheduler, err)))
+    return st;
+  return DS_OK;
+}
+
+DsStatus
+ds_pipeline_open (const char *model_dir, DsBackend *be, DsPipeline **out, DsError *err)
+{
+  *out = NULL;
+  DsPipeline *p = calloc (1, sizeof *p);
+  if (!p)
+    return ds_error_set (err, DS_ERR_NOMEM, "out of memory opening %s", model_dir);
+  p->be = be;
+  DsStatus st;
+  if ((st = ds_model_dir_open (model_dir, &p->dir, err))
+      || (st = finish_open (p, err))
+      || (st = ds_vae_load (&p->dir.vae, p->dir.vae_weights, be, &p->vae, err))
+      || (st = ds_text_encoder_load (&p->dir.text, p->dir.text_encoder_weights, be, &p->te, err))
+      || (st = ds_unet_load (&p->dir.unet, p->dir.unet_weights, be, &p->unet, err)))
+    {
+      ds_pipeline_free (p);
+      return st;
+    }
+  const DsUnetConfig *u = &p->dir.unet;
+  snprintf (p->label, sizeof p->label, "SD %s (%s)", u->use_linear_projection ? "2.x" : "1.x",
+            model_dir);
+  *out = p;
+  return DS_OK;
+}
+
+DsStatus
+ds_pipeline_open_demo (uint64_t seed, const char *data_dir, DsBackend *be, DsPipeline **out,
+                       DsError *err)
+{
+  *out = NULL;
+  DsPipeline *p = calloc (1, sizeof *p);
+  if (!p)
+    return ds_error_set (err, DS_ERR_NOMEM, "out of memory opening the demo model");
+  p->be = be;
+  p->demo = true;
+  demo_configs (&p->dir);
+  snprintf (p->dir.root, sizeof p->dir.root, "(built-in demo)");
+  snprintf (p->dir.vocab_path, sizeof p->dir.vocab_path, "%s/clip-tokenizer/vocab.json", data_dir);
+  snprintf (p->dir.merges_path, sizeof p->dir.merges_path, "%s/clip-tokenizer/merges.txt",
+            data_dir);
+  DsStatus st;
+  if ((st = finish_open (p, err))
+      || (st = ds_vae_new_random (&p->dir.vae, seed + 1, be, &p->vae, err))
+      || (st = ds_text_encoder_new_random (&p->dir.text, seed + 2, be, &p->te, err))
+      || (st = ds_unet_new_random (&p->dir.unet, seed + 3, be, &p->unet, err)))
+    {
+      ds_pipeline_free (p);
+      return ds_error_prefix (err, "demo model");
+    }
+  snprintf (p->label, sizeof p->label, "demo model (untrained, seed %llu)",
+            (unsigned long long) seed);
+  *out = p;
+  return DS_OK;
+}
+
+void
+ds_pipeline_free (DsPipeline *p)
+{
+  if (!p)
+    return;
+  ds_unet_free (p->unet);
+  ds_text_encoder_free (p->te);
+  ds_vae_free (p->vae);
+  ds_tokenizer_free (p->tok);
+  ds_schedule_free (&p->sched);
+  ds_arena_free (&p->arena);
+  ds_probe_list_free (&p->probes);
+  free (p);
+}
+
+const char *
+ds_pipeline_label (const DsPipeline *p)
+{
+  return p->label;
+}
+
+bool
+ds_pipeline_is_demo (const DsPipeline *p)
+{
+  return p->demo;
+}
+
+const DsModelDir *
+ds_pipeline_model (const DsPipeline *p)
+{
+  return &p->dir;
+}
+
+const DsTokenizer *
+ds_pipeline_tokenizer (const DsPipeline *p)
+{
+  return p->tok;
+}
+
+DsStatus
+ds_pipeline_probes (DsPipeline *p, int size, const DsProbeList **out, DsError *err)
+{
+  if (size <= 0 || size % 64)
+    return ds_error_set (err, DS_ERR_INVALID, "image size %d must be a positive multiple of 64",
+                         size);
+  if (p->probes_size != size)
+    {
+      ds_probe_list_free (&p->probes);
+      p->probes_size = 0;
+      int f = ds_vae_factor (p->vae);
+      DsStatus st = ds_probe_list_build (&p->dir.unet, size / f, size / f, DS_CLIP_CONTEXT,
+                                         &p->probes, err);
+      if (st)
+        return st;
+      p->probes_size = size;
+    }
+  *out = &p->probes;
+  return DS_OK;
+}
+
+/* Makes the arena at least `bytes` large (between requests, never inside one). */
+static DsStatus
+arena_reserve (DsPipeline *p, size_t bytes, DsError *err)
+{
+  if (p->arena.size >= bytes)
+    {
+      ds_arena_reset (&p->arena);
+      return DS_OK;
+    }
+  ds_arena_free (&p->arena);
+  return ds_arena_init (&p->arena, bytes, err);
+}
+
+typedef struct {
+  DsPipeline *p;
+  DsFeatures *out;
+} EmitCtx;
+
+static DsStatus
+emit_copy (void *user, int index, const DsTensor *t, DsError *err)
+{
+  EmitCtx *c = user;
+  DsTensor *dst = &c->out->values[index];
+  DsStatus st = ds_tensor_alloc (dst, DS_DTYPE_F32, t->ndim, t->shape, err);
+  if (st)
+    return st;
+  return c->p->be->download (c->p->be, t, dst->data, err);
+}
+
+/* Host tensor -> backend tensor in the arena. */
+static DsStatus
+to_backend (DsPipeline *p, const DsTensor *host, DsTensor *dev, DsError *err)
+{
+  DsStatus st = ds_arena_tensor (&p->arena, dev, DS_DTYPE_F32, host->ndim, host->shape, err);
+  return st ? st : p->be->upload (p->be, dev, host->data, err);
+}
+
+DsStatus
+ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *out, DsError *err)
+{
+  memset (out, 0, sizeof *out);
+  DsStatus st;
+  const DsProbeList *list;
+  if ((st = ds_pipeline_probes (p, req->size, &list, err)))
+    return st;
+  out->probes.n = list->n;
+  out->probes.probes = malloc ((size_t) list->n * sizeof *list->probes);
+  out->values = calloc ((size_t) list->n, sizeof *out->values);
+  if (!out->probes.probes || !out->values)
+    {
+      ds_features_free (out);
+      return ds_error_set (err, DS_ERR_NOMEM, "out of memory for features");
+    }
+  memcpy (out->probes.probes, list->probes, (size_t) list->n * sizeof *list->probes);
+
+  /* text */
+  if ((st = ds_tokenizer_encode (p->tok, req->prompt ? req->prompt : "", &out->cond, err))
+      || (st = ds_tokenizer_encode (p->tok, req->uncond_prompt ? req->uncond_prompt : "",
+                                    &out->uncond, err)))
+    goto fail;
+  if ((st = ds_schedule_unet_timestep (&p->sched, req->t, req->convention, &out->unet_timestep,
+                                       err)))
+    goto fail;
+
+  double t0 = now_ms ();
+  DsTensor pixels = { 0 };
+  if ((st = ds_image_to_model_input (req->image, req->size, req->fit, &pixels, err)))
+    goto fail;
+  out->ms_image = now_ms () - t0;
+
+  const int f = ds_vae_factor (p->vae), C = ds_vae_latent_channels (p->vae);
+  const int64_t h = req->size / f, w = req->size / f, X = ds_text_encoder_hidden_size (p->te);
+  int last = -1;
+  for (int i = 0; req->want && i < list->n; i++)
+    if (req->want[i])
+      last = i;
+  EmitCtx ectx = { p, out };
+  DsProbeSink sink = { .want = req->want, .last = last, .emit = emit_copy, .user = &ectx,
+                       .cancel = req->cancel };
+  size_t need = ds_vae_arena_bytes (p->vae, 1, req->size, req->size);
+  size_t need_te = ds_text_encoder_arena_bytes (p->te, 2);
+  size_t need_unet = ds_unet_arena_bytes (p->unet, 2, h, w, DS_CLIP_CONTEXT, &sink);
+  /* Inputs and stage outputs live below each stage's own temporaries. */
+  size_t io = (size_t) (3 * req->size * req->size + 4 * C * h * w + 2 * DS_CLIP_CONTEXT * X) * 4
+              + 64 * 8;
+  size_t stage = need > need_te ? need : need_te;
+  stage = stage > need_unet ? stage : need_unet;
+  if (!need || !need_te || !need_unet)
+    {
+      st = ds_error_set (err, DS_ERR_INVALID, "could not plan the forward passes");
+      ds_tensor_free (&pixels);
+      goto fail;
+    }
+  if ((st = arena_reserve (p, stage + io, err)))
+    {
+      ds_tensor_free (&pixels);
+      goto fail;
+    }
+
+  /* VAE: x0 [1,C,h,w] */
+  DsTensor px, x0, ctx, xt;
+  t0 = now_ms ();
+  st = to_backend (p, &pixels, &px, err);
+  ds_tensor_free (&pixels);
+  if (st || (st = ds_arena_f32 (&p->arena, &x0, err, 4, (int64_t) 1, (int64_t) C, h, w))
+      || (st = ds_vae_encode (p->vae, p->be, &p->arena, &px, &x0, err)))
+    goto fail;
+  out->ms_vae = now_ms () - t0;
+
+  /* text: context [2,77,X] = [uncond, cond] */
+  t0 = now_ms ();
+  int32_t ids[2 * DS_CLIP_CONTEXT];
+  memcpy (ids, out->uncond.ids, sizeof out->uncond.ids);
+  memcpy (ids + DS_CLIP_CONTEXT, out->cond.ids, sizeof out->cond.ids);
+  if ((st = ds_arena_f32 (&p->arena, &ctx, err, 3, (int64_t) 2, (int64_t) DS_CLIP_CONTEXT, X))
+      || (st = ds_text_encoder_forward (p->te, p->be, &p->arena, ids, 2, &ctx, err)))
+    goto fail;
+  out->ms_text = now_ms () - t0;
+
+  /* noise: x_t for both halves (same latent, same ε) */
+  t0 = now_ms ();
+  {
+    int64_t n = C * h * w;
+    float *host = malloc ((size_t) (4 * n) * sizeof *host);
+    if (!host)
+      {
+        st = ds_error_set (err, DS_ERR_NOMEM, "out of memory for the noise");
+        goto fail;
+      }
+    float *x0h = host, *eps = host + n, *xth = host + 2 * n;
+    if ((st = p->be->download (p->be, &x0, x0h, err)))
+      {
+        free (host);
+        goto fail;
+      }
+    ds_noise_normal (req->seed, eps, n);
+    ds_schedule_add_noise (&p->sched, out->unet_timestep, x0h, eps, xth, n, err);
+    memcpy (xth + n, xth, (size_t) n * sizeof *xth);
+    st = ds_arena_f32 (&p->arena, &xt, err, 4, (int64_t) 2, (int64_t) C, h, w);
+    if (!st)
+      st = p->be->upload (p->be, &xt, xth, err);
+    free (host);
+    if (st)
+      goto fail;
+  }
+  float ts[2] = { (float) out->unet_timestep, (float) out->unet_timestep };
+  if ((st = ds_unet_forward (p->unet, p->be, &p->arena, &xt, ts, &ctx, &sink, NULL, err)))
+    goto fail;
+  if ((st = p->be->synchronize (p->be, err)))
+    goto fail;
+  out->ms_unet = now_ms () - t0;
+  return DS_OK;
+
+fail:
+  ds_features_free (out);
+  return st;
+}
+
+void
+ds_features_free (DsFeatures *f)
+{
+  for (int i = 0; f->values && i < f->probes.n; i++)
+    ds_tensor_free (&f->values[i]);
+  free (f->values);
+  ds_probe_list_free (&f->probes);
+  memset (f, 0, sizeof *f);
+}

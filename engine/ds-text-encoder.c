@@ -1,0 +1,303 @@
+/* ds-text-encoder.c: the CLIP text transformer graph (see ds-text-encoder.h,
+ * models-spec §5.2).
+ *
+ * Memory plan: the residual stream x [B,77,C] lives in the arena for the whole
+ * forward; four [B,77,C] scratch tensors and one [B,77,I] MLP tensor are shared
+ * by every layer; final_layer_norm writes straight into the caller's output.
+ */
+#include "ds-text-encoder.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ds-safetensors.h"
+
+typedef struct {
+  DsNormW ln1, ln2;          /* [C] */
+  DsLinearW q, k, v, out;    /* [C, C] + bias [C] */
+  DsLinearW fc1;             /* [I, C] + bias [I] */
+  DsLinearW fc2;             /* [C, I] + bias [C] */
+} TextLayer;
+
+struct DsTextEncoder {
+  DsTextEncoderConfig cfg;
+  DsWeights w;               /* owns every tensor below */
+  DsTensor tok_emb;          /* [vocab, C] */
+  DsTensor pos_emb;          /* [77, C]: the first rows of [max_positions, C] */
+  TextLayer *layers;         /* [num_hidden_layers] */
+  DsNormW final_ln;          /* [C] */
+};
+
+/* ---- loading ---- */
+
+static DsStatus
+check_config (const DsTextEncoderConfig *c, DsError *err)
+{
+  if (c->vocab_size < 1 || c->hidden_size < 1 || c->intermediate_size < 1
+      || c->num_attention_heads < 1 || c->num_hidden_layers < 0)
+    return ds_error_set (err, DS_ERR_INVALID,
+                         "text encoder config: vocab_size %d, hidden_size %d, "
+                         "intermediate_size %d, num_attention_heads %d must be positive and "
+                         "num_hidden_layers %d not negative",
+                         c->vocab_size, c->hidden_size, c->intermediate_size,
+                         c->num_attention_heads, c->num_hidden_layers);
+  if (c->hidden_size % c->num_attention_heads)
+    return ds_error_set (err, DS_ERR_INVALID,
+                         "text encoder config: hidden_size %d is not a multiple of "
+                         "num_attention_heads %d",
+                         c->hidden_size, c->num_attention_heads);
+  if (c->max_position_embeddings < DS_TEXT_LEN)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                         "text encoder config: max_position_embeddings %d, expected at "
+                         "least %d",
+                         c->max_position_embeddings, DS_TEXT_LEN);
+  return DS_OK;
+}
+
+static DsStatus
+load_layer (DsWeights *w, TextLayer *l, int64_t C, int64_t I, int index, DsError *err)
+{
+  char base[128], n[192];
+  snprintf (base, sizeof base, "encoder.layers.%d", index);
+  DsStatus st;
+#define SUB(s) (snprintf (n, sizeof n, "%s." s, base), n)
+  if ((st = ds_weights_norm (w, &l->ln1, C, err, SUB ("layer_norm1")))
+      || (st = ds_weights_linear (w, &l->q, C, C, true, err, SUB ("self_attn.q_proj")))
+      || (st = ds_weights_linear (w, &l->k, C, C, true, err, SUB ("self_attn.k_proj")))
+      || (st = ds_weights_linear (w, &l->v, C, C, true, err, SUB ("self_attn.v_proj")))
+      || (st = ds_weights_linear (w, &l->out, C, C, true, err, SUB ("self_attn.out_proj")))
+      || (st = ds_weights_norm (w, &l->ln2, C, err, SUB ("layer_norm2")))
+      || (st = ds_weights_linear (w, &l->fc1, I, C, true, err, SUB ("mlp.fc1")))
+      || (st = ds_weights_linear (w, &l->fc2, C, I, true, err, SUB ("mlp.fc2"))))
+    return st;
+#undef SUB
+  return DS_OK;
+}
+
+static DsStatus
+load_all (DsTextEncoder *te, DsError *err)
+{
+  const DsTextEncoderConfig *c = &te->cfg;
+  DsWeights *w = &te->w;
+  const int64_t C = c->hidden_size;
+  DsStatus st;
+  DsTensor pos;
+  if ((st = ds_weights_load (w, &te->tok_emb, 2, (int64_t[]){ c->vocab_size, C }, err,
+                             "embeddings.token_embedding.weight"))
+      || (st = ds_weights_load (w, &pos, 2, (int64_t[]){ c->max_position_embeddings, C },
+                                err, "embeddings.position_embedding.weight")))
+    return st;
+  te->pos_emb = ds_tensor_slice0 (&pos, 0, DS_TEXT_LEN);
+  for (int l = 0; l < c->num_hidden_layers; l++)
+    if ((st = load_layer (w, &te->layers[l], C, c->intermediate_size, l, err)))
+      return st;
+  return ds_weights_norm (w, &te->final_ln, C, err, "final_layer_norm");
+}
+
+static DsStatus
+te_create (const DsTextEncoderConfig *cfg, const char *weights_path, uint64_t seed,
+           DsBackend *be, DsTextEncoder **out, DsError *err)
+{
+  assert (cfg && be && out);
+  *out = NULL;
+  DsStatus st = check_config (cfg, err);
+  if (st != DS_OK)
+    return st;
+
+  DsTextEncoder *te = calloc (1, sizeof *te);
+  if (te)
+    te->layers = calloc ((size_t) cfg->num_hidden_layers + 1, sizeof *te->layers);
+  if (!te || !te->layers)
+    {
+      free (te);
+      return ds_error_set (err, DS_ERR_NOMEM, "text encoder: out of host memory");
+    }
+  te->cfg = *cfg;
+
+  DsSafetensors *file = NULL;
+  if (!weights_path)
+    ds_weights_init_random (&te->w, be, seed, "text_model.");
+  else if ((st = ds_safetensors_open (weights_path, &file, err)) != DS_OK)
+    {
+      ds_text_encoder_free (te);
+      return ds_error_prefix (err, "text encoder");
+    }
+  else
+    {
+      /* transformers <= 4.x saves CLIPTextModel's parameters under "text_model."
+       * (SD 1.x/2.x files); 5.x saves them without it. Absent both, the error
+       * names the classic spelling. */
+      bool bare = !ds_safetensors_find (file, "text_model.embeddings.token_embedding.weight")
+                  && ds_safetensors_find (file, "embeddings.token_embedding.weight");
+      ds_weights_init (&te->w, be, file, bare ? "" : "text_model.");
+    }
+  st = load_all (te, err);
+  te->w.st = NULL; /* the weights are copies; the mapping goes now */
+  if (file)
+    ds_safetensors_close (file);
+  if (st != DS_OK)
+    {
+      ds_text_encoder_free (te);
+      return ds_error_prefix (err, "text encoder");
+    }
+  *out = te;
+  return DS_OK;
+}
+
+DsStatus
+ds_text_encoder_load (const DsTextEncoderConfig *cfg, const char *weights_path,
+                      DsBackend *be, DsTextEncoder **out, DsError *err)
+{
+  assert (weights_path);
+  return te_create (cfg, weights_path, 0, be, out, err);
+}
+
+DsStatus
+ds_text_encoder_new_random (const DsTextEncoderConfig *cfg, uint64_t seed, DsBackend *be,
+                            DsTextEncoder **out, DsError *err)
+{
+  return te_create (cfg, NULL, seed, be, out, err);
+}
+
+void
+ds_text_encoder_free (DsTextEncoder *te)
+{
+  if (!te)
+    return;
+  ds_weights_free (&te->w);
+  free (te->layers);
+  free (te);
+}
+
+int
+ds_text_encoder_hidden_size (const DsTextEncoder *te)
+{
+  return te->cfg.hidden_size;
+}
+
+/* ---- forward ---- */
+
+/* x [B,77,C] += attn (ln1 (x)); x += mlp (ln2 (x)). h, q, k, v: [B,77,C]
+ * scratch; f: [B,77,I] scratch. */
+static DsStatus
+layer_forward (const DsTextEncoder *te, DsBackend *be, const TextLayer *l, DsTensor *x,
+               DsTensor *h, DsTensor *q, DsTensor *k, DsTensor *v, DsTensor *f,
+               DsError *err)
+{
+  const DsTextEncoderConfig *c = &te->cfg;
+  const int heads = c->num_attention_heads;
+  const float scale = 1.0f / sqrtf ((float) (c->hidden_size / heads));
+  const float eps = c->layer_norm_eps;
+  DsStatus st;
+  if ((st = ds_layer_norm (be, x, &l->ln1.g, &l->ln1.b, eps, h, err))
+      || (st = ds_linear (be, h, &l->q.w, ds_bias (&l->q.b), q, err))
+      || (st = ds_linear (be, h, &l->k.w, ds_bias (&l->k.b), k, err))
+      || (st = ds_linear (be, h, &l->v.w, ds_bias (&l->v.b), v, err))
+      || (st = ds_attention (be, q, k, v, heads, scale, true, h, NULL, err))
+      || (st = ds_linear (be, h, &l->out.w, ds_bias (&l->out.b), q, err))
+      || (st = ds_add (be, x, q, x, err)))
+    return st;
+  if ((st = ds_layer_norm (be, x, &l->ln2.g, &l->ln2.b, eps, h, err))
+      || (st = ds_linear (be, h, &l->fc1.w, ds_bias (&l->fc1.b), f, err)))
+    return st;
+  st = c->hidden_act == DS_ACT_QUICK_GELU ? ds_quick_gelu (be, f, f, err)
+                                          : ds_gelu (be, f, f, err);
+  if (st
+      || (st = ds_linear (be, f, &l->fc2.w, ds_bias (&l->fc2.b), q, err))
+      || (st = ds_add (be, x, q, x, err)))
+    return st;
+  return DS_OK;
+}
+
+/* The graph. host_ids may be NULL when planning on the null backend. */
+static DsStatus
+forward (DsTextEncoder *te, DsBackend *be, DsArena *a, const int32_t *host_ids, int64_t B,
+         DsTensor *out, DsError *err)
+{
+  const int64_t N = DS_TEXT_LEN, C = te->cfg.hidden_size, I = te->cfg.intermediate_size;
+  DsTensor ids, x, h, q, k, v, f;
+  DsStatus st;
+  if ((st = ds_arena_tensor (a, &ids, DS_DTYPE_I32, 2, (int64_t[]){ B, N }, err)))
+    return st;
+  if (host_ids && (st = be->upload (be, &ids, host_ids, err)))
+    return st;
+  if ((st = ds_arena_f32 (a, &x, err, 3, B, N, C))
+      || (st = ds_arena_f32 (a, &h, err, 3, B, N, C))
+      || (st = ds_arena_f32 (a, &q, err, 3, B, N, C))
+      || (st = ds_arena_f32 (a, &k, err, 3, B, N, C))
+      || (st = ds_arena_f32 (a, &v, err, 3, B, N, C))
+      || (st = ds_arena_f32 (a, &f, err, 3, B, N, I)))
+    return st;
+
+  if ((st = ds_embedding (be, &ids, &te->tok_emb, &x, err)))
+    return st;
+  for (int64_t b = 0; b < B; b++)
+    {
+      DsTensor row = ds_tensor_slice0 (&x, b, 1);
+      row = ds_tensor_reshape (&row, 2, (int64_t[]){ N, C });
+      if ((st = ds_add (be, &row, &te->pos_emb, &row, err)))
+        return st;
+    }
+  for (int l = 0; l < te->cfg.num_hidden_layers; l++)
+    if ((st = layer_forward (te, be, &te->layers[l], &x, &h, &q, &k, &v, &f, err)))
+      return st;
+  return ds_layer_norm (be, &x, &te->final_ln.g, &te->final_ln.b, te->cfg.layer_norm_eps,
+                        out, err);
+}
+
+DsStatus
+ds_text_encoder_forward (DsTextEncoder *te, DsBackend *be, DsArena *a, const int32_t *ids,
+                         int64_t B, DsTensor *out, DsError *err)
+{
+  assert (te && be && a && ids && out);
+  char s1[96], s2[96];
+  const int64_t want[3] = { B, DS_TEXT_LEN, te->cfg.hidden_size };
+  if (B < 1)
+    return ds_error_set (err, DS_ERR_INVALID, "text encoder: batch size %lld, expected >= 1",
+                         (long long) B);
+  if (out->ndim != 3 || out->dtype != DS_DTYPE_F32
+      || memcmp (out->shape, want, sizeof want) != 0)
+    return ds_error_set (err, DS_ERR_INVALID, "text encoder: output is %s %s, expected f32 %s",
+                         ds_dtype_name (out->dtype),
+                         ds_shape_str (out->ndim, out->shape, s1, sizeof s1),
+                         ds_shape_str (3, want, s2, sizeof s2));
+  for (int64_t i = 0; i < B * DS_TEXT_LEN; i++)
+    if (ids[i] < 0 || ids[i] >= te->cfg.vocab_size)
+      return ds_error_set (err, DS_ERR_INVALID,
+                           "text encoder: token id %d (prompt %lld, position %lld) is "
+                           "outside the vocabulary of %d",
+                           ids[i], (long long) (i / DS_TEXT_LEN),
+                           (long long) (i % DS_TEXT_LEN), te->cfg.vocab_size);
+  size_t mark = ds_arena_mark (a);
+  DsStatus st = forward (te, be, a, ids, B, out, err);
+  ds_arena_reset_to (a, mark);
+  return st;
+}
+
+size_t
+ds_text_encoder_arena_bytes (DsTextEncoder *te, int64_t B)
+{
+  assert (te);
+  if (B < 1)
+    return 0;
+  DsBackend *null = ds_backend_null_new ();
+  if (!null)
+    return 0;
+  DsArena a;
+  ds_arena_init_measure (&a);
+  DsTensor out;
+  size_t result = 0;
+  /* The output gets a stand-in address below the mark (see ds_vae_arena_bytes). */
+  if (ds_arena_f32 (&a, &out, NULL, 3, B, (int64_t) DS_TEXT_LEN,
+                    (int64_t) te->cfg.hidden_size) == DS_OK)
+    {
+      size_t mark = ds_arena_mark (&a);
+      if (forward (te, null, &a, NULL, B, &out, NULL) == DS_OK)
+        result = a.peak - mark;
+    }
+  ds_backend_free (null);
+  return result;
+}

@@ -1,0 +1,660 @@
+/* ds-unet.c: the UNet forward with probes (see ds-unet.h; models-spec §1).
+ *
+ * Shapes: B batch, C channels of the level, H x W its spatial size, N = H*W
+ * tokens, X the text width (cross_attention_dim), Nc the text length (77).
+ * The probe counter `f->probe` advances at every probe point in the order of
+ * ds_probe_list_build, which is how a point knows its index.
+ */
+#include "ds-unet.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ds-nn.h"
+#include "ds-safetensors.h"
+#include "ds-weights.h"
+
+#define MAX_REPEATS 4
+
+typedef struct {
+  int C, heads;
+  DsNormW norm;               /* GroupNorm, eps 1e-6 */
+  DsLinearW proj_in, proj_out; /* [C,C]; SD 1.x's 1x1 convs viewed as [C,C] */
+  DsNormW norm1, norm2, norm3; /* LayerNorm, eps 1e-5 */
+  DsLinearW q1, k1, v1, o1;    /* self-attention, [C,C] */
+  DsLinearW q2, k2, v2, o2;    /* cross-attention; k2, v2 [C,X] */
+  DsLinearW ff_in;             /* GEGLU projection [8C, C] */
+  DsLinearW ff_out;            /* [C, 4C] */
+} TransformerW;
+
+typedef struct {
+  int n_res;
+  DsResnetW res[MAX_REPEATS];
+  bool has_attn;
+  TransformerW attn[MAX_REPEATS];
+  bool has_sampler;
+  DsConvW sampler; /* down: 3x3 stride 2; up: 3x3 after nearest x2 */
+} LevelW;
+
+struct DsUnet {
+  DsUnetConfig cfg;
+  DsWeights w;
+  DsConvW conv_in, conv_out;
+  DsLinearW time1, time2;
+  DsNormW norm_out;
+  LevelW down[DS_MAX_LEVELS], up[DS_MAX_LEVELS];
+  DsResnetW mid_res[2];
+  TransformerW mid_attn;
+};
+
+/* ---- loading ---- */
+
+static DsStatus
+load_proj (DsUnet *u, DsLinearW *p, int C, bool conv, DsError *err, const char *name)
+{
+  if (!conv)
+    return ds_weights_linear (&u->w, p, C, C, true, err, name);
+  memset (p, 0, sizeof *p);
+  DsStatus st = ds_weights_load (&u->w, &p->w, 4, (int64_t[]){ C, C, 1, 1 }, err, "%s.weight",
+                                 name);
+  if (st == DS_OK)
+    st = ds_weights_load (&u->w, &p->b, 1, (int64_t[]){ C }, err, "%s.bias", name);
+  p->w = ds_tensor_reshape (&p->w, 2, (int64_t[]){ C, C });
+  return st;
+}
+
+static DsStatus
+load_transformer (DsUnet *u, TransformerW *t, int C, int heads, DsError *err, const char *prefix)
+{
+  const int X = u->cfg.cross_attention_dim;
+  const bool conv = !u->cfg.use_linear_projection;
+  char n[256];
+  DsStatus st;
+  t->C = C;
+  t->heads = heads;
+#define SUB(s) (snprintf (n, sizeof n, "%s." s, prefix), n)
+#define BLK(s) (snprintf (n, sizeof n, "%s.transformer_blocks.0." s, prefix), n)
+  if ((st = ds_weights_norm (&u->w, &t->norm, C, err, SUB ("norm")))
+      || (st = load_proj (u, &t->proj_in, C, conv, err, SUB ("proj_in")))
+      || (st = load_proj (u, &t->proj_out, C, conv, err, SUB ("proj_out")))
+      || (st = ds_weights_norm (&u->w, &t->norm1, C, err, BLK ("norm1")))
+      || (st = ds_weights_norm (&u->w, &t->norm2, C, err, BLK ("norm2")))
+      || (st = ds_weights_norm (&u->w, &t->norm3, C, err, BLK ("norm3")))
+      || (st = ds_weights_linear (&u->w, &t->q1, C, C, false, err, BLK ("attn1.to_q")))
+      || (st = ds_weights_linear (&u->w, &t->k1, C, C, false, err, BLK ("attn1.to_k")))
+      || (st = ds_weights_linear (&u->w, &t->v1, C, C, false, err, BLK ("attn1.to_v")))
+      || (st = ds_weights_linear (&u->w, &t->o1, C, C, true, err, BLK ("attn1.to_out.0")))
+      || (st = ds_weights_linear (&u->w, &t->q2, C, C, false, err, BLK ("attn2.to_q")))
+      || (st = ds_weights_linear (&u->w, &t->k2, C, X, false, err, BLK ("attn2.to_k")))
+      || (st = ds_weights_linear (&u->w, &t->v2, C, X, false, err, BLK ("attn2.to_v")))
+      || (st = ds_weights_linear (&u->w, &t->o2, C, C, true, err, BLK ("attn2.to_out.0")))
+      || (st = ds_weights_linear (&u->w, &t->ff_in, 8 * (int64_t) C, C, true, err,
+                                  BLK ("ff.net.0.proj")))
+      || (st = ds_weights_linear (&u->w, &t->ff_out, C, 4 * (int64_t) C, true, err,
+                                  BLK ("ff.net.2"))))
+    return st;
+#undef SUB
+#undef BLK
+  return DS_OK;
+}
+
+static DsStatus
+check_config (const DsUnetConfig *c, DsError *err)
+{
+  if (c->n_levels < 1 || c->n_levels > DS_MAX_LEVELS)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED, "UNet with %d levels is not supported",
+                         c->n_levels);
+  if (c->layers_per_block < 1 || c->layers_per_block + 1 > MAX_REPEATS)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                         "UNet layers_per_block %d is not supported (1 to %d)",
+                         c->layers_per_block, MAX_REPEATS - 1);
+  if (c->transformer_layers_per_block != 1)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                         "UNet transformer_layers_per_block %d is not supported (only 1)",
+                         c->transformer_layers_per_block);
+  if (c->mid_block_scale_factor != 1.0f)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                         "UNet mid_block_scale_factor %g is not supported (only 1)",
+                         c->mid_block_scale_factor);
+  return DS_OK;
+}
+
+static DsStatus
+load_all (DsUnet *u, DsError *err)
+{
+  const DsUnetConfig *c = &u->cfg;
+  const int L = c->n_levels, T = 4 * c->block_out_channels[0];
+  const int C0 = c->block_out_channels[0];
+  char n[256];
+  DsStatus st;
+  if ((st = ds_weights_conv (&u->w, &u->conv_in, C0, c->in_channels, 3, err, "conv_in"))
+      || (st = ds_weights_linear (&u->w, &u->time1, T, C0, true, err, "time_embedding.linear_1"))
+      || (st = ds_weights_linear (&u->w, &u->time2, T, T, true, err, "time_embedding.linear_2"))
+      || (st = ds_weights_norm (&u->w, &u->norm_out, C0, err, "conv_norm_out"))
+      || (st = ds_weights_conv (&u->w, &u->conv_out, c->out_channels, C0, 3, err, "conv_out")))
+    return st;
+
+  int prev = C0;
+  for (int i = 0; i < L; i++)
+    {
+      LevelW *lv = &u->down[i];
+      int C = c->block_out_channels[i];
+      lv->n_res = c->layers_per_block;
+      lv->has_attn = c->down_block_types[i] == DS_BLOCK_CROSS_ATTN_DOWN;
+      lv->has_sampler = i < L - 1;
+      for (int r = 0; r < lv->n_res; r++)
+        {
+          snprintf (n, sizeof n, "down_blocks.%d.resnets.%d", i, r);
+          if ((st = ds_resnet_load (&u->w, &lv->res[r], r == 0 ? prev : C, C, T, err, n)))
+            return st;
+          snprintf (n, sizeof n, "down_blocks.%d.attentions.%d", i, r);
+          if (lv->has_attn && (st = load_transformer (u, &lv->attn[r], C, c->heads[i], err, n)))
+            return st;
+        }
+      snprintf (n, sizeof n, "down_blocks.%d.downsamplers.0.conv", i);
+      if (lv->has_sampler && (st = ds_weights_conv (&u->w, &lv->sampler, C, C, 3, err, n)))
+        return st;
+      prev = C;
+    }
+
+  const int Cm = c->block_out_channels[L - 1];
+  if ((st = ds_resnet_load (&u->w, &u->mid_res[0], Cm, Cm, T, err, "mid_block.resnets.0"))
+      || (st = load_transformer (u, &u->mid_attn, Cm, c->heads[L - 1], err,
+                                 "mid_block.attentions.0"))
+      || (st = ds_resnet_load (&u->w, &u->mid_res[1], Cm, Cm, T, err, "mid_block.resnets.1")))
+    return st;
+
+  prev = Cm;
+  for (int i = 0; i < L; i++)
+    {
+      LevelW *lv = &u->up[i];
+      int C = c->block_out_channels[L - 1 - i];
+      int skip_last = c->block_out_channels[L - 2 - i < 0 ? 0 : L - 2 - i];
+      lv->n_res = c->layers_per_block + 1;
+      lv->has_attn = c->up_block_types[i] == DS_BLOCK_CROSS_ATTN_UP;
+      lv->has_sampler = i < L - 1;
+      for (int r = 0; r < lv->n_res; r++)
+        {
+          /* models-spec §1.11: the last resnet's skip comes from the level below. */
+          int c_in = (r == 0 ? prev : C) + (r == lv->n_res - 1 ? skip_last : C);
+          snprintf (n, sizeof n, "up_blocks.%d.resnets.%d", i, r);
+          if ((st = ds_resnet_load (&u->w, &lv->res[r], c_in, C, T, err, n)))
+            return st;
+          snprintf (n, sizeof n, "up_blocks.%d.attentions.%d", i, r);
+          if (lv->has_attn
+              && (st = load_transformer (u, &lv->attn[r], C, c->heads[L - 1 - i], err, n)))
+            return st;
+        }
+      snprintf (n, sizeof n, "up_blocks.%d.upsamplers.0.conv", i);
+      if (lv->has_sampler && (st = ds_weights_conv (&u->w, &lv->sampler, C, C, 3, err, n)))
+        return st;
+      prev = C;
+    }
+  return DS_OK;
+}
+
+/* Builds the model from `w` (a file or a random source); takes ownership of w. */
+static DsStatus
+unet_new (const DsUnetConfig *cfg, DsWeights *w, DsUnet **out, DsError *err)
+{
+  DsUnet *u = calloc (1, sizeof *u);
+  if (!u)
+    {
+      ds_weights_free (w);
+      return ds_error_set (err, DS_ERR_NOMEM, "out of memory loading the UNet");
+    }
+  u->cfg = *cfg;
+  u->w = *w;
+  DsStatus st = load_all (u, err);
+  u->w.st = NULL;
+  if (st)
+    {
+      ds_unet_free (u);
+      return st;
+    }
+  *out = u;
+  return DS_OK;
+}
+
+DsStatus
+ds_unet_load (const DsUnetConfig *cfg, const char *weights_path, DsBackend *be, DsUnet **out,
+              DsError *err)
+{
+  *out = NULL;
+  DsStatus st = check_config (cfg, err);
+  if (st)
+    return ds_error_prefix (err, "%s", weights_path);
+  DsSafetensors *sf;
+  if ((st = ds_safetensors_open (weights_path, &sf, err)))
+    return ds_error_prefix (err, "UNet");
+  DsWeights w;
+  ds_weights_init (&w, be, sf, "");
+  st = unet_new (cfg, &w, out, err);
+  ds_safetensors_close (sf);
+  return st ? ds_error_prefix (err, "UNet") : DS_OK;
+}
+
+DsStatus
+ds_unet_new_random (const DsUnetConfig *cfg, uint64_t seed, DsBackend *be, DsUnet **out,
+                    DsError *err)
+{
+  *out = NULL;
+  DsStatus st = check_config (cfg, err);
+  if (st)
+    return st;
+  DsWeights w;
+  ds_weights_init_random (&w, be, seed, "");
+  return unet_new (cfg, &w, out, err);
+}
+
+void
+ds_unet_free (DsUnet *unet)
+{
+  if (!unet)
+    return;
+  ds_weights_free (&unet->w);
+  free (unet);
+}
+
+const DsUnetConfig *
+ds_unet_config (const DsUnet *unet)
+{
+  return &unet->cfg;
+}
+
+size_t
+ds_unet_n_params (const DsUnet *unet)
+{
+  return unet->w.n_params;
+}
+
+/* ---- forward ---- */
+
+typedef struct {
+  const DsUnet *u;
+  DsBackend *be;
+  DsArena *a;
+  const DsProbeSink *sink;
+  const DsTensor *ctx; /* [B,Nc,X] */
+  DsTensor temb_act;   /* [B,T] = SiLU(time embedding) */
+  int probe;           /* index of the next probe point */
+  bool done;           /* the deepest wanted probe has been emitted */
+  bool measuring;
+  DsError *err;
+} Fwd;
+
+/* True when probe `index` is wanted; a measuring run answers the same, so that
+ * the buffers wanted maps need are counted, but emits nothing. */
+static bool
+wants (const Fwd *f, int index)
+{
+  const DsProbeSink *s = f->sink;
+  return s && s->want && s->want[index];
+}
+
+/* One probe point. `t` is [B,C,H,W], or tokens [B,N,C] when `tokens` (then
+ * turned into [B,C,H,W] first), or an attention map [B,heads,Nq,Nk]. */
+static DsStatus
+probe (Fwd *f, const DsTensor *t, bool tokens, int64_t H, int64_t W)
+{
+  int index = f->probe++;
+  DsStatus st = DS_OK;
+  if (wants (f, index))
+    {
+      if (tokens)
+        {
+          const int64_t B = t->shape[0], N = t->shape[1], C = t->shape[2];
+          size_t mark = ds_arena_mark (f->a);
+          DsTensor m;
+          if ((st = ds_arena_f32 (f->a, &m, f->err, 3, B, C, N))
+              || (st = ds_permute (f->be, t, (int[]){ 0, 2, 1, 3 }, &m, f->err)))
+            return st;
+          m = ds_tensor_reshape (&m, 4, (int64_t[]){ B, C, H, W });
+          if (!f->measuring)
+            st = f->sink->emit (f->sink->user, index, &m, f->err);
+          ds_arena_reset_to (f->a, mark);
+        }
+      else if (!f->measuring)
+        st = f->sink->emit (f->sink->user, index, t, f->err);
+    }
+  if (f->sink && index == f->sink->last)
+    f->done = true;
+  return st;
+}
+
+static DsStatus
+check_cancel (const Fwd *f)
+{
+  if (f->sink && f->sink->cancel && *f->sink->cancel)
+    return ds_error_set (f->err, DS_ERR_CANCELLED, "UNet forward cancelled");
+  return DS_OK;
+}
+
+#define TRY(expr)                                                                              \
+  do {                                                                                         \
+    DsStatus st_ = (expr);                                                                     \
+    if (st_ != DS_OK)                                                                          \
+      return st_;                                                                              \
+  } while (0)
+
+/* Runs a probe point and returns from the calling function once the deepest
+ * wanted probe is out. */
+#define PROBE(t, tokens, H, W)                                                                 \
+  do {                                                                                         \
+    TRY (probe (f, (t), (tokens), (H), (W)));                                                  \
+    if (f->done)                                                                               \
+      return DS_OK;                                                                            \
+  } while (0)
+
+/* Transformer2DModel with one BasicTransformerBlock (models-spec §1.6–1.9).
+ * x [B,C,H,W] -> out [B,C,H,W] (preallocated). */
+static DsStatus
+transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor *out)
+{
+  DsBackend *be = f->be;
+  DsArena *a = f->a;
+  DsError *err = f->err;
+  const int64_t B = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+  const int64_t N = H * W, Nc = f->ctx->shape[1];
+  const float scale = 1.0f / sqrtf ((float) (C / t->heads));
+  size_t mark = ds_arena_mark (a);
+  DsTensor n, tok, h, t1, q, k, v, att, o, kc, vc, g, ff, probs;
+
+  TRY (ds_arena_f32 (a, &n, err, 4, B, C, H, W));
+  TRY (ds_group_norm (be, x, &t->norm.g, &t->norm.b, f->u->cfg.norm_num_groups, 1e-6f, false,
+                      &n, err));
+  TRY (ds_arena_f32 (a, &tok, err, 3, B, N, C));
+  DsTensor n3 = ds_tensor_reshape (&n, 3, (int64_t[]){ B, C, N });
+  TRY (ds_permute (be, &n3, (int[]){ 0, 2, 1, 3 }, &tok, err));
+  TRY (ds_arena_f32 (a, &h, err, 3, B, N, C));
+  TRY (ds_linear (be, &tok, &t->proj_in.w, &t->proj_in.b, &h, err));
+
+  /* self-attention */
+  TRY (ds_arena_f32 (a, &t1, err, 3, B, N, C));
+  TRY (ds_arena_f32 (a, &q, err, 3, B, N, C));
+  TRY (ds_arena_f32 (a, &k, err, 3, B, N, C));
+  TRY (ds_arena_f32 (a, &v, err, 3, B, N, C));
+  TRY (ds_arena_f32 (a, &att, err, 3, B, N, C));
+  TRY (ds_arena_f32 (a, &o, err, 3, B, N, C));
+  TRY (ds_layer_norm (be, &h, &t->norm1.g, &t->norm1.b, 1e-5f, &t1, err));
+  TRY (ds_linear (be, &t1, &t->q1.w, NULL, &q, err));
+  TRY (ds_linear (be, &t1, &t->k1.w, NULL, &k, err));
+  TRY (ds_linear (be, &t1, &t->v1.w, NULL, &v, err));
+  PROBE (&q, true, H, W);
+  PROBE (&k, true, H, W);
+  PROBE (&v, true, H, W);
+  bool want_map = wants (f, f->probe);
+  if (want_map)
+    TRY (ds_arena_f32 (a, &probs, err, 4, B, (int64_t) t->heads, N, N));
+  TRY (ds_attention (be, &q, &k, &v, t->heads, scale, false, &att, want_map ? &probs : NULL, err));
+  PROBE (&probs, false, 0, 0);
+  TRY (ds_linear (be, &att, &t->o1.w, &t->o1.b, &o, err));
+  TRY (ds_add (be, &h, &o, &h, err));
+
+  /* cross-attention: queries from the image tokens, keys and values from the text */
+  TRY (ds_layer_norm (be, &h, &t->norm2.g, &t->norm2.b, 1e-5f, &t1, err));
+  TRY (ds_linear (be, &t1, &t->q2.w, NULL, &q, err));
+  PROBE (&q, true, H, W);
+  TRY (ds_arena_f32 (a, &kc, err, 3, B, Nc, C));
+  TRY (ds_arena_f32 (a, &vc, err, 3, B, Nc, C));
+  TRY (ds_linear (be, f->ctx, &t->k2.w, NULL, &kc, err));
+  TRY (ds_linear (be, f->ctx, &t->v2.w, NULL, &vc, err));
+  want_map = wants (f, f->probe);
+  if (want_map)
+    TRY (ds_arena_f32 (a, &probs, err, 4, B, (int64_t) t->heads, N, Nc));
+  TRY (ds_attention (be, &q, &kc, &vc, t->heads, scale, false, &att, want_map ? &probs : NULL,
+                     err));
+  PROBE (&probs, false, 0, 0);
+  TRY (ds_linear (be, &att, &t->o2.w, &t->o2.b, &o, err));
+  TRY (ds_add (be, &h, &o, &h, err));
+
+  /* GEGLU feed-forward */
+  TRY (ds_layer_norm (be, &h, &t->norm3.g, &t->norm3.b, 1e-5f, &t1, err));
+  TRY (ds_arena_f32 (a, &g, err, 3, B, N, 8 * C));
+  TRY (ds_arena_f32 (a, &ff, err, 3, B, N, 4 * C));
+  TRY (ds_linear (be, &t1, &t->ff_in.w, &t->ff_in.b, &g, err));
+  TRY (ds_geglu (be, &g, &ff, err));
+  PROBE (&ff, true, H, W);
+  TRY (ds_linear (be, &ff, &t->ff_out.w, &t->ff_out.b, &o, err));
+  TRY (ds_add (be, &h, &o, &h, err));
+  PROBE (&h, true, H, W);
+
+  /* back to a map, plus the residual */
+  TRY (ds_linear (be, &h, &t->proj_out.w, &t->proj_out.b, &o, err));
+  DsTensor m = ds_tensor_reshape (&n, 3, (int64_t[]){ B, C, N });
+  TRY (ds_permute (be, &o, (int[]){ 0, 2, 1, 3 }, &m, err));
+  m = ds_tensor_reshape (&m, 4, (int64_t[]){ B, C, H, W });
+  TRY (ds_add (be, &m, x, out, err));
+  ds_arena_reset_to (a, mark);
+  PROBE (out, false, H, W);
+  return DS_OK;
+}
+
+/* A resnet with its two probe points; out is taken from the arena. */
+static DsStatus
+resnet_step (Fwd *f, const DsResnetW *r, const DsTensor *x, DsTensor *out)
+{
+  const int64_t B = x->shape[0], H = x->shape[2], W = x->shape[3];
+  DsTensor inc;
+  TRY (ds_arena_f32 (f->a, out, f->err, 4, B, (int64_t) r->c_out, H, W));
+  size_t mark = ds_arena_mark (f->a);
+  TRY (ds_resnet_forward (f->be, f->a, r, x, &f->temb_act, f->u->cfg.norm_num_groups,
+                          f->u->cfg.norm_eps, out, &inc, f->err));
+  PROBE (&inc, false, H, W);
+  PROBE (out, false, H, W);
+  ds_arena_reset_to (f->a, mark);
+  return DS_OK;
+}
+
+/* An up-block resnet: its input is [h, skip] concatenated on channels. */
+static DsStatus
+up_resnet_step (Fwd *f, const DsResnetW *r, const DsTensor *h, const DsTensor *skip,
+                DsTensor *out)
+{
+  const int64_t B = h->shape[0], H = h->shape[2], W = h->shape[3];
+  DsTensor cat, inc;
+  TRY (ds_arena_f32 (f->a, out, f->err, 4, B, (int64_t) r->c_out, H, W));
+  size_t mark = ds_arena_mark (f->a);
+  TRY (ds_arena_f32 (f->a, &cat, f->err, 4, B, h->shape[1] + skip->shape[1], H, W));
+  TRY (ds_concat (f->be, h, skip, 1, &cat, f->err));
+  TRY (ds_resnet_forward (f->be, f->a, r, &cat, &f->temb_act, f->u->cfg.norm_num_groups,
+                          f->u->cfg.norm_eps, out, &inc, f->err));
+  PROBE (&inc, false, H, W);
+  PROBE (out, false, H, W);
+  ds_arena_reset_to (f->a, mark);
+  return DS_OK;
+}
+
+static DsStatus
+attn_step (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor *out)
+{
+  TRY (ds_arena_f32 (f->a, out, f->err, 4, x->shape[0], x->shape[1], x->shape[2], x->shape[3]));
+  return transformer_forward (f, t, x, out);
+}
+
+#define STEP(call)                                                                             \
+  do {                                                                                         \
+    TRY (check_cancel (f));                                                                    \
+    TRY (call);                                                                                \
+    if (f->done)                                                                               \
+      return DS_OK;                                                                            \
+  } while (0)
+
+static DsStatus
+forward (Fwd *f, const DsTensor *sample, const float *timesteps, DsTensor *out)
+{
+  const DsUnet *u = f->u;
+  const DsUnetConfig *c = &u->cfg;
+  DsBackend *be = f->be;
+  DsArena *a = f->a;
+  DsError *err = f->err;
+  const int L = c->n_levels;
+  const int64_t B = sample->shape[0], T = 4 * (int64_t) c->block_out_channels[0];
+  int64_t H = sample->shape[2], W = sample->shape[3];
+
+  /* time embedding: sinusoid -> linear -> SiLU -> linear, then SiLU for the resnets */
+  DsTensor ts, temb0, temb1;
+  TRY (ds_arena_f32 (a, &ts, err, 1, B));
+  TRY (be->upload (be, &ts, timesteps, err));
+  TRY (ds_arena_f32 (a, &temb0, err, 2, B, (int64_t) c->block_out_channels[0]));
+  TRY (ds_timestep_embedding (be, &ts, c->flip_sin_to_cos, c->freq_shift, 10000.0f, &temb0, err));
+  TRY (ds_arena_f32 (a, &temb1, err, 2, B, T));
+  TRY (ds_linear (be, &temb0, &u->time1.w, &u->time1.b, &temb1, err));
+  TRY (ds_silu (be, &temb1, &temb1, err));
+  TRY (ds_arena_f32 (a, &f->temb_act, err, 2, B, T));
+  TRY (ds_linear (be, &temb1, &u->time2.w, &u->time2.b, &f->temb_act, err));
+  TRY (ds_silu (be, &f->temb_act, &f->temb_act, err));
+
+  PROBE (sample, false, H, W);
+  DsTensor h, next, skips[4 * DS_MAX_LEVELS + 1];
+  int n_skips = 0;
+  TRY (ds_arena_f32 (a, &h, err, 4, B, (int64_t) c->block_out_channels[0], H, W));
+  TRY (ds_conv2d (be, sample, &u->conv_in.w, &u->conv_in.b, 1, 1, 1, 1, 1, &h, err));
+  PROBE (&h, false, H, W);
+  skips[n_skips++] = h;
+
+  for (int i = 0; i < L; i++)
+    {
+      const LevelW *lv = &u->down[i];
+      for (int r = 0; r < lv->n_res; r++)
+        {
+          STEP (resnet_step (f, &lv->res[r], &h, &next));
+          h = next;
+          if (lv->has_attn)
+            {
+              STEP (attn_step (f, &lv->attn[r], &h, &next));
+              h = next;
+            }
+          skips[n_skips++] = h;
+        }
+      if (lv->has_sampler)
+        {
+          TRY (check_cancel (f));
+          int p = c->downsample_padding;
+          /* padding 0 means diffusers' asymmetric (0, 1, 0, 1) pad before the conv */
+          TRY (ds_arena_f32 (a, &next, err, 4, B, h.shape[1], H / 2, W / 2));
+          TRY (ds_conv2d (be, &h, &lv->sampler.w, &lv->sampler.b, 2, p, p, p ? p : 1, p ? p : 1,
+                          &next, err));
+          H /= 2, W /= 2;
+          h = next;
+          PROBE (&h, false, H, W);
+          skips[n_skips++] = h;
+        }
+    }
+
+  STEP (resnet_step (f, &u->mid_res[0], &h, &next));
+  h = next;
+  STEP (attn_step (f, &u->mid_attn, &h, &next));
+  h = next;
+  STEP (resnet_step (f, &u->mid_res[1], &h, &next));
+  h = next;
+
+  for (int i = 0; i < L; i++)
+    {
+      const LevelW *lv = &u->up[i];
+      for (int r = 0; r < lv->n_res; r++)
+        {
+          STEP (up_resnet_step (f, &lv->res[r], &h, &skips[--n_skips], &next));
+          h = next;
+          if (lv->has_attn)
+            {
+              STEP (attn_step (f, &lv->attn[r], &h, &next));
+              h = next;
+            }
+        }
+      if (lv->has_sampler)
+        {
+          TRY (check_cancel (f));
+          DsTensor up;
+          TRY (ds_arena_f32 (a, &next, err, 4, B, h.shape[1], 2 * H, 2 * W));
+          size_t mark = ds_arena_mark (a);
+          TRY (ds_arena_f32 (a, &up, err, 4, B, h.shape[1], 2 * H, 2 * W));
+          TRY (ds_upsample_nearest2x (be, &h, &up, err));
+          H *= 2, W *= 2;
+          TRY (ds_conv2d (be, &up, &lv->sampler.w, &lv->sampler.b, 1, 1, 1, 1, 1, &next, err));
+          ds_arena_reset_to (a, mark);
+          h = next;
+          PROBE (&h, false, H, W);
+        }
+    }
+
+  DsTensor n, eps;
+  TRY (ds_arena_f32 (a, &n, err, 4, B, h.shape[1], H, W));
+  TRY (ds_group_norm (be, &h, &u->norm_out.g, &u->norm_out.b, c->norm_num_groups, c->norm_eps,
+                      true, &n, err));
+  if (out)
+    eps = *out;
+  else
+    TRY (ds_arena_f32 (a, &eps, err, 4, B, (int64_t) c->out_channels, H, W));
+  TRY (ds_conv2d (be, &n, &u->conv_out.w, &u->conv_out.b, 1, 1, 1, 1, 1, &eps, err));
+  PROBE (&eps, false, H, W);
+  return DS_OK;
+}
+
+static DsStatus
+check_inputs (const DsUnet *u, const DsTensor *sample, const DsTensor *context, DsError *err)
+{
+  const DsUnetConfig *c = &u->cfg;
+  const int64_t f = (int64_t) 1 << (c->n_levels - 1);
+  if (sample->ndim != 4 || sample->shape[1] != c->in_channels)
+    return ds_error_set (err, DS_ERR_INVALID, "UNet input must be [B, %d, h, w]", c->in_channels);
+  if (sample->shape[2] % f || sample->shape[3] % f || sample->shape[2] < f || sample->shape[3] < f)
+    return ds_error_set (err, DS_ERR_INVALID,
+                         "UNet latent %lldx%lld is not a positive multiple of %lld",
+                         (long long) sample->shape[2], (long long) sample->shape[3], (long long) f);
+  if (context->ndim != 3 || context->shape[0] != sample->shape[0]
+      || context->shape[2] != c->cross_attention_dim)
+    return ds_error_set (err, DS_ERR_INVALID,
+                         "UNet text context must be [%lld, n, %d] to match the batch and "
+                         "cross_attention_dim",
+                         (long long) sample->shape[0], c->cross_attention_dim);
+  return DS_OK;
+}
+
+DsStatus
+ds_unet_forward (DsUnet *unet, DsBackend *be, DsArena *a, const DsTensor *sample,
+                 const float *timesteps, const DsTensor *context, const DsProbeSink *sink,
+                 DsTensor *out, DsError *err)
+{
+  TRY (check_inputs (unet, sample, context, err));
+  Fwd f = { .u = unet, .be = be, .a = a, .sink = sink, .ctx = context, .err = err,
+            .measuring = ds_arena_is_measuring (a) };
+  size_t mark = ds_arena_mark (a);
+  DsStatus st = forward (&f, sample, timesteps, out);
+  ds_arena_reset_to (a, mark);
+  return st;
+}
+
+size_t
+ds_unet_arena_bytes (DsUnet *unet, int64_t B, int64_t h, int64_t w, int64_t n_ctx,
+                     const DsProbeSink *sink)
+{
+  DsBackend *null = ds_backend_null_new ();
+  if (!null)
+    return 0;
+  DsArena a;
+  ds_arena_init_measure (&a);
+  /* The inputs get placeholder addresses from the arena too; what they take
+   * is not part of the answer. */
+  DsTensor sample, ctx;
+  float ts[64] = { 0 };
+  DsError err;
+  if (ds_arena_f32 (&a, &sample, &err, 4, B, (int64_t) unet->cfg.in_channels, h, w)
+      || ds_arena_f32 (&a, &ctx, &err, 3, B, n_ctx, (int64_t) unet->cfg.cross_attention_dim))
+    B = 65; /* unreachable for a measuring arena; skip the run */
+  /* Wanted maps need their buffers: measure with the sink's wants, no emits. */
+  DsProbeSink measure = sink ? *sink : (DsProbeSink){ .last = -1 };
+  size_t bytes = 0;
+  if (B <= 64)
+    {
+      Fwd f = { .u = unet, .be = null, .a = &a, .sink = &measure, .ctx = &ctx, .err = &err,
+                .measuring = true };
+      size_t inputs = ds_arena_mark (&a);
+      if (forward (&f, &sample, ts, NULL) == DS_OK)
+        bytes = a.peak - inputs;
+    }
+  ds_backend_free (null);
+  return bytes;
+}
