@@ -4,8 +4,8 @@
  *   diffscope-cli probes   [--model DIR | --demo] [--size 512]
  *   diffscope-cli features [--model DIR | --demo] --image IMG --prompt TEXT
  *                          [--uncond TEXT] [--t 50] [--meng] [--seed 0] [--size 512]
- *                          [--crop] --probe NAME [--probe NAME ...] [--maps]
- *                          --out FILE.safetensors
+ *                          [--crop] [--noise FILE[:TENSOR]] --probe NAME [--probe NAME ...]
+ *                          [--maps] --out FILE.safetensors
  *
  * `features` writes, per probe, "uncond.<paper name>" and "cond.<paper name>"
  * ([C,H,W], or [heads,Nq,Nk] for maps); with --maps also every cross-attention
@@ -33,7 +33,7 @@
 #define MAX_PROBES 512
 
 typedef struct {
-  const char *model, *image, *prompt, *uncond, *out;
+  const char *model, *image, *prompt, *uncond, *out, *noise;
   bool demo, meng, maps, crop;
   int t, size;
   unsigned long long seed;
@@ -60,6 +60,8 @@ usage (FILE *f)
          "  --t N             timestep 0..999 (default 50)\n"
          "  --meng            Meng et al.'s convention: the UNet runs at t-1\n"
          "  --seed N          noise seed (default 0)\n"
+         "  --noise FILE[:T]  use the noise tensor T (default \"noise\") of a .safetensors\n"
+         "                    file, shape [1, 4, size/8, size/8], instead of the seed\n"
          "  --size N          model input side, a multiple of 64 (default 512)\n"
          "  --crop            keep the aspect: short side to size, centre crop\n"
          "                    (default: stretch to size x size, the paper's protocol)\n"
@@ -96,7 +98,7 @@ static int
 parse_args (int argc, char **argv, Options *o)
 {
   enum { O_MODEL = 256, O_DEMO, O_IMAGE, O_PROMPT, O_UNCOND, O_T, O_MENG, O_SEED, O_SIZE,
-         O_CROP, O_PROBE, O_MAPS, O_OUT, O_HELP };
+         O_CROP, O_PROBE, O_MAPS, O_OUT, O_NOISE, O_HELP };
   static const struct option opts[] = {
     { "model", required_argument, 0, O_MODEL }, { "demo", no_argument, 0, O_DEMO },
     { "image", required_argument, 0, O_IMAGE }, { "prompt", required_argument, 0, O_PROMPT },
@@ -104,7 +106,8 @@ parse_args (int argc, char **argv, Options *o)
     { "meng", no_argument, 0, O_MENG }, { "seed", required_argument, 0, O_SEED },
     { "size", required_argument, 0, O_SIZE }, { "crop", no_argument, 0, O_CROP },
     { "probe", required_argument, 0, O_PROBE }, { "maps", no_argument, 0, O_MAPS },
-    { "out", required_argument, 0, O_OUT }, { "help", no_argument, 0, O_HELP },
+    { "out", required_argument, 0, O_OUT }, { "noise", required_argument, 0, O_NOISE },
+    { "help", no_argument, 0, O_HELP },
     { 0, 0, 0, 0 },
   };
   *o = (Options){ .t = 50, .size = 512, .uncond = "" };
@@ -153,6 +156,7 @@ parse_args (int argc, char **argv, Options *o)
           break;
         case O_MAPS: o->maps = true; break;
         case O_OUT: o->out = optarg; break;
+        case O_NOISE: o->noise = optarg; break;
         case O_HELP: usage (stdout); exit (0);
         default:
           fprintf (stderr, "diffscope-cli: unknown or incomplete option \"%s\"\n",
@@ -301,6 +305,29 @@ write_text_atomic (const char *path, const char *text, DsError *err)
   return 0;
 }
 
+/* "FILE" or "FILE:TENSOR" -> the tensor, which must have the latent's shape. */
+static DsStatus
+load_noise (const char *spec, DsLatentShape shape, DsTensor *out, DsError *err)
+{
+  char path[4096];
+  snprintf (path, sizeof path, "%s", spec);
+  const char *name = "noise";
+  char *colon = strrchr (path, ':');
+  if (colon && !strchr (colon, '/'))
+    {
+      *colon = '\0';
+      name = colon + 1;
+    }
+  DsSafetensors *st;
+  DsStatus s = ds_safetensors_open (path, &st, err);
+  if (s)
+    return s;
+  int64_t want[4] = { 1, shape.channels, shape.h, shape.w };
+  s = ds_safetensors_load_f32 (st, name, 4, want, out, err);
+  ds_safetensors_close (st);
+  return s ? ds_error_prefix (err, "--noise") : DS_OK;
+}
+
 static int
 cmd_features (const Options *o)
 {
@@ -317,6 +344,7 @@ cmd_features (const Options *o)
   DsImage img = { 0 };
   bool *want = NULL;
   DsFeatures feats = { 0 };
+  DsTensor noise = { 0 };
   DsSafetensorsItem *items = NULL;
   DsTensor *views = NULL;
   char **names = NULL;
@@ -347,11 +375,14 @@ cmd_features (const Options *o)
         want[i] = true;
   if (ds_image_load (o->image, &img, &err))
     goto out;
+  if (o->noise && load_noise (o->noise, ds_pipeline_latent_shape (p, o->size), &noise, &err))
+    goto out;
 
   DsFeatureRequest req = {
     .image = &img, .size = o->size, .fit = o->crop ? DS_FIT_CENTER_CROP : DS_FIT_STRETCH,
     .prompt = o->prompt, .uncond_prompt = o->uncond, .t = o->t,
     .convention = o->meng ? DS_TIMESTEP_MENG : DS_TIMESTEP_DIRECT, .seed = o->seed, .want = want,
+    .noise = noise.data,
   };
   if (ds_pipeline_features (p, &req, &feats, &err))
     goto out;
@@ -458,6 +489,7 @@ out:
   free (meta_text);
   json_decref (meta);
   ds_features_free (&feats);
+  ds_tensor_free (&noise);
   ds_image_free (&img);
   free (want);
   ds_pipeline_free (p);

@@ -195,6 +195,13 @@ ds_pipeline_probes (DsPipeline *p, int size, const DsProbeList **out, DsError *e
   return DS_OK;
 }
 
+DsLatentShape
+ds_pipeline_latent_shape (const DsPipeline *p, int size)
+{
+  int f = ds_vae_factor (p->vae);
+  return (DsLatentShape){ ds_vae_latent_channels (p->vae), size / f, size / f };
+}
+
 /* Makes the arena at least `bytes` large (between requests, never inside one). */
 static DsStatus
 arena_reserve (DsPipeline *p, size_t bytes, DsError *err)
@@ -330,7 +337,10 @@ ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *ou
         free (host);
         goto fail;
       }
-    ds_noise_normal (req->seed, eps, n);
+    if (req->noise)
+      memcpy (eps, req->noise, (size_t) n * sizeof *eps);
+    else
+      ds_noise_normal (req->seed, eps, n);
     ds_schedule_add_noise (&p->sched, out->unet_timestep, x0h, eps, xth, n, err);
     memcpy (xth + n, xth, (size_t) n * sizeof *xth);
     st = ds_arena_f32 (&p->arena, &xt, err, 4, (int64_t) 2, (int64_t) C, h, w);

@@ -43,6 +43,12 @@ const DsTokenizer *ds_pipeline_tokenizer (const DsPipeline *p);
 DsStatus ds_pipeline_probes (DsPipeline *p, int size, const DsProbeList **out, DsError *err);
 
 typedef struct {
+  int channels, h, w; /* the clean latent of one image */
+} DsLatentShape;
+
+DsLatentShape ds_pipeline_latent_shape (const DsPipeline *p, int size);
+
+typedef struct {
   const DsImage *image;
   int size;                 /* model input side, a multiple of 64 (512 for SD 2.1-base) */
   DsImageFit fit;
@@ -51,6 +57,7 @@ typedef struct {
   int t;                    /* user timestep */
   DsTimestepConvention convention;
   uint64_t seed;            /* for ε */
+  const float *noise;       /* or ε given explicitly: host [latent C, h, w]; NULL: from seed */
   const bool *want;         /* one per probe of ds_pipeline_probes (size); NULL: none */
   const volatile int *cancel;
 } DsFeatureRequest;

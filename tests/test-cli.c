@@ -1,0 +1,207 @@
+/* test-cli.c: diffscope-cli end to end, and every error a user can cause.
+ *
+ * The end-to-end case runs `features` on the committed sd2-tiny model with the
+ * fixture's image, prompt and explicit noise, and compares the written probes
+ * with diffusers' (tests/reference/gen_sd_fixtures.py): image file -> VAE ->
+ * text encoder -> noise -> UNet, all through the command line. */
+#include "ds-test.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ds-safetensors.h"
+
+static const char *cli;
+static char tmpdir[] = "/tmp/ds-test-cli-XXXXXX";
+static char output[65536];
+
+/* Runs the CLI with `args` (shell words), captures stdout+stderr, returns the exit code. */
+static int
+run (const char *args)
+{
+  char cmd[8192], log[512];
+  snprintf (log, sizeof log, "%s/log", tmpdir);
+  snprintf (cmd, sizeof cmd, "DIFFSCOPE_DATA_DIR=%s '%s' %s >'%s' 2>&1 </dev/null",
+            DS_RESOURCES_DIR, cli, args, log);
+  int status = system (cmd);
+  FILE *f = fopen (log, "r");
+  size_t n = f ? fread (output, 1, sizeof output - 1, f) : 0;
+  output[n] = '\0';
+  if (f)
+    fclose (f);
+  return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+#define EXPECT(args, code, needle)                                                             \
+  do {                                                                                         \
+    int rc_ = run (args);                                                                      \
+    DS_CHECK (rc_ == (code), "`%s` exited %d, expected %d; output:\n%s", args, rc_, code,     \
+              output);                                                                         \
+    DS_CHECK_CONTAINS (output, needle);                                                        \
+  } while (0)
+
+#define DATA DS_TEST_DATA_DIR
+#define FEATURES_DEMO "features --demo --size 64 --image " DATA "/sd-input.png --prompt cat "
+
+static void
+test_usage_errors (void)
+{
+  EXPECT ("", 2, "usage: diffscope-cli COMMAND");
+  EXPECT ("--help", 0, "features");
+  EXPECT ("frobnicate", 2, "unknown command \"frobnicate\"");
+  EXPECT ("probes", 2, "no model: give --model DIR");
+  EXPECT ("probes --demo --model x", 2, "either --model DIR or --demo");
+  EXPECT ("probes --demo --bogus", 2, "unknown or incomplete option \"--bogus\"");
+  EXPECT ("probes --demo stray", 2, "unexpected argument \"stray\"");
+  EXPECT ("features --demo --t 1000", 2, "--t must be an integer in 0..999");
+  EXPECT ("features --demo --t 5x", 2, "--t must be an integer");
+  EXPECT ("features --demo --seed -1", 2, "--seed must be a non-negative integer");
+  EXPECT ("features --demo --image x.png --prompt p --out o", 2, "at least one --probe");
+  EXPECT ("probes --demo --size 100", 1, "multiple of 64");
+}
+
+static void
+test_input_errors (void)
+{
+  char args[4096], path[512];
+  EXPECT (FEATURES_DEMO "--probe U-L9-R0-Res-Out --out x", 1, "unknown probe \"U-L9-R0-Res-Out\"");
+  EXPECT ("features --demo --image /nonexistent/cat.png --prompt p --probe UNet-Out --out x", 1,
+          "/nonexistent/cat.png");
+  snprintf (path, sizeof path, "%s/not-an-image.png", tmpdir);
+  FILE *f = fopen (path, "w");
+  fputs ("hello, I am text\n", f);
+  fclose (f);
+  snprintf (args, sizeof args, "features --demo --image %s --prompt p --probe UNet-Out --out x",
+            path);
+  EXPECT (args, 1, "not a PNG or JPEG");
+  EXPECT ("info --model /nonexistent/model", 1, "model_index.json");
+  /* Noise of the wrong shape (the fixture's is for a 128 image, this is 64). */
+  snprintf (args, sizeof args, FEATURES_DEMO "--noise %s/sd2-tiny-expected.safetensors:input.noise "
+            "--probe UNet-Out --out %s/o.safetensors", DATA, tmpdir);
+  EXPECT (args, 1, "input.noise");
+  snprintf (args, sizeof args, FEATURES_DEMO "--noise %s/sd2-tiny-expected.safetensors "
+            "--probe UNet-Out --out %s/o.safetensors", DATA, tmpdir);
+  EXPECT (args, 1, "'noise'");
+  /* An output path in a missing directory: a clear error, nothing half-written. */
+  EXPECT (FEATURES_DEMO "--probe UNet-Out --out /nonexistent/dir/o.safetensors", 1,
+          "/nonexistent/dir/o.safetensors");
+}
+
+static void
+test_demo (void)
+{
+  char args[4096], path[512];
+  snprintf (path, sizeof path, "%s/demo.safetensors", tmpdir);
+  snprintf (args, sizeof args, FEATURES_DEMO "--probe D-L2-R0-B0-Cross-Q --maps --out %s", path);
+  EXPECT (args, 0, "UNTRAINED");
+  DsSafetensors *st;
+  DsError err = { 0 };
+  DS_CHECK_OK (ds_safetensors_open (path, &st, &err), &err);
+  if (err.code)
+    return;
+  const DsSafetensorsEntry *e = ds_safetensors_find (st, "cond.D-L2-R0-B0-Cross-Q");
+  /* demo widths 32/64/128: level 2 has 128 channels; 64 px -> 8x8 latent -> 2x2 */
+  DS_CHECK (e && e->ndim == 3 && e->shape[0] == 128 && e->shape[1] == 2 && e->shape[2] == 2,
+            "cond probe shape");
+  DS_CHECK (ds_safetensors_find (st, "uncond.D-L2-R0-B0-Cross-Q") != NULL, "uncond probe");
+  e = ds_safetensors_find (st, "maps.U-L3-R2");
+  DS_CHECK (e && e->ndim == 2 && e->shape[0] == 64 && e->shape[1] == 77, "head-mean map");
+  if (e)
+    {
+      /* each query's probabilities over the 77 keys sum to 1 */
+      DsTensor m;
+      DS_CHECK_OK (ds_safetensors_load_f32 (st, "maps.U-L3-R2", 0, NULL, &m, &err), &err);
+      double worst = 0;
+      for (int q = 0; q < 64; q++)
+        {
+          double sum = 0;
+          for (int k = 0; k < 77; k++)
+            sum += ds_tensor_f32 (&m)[q * 77 + k];
+          worst = fmax (worst, fabs (sum - 1));
+        }
+      DS_CHECK (worst < 1e-5, "map rows sum to 1 (worst %g)", worst);
+      ds_tensor_free (&m);
+    }
+  const char *meta = ds_safetensors_metadata (st, "diffscope");
+  DS_CHECK (meta && strstr (meta, "\"untrained\": true"), "metadata says untrained");
+  DS_CHECK (meta && strstr (meta, "49406"), "metadata has the token ids");
+  ds_safetensors_close (st);
+  snprintf (path, sizeof path, "%s/demo.safetensors.json", tmpdir);
+  struct stat sb;
+  DS_CHECK (stat (path, &sb) == 0 && sb.st_size > 100, "JSON sidecar written");
+}
+
+static void
+test_against_diffusers (void)
+{
+  char args[4096], path[512];
+  snprintf (path, sizeof path, "%s/e2e.safetensors", tmpdir);
+  snprintf (args, sizeof args,
+            "features --model %s/sd2-tiny --image %s/sd-input.png --size 128 "
+            "--prompt 'a photo of a red cube, on a table!' --t 50 "
+            "--noise %s/sd2-tiny-expected.safetensors:input.noise "
+            "--probe U-L1-R1-B0-Cross-Q --probe D-L0-R1-B0-Self-Map --probe U-L2-R2-Res-Out "
+            "--probe UNet-Out --out %s",
+            DATA, DATA, DATA, path);
+  EXPECT (args, 0, "wrote");
+  DsSafetensors *got, *want;
+  DsError err = { 0 };
+  DS_CHECK_OK (ds_safetensors_open (path, &got, &err), &err);
+  DS_CHECK_OK (ds_safetensors_open (DATA "/sd2-tiny-expected.safetensors", &want, &err), &err);
+  if (err.code)
+    return;
+  static const char *const pairs[][2] = {
+    { "U-L1-R1-B0-Cross-Q", "up-level1-repeat1-vit-block0-cross-q" },
+    { "D-L0-R1-B0-Self-Map", "down-level0-repeat1-vit-block0-self-map" },
+    { "U-L2-R2-Res-Out", "up-level2-repeat2-res-out" },
+    { "UNet-Out", "unet-out" },
+  };
+  for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+    {
+      char gname[128], wname[128];
+      snprintf (wname, sizeof wname, "probe.%s", pairs[i][1]);
+      DsTensor ref;
+      DS_CHECK_OK (ds_safetensors_load_f32 (want, wname, 0, NULL, &ref, &err), &err);
+      for (int half = 0; half < 2 && ref.data; half++)
+        {
+          snprintf (gname, sizeof gname, "%s.%s", half ? "cond" : "uncond", pairs[i][0]);
+          DsTensor t;
+          DS_CHECK_OK (ds_safetensors_load_f32 (got, gname, 0, NULL, &t, &err), &err);
+          if (!t.data)
+            continue;
+          int64_t n = ds_tensor_numel (&t);
+          DS_CHECK (n * 2 == ds_tensor_numel (&ref), "%s size", gname);
+          double nmse = ds_test_nmse (ds_tensor_f32 (&t), ds_tensor_f32 (&ref) + half * n, n);
+          printf ("  %-24s NMSE vs diffusers %.3g\n", gname, nmse);
+          DS_CHECK (nmse <= 1e-8, "%s NMSE %.3g", gname, nmse);
+          ds_tensor_free (&t);
+        }
+      ds_tensor_free (&ref);
+    }
+  ds_safetensors_close (got);
+  ds_safetensors_close (want);
+}
+
+int
+main (int argc, char **argv)
+{
+  if (argc < 2)
+    {
+      fprintf (stderr, "usage: test-cli PATH-TO-diffscope-cli\n");
+      return 1;
+    }
+  cli = argv[1];
+  if (!mkdtemp (tmpdir))
+    return 1;
+  test_usage_errors ();
+  test_input_errors ();
+  test_demo ();
+  test_against_diffusers ();
+  char cmd[600];
+  snprintf (cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  if (system (cmd) != 0)
+    fprintf (stderr, "could not remove %s\n", tmpdir);
+  return ds_test_finish ();
+}
