@@ -1,0 +1,231 @@
+/* bench-models: wall-clock medians of the model forwards at the real SD
+ * 2.1-base configs (random weights generated in the engine, 512² image,
+ * 77-token prompts), on the CPU backend.
+ *
+ *   build/tests/bench/bench-models [--runs N] [--warmup N] [--only unet|vae|text|unet-l1]
+ *
+ * Prints one line per measurement: name, median ms, min ms, runs. Not a test:
+ * timings never gate anything; BENCHMARKS.md records them with the command. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ds-nn.h"
+#include "ds-probes.h"
+#include "ds-text-encoder.h"
+#include "ds-unet.h"
+#include "ds-vae.h"
+
+static double
+now_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return (x > y) - (x < y);
+}
+
+static const DsUnetConfig sd21_unet = {
+  .in_channels = 4, .out_channels = 4, .sample_size = 64, .n_levels = 4,
+  .block_out_channels = { 320, 640, 1280, 1280 },
+  .down_block_types = { DS_BLOCK_CROSS_ATTN_DOWN, DS_BLOCK_CROSS_ATTN_DOWN,
+                        DS_BLOCK_CROSS_ATTN_DOWN, DS_BLOCK_DOWN },
+  .up_block_types = { DS_BLOCK_UP, DS_BLOCK_CROSS_ATTN_UP, DS_BLOCK_CROSS_ATTN_UP,
+                      DS_BLOCK_CROSS_ATTN_UP },
+  .layers_per_block = 2, .heads = { 5, 10, 20, 20 }, .cross_attention_dim = 1024,
+  .use_linear_projection = true, .norm_num_groups = 32, .norm_eps = 1e-5f,
+  .flip_sin_to_cos = true, .downsample_padding = 1, .mid_block_scale_factor = 1,
+  .transformer_layers_per_block = 1,
+};
+static const DsVaeConfig sd21_vae = {
+  .in_channels = 3, .latent_channels = 4, .n_levels = 4,
+  .block_out_channels = { 128, 256, 512, 512 }, .layers_per_block = 2, .norm_num_groups = 32,
+  .scaling_factor = 0.18215f, .use_quant_conv = true, .mid_block_add_attention = true,
+};
+static const DsTextEncoderConfig sd21_text = {
+  .vocab_size = 49408, .hidden_size = 1024, .intermediate_size = 4096, .num_attention_heads = 16,
+  .num_hidden_layers = 23, .max_position_embeddings = 77, .hidden_act = DS_ACT_GELU,
+  .layer_norm_eps = 1e-5f,
+};
+
+typedef DsStatus (*RunFn) (void *ctx, DsError *err);
+
+static void
+measure (const char *name, RunFn fn, void *ctx, int warmup, int runs)
+{
+  DsError err = { 0 };
+  double t[64];
+  for (int i = 0; i < warmup; i++)
+    if (fn (ctx, &err))
+      {
+        fprintf (stderr, "%s: %s\n", name, err.message);
+        return;
+      }
+  for (int i = 0; i < runs; i++)
+    {
+      double t0 = now_ms ();
+      if (fn (ctx, &err))
+        {
+          fprintf (stderr, "%s: %s\n", name, err.message);
+          return;
+        }
+      t[i] = now_ms () - t0;
+    }
+  qsort (t, (size_t) runs, sizeof t[0], cmp_double);
+  printf ("%-34s median %10.1f ms   min %10.1f ms   runs %d\n", name, t[runs / 2], t[0], runs);
+  fflush (stdout);
+}
+
+typedef struct {
+  DsBackend *be;
+  DsArena arena;
+  DsUnet *unet;
+  DsVae *vae;
+  DsTextEncoder *te;
+  DsTensor x, ctx, px, lat, text_out;
+  const DsProbeSink *sink;
+  int32_t ids[2 * 77];
+} Bench;
+
+static DsStatus
+run_unet (void *p, DsError *err)
+{
+  Bench *b = p;
+  float ts[2] = { 50, 50 };
+  ds_arena_reset (&b->arena);
+  return ds_unet_forward (b->unet, b->be, &b->arena, &b->x, ts, &b->ctx, b->sink, NULL, err);
+}
+
+static DsStatus
+run_vae (void *p, DsError *err)
+{
+  Bench *b = p;
+  ds_arena_reset (&b->arena);
+  return ds_vae_encode (b->vae, b->be, &b->arena, &b->px, &b->lat, err);
+}
+
+static DsStatus
+run_text (void *p, DsError *err)
+{
+  Bench *b = p;
+  ds_arena_reset (&b->arena);
+  return ds_text_encoder_forward (b->te, b->be, &b->arena, b->ids, 2, &b->text_out, err);
+}
+
+static DsStatus
+discard (void *user, int index, const DsTensor *t, DsError *err)
+{
+  return DS_OK;
+}
+
+static void
+fill (DsTensor *t, uint64_t seed)
+{
+  float *p = ds_tensor_f32 (t);
+  int64_t n = ds_tensor_numel (t);
+  for (int64_t i = 0; i < n; i++)
+    {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      p[i] = (float) ((seed >> 40) / (double) (1 << 24)) * 2.0f - 1.0f;
+    }
+}
+
+int
+main (int argc, char **argv)
+{
+  int runs = 3, warmup = 1;
+  const char *only = NULL;
+  for (int i = 1; i < argc; i++)
+    {
+      if (!strcmp (argv[i], "--runs") && i + 1 < argc)
+        runs = atoi (argv[++i]);
+      else if (!strcmp (argv[i], "--warmup") && i + 1 < argc)
+        warmup = atoi (argv[++i]);
+      else if (!strcmp (argv[i], "--only") && i + 1 < argc)
+        only = argv[++i];
+      else
+        {
+          fprintf (stderr, "usage: bench-models [--runs N] [--warmup N] [--only unet|unet-l1|vae|text]\n");
+          return 2;
+        }
+    }
+  if (runs < 1 || runs > 64)
+    runs = 3;
+  DsError err = { 0 };
+  Bench b = { 0 };
+  b.be = ds_backend_cpu_new (&err);
+  printf ("# backend %s; SD 2.1-base configs, random weights; 512x512 image, batch 2 "
+          "[uncond, cond]\n", b.be->name);
+
+  size_t arena = 0;
+  bool want_unet = !only || !strncmp (only, "unet", 4);
+  if (want_unet)
+    {
+      if (ds_unet_new_random (&sd21_unet, 1, b.be, &b.unet, &err))
+        goto fail;
+      ds_tensor_alloc (&b.x, DS_DTYPE_F32, 4, (int64_t[]){ 2, 4, 64, 64 }, NULL);
+      ds_tensor_alloc (&b.ctx, DS_DTYPE_F32, 3, (int64_t[]){ 2, 77, 1024 }, NULL);
+      fill (&b.x, 1);
+      fill (&b.ctx, 2);
+      size_t s = ds_unet_arena_bytes (b.unet, 2, 64, 64, 77, NULL);
+      arena = s > arena ? s : arena;
+    }
+  if (!only || !strcmp (only, "vae"))
+    {
+      if (ds_vae_new_random (&sd21_vae, 3, b.be, &b.vae, &err))
+        goto fail;
+      ds_tensor_alloc (&b.px, DS_DTYPE_F32, 4, (int64_t[]){ 1, 3, 512, 512 }, NULL);
+      ds_tensor_alloc (&b.lat, DS_DTYPE_F32, 4, (int64_t[]){ 1, 4, 64, 64 }, NULL);
+      fill (&b.px, 3);
+      size_t s = ds_vae_arena_bytes (b.vae, 1, 512, 512);
+      arena = s > arena ? s : arena;
+    }
+  if (!only || !strcmp (only, "text"))
+    {
+      if (ds_text_encoder_new_random (&sd21_text, 4, b.be, &b.te, &err))
+        goto fail;
+      ds_tensor_alloc (&b.text_out, DS_DTYPE_F32, 3, (int64_t[]){ 2, 77, 1024 }, NULL);
+      for (int i = 0; i < 2 * 77; i++)
+        b.ids[i] = i % 77 == 0 ? 49406 : (i % 77 < 8 ? 320 + 17 * i : 49407);
+      size_t s = ds_text_encoder_arena_bytes (b.te, 2);
+      arena = s > arena ? s : arena;
+    }
+  if (ds_arena_init (&b.arena, arena, &err))
+    goto fail;
+  printf ("# arena %.0f MiB\n", arena / 1048576.0);
+
+  if (b.te)
+    measure ("text encoder, batch 2", run_text, &b, warmup, runs);
+  if (b.vae)
+    measure ("VAE encoder, 512x512", run_vae, &b, warmup, runs);
+  if (b.unet && (!only || !strcmp (only, "unet-l1")))
+    {
+      /* Up to the U-L1 probes: the deepest of the paper's U-L1 features. */
+      DsProbeList list;
+      ds_probe_list_build (&sd21_unet, 64, 64, 77, &list, &err);
+      bool *want = calloc ((size_t) list.n, 1);
+      int last = ds_probe_list_find (&list, "U-L1-R2-B0-Cross-Q");
+      want[ds_probe_list_find (&list, "U-L1-R1-B0-Cross-Q")] = want[last] = true;
+      DsProbeSink sink = { .want = want, .last = last, .emit = discard };
+      b.sink = &sink;
+      measure ("UNet to U-L1 probes, batch 2", run_unet, &b, warmup, runs);
+      b.sink = NULL;
+      free (want);
+      ds_probe_list_free (&list);
+    }
+  if (b.unet && (!only || !strcmp (only, "unet")))
+    measure ("UNet full, batch 2", run_unet, &b, warmup, runs);
+  printf ("# peak arena use %.0f MiB\n", b.arena.peak / 1048576.0);
+  return 0;
+
+fail:
+  fprintf (stderr, "bench-models: %s\n", err.message);
+  return 1;
+}
