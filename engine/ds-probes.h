@@ -82,6 +82,13 @@ typedef struct {
   /* Optional: polled between blocks; when it reads non-zero the forward returns
    * DS_ERR_CANCELLED. */
   const volatile int *cancel;
+  /* Optional, for image–text scores (Discffusion, models-spec §6.5): when set,
+   * receives for every cross-attention layer l (forward order, as far as the
+   * forward runs) and batch item b, at [l * B + b], the mean over heads and
+   * query positions of logsumexp over the keys of the pre-softmax logits
+   * q·k·scale. Sized n_cross_layers * B by the caller (ds_probe_list_count
+   * counts the layers as the cross-map probes). */
+  double *cross_lse;
 } DsProbeSink;
 
 #ifdef __cplusplus

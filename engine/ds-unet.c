@@ -280,6 +280,7 @@ typedef struct {
   const DsTensor *ctx; /* [B,Nc,X] */
   DsTensor temb_act;   /* [B,T] = SiLU(time embedding) */
   int probe;           /* index of the next probe point */
+  int cross_layer;     /* index of the next cross-attention layer (for cross_lse) */
   bool done;           /* the deepest wanted probe has been emitted */
   bool measuring;
   DsError *err;
@@ -348,6 +349,56 @@ check_cancel (const Fwd *f)
       return DS_OK;                                                                            \
   } while (0)
 
+/* Discffusion's per-layer statistic: for each batch item, the mean over heads
+ * and queries of logsumexp over keys of S = q·kᵀ·scale. q [B,N,C], kc [B,Nc,C]. */
+static DsStatus
+cross_lse (Fwd *f, const DsTensor *q, const DsTensor *kc, int heads, float scale)
+{
+  const int64_t B = q->shape[0], N = q->shape[1], C = q->shape[2], Nc = kc->shape[1];
+  const int64_t D = C / heads;
+  size_t mark = ds_arena_mark (f->a);
+  DsTensor qh, kh, logits;
+  DsTensor q4 = ds_tensor_reshape (q, 4, (int64_t[]){ B, N, heads, D });
+  DsTensor k4 = ds_tensor_reshape (kc, 4, (int64_t[]){ B, Nc, heads, D });
+  TRY (ds_arena_f32 (f->a, &qh, f->err, 4, B, (int64_t) heads, N, D));
+  TRY (ds_arena_f32 (f->a, &kh, f->err, 4, B, (int64_t) heads, Nc, D));
+  TRY (ds_arena_f32 (f->a, &logits, f->err, 3, B * heads, N, Nc));
+  TRY (ds_permute (f->be, &q4, (int[]){ 0, 2, 1, 3 }, &qh, f->err));
+  TRY (ds_permute (f->be, &k4, (int[]){ 0, 2, 1, 3 }, &kh, f->err));
+  DsTensor q3 = ds_tensor_reshape (&qh, 3, (int64_t[]){ B * heads, N, D });
+  DsTensor k3 = ds_tensor_reshape (&kh, 3, (int64_t[]){ B * heads, Nc, D });
+  TRY (ds_matmul (f->be, &q3, &k3, false, true, scale, &logits, f->err));
+  if (!f->measuring)
+    {
+      size_t n = (size_t) (B * heads * N * Nc);
+      float *host = malloc (n * sizeof *host);
+      if (!host)
+        return ds_error_set (f->err, DS_ERR_NOMEM, "out of memory for attention scores");
+      DsStatus st = f->be->download (f->be, &logits, host, f->err);
+      for (int64_t b = 0; b < B && st == DS_OK; b++)
+        {
+          double sum = 0;
+          for (int64_t r = 0; r < heads * N; r++)
+            {
+              const float *row = host + ((size_t) (b * heads * N + r)) * (size_t) Nc;
+              float m = row[0];
+              for (int64_t k = 1; k < Nc; k++)
+                m = row[k] > m ? row[k] : m;
+              double e = 0;
+              for (int64_t k = 0; k < Nc; k++)
+                e += exp ((double) row[k] - m);
+              sum += m + log (e);
+            }
+          f->sink->cross_lse[f->cross_layer * B + b] = sum / (double) (heads * N);
+        }
+      free (host);
+      if (st)
+        return st;
+    }
+  ds_arena_reset_to (f->a, mark);
+  return DS_OK;
+}
+
 /* Transformer2DModel with one BasicTransformerBlock (models-spec §1.6–1.9).
  * x [B,C,H,W] -> out [B,C,H,W] (preallocated). */
 static DsStatus
@@ -404,6 +455,9 @@ transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor 
   want_map = wants (f, f->probe);
   if (want_map)
     TRY (ds_arena_f32 (a, &probs, err, 4, B, (int64_t) t->heads, N, Nc));
+  if (f->sink && f->sink->cross_lse)
+    TRY (cross_lse (f, &q, &kc, t->heads, scale));
+  f->cross_layer++;
   TRY (ds_attention (be, &q, &kc, &vc, t->heads, scale, false, &att, want_map ? &probs : NULL,
                      err));
   PROBE (&probs, false, 0, 0);

@@ -163,6 +163,36 @@ run_model (const char *dir, const char *expected_path)
   DS_CHECK (one.n_emitted == 1 && one.n_compared == 1, "one probe emitted");
   DS_CHECK (((float *) out2.data)[0] == 0.0f, "output not computed after the deepest probe");
 
+  /* Discffusion's per-layer logsumexp statistic, where a reference exists. */
+  if (strstr (dir, "sd2-tiny"))
+    {
+      DsSafetensors *sc;
+      DS_CHECK_OK (ds_safetensors_open (DS_TEST_DATA_DIR "/sd2-tiny-scores.safetensors", &sc, &err),
+                   &err);
+      DsTensor lse_ref = { 0 };
+      if (!err.code)
+        DS_CHECK_OK (ds_safetensors_load_f32 (sc, "cross_lse", 0, NULL, &lse_ref, &err), &err);
+      if (lse_ref.data)
+        {
+          int n_layers = (int) lse_ref.shape[0];
+          double lse[64] = { 0 };
+          DsProbeSink sl = { .last = -1, .cross_lse = lse };
+          DsArena a2;
+          DS_CHECK_OK (ds_arena_init (&a2, ds_unet_arena_bytes (unet, 2, h, w, 77, &sl), &err), &err);
+          DS_CHECK_OK (ds_unet_forward (unet, be, &a2, &xt, ts, &ctx, &sl, &out2, &err), &err);
+          double worst = 0;
+          for (int i = 0; i < 2 * n_layers; i++)
+            worst = fmax (worst, fabs (lse[i] - ds_tensor_f32 (&lse_ref)[i]));
+          printf ("  cross-attention logsumexp, %d layers: worst abs difference %.3g\n", n_layers,
+                  worst);
+          DS_CHECK (worst < 1e-5, "cross_lse differs by %.3g", worst);
+          DS_CHECK (a2.peak == a2.size, "planned arena covers the scores");
+          ds_arena_free (&a2);
+          ds_tensor_free (&lse_ref);
+        }
+      ds_safetensors_close (sc);
+    }
+
   /* Cancellation between blocks. */
   volatile int cancel = 1;
   DsProbeSink sinkc = { .last = -1, .cancel = &cancel };
