@@ -209,10 +209,14 @@ static int
 cmd_info (const Options *o)
 {
   DsError err = { 0 };
-  DsBackend *be;
-  DsPipeline *p;
+  DsBackend *be = NULL;
+  DsPipeline *p = NULL;
   if (open_pipeline (o, &be, &p, &err))
-    return fail (&err);
+    {
+      if (be)
+        ds_backend_free (be);
+      return fail (&err);
+    }
   const DsModelDir *m = ds_pipeline_model (p);
   printf ("model:   %s\n", ds_pipeline_label (p));
   printf ("device:  %s\n", be->name);
@@ -238,13 +242,14 @@ static int
 cmd_probes (const Options *o)
 {
   DsError err = { 0 };
-  DsBackend *be;
-  DsPipeline *p;
+  DsBackend *be = NULL;
+  DsPipeline *p = NULL;
   const DsProbeList *list;
   if (open_pipeline (o, &be, &p, &err) || ds_pipeline_probes (p, o->size, &list, &err))
     {
       ds_pipeline_free (p);
-      ds_backend_free (be);
+      if (be)
+        ds_backend_free (be);
       return fail (&err);
     }
   printf ("# %s, %dx%d input, %d probes (per image; the batch is [uncond, cond])\n",

@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,27 +33,22 @@ ds_delta_cond (const float *xu, const float *xc, float *out, int64_t n)
 void
 ds_delta_magnitude (const float *delta, int64_t c, int64_t n, float *out)
 {
-  double *acc = calloc ((size_t) (n > 0 ? n : 1), sizeof *acc);
-  if (acc)
+  /* Blocks of positions, channel-outer inside a block: contiguous reads
+   * without a heap buffer. */
+  enum { BLOCK = 256 };
+  double acc[BLOCK];
+  for (int64_t i0 = 0; i0 < n; i0 += BLOCK)
     {
-      /* Channel-outer keeps the reads contiguous. */
+      int64_t len = n - i0 < BLOCK ? n - i0 : BLOCK;
+      memset (acc, 0, sizeof acc);
       for (int64_t ch = 0; ch < c; ch++)
-        for (int64_t i = 0; i < n; i++)
-          {
-            double v = delta[ch * n + i];
-            acc[i] += v * v;
-          }
-      for (int64_t i = 0; i < n; i++)
-        out[i] = (float) sqrt (acc[i]);
-      free (acc);
-      return;
-    }
-  for (int64_t i = 0; i < n; i++) /* no memory: the strided way, same sums */
-    {
-      double a = 0;
-      for (int64_t ch = 0; ch < c; ch++)
-        a += (double) delta[ch * n + i] * delta[ch * n + i];
-      out[i] = (float) sqrt (a);
+        {
+          const float *row = delta + ch * n + i0;
+          for (int64_t i = 0; i < len; i++)
+            acc[i] += (double) row[i] * row[i];
+        }
+      for (int64_t i = 0; i < len; i++)
+        out[i0 + i] = (float) sqrt (acc[i]);
     }
 }
 
@@ -229,12 +225,13 @@ cka_strided (const char *xname, const float *x, int64_t p, int64_t xsn, int64_t 
              const char *yname, const float *y, int64_t q, int64_t ysn, int64_t ysp, int64_t n,
              double *out, DsError *err)
 {
-  if (cka_check_n (n, err) != DS_OK)
-    return err ? err->code : DS_ERR_INVALID;
-  assert (p >= 1 && q >= 1);
+  DsStatus st = cka_check_n (n, err);
+  if (st != DS_OK)
+    return st;
+  assert (p >= 1 && q >= 1 && n <= INT32_MAX && p <= INT32_MAX && q <= INT32_MAX);
   bool gram = cka_use_gram (n, p, q);
   CkaSide sx, sy;
-  DsStatus st = cka_side_init (&sx, xname, x, n, p, xsn, xsp, gram, err);
+  st = cka_side_init (&sx, xname, x, n, p, xsn, xsp, gram, err);
   if (st != DS_OK)
     return st;
   st = cka_side_init (&sy, yname, y, n, q, ysn, ysp, gram, err);
@@ -277,12 +274,13 @@ DsStatus
 ds_cka_guidance_sweep (const float *xu, const float *xc, int64_t c, int64_t n, const float *s,
                        int n_s, double *out, DsError *err)
 {
-  if (cka_check_n (n, err) != DS_OK)
-    return err ? err->code : DS_ERR_INVALID;
-  assert (c >= 1 && n_s >= 0);
+  DsStatus st = cka_check_n (n, err);
+  if (st != DS_OK)
+    return st;
+  assert (c >= 1 && n_s >= 0 && n <= INT32_MAX && c <= INT32_MAX);
   bool gram = cka_use_gram (n, c, c);
   CkaSide su;
-  DsStatus st = cka_side_init (&su, "the unconditional map", xu, n, c, 1, n, gram, err);
+  st = cka_side_init (&su, "the unconditional map", xu, n, c, 1, n, gram, err);
   if (st != DS_OK)
     return st;
   float *xs = malloc ((size_t) (c * n) * sizeof (float));

@@ -90,9 +90,9 @@ test_conventions (void)
   DS_CHECK_STATUS (ds_schedule_unet_timestep (&s, 1000, DS_TIMESTEP_DIRECT, &u, &err),
                    DS_ERR_INVALID, &err);
   DS_CHECK_CONTAINS (err.message, "0..999");
+  ds_schedule_free (&s);
   DsSchedulerConfig bad = { 0, 0.1f, 0.2f, false };
   DS_CHECK_STATUS (ds_schedule_init (&s, &bad, &err), DS_ERR_INVALID, &err);
-  ds_schedule_free (&s);
 }
 
 static void
