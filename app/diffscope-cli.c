@@ -330,7 +330,7 @@ load_noise (const char *spec, DsLatentShape shape, DsTensor *out, DsError *err)
   int64_t want[4] = { 1, shape.channels, shape.h, shape.w };
   s = ds_safetensors_load_f32 (st, name, 4, want, out, err);
   ds_safetensors_close (st);
-  return s ? ds_error_prefix (err, "--noise") : DS_OK;
+  return s ? ds_error_prefix (err, s, "--noise") : DS_OK;
 }
 
 static int

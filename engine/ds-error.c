@@ -33,17 +33,17 @@ ds_error_set (DsError *err, DsStatus code, const char *fmt, ...)
 }
 
 DsStatus
-ds_error_prefix (DsError *err, const char *fmt, ...)
+ds_error_prefix (DsError *err, DsStatus code, const char *fmt, ...)
 {
   if (!err)
-    return DS_OK;
+    return code;
   char prefix[512];
   va_list ap;
   va_start (ap, fmt);
   int n = vsnprintf (prefix, sizeof prefix - 2, fmt, ap);
   va_end (ap);
   if (n < 0)
-    return err->code;
+    return code;
   size_t plen = strlen (prefix);
   memcpy (prefix + plen, ": ", 3);
   plen += 2;
@@ -56,7 +56,7 @@ ds_error_prefix (DsError *err, const char *fmt, ...)
   memmove (err->message + plen, err->message, keep);
   memcpy (err->message, prefix, plen);
   err->message[plen + keep] = '\0';
-  return err->code;
+  return code;
 }
 
 void

@@ -39,9 +39,10 @@ typedef struct {
 DsStatus ds_error_set (DsError *err, DsStatus code, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
 
-/* Prepends "prefix: " to an error already set, to add context as it travels up. */
-DsStatus ds_error_prefix (DsError *err, const char *fmt, ...)
-  __attribute__ ((format (printf, 2, 3)));
+/* Prepends "prefix: " to an error already set, to add context as it travels
+ * up, and returns `code` (the failing status), also when err is NULL. */
+DsStatus ds_error_prefix (DsError *err, DsStatus code, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
 
 void ds_error_clear (DsError *err);
 

@@ -127,7 +127,7 @@ ds_pipeline_open_demo (uint64_t seed, const char *data_dir, DsBackend *be, DsPip
       || (st = ds_unet_new_random (&p->dir.unet, seed + 3, be, &p->unet, err)))
     {
       ds_pipeline_free (p);
-      return ds_error_prefix (err, "demo model");
+      return ds_error_prefix (err, st, "demo model");
     }
   snprintf (p->label, sizeof p->label, "demo model (untrained, seed %llu)",
             (unsigned long long) seed);

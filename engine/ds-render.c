@@ -217,14 +217,16 @@ typedef struct {
 } LinearTap;
 
 /* torch's area_pixel_compute_source_index + guard_index_and_lambda for
- * align_corners=False, all in float as torch's CPU kernel computes them. */
+ * align_corners=False, in float as torch's CPU kernel computes them. torch's
+ * build contracts scale * (d + 0.5) - 0.5 into one fused multiply-add, and
+ * the weights only match its output bit for bit when we do the same. */
 static void
 linear_taps (int in, int out, LinearTap *taps)
 {
   float scale = (float) in / (float) out;
   for (int d = 0; d < out; d++)
     {
-      float real = scale * ((float) d + 0.5f) - 0.5f;
+      float real = fmaf (scale, (float) d + 0.5f, -0.5f);
       if (real < 0)
         real = 0;
       long long i0 = (long long) floorf (real);
@@ -265,7 +267,9 @@ ds_render_resize_bilinear (const float *src, int w, int h, int out_w, int out_h,
       float *o = dst + (size_t) y * out_w;
       for (int x = 0; x < out_w; x++)
         {
-          /* torch's order: interpolate along x within each row, then along y. */
+          /* torch's order: along x within each row, then along y. Its
+           * vectorised loop rounds some of these sums differently (fused or
+           * not), so results can differ from torch's in the last bit. */
           float t0 = r0[tx[x].i0] * tx[x].w0 + r0[tx[x].i1] * tx[x].w1;
           float t1 = r1[tx[x].i0] * tx[x].w0 + r1[tx[x].i1] * tx[x].w1;
           o[x] = t0 * ty[y].w0 + t1 * ty[y].w1;

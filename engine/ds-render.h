@@ -93,7 +93,10 @@ DsStatus ds_render_resize_nearest (const uint8_t *src, int w, int h, int channel
 
 /* Bilinear resize of a scalar map, torch's interpolate(mode="bilinear",
  * align_corners=False, antialias=False): src = max((dst + 0.5) * scale - 0.5, 0)
- * with the float32 scale = in / out, edge pixels repeated.
+ * (one fused multiply-add, as torch's build computes it) with the float32
+ * scale = in / out, edge pixels repeated. Sample positions and weights are
+ * torch's bit for bit; results agree to the last bit or two (torch's
+ * vectorised loop fuses some multiply-adds).
  * src: [h, w] f32; dst: [out_h, out_w] f32. */
 DsStatus ds_render_resize_bilinear (const float *src, int w, int h, int out_w, int out_h,
                                     float *dst, DsError *err);
@@ -110,6 +113,9 @@ DsStatus ds_render_overlay (const uint8_t *rgb, const uint8_t *heat_rgba, int w,
 /* Meng et al.'s PCA picture from a projection P [h * w, 3] (row-major over the
  * map, as F.reshape(C, H*W)^T gives it): ds_render_minmax per channel,
  * ds_render_rgb01, then ds_render_resize_nearest to out_w x out_h.
+ * P is raw scores (ds_pca_project). Colours already in [0, 1] (ds_pca_rgb,
+ * which shows a constant component as 0.5) go straight to ds_render_rgb01 and
+ * ds_render_resize_nearest instead: min-max here would turn 0.5 into 0.
  * pca: [h * w, 3] f32; rgb: [out_h, out_w, 3] u8. */
 DsStatus ds_render_pca_rgb (const float *pca, int w, int h, int out_w, int out_h,
                             uint8_t *rgb, DsError *err);

@@ -531,7 +531,7 @@ ds_safetensors_load_f32 (const DsSafetensors *st, const char *name, int ndim,
     {
       ds_tensor_free (out);
       if (err)
-        ds_error_prefix (err, "%s: tensor '%s'", st->path, name);
+        ds_error_prefix (err, s, "%s: tensor '%s'", st->path, name);
     }
   return s;
 }

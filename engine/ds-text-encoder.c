@@ -123,7 +123,7 @@ te_create (const DsTextEncoderConfig *cfg, const char *weights_path, uint64_t se
   else if ((st = ds_safetensors_open (weights_path, &file, err)) != DS_OK)
     {
       ds_text_encoder_free (te);
-      return ds_error_prefix (err, "text encoder");
+      return ds_error_prefix (err, st, "text encoder");
     }
   else
     {
@@ -141,7 +141,7 @@ te_create (const DsTextEncoderConfig *cfg, const char *weights_path, uint64_t se
   if (st != DS_OK)
     {
       ds_text_encoder_free (te);
-      return ds_error_prefix (err, "text encoder");
+      return ds_error_prefix (err, st, "text encoder");
     }
   *out = te;
   return DS_OK;

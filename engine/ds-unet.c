@@ -225,15 +225,15 @@ ds_unet_load (const DsUnetConfig *cfg, const char *weights_path, DsBackend *be, 
   *out = NULL;
   DsStatus st = check_config (cfg, err);
   if (st)
-    return ds_error_prefix (err, "%s", weights_path);
+    return ds_error_prefix (err, st, "%s", weights_path);
   DsSafetensors *sf;
   if ((st = ds_safetensors_open (weights_path, &sf, err)))
-    return ds_error_prefix (err, "UNet");
+    return ds_error_prefix (err, st, "UNet");
   DsWeights w;
   ds_weights_init (&w, be, sf, "");
   st = unet_new (cfg, &w, out, err);
   ds_safetensors_close (sf);
-  return st ? ds_error_prefix (err, "UNet") : DS_OK;
+  return st ? ds_error_prefix (err, st, "UNet") : DS_OK;
 }
 
 DsStatus

@@ -174,7 +174,7 @@ vae_create (const DsVaeConfig *cfg, const char *weights_path, uint64_t seed, DsB
   else if ((st = ds_safetensors_open (weights_path, &file, err)) != DS_OK)
     {
       ds_vae_free (vae);
-      return ds_error_prefix (err, "VAE encoder");
+      return ds_error_prefix (err, st, "VAE encoder");
     }
   else
     ds_weights_init (&vae->w, be, file, "");
@@ -186,7 +186,7 @@ vae_create (const DsVaeConfig *cfg, const char *weights_path, uint64_t seed, DsB
   if (st != DS_OK)
     {
       ds_vae_free (vae);
-      return ds_error_prefix (err, "VAE encoder");
+      return ds_error_prefix (err, st, "VAE encoder");
     }
   *out = vae;
   return DS_OK;

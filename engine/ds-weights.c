@@ -59,7 +59,7 @@ random_tensor (uint64_t seed, const char *name, int ndim, const int64_t *shape, 
 {
   DsStatus st = ds_tensor_alloc (out, DS_DTYPE_F32, ndim, shape, err);
   if (st)
-    return ds_error_prefix (err, "generating '%s'", name);
+    return ds_error_prefix (err, st, "generating '%s'", name);
   int64_t n = ds_tensor_numel (out), fan_in = 1;
   for (int i = 1; i < ndim; i++)
     fan_in *= shape[i];
@@ -132,7 +132,7 @@ ds_weights_load (DsWeights *w, DsTensor *out, int ndim, const int64_t *shape, Ds
         st = w->be->upload (w->be, out, host.data, err);
       ds_tensor_free (&host);
       if (st != DS_OK)
-        return ds_error_prefix (err, "loading '%s'", name);
+        return ds_error_prefix (err, st, "loading '%s'", name);
     }
   w->tensors[w->n_tensors++] = *out;
   w->n_params += (size_t) ds_tensor_numel (out);

@@ -413,8 +413,9 @@ test_bilinear_torch (void)
       double maxdiff = 0;
       for (size_t i = 0; i < count; i++)
         maxdiff = fmax (maxdiff, fabs ((double) got[i] - want[i]));
-      /* torch's kernel may fuse a multiply-add; values are O(1). */
-      DS_CHECK (maxdiff <= 1e-6, "%s: max |diff| %.3g vs torch", c->file, maxdiff);
+      /* The weights match torch's exactly; its vectorised loop may fuse a
+       * multiply-add where we do not, so allow 2 ulp at |v| < 2. */
+      DS_CHECK (maxdiff <= 2.5e-7, "%s: max |diff| %.3g vs torch", c->file, maxdiff);
       worst = fmax (worst, maxdiff);
       free (src);
       free (got);

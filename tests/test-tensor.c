@@ -103,17 +103,19 @@ test_error (void)
 {
   DsError err = { 0 };
   DS_CHECK (ds_error_set (&err, DS_ERR_FORMAT, "tensor '%s' bad", "w") == DS_ERR_FORMAT, "returns code");
-  DS_CHECK (ds_error_prefix (&err, "%s", "model.safetensors") == DS_ERR_FORMAT, "prefix keeps code");
+  DS_CHECK (ds_error_prefix (&err, DS_ERR_FORMAT, "%s", "model.safetensors") == DS_ERR_FORMAT, "prefix returns the code");
   DS_CHECK (strcmp (err.message, "model.safetensors: tensor 'w' bad") == 0, "%s", err.message);
   char longtext[2000];
   memset (longtext, 'x', sizeof longtext - 1);
   longtext[sizeof longtext - 1] = '\0';
   ds_error_set (&err, DS_ERR_IO, "%s", longtext);
-  ds_error_prefix (&err, "file");
+  ds_error_prefix (&err, DS_ERR_IO, "file");
   DS_CHECK (strncmp (err.message, "file: xxx", 9) == 0 && strlen (err.message) == sizeof err.message - 1,
             "long message truncated at the end");
   DS_CHECK (strcmp (ds_status_name (DS_ERR_NOT_FOUND), "not-found") == 0, "status name");
   DS_CHECK (ds_error_set (NULL, DS_ERR_IO, "x") == DS_ERR_IO, "NULL err allowed");
+  /* Without an error to fill, the code still travels up: a failure is never OK. */
+  DS_CHECK (ds_error_prefix (NULL, DS_ERR_FORMAT, "x") == DS_ERR_FORMAT, "NULL err keeps the code");
 }
 
 int
