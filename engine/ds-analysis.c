@@ -535,6 +535,20 @@ ds_discffusion_bias (const float *eps, const float *eps_uncond, const float *eps
   return sqrt (su) - sqrt (sc);
 }
 
+void
+ds_discffusion_step_lse (const double *cross_lse, int batch, const int *layers, int n_layers,
+                         double *out)
+{
+  assert (batch >= 1);
+  for (int j = 0; j < n_layers; j++)
+    {
+      double s = 0;
+      for (int b = 0; b < batch; b++)
+        s += cross_lse[(size_t) layers[j] * batch + b];
+      out[j] = s / batch;
+    }
+}
+
 DsStatus
 ds_discffusion_score (const double *layer_lse, int n_steps, int n_layers, const double *bias,
                       double *out, DsError *err)

@@ -121,6 +121,16 @@ double ds_lse_score (const float *logits, int64_t bh, int64_t n, int64_t k);
 double ds_discffusion_bias (const float *eps, const float *eps_uncond, const float *eps_cond,
                             int64_t n);
 
+/* One timestep's per-layer values from the UNet's DsProbeSink.cross_lse
+ * ([n_cross_layers, batch]: per layer and batch item, the mean over heads and
+ * positions of the logsumexp): out[j] = mean over the batch (both CFG halves)
+ * of cross_lse[layers[j]·batch + b], j < n_layers. `layers` are positions among
+ * the cross-attention layers in forward order (ds_discffusion_layers in
+ * ds-heatmap.h gives the six of §6.5.2). Equal to ds_lse_score of the layer's
+ * [batch·heads, N, K] logits. */
+void ds_discffusion_step_lse (const double *cross_lse, int batch, const int *layers,
+                              int n_layers, double *out);
+
 /* The final Discffusion score (§6.5.2–5): layer_lse [n_steps, n_layers] holds
  * ds_lse_score of each layer (the six of §6.5.2) at each sampled timestep and
  * bias [n_steps] the ds_discffusion_bias of each step;

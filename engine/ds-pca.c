@@ -1,7 +1,6 @@
 /* ds-pca.c: see ds-pca.h. */
 #include "ds-pca.h"
 
-#include <assert.h>
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
@@ -38,34 +37,44 @@ top_eigenpairs (double *a, int d, int m, double *w, double *z, DsError *err)
 {
   int il = d - m + 1, iu = d, found = 0, info = 0, lwork = -1, liwork = -1, iwq = 0;
   double vl = 0, vu = 0, abstol = 0, wq = 0;
-  double wa[DS_PCA_COMPONENTS];
   int isuppz[2 * DS_PCA_COMPONENTS];
+  /* dsyevr uses all d entries of W as workspace, not just the m it returns. */
+  double *wa = malloc ((size_t) d * sizeof *wa);
+  if (!wa)
+    return ds_error_set (err, DS_ERR_NOMEM, "PCA: out of memory for the eigensolver");
   dsyevr_ ("V", "I", "L", &d, a, &d, &vl, &vu, &il, &iu, &abstol, &found, wa, z, &d, isuppz,
            &wq, &lwork, &iwq, &liwork, &info, 1, 1, 1);
   if (info != 0)
-    return ds_error_set (err, DS_ERR_INVALID, "PCA: LAPACK dsyevr workspace query failed "
-                         "(info %d)", info);
+    {
+      free (wa);
+      return ds_error_set (err, DS_ERR_INVALID, "PCA: LAPACK dsyevr workspace query failed "
+                           "(info %d)", info);
+    }
   lwork = (int) wq;
   liwork = iwq;
   double *work = malloc ((size_t) lwork * sizeof *work);
   int *iwork = malloc ((size_t) liwork * sizeof *iwork);
   if (!work || !iwork)
     {
-      free (work), free (iwork);
+      free (wa), free (work), free (iwork);
       return ds_error_set (err, DS_ERR_NOMEM, "PCA: out of memory for the eigensolver");
     }
   dsyevr_ ("V", "I", "L", &d, a, &d, &vl, &vu, &il, &iu, &abstol, &found, wa, z, &d, isuppz,
            work, &lwork, iwork, &liwork, &info, 1, 1, 1);
   free (work), free (iwork);
   if (info != 0 || found != m)
-    return ds_error_set (err, DS_ERR_INVALID, "PCA: LAPACK dsyevr failed on a %d×%d matrix "
-                         "(info %d, %d of %d eigenpairs)", d, d, info, found, m);
-  /* dsyevr returns them ascending: reverse to largest first. */
+    {
+      free (wa);
+      return ds_error_set (err, DS_ERR_INVALID, "PCA: LAPACK dsyevr failed on a %d×%d matrix "
+                           "(info %d, %d of %d eigenpairs)", d, d, info, found, m);
+    }
+  /* dsyevr returns them ascending: largest first instead. */
+  for (int r = 0; r < m; r++)
+    w[r] = wa[m - 1 - r];
+  free (wa);
   for (int r = 0; r < m / 2; r++)
     {
       int o = m - 1 - r;
-      double t = wa[r];
-      wa[r] = wa[o], wa[o] = t;
       for (int i = 0; i < d; i++)
         {
           double u = z[(size_t) r * d + i];
@@ -73,7 +82,6 @@ top_eigenpairs (double *a, int d, int m, double *w, double *z, DsError *err)
           z[(size_t) o * d + i] = u;
         }
     }
-  memcpy (w, wa, (size_t) m * sizeof *w);
   return DS_OK;
 }
 

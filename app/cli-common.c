@@ -1,0 +1,324 @@
+/* cli-common.c: option parsing, model opening and output helpers shared by the
+ * diffscope-cli commands (see cli.h). */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ds-safetensors.h"
+
+#ifndef DS_DATA_DIR
+#define DS_DATA_DIR "resources"
+#endif
+
+int
+cli_fail (const DsError *err)
+{
+  fprintf (stderr, "diffscope-cli: %s\n", err->message);
+  return 1;
+}
+
+static int
+parse_int (const char *s, const char *what, int lo, int hi, int *out)
+{
+  char *end;
+  errno = 0;
+  long v = strtol (s, &end, 10);
+  if (errno || *end || end == s || v < lo || v > hi)
+    {
+      fprintf (stderr, "diffscope-cli: %s must be an integer in %d..%d, got \"%s\"\n", what, lo,
+               hi, s);
+      return -1;
+    }
+  *out = (int) v;
+  return 0;
+}
+
+static int
+parse_double (const char *s, const char *what, double lo, double hi, double *out)
+{
+  char *end;
+  errno = 0;
+  double v = strtod (s, &end);
+  if (errno || *end || end == s || !(v >= lo && v <= hi))
+    {
+      fprintf (stderr, "diffscope-cli: %s must be a number in %g..%g, got \"%s\"\n", what, lo, hi,
+               s);
+      return -1;
+    }
+  *out = v;
+  return 0;
+}
+
+/* "10,50,100" -> timesteps */
+static int
+parse_int_list (const char *s, const char *what, int lo, int hi, int *out, int *n)
+{
+  char buf[4096];
+  snprintf (buf, sizeof buf, "%s", s);
+  *n = 0;
+  for (char *save, *tok = strtok_r (buf, ",", &save); tok; tok = strtok_r (NULL, ",", &save))
+    {
+      if (*n == CLI_MAX_LIST || parse_int (tok, what, lo, hi, &out[*n]))
+        return -1;
+      (*n)++;
+    }
+  if (*n == 0)
+    {
+      fprintf (stderr, "diffscope-cli: %s needs at least one value\n", what);
+      return -1;
+    }
+  return 0;
+}
+
+static int
+push (const char **list, int *n, const char *v, const char *what)
+{
+  if (*n == CLI_MAX_LIST)
+    {
+      fprintf (stderr, "diffscope-cli: at most %d %s options\n", CLI_MAX_LIST, what);
+      return -1;
+    }
+  list[(*n)++] = v;
+  return 0;
+}
+
+int
+cli_parse_args (int argc, char **argv, CliOptions *o)
+{
+  enum { O_MODEL = 256, O_DEMO, O_IMAGE, O_PROMPT, O_UNCOND, O_T, O_MENG, O_SEED, O_SIZE,
+         O_CROP, O_PROBE, O_MAPS, O_OUT, O_NOISE, O_S, O_COLORMAP, O_WORDS, O_CKA, O_OUT_DIR,
+         O_OPACITY, O_HEAT_RES, O_CAPTION, O_TIMESTEPS, O_TRIALS, O_SHARD, O_JSON };
+  static const struct option opts[] = {
+    { "model", required_argument, 0, O_MODEL }, { "demo", no_argument, 0, O_DEMO },
+    { "image", required_argument, 0, O_IMAGE }, { "prompt", required_argument, 0, O_PROMPT },
+    { "uncond", required_argument, 0, O_UNCOND }, { "t", required_argument, 0, O_T },
+    { "meng", no_argument, 0, O_MENG }, { "seed", required_argument, 0, O_SEED },
+    { "size", required_argument, 0, O_SIZE }, { "crop", no_argument, 0, O_CROP },
+    { "probe", required_argument, 0, O_PROBE }, { "maps", no_argument, 0, O_MAPS },
+    { "out", required_argument, 0, O_OUT }, { "noise", required_argument, 0, O_NOISE },
+    { "s", required_argument, 0, O_S }, { "colormap", required_argument, 0, O_COLORMAP },
+    { "words", no_argument, 0, O_WORDS }, { "cka", no_argument, 0, O_CKA },
+    { "out-dir", required_argument, 0, O_OUT_DIR }, { "opacity", required_argument, 0, O_OPACITY },
+    { "heat-res", required_argument, 0, O_HEAT_RES }, { "caption", required_argument, 0, O_CAPTION },
+    { "timesteps", required_argument, 0, O_TIMESTEPS }, { "trials", required_argument, 0, O_TRIALS },
+    { "shard", required_argument, 0, O_SHARD }, { "json", no_argument, 0, O_JSON },
+    { 0, 0, 0, 0 },
+  };
+  *o = (CliOptions){ .t = 50, .size = 512, .uncond = "", .colormap = "viridis", .opacity = 0.6,
+                     .trials = 1 };
+  int c;
+  opterr = 0;
+  optind = 2;
+  while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1)
+    {
+      int bad = 0;
+      switch (c)
+        {
+        case O_MODEL: o->model = optarg; break;
+        case O_DEMO: o->demo = true; break;
+        case O_IMAGE: bad = push (o->images, &o->n_images, optarg, "--image"); break;
+        case O_PROMPT: o->prompt = optarg; break;
+        case O_UNCOND: o->uncond = optarg; break;
+        case O_T: bad = parse_int (optarg, "--t", 0, 999, &o->t); break;
+        case O_MENG: o->meng = true; break;
+        case O_SEED:
+          {
+            char *end;
+            errno = 0;
+            o->seed = strtoull (optarg, &end, 10);
+            if (errno || *end || end == optarg || optarg[0] == '-')
+              {
+                fprintf (stderr, "diffscope-cli: --seed must be a non-negative integer, got \"%s\"\n",
+                         optarg);
+                bad = -1;
+              }
+            break;
+          }
+        case O_SIZE: bad = parse_int (optarg, "--size", 64, 2048, &o->size); break;
+        case O_CROP: o->crop = true; break;
+        case O_PROBE: bad = push (o->probes, &o->n_probes, optarg, "--probe"); break;
+        case O_MAPS: o->maps = true; break;
+        case O_OUT: o->out = optarg; break;
+        case O_NOISE: o->noise = optarg; break;
+        case O_S:
+          if (o->n_s == CLI_MAX_LIST)
+            bad = push (NULL, &o->n_s, optarg, "--s");
+          else
+            bad = parse_double (optarg, "--s", -100, 100, &o->s_values[o->n_s++]);
+          break;
+        case O_COLORMAP: o->colormap = optarg; break;
+        case O_WORDS: o->words = true; break;
+        case O_CKA: o->cka = true; break;
+        case O_OUT_DIR: o->out_dir = optarg; break;
+        case O_OPACITY: bad = parse_double (optarg, "--opacity", 0, 1, &o->opacity); break;
+        case O_HEAT_RES: bad = parse_int (optarg, "--heat-res", 1, 256, &o->heat_res); break;
+        case O_CAPTION: bad = push (o->captions, &o->n_captions, optarg, "--caption"); break;
+        case O_TIMESTEPS:
+          bad = parse_int_list (optarg, "--timesteps", 0, 999, o->timesteps, &o->n_timesteps);
+          break;
+        case O_TRIALS: bad = parse_int (optarg, "--trials", 1, 64, &o->trials); break;
+        case O_SHARD: o->shard = optarg; break;
+        case O_JSON: o->json = true; break;
+        default:
+          fprintf (stderr, "diffscope-cli: unknown or incomplete option \"%s\"\n",
+                   argv[optind - 1]);
+          bad = -1;
+        }
+      if (bad)
+        return 2;
+    }
+  if (optind < argc && strcmp (argv[1], "batch") == 0 && !o->positional)
+    o->positional = argv[optind++];
+  if (optind < argc)
+    {
+      fprintf (stderr, "diffscope-cli: unexpected argument \"%s\"\n", argv[optind]);
+      return 2;
+    }
+  if (o->demo && o->model)
+    {
+      fprintf (stderr, "diffscope-cli: give either --model DIR or --demo, not both\n");
+      return 2;
+    }
+  if (!o->demo && !o->model)
+    {
+      fprintf (stderr, "diffscope-cli: no model: give --model DIR (a diffusers Stable Diffusion "
+                       "folder, e.g. stabilityai/stable-diffusion-2-1-base) or --demo for the "
+                       "built-in untrained model\n");
+      return 2;
+    }
+  return 0;
+}
+
+static const char *
+data_dir (void)
+{
+  const char *d = getenv ("DIFFSCOPE_DATA_DIR");
+  return d && *d ? d : DS_DATA_DIR;
+}
+
+DsStatus
+cli_open_pipeline (const CliOptions *o, DsBackend **be, DsPipeline **p, DsError *err)
+{
+  *p = NULL;
+  if (!(*be = ds_backend_cpu_new (err)))
+    return err->code;
+  DsStatus st = o->demo ? ds_pipeline_open_demo (o->seed ^ 0x5eedULL, data_dir (), *be, p, err)
+                        : ds_pipeline_open (o->model, *be, p, err);
+  if (st)
+    {
+      ds_backend_free (*be);
+      *be = NULL;
+    }
+  return st;
+}
+
+void
+cli_close_pipeline (DsBackend *be, DsPipeline *p)
+{
+  ds_pipeline_free (p);
+  ds_backend_free (be);
+}
+
+DsStatus
+cli_want_probes (const DsProbeList *list, const char *const *names, int n, bool **want,
+                 DsError *err)
+{
+  *want = calloc ((size_t) list->n, 1);
+  if (!*want)
+    return ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < n; i++)
+    {
+      int k = ds_probe_list_find (list, names[i]);
+      if (k < 0)
+        return ds_error_set (err, DS_ERR_NOT_FOUND,
+                             "unknown probe \"%s\": use a paper name like U-L1-R1-B0-Cross-Q or a "
+                             "long id like up-level1-repeat1-vit-block0-cross-q (diffscope-cli "
+                             "probes lists all %d)",
+                             names[i], list->n);
+      (*want)[k] = true;
+    }
+  return DS_OK;
+}
+
+DsStatus
+cli_ensure_dir (const char *path, DsError *err)
+{
+  struct stat sb;
+  if (stat (path, &sb) == 0)
+    return S_ISDIR (sb.st_mode) ? DS_OK
+                                : ds_error_set (err, DS_ERR_IO, "%s: exists and is not a directory",
+                                                path);
+  if (mkdir (path, 0755) != 0)
+    return ds_error_set (err, DS_ERR_IO, "%s: cannot create the directory: %s", path,
+                         strerror (errno));
+  return DS_OK;
+}
+
+json_t *
+cli_tokens_json (const DsTokens *t)
+{
+  json_t *ids = json_array (), *words = json_array ();
+  for (int i = 0; i < DS_CLIP_CONTEXT; i++)
+    json_array_append_new (ids, json_integer (t->ids[i]));
+  for (int i = 0; i < t->n_words; i++)
+    json_array_append_new (words, json_pack ("{s:s, s:i, s:i}", "text", t->words[i].text, "first",
+                                             t->words[i].first, "count", t->words[i].count));
+  return json_pack ("{s:o, s:i, s:b, s:o}", "ids", ids, "n_tokens", t->n_tokens, "truncated",
+                    t->truncated, "words", words);
+}
+
+/* Writes text to path atomically (temporary file + rename). */
+int
+cli_write_text_atomic (const char *path, const char *text, DsError *err)
+{
+  size_t n = strlen (path) + 16;
+  char *tmp = malloc (n);
+  snprintf (tmp, n, "%s.tmp-XXXXXX", path);
+  int fd = mkstemp (tmp);
+  if (fd < 0)
+    {
+      ds_error_set (err, DS_ERR_IO, "%s: cannot create: %s", path, strerror (errno));
+      free (tmp);
+      return -1;
+    }
+  size_t len = strlen (text);
+  bool ok = write (fd, text, len) == (ssize_t) len && fsync (fd) == 0;
+  ok = close (fd) == 0 && ok;
+  if (!ok || rename (tmp, path) != 0)
+    {
+      ds_error_set (err, DS_ERR_IO, "%s: cannot write: %s", path, strerror (errno));
+      unlink (tmp);
+      free (tmp);
+      return -1;
+    }
+  free (tmp);
+  return 0;
+}
+
+/* "FILE" or "FILE:TENSOR" -> the tensor, which must have the latent's shape. */
+DsStatus
+cli_load_noise (const char *spec, DsLatentShape shape, DsTensor *out, DsError *err)
+{
+  char path[4096];
+  snprintf (path, sizeof path, "%s", spec);
+  const char *name = "noise";
+  char *colon = strrchr (path, ':');
+  if (colon && !strchr (colon, '/'))
+    {
+      *colon = '\0';
+      name = colon + 1;
+    }
+  DsSafetensors *st;
+  DsStatus s = ds_safetensors_open (path, &st, err);
+  if (s)
+    return s;
+  int64_t want[4] = { 1, shape.channels, shape.h, shape.w };
+  s = ds_safetensors_load_f32 (st, name, 4, want, out, err);
+  ds_safetensors_close (st);
+  return s ? ds_error_prefix (err, s, "--noise") : DS_OK;
+}

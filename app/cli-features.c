@@ -1,0 +1,221 @@
+/* cli-features.c: diffscope-cli info, probes and features (see diffscope-cli.c). */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ds-image.h"
+#include "ds-safetensors.h"
+
+int
+cli_cmd_info (const CliOptions *o)
+{
+  DsError err = { 0 };
+  DsBackend *be = NULL;
+  DsPipeline *p = NULL;
+  if (cli_open_pipeline (o, &be, &p, &err))
+    return cli_fail (&err);
+  const DsModelDir *m = ds_pipeline_model (p);
+  printf ("model:   %s\n", ds_pipeline_label (p));
+  printf ("device:  %s\n", be->name);
+  printf ("unet:    %d levels, channels", m->unet.n_levels);
+  for (int i = 0; i < m->unet.n_levels; i++)
+    printf (" %d", m->unet.block_out_channels[i]);
+  printf (", heads");
+  for (int i = 0; i < m->unet.n_levels; i++)
+    printf (" %d", m->unet.heads[i]);
+  printf (", context %d, %s projections\n", m->unet.cross_attention_dim,
+          m->unet.use_linear_projection ? "linear" : "1x1 conv");
+  printf ("text:    %d layers, width %d, %s\n", m->text.num_hidden_layers, m->text.hidden_size,
+          m->text.hidden_act == DS_ACT_GELU ? "gelu" : "quick_gelu");
+  if (ds_pipeline_is_demo (p))
+    printf ("note:    the demo model is UNTRAINED (random weights): its maps show structure, "
+            "not meaning\n");
+  cli_close_pipeline (be, p);
+  return 0;
+}
+
+int
+cli_cmd_probes (const CliOptions *o)
+{
+  DsError err = { 0 };
+  DsBackend *be = NULL;
+  DsPipeline *p = NULL;
+  const DsProbeList *list;
+  if (cli_open_pipeline (o, &be, &p, &err))
+    return cli_fail (&err);
+  if (ds_pipeline_probes (p, o->size, &list, &err))
+    {
+      cli_close_pipeline (be, p);
+      return cli_fail (&err);
+    }
+  printf ("# %s, %dx%d input, %d probes (per image; the batch is [uncond, cond])\n",
+          ds_pipeline_label (p), o->size, o->size, list->n);
+  printf ("%-28s %-44s %s\n", "# name", "id", "shape");
+  for (int i = 0; i < list->n; i++)
+    {
+      const DsProbeInfo *q = &list->probes[i];
+      char shape[64];
+      printf ("%-28s %-44s %s%s\n", q->name, q->id, ds_shape_str (3, q->shape, shape, sizeof shape),
+              q->kind == DS_PROBE_SELF_MAP || q->kind == DS_PROBE_CROSS_MAP ? " (heads, Nq, Nk)"
+                                                                            : " (C, H, W)");
+    }
+  cli_close_pipeline (be, p);
+  return 0;
+}
+
+int
+cli_cmd_features (const CliOptions *o)
+{
+  DsError err = { 0 };
+  if (o->n_images != 1 || !o->prompt || !o->out || (o->n_probes == 0 && !o->maps))
+    {
+      fprintf (stderr, "diffscope-cli: features needs one --image, --prompt, --out and at least one "
+                       "--probe (or --maps); see diffscope-cli probes for the names\n");
+      return 2;
+    }
+  DsBackend *be = NULL;
+  DsPipeline *p = NULL;
+  const DsProbeList *list;
+  DsImage img = { 0 };
+  bool *want = NULL;
+  DsFeatures feats = { 0 };
+  DsTensor noise = { 0 };
+  DsSafetensorsItem *items = NULL;
+  DsTensor *views = NULL;
+  char **names = NULL;
+  int rc = 1, n_items = 0;
+  json_t *meta = NULL;
+  char *meta_text = NULL;
+
+  if (cli_open_pipeline (o, &be, &p, &err) || ds_pipeline_probes (p, o->size, &list, &err))
+    goto out;
+  if (cli_want_probes (list, o->probes, o->n_probes, &want, &err))
+    goto out;
+  if (o->maps)
+    for (int i = 0; i < list->n; i++)
+      if (list->probes[i].kind == DS_PROBE_CROSS_MAP)
+        want[i] = true;
+  if (ds_image_load (o->images[0], &img, &err))
+    goto out;
+  if (o->noise && cli_load_noise (o->noise, ds_pipeline_latent_shape (p, o->size), &noise, &err))
+    goto out;
+
+  DsFeatureRequest req = {
+    .image = &img, .size = o->size, .fit = o->crop ? DS_FIT_CENTER_CROP : DS_FIT_STRETCH,
+    .prompt = o->prompt, .uncond_prompt = o->uncond, .t = o->t,
+    .convention = o->meng ? DS_TIMESTEP_MENG : DS_TIMESTEP_DIRECT, .seed = o->seed, .want = want,
+    .noise = noise.data,
+  };
+  if (ds_pipeline_features (p, &req, &feats, &err))
+    goto out;
+  if (feats.cond.truncated)
+    fprintf (stderr, "diffscope-cli: note: the prompt has %d tokens; only the first 75 are used\n",
+             feats.cond.n_pieces_total);
+
+  /* items: per probe uncond + cond, per map layer (with --maps) the head mean */
+  int cap = 3 * list->n + 1;
+  items = calloc ((size_t) cap, sizeof *items);
+  views = calloc ((size_t) cap, sizeof *views);
+  names = calloc ((size_t) cap, sizeof *names);
+  json_t *probes_json = json_array ();
+  for (int i = 0; i < list->n; i++)
+    {
+      const DsTensor *v = &feats.values[i];
+      if (!v->data)
+        continue;
+      const DsProbeInfo *q = &feats.probes.probes[i];
+      bool asked = false;
+      for (int k = 0; k < o->n_probes; k++)
+        asked |= ds_probe_list_find (list, o->probes[k]) == i;
+      if (asked)
+        for (int half = 0; half < 2; half++)
+          {
+            DsTensor s = ds_tensor_slice0 (v, half, 1);
+            views[n_items] = ds_tensor_reshape (&s, 3, q->shape);
+            names[n_items] = malloc (96);
+            snprintf (names[n_items], 96, "%s.%s", half ? "cond" : "uncond", q->name);
+            items[n_items] = (DsSafetensorsItem){ names[n_items], &views[n_items] };
+            n_items++;
+          }
+      if (o->maps && q->kind == DS_PROBE_CROSS_MAP)
+        {
+          /* head mean of the cond half: [heads, Nq, Nk] -> [Nq, Nk] */
+          int64_t H = q->shape[0], Nq = q->shape[1], Nk = q->shape[2];
+          DsTensor *m = &views[n_items];
+          ds_tensor_alloc (m, DS_DTYPE_F32, 2, (int64_t[]){ Nq, Nk }, NULL);
+          const float *src = ds_tensor_f32 (v) + H * Nq * Nk;
+          float *dst = ds_tensor_f32 (m);
+          for (int64_t hh = 0; hh < H; hh++)
+            for (int64_t j = 0; j < Nq * Nk; j++)
+              dst[j] += src[hh * Nq * Nk + j] / (float) H;
+          names[n_items] = malloc (96);
+          char layer[48];
+          snprintf (layer, sizeof layer, "%s", q->name);
+          char *suffix = strstr (layer, "-B0-Cross-Map");
+          if (suffix)
+            *suffix = '\0';
+          snprintf (names[n_items], 96, "maps.%s", layer);
+          items[n_items] = (DsSafetensorsItem){ names[n_items], m };
+          n_items++;
+        }
+      char shape[64];
+      json_array_append_new (probes_json,
+                             json_pack ("{s:s, s:s, s:s}", "name", q->name, "id", q->id, "shape",
+                                        ds_shape_str (3, q->shape, shape, sizeof shape)));
+    }
+
+  const DsModelDir *md = ds_pipeline_model (p);
+  meta = json_pack ("{s:s, s:b, s:s, s:s, s:s, s:i, s:i, s:s, s:I, s:i, s:s, s:o, s:o, s:o, "
+                    "s:{s:f, s:f, s:f, s:f}}",
+                    "model", ds_pipeline_label (p), "untrained", ds_pipeline_is_demo (p),
+                    "model_dir", md->root, "device", be->name, "image", o->images[0], "size", o->size,
+                    "t", o->t, "timestep_convention", o->meng ? "meng (unet runs at t-1)" : "direct",
+                    "seed", (json_int_t) o->seed, "unet_timestep", feats.unet_timestep, "prompt",
+                    o->prompt, "cond", cli_tokens_json (&feats.cond),
+                    "uncond", cli_tokens_json (&feats.uncond), "probes",
+                    probes_json, "timings_ms", "image", feats.ms_image, "vae", feats.ms_vae, "text",
+                    feats.ms_text, "unet", feats.ms_unet);
+  json_object_set_new (meta, "uncond_prompt", json_string (o->uncond));
+  json_object_set_new (meta, "fit", json_string (o->crop ? "center-crop" : "stretch"));
+  json_object_set_new (meta, "latent", json_string ("VAE posterior mean x scaling_factor"));
+  meta_text = json_dumps (meta, JSON_INDENT (2) | JSON_SORT_KEYS);
+  const char *md_pairs[] = { "diffscope", meta_text, NULL };
+  if (ds_safetensors_write (o->out, items, n_items, md_pairs, &err))
+    goto out;
+  size_t jn = strlen (o->out) + 8;
+  char *jpath = malloc (jn);
+  snprintf (jpath, jn, "%s.json", o->out);
+  int wr = cli_write_text_atomic (jpath, meta_text, &err);
+  if (wr == 0)
+    {
+      printf ("wrote %s (%d tensors) and %s\n", o->out, n_items, jpath);
+      printf ("timings: image %.1f ms, VAE %.1f ms, text %.1f ms, UNet %.1f ms\n", feats.ms_image,
+              feats.ms_vae, feats.ms_text, feats.ms_unet);
+      if (ds_pipeline_is_demo (p))
+        printf ("note: demo model, UNTRAINED — random weights\n");
+      rc = 0;
+    }
+  free (jpath);
+
+out:
+  if (rc)
+    cli_fail (&err);
+  for (int i = 0; names && i < n_items; i++)
+    {
+      free (names[i]);
+      ds_tensor_free (&views[i]);
+    }
+  free (names);
+  free (views);
+  free (items);
+  free (meta_text);
+  json_decref (meta);
+  ds_features_free (&feats);
+  ds_tensor_free (&noise);
+  ds_image_free (&img);
+  free (want);
+  cli_close_pipeline (be, p);
+  return rc;
+}
+

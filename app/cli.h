@@ -1,0 +1,61 @@
+/* cli.h: what the diffscope-cli commands share (options, model opening, output
+ * helpers). Each command lives in its own cli-<command>.c. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "ds-error.h"
+#include "ds-pipeline.h"
+#include "ds-tensor.h"
+#include "ds-tokenizer.h"
+
+#define CLI_MAX_LIST 512
+
+typedef struct {
+  const char *model, *prompt, *uncond, *out, *out_dir, *noise, *colormap, *shard;
+  const char *images[CLI_MAX_LIST];
+  int n_images;
+  const char *captions[CLI_MAX_LIST];
+  int n_captions;
+  const char *probes[CLI_MAX_LIST];
+  int n_probes;
+  double s_values[CLI_MAX_LIST];
+  int n_s;
+  int timesteps[CLI_MAX_LIST];
+  int n_timesteps;
+  const char *positional; /* batch: the jobs file */
+  bool demo, meng, maps, crop, words, cka, json;
+  int t, size, trials, heat_res;
+  double opacity;
+  unsigned long long seed;
+} CliOptions;
+
+/* argv[1] is the command; options from argv[2]. Returns 0, or 2 after printing
+ * what is wrong. */
+int cli_parse_args (int argc, char **argv, CliOptions *o);
+/* Prints "diffscope-cli: <message>" and returns 1. */
+int cli_fail (const DsError *err);
+/* The model the options name (or the demo) on the CPU backend. On failure *be
+ * and *p are released and NULL. */
+DsStatus cli_open_pipeline (const CliOptions *o, DsBackend **be, DsPipeline **p, DsError *err);
+void cli_close_pipeline (DsBackend *be, DsPipeline *p);
+/* want[i] for each --probe name; an unknown name is DS_ERR_NOT_FOUND with the
+ * two naming styles in the message. want is calloc'ed (free it). */
+DsStatus cli_want_probes (const DsProbeList *list, const char *const *names, int n, bool **want,
+                          DsError *err);
+/* --noise FILE[:TENSOR] -> [1, C, h, w]. */
+DsStatus cli_load_noise (const char *spec, DsLatentShape shape, DsTensor *out, DsError *err);
+json_t *cli_tokens_json (const DsTokens *t);
+/* Writes text to path atomically (temporary file + rename); -1 on failure. */
+int cli_write_text_atomic (const char *path, const char *text, DsError *err);
+/* mkdir -p for one level; DS_ERR_IO naming the path when it cannot be made. */
+DsStatus cli_ensure_dir (const char *path, DsError *err);
+
+int cli_cmd_info (const CliOptions *o);
+int cli_cmd_probes (const CliOptions *o);
+int cli_cmd_features (const CliOptions *o);
+int cli_cmd_render (const CliOptions *o);
+int cli_cmd_score (const CliOptions *o);
+int cli_cmd_batch (const CliOptions *o);
