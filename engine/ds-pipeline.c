@@ -24,6 +24,11 @@ struct DsPipeline {
   DsArena arena;
   DsProbeList probes;
   int probes_size;
+  /* host caches: the clean latent of the last image, the context of the last prompts */
+  uint64_t latent_key;
+  float *latent; /* [C,h,w] */
+  int32_t ctx_ids[2 * DS_CLIP_CONTEXT];
+  float *ctx;    /* [2,77,X] */
 };
 
 static double
@@ -147,6 +152,8 @@ ds_pipeline_free (DsPipeline *p)
   ds_schedule_free (&p->sched);
   ds_arena_free (&p->arena);
   ds_probe_list_free (&p->probes);
+  free (p->latent);
+  free (p->ctx);
   free (p);
 }
 
@@ -239,6 +246,100 @@ to_backend (DsPipeline *p, const DsTensor *host, DsTensor *dev, DsError *err)
   return st ? st : p->be->upload (p->be, dev, host->data, err);
 }
 
+static uint64_t
+fnv1a (uint64_t h, const void *data, size_t n)
+{
+  const uint8_t *b = data;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ b[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* The clean latent of the request's image [C,h,w] on the host, from the cache
+ * when the same pixels were encoded at the same size and fit. */
+static DsStatus
+latent_for (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *out, DsError *err)
+{
+  const DsImage *im = req->image;
+  uint64_t key = fnv1a (0xcbf29ce484222325ull, im->rgb, (size_t) im->width * im->height * 3);
+  int meta[4] = { im->width, im->height, req->size, (int) req->fit };
+  key = fnv1a (key, meta, sizeof meta);
+  if (p->latent && p->latent_key == key)
+    {
+      out->cached_latent = true;
+      return DS_OK;
+    }
+  double t0 = now_ms ();
+  DsTensor pixels, px, x0;
+  DsStatus st = ds_image_to_model_input (im, req->size, req->fit, &pixels, err);
+  if (st)
+    return st;
+  out->ms_image = now_ms () - t0;
+  t0 = now_ms ();
+  const int f = ds_vae_factor (p->vae), C = ds_vae_latent_channels (p->vae);
+  const int64_t h = req->size / f, w = req->size / f;
+  size_t need = ds_vae_arena_bytes (p->vae, 1, req->size, req->size);
+  size_t io = ds_tensor_nbytes (&pixels) + (size_t) (C * h * w) * 4 + 256;
+  free (p->latent);
+  p->latent = malloc ((size_t) (C * h * w) * sizeof (float));
+  p->latent_key = 0;
+  if (!need)
+    st = ds_error_set (err, DS_ERR_INVALID, "could not plan the VAE for a %d image", req->size);
+  else if (!p->latent)
+    st = ds_error_set (err, DS_ERR_NOMEM, "out of memory for the latent");
+  if (!st && !(st = arena_reserve (p, need + io, err)) && !(st = to_backend (p, &pixels, &px, err))
+      && !(st = ds_arena_f32 (&p->arena, &x0, err, 4, (int64_t) 1, (int64_t) C, h, w))
+      && !(st = ds_vae_encode (p->vae, p->be, &p->arena, &px, &x0, err)))
+    st = p->be->download (p->be, &x0, p->latent, err);
+  ds_tensor_free (&pixels);
+  if (st)
+    {
+      free (p->latent);
+      p->latent = NULL;
+      return st;
+    }
+  p->latent_key = key;
+  out->ms_vae = now_ms () - t0;
+  return DS_OK;
+}
+
+/* The text context [2,77,X] = [uncond, cond] on the host, cached per prompt pair. */
+static DsStatus
+context_for (DsPipeline *p, DsFeatures *out, DsError *err)
+{
+  if (p->ctx && !memcmp (p->ctx_ids, out->uncond.ids, sizeof out->uncond.ids)
+      && !memcmp (p->ctx_ids + DS_CLIP_CONTEXT, out->cond.ids, sizeof out->cond.ids))
+    {
+      out->cached_text = true;
+      return DS_OK;
+    }
+  double t0 = now_ms ();
+  const int64_t X = ds_text_encoder_hidden_size (p->te);
+  int32_t ids[2 * DS_CLIP_CONTEXT];
+  memcpy (ids, out->uncond.ids, sizeof out->uncond.ids);
+  memcpy (ids + DS_CLIP_CONTEXT, out->cond.ids, sizeof out->cond.ids);
+  size_t need = ds_text_encoder_arena_bytes (p->te, 2);
+  free (p->ctx);
+  p->ctx = malloc ((size_t) (2 * DS_CLIP_CONTEXT * X) * sizeof (float));
+  DsTensor ctx;
+  DsStatus st = DS_OK;
+  if (!need || !p->ctx)
+    st = ds_error_set (err, DS_ERR_NOMEM, "out of memory for the text encoder");
+  if (!st && !(st = arena_reserve (p, need + (size_t) (2 * DS_CLIP_CONTEXT * X) * 4 + 64, err))
+      && !(st = ds_arena_f32 (&p->arena, &ctx, err, 3, (int64_t) 2, (int64_t) DS_CLIP_CONTEXT, X))
+      && !(st = ds_text_encoder_forward (p->te, p->be, &p->arena, ids, 2, &ctx, err)))
+    st = p->be->download (p->be, &ctx, p->ctx, err);
+  if (st)
+    {
+      free (p->ctx);
+      p->ctx = NULL;
+      return st;
+    }
+  memcpy (p->ctx_ids, ids, sizeof ids);
+  out->ms_text = now_ms () - t0;
+  return DS_OK;
+}
+
 DsStatus
 ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *out, DsError *err)
 {
@@ -257,104 +358,69 @@ ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *ou
     }
   memcpy (out->probes.probes, list->probes, (size_t) list->n * sizeof *list->probes);
 
-  /* text */
+  const DsLatentShape ls = ds_pipeline_latent_shape (p, req->size);
+  const int64_t n = (int64_t) ls.channels * ls.h * ls.w, X = ds_text_encoder_hidden_size (p->te);
   if ((st = ds_tokenizer_encode (p->tok, req->prompt ? req->prompt : "", &out->cond, err))
       || (st = ds_tokenizer_encode (p->tok, req->uncond_prompt ? req->uncond_prompt : "",
-                                    &out->uncond, err)))
-    goto fail;
-  if ((st = ds_schedule_unet_timestep (&p->sched, req->t, req->convention, &out->unet_timestep,
-                                       err)))
+                                    &out->uncond, err))
+      || (st = ds_schedule_unet_timestep (&p->sched, req->t, req->convention,
+                                          &out->unet_timestep, err))
+      || (st = latent_for (p, req, out, err)) || (st = context_for (p, out, err)))
     goto fail;
 
+  /* noise: ε and x_t, the same for both halves */
   double t0 = now_ms ();
-  DsTensor pixels = { 0 };
-  if ((st = ds_image_to_model_input (req->image, req->size, req->fit, &pixels, err)))
-    goto fail;
-  out->ms_image = now_ms () - t0;
+  out->noise = malloc ((size_t) n * sizeof (float));
+  float *xth = malloc ((size_t) (2 * n) * sizeof *xth);
+  if (!out->noise || !xth)
+    {
+      free (xth);
+      st = ds_error_set (err, DS_ERR_NOMEM, "out of memory for the noise");
+      goto fail;
+    }
+  if (req->noise)
+    memcpy (out->noise, req->noise, (size_t) n * sizeof (float));
+  else
+    ds_noise_normal (req->seed, out->noise, n);
+  ds_schedule_add_noise (&p->sched, out->unet_timestep, p->latent, out->noise, xth, n, err);
+  memcpy (xth + n, xth, (size_t) n * sizeof *xth);
 
-  const int f = ds_vae_factor (p->vae), C = ds_vae_latent_channels (p->vae);
-  const int64_t h = req->size / f, w = req->size / f, X = ds_text_encoder_hidden_size (p->te);
   int last = -1;
   for (int i = 0; req->want && i < list->n; i++)
     if (req->want[i])
       last = i;
+  if (req->want_eps)
+    last = -1; /* ε̂ needs the whole UNet */
   EmitCtx ectx = { p, out };
   DsProbeSink sink = { .want = req->want, .last = last, .emit = emit_copy, .user = &ectx,
-                       .cancel = req->cancel };
-  size_t need = ds_vae_arena_bytes (p->vae, 1, req->size, req->size);
-  size_t need_te = ds_text_encoder_arena_bytes (p->te, 2);
-  size_t need_unet = ds_unet_arena_bytes (p->unet, 2, h, w, DS_CLIP_CONTEXT, &sink);
-  /* Inputs and stage outputs live below each stage's own temporaries. */
-  size_t io = (size_t) (3 * req->size * req->size + 4 * C * h * w + 2 * DS_CLIP_CONTEXT * X) * 4
-              + 64 * 8;
-  size_t stage = need > need_te ? need : need_te;
-  stage = stage > need_unet ? stage : need_unet;
-  if (!need || !need_te || !need_unet)
-    {
-      st = ds_error_set (err, DS_ERR_INVALID, "could not plan the forward passes");
-      ds_tensor_free (&pixels);
-      goto fail;
-    }
-  if ((st = arena_reserve (p, stage + io, err)))
-    {
-      ds_tensor_free (&pixels);
-      goto fail;
-    }
-
-  /* VAE: x0 [1,C,h,w] */
-  DsTensor px, x0, ctx, xt;
-  t0 = now_ms ();
-  st = to_backend (p, &pixels, &px, err);
-  ds_tensor_free (&pixels);
-  if (st || (st = ds_arena_f32 (&p->arena, &x0, err, 4, (int64_t) 1, (int64_t) C, h, w))
-      || (st = ds_vae_encode (p->vae, p->be, &p->arena, &px, &x0, err)))
+                       .cancel = req->cancel, .cross_lse = req->cross_lse };
+  size_t need = ds_unet_arena_bytes (p->unet, 2, ls.h, ls.w, DS_CLIP_CONTEXT, &sink);
+  size_t io = (size_t) (4 * n + 2 * DS_CLIP_CONTEXT * X) * 4 + 256;
+  DsTensor xt, ctx, eps;
+  if (!need)
+    st = ds_error_set (err, DS_ERR_INVALID, "could not plan the UNet for a %d image", req->size);
+  if (!st && !(st = arena_reserve (p, need + io, err))
+      && !(st = ds_arena_f32 (&p->arena, &xt, err, 4, (int64_t) 2, (int64_t) ls.channels,
+                              (int64_t) ls.h, (int64_t) ls.w))
+      && !(st = ds_arena_f32 (&p->arena, &ctx, err, 3, (int64_t) 2, (int64_t) DS_CLIP_CONTEXT, X))
+      && !(st = ds_arena_f32 (&p->arena, &eps, err, 4, (int64_t) 2, (int64_t) ls.channels,
+                              (int64_t) ls.h, (int64_t) ls.w))
+      && !(st = p->be->upload (p->be, &xt, xth, err)))
+    st = p->be->upload (p->be, &ctx, p->ctx, err);
+  free (xth);
+  if (st)
     goto fail;
-  out->ms_vae = now_ms () - t0;
-
-  /* text: context [2,77,X] = [uncond, cond] */
-  t0 = now_ms ();
-  int32_t ids[2 * DS_CLIP_CONTEXT];
-  memcpy (ids, out->uncond.ids, sizeof out->uncond.ids);
-  memcpy (ids + DS_CLIP_CONTEXT, out->cond.ids, sizeof out->cond.ids);
-  if ((st = ds_arena_f32 (&p->arena, &ctx, err, 3, (int64_t) 2, (int64_t) DS_CLIP_CONTEXT, X))
-      || (st = ds_text_encoder_forward (p->te, p->be, &p->arena, ids, 2, &ctx, err)))
-    goto fail;
-  out->ms_text = now_ms () - t0;
-
-  /* noise: x_t for both halves (same latent, same ε) */
-  t0 = now_ms ();
-  {
-    int64_t n = C * h * w;
-    float *host = malloc ((size_t) (4 * n) * sizeof *host);
-    if (!host)
-      {
-        st = ds_error_set (err, DS_ERR_NOMEM, "out of memory for the noise");
-        goto fail;
-      }
-    float *x0h = host, *eps = host + n, *xth = host + 2 * n;
-    if ((st = p->be->download (p->be, &x0, x0h, err)))
-      {
-        free (host);
-        goto fail;
-      }
-    if (req->noise)
-      memcpy (eps, req->noise, (size_t) n * sizeof *eps);
-    else
-      ds_noise_normal (req->seed, eps, n);
-    ds_schedule_add_noise (&p->sched, out->unet_timestep, x0h, eps, xth, n, err);
-    memcpy (xth + n, xth, (size_t) n * sizeof *xth);
-    st = ds_arena_f32 (&p->arena, &xt, err, 4, (int64_t) 2, (int64_t) C, h, w);
-    if (!st)
-      st = p->be->upload (p->be, &xt, xth, err);
-    free (host);
-    if (st)
-      goto fail;
-  }
   float ts[2] = { (float) out->unet_timestep, (float) out->unet_timestep };
-  if ((st = ds_unet_forward (p->unet, p->be, &p->arena, &xt, ts, &ctx, &sink, NULL, err)))
+  if ((st = ds_unet_forward (p->unet, p->be, &p->arena, &xt, ts, &ctx, &sink,
+                             req->want_eps ? &eps : NULL, err))
+      || (st = p->be->synchronize (p->be, err)))
     goto fail;
-  if ((st = p->be->synchronize (p->be, err)))
-    goto fail;
+  if (req->want_eps)
+    {
+      if ((st = ds_tensor_alloc (&out->eps, DS_DTYPE_F32, 4, eps.shape, err))
+          || (st = p->be->download (p->be, &eps, out->eps.data, err)))
+        goto fail;
+    }
   out->ms_unet = now_ms () - t0;
   return DS_OK;
 
@@ -369,6 +435,8 @@ ds_features_free (DsFeatures *f)
   for (int i = 0; f->values && i < f->probes.n; i++)
     ds_tensor_free (&f->values[i]);
   free (f->values);
+  free (f->noise);
+  ds_tensor_free (&f->eps);
   ds_probe_list_free (&f->probes);
   memset (f, 0, sizeof *f);
 }

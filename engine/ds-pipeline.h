@@ -5,8 +5,10 @@
  *   (t, seed) -> ε -> x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε
  *   UNet on the batch [uncond, cond] -> the wanted probes, both halves
  *
- * The pipeline owns the loaded models, tokenizer, schedule and arenas. It is
- * not thread-safe: one worker thread owns a pipeline. The built-in demo model
+ * The pipeline owns the loaded models, tokenizer, schedule and arenas, and
+ * caches the last image's latent and the last prompts' text context, so a
+ * new timestep, seed or probe set runs only the UNet. It is not thread-safe:
+ * one worker thread owns a pipeline. The built-in demo model
  * (ds_pipeline_open_demo) has the SD 2.x topology at small widths with seeded
  * random weights: it runs everywhere and is labelled untrained everywhere.
  */
@@ -59,6 +61,8 @@ typedef struct {
   uint64_t seed;            /* for ε */
   const float *noise;       /* or ε given explicitly: host [latent C, h, w]; NULL: from seed */
   const bool *want;         /* one per probe of ds_pipeline_probes (size); NULL: none */
+  bool want_eps;            /* run the whole UNet and return ε̂ for both halves */
+  double *cross_lse;        /* optional: DsProbeSink.cross_lse, [n_cross_layers * 2] */
   const volatile int *cancel;
 } DsFeatureRequest;
 
@@ -67,7 +71,10 @@ typedef struct {
   DsTensor *values;         /* [probes.n]: wanted ones host f32 [2, ...], batch [uncond, cond] */
   DsTokens cond, uncond;
   int unet_timestep;
-  double ms_image, ms_vae, ms_text, ms_unet; /* wall-clock per stage */
+  float *noise;             /* ε used, host [C,h,w] */
+  DsTensor eps;             /* with want_eps: ε̂, host [2,C,h,w] for [uncond, cond] */
+  bool cached_latent, cached_text; /* the VAE / text encoder did not run */
+  double ms_image, ms_vae, ms_text, ms_unet; /* wall-clock per stage (0 when cached) */
 } DsFeatures;
 
 DsStatus ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *out,
