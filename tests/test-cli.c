@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ds-image.h"
 #include "ds-safetensors.h"
 
 static const char *cli;
@@ -184,6 +185,80 @@ test_against_diffusers (void)
   ds_safetensors_close (want);
 }
 
+/* Compares a rendered PNG with its golden: the same size, and per channel at
+ * most 3 levels apart on >= 99% of the values with a mean difference <= 0.5.
+ * (Exact here; the slack absorbs BLAS summation-order differences elsewhere.) */
+static void
+check_golden (const char *rendered, const char *golden)
+{
+  DsImage a, b;
+  DsError err = { 0 };
+  DsStatus s1 = ds_image_load (rendered, &a, &err);
+  DS_CHECK_OK (s1, &err);
+  DsStatus s2 = ds_image_load (golden, &b, &err);
+  DS_CHECK_OK (s2, &err);
+  if (!s1 && !s2)
+    {
+      DS_CHECK (a.width == b.width && a.height == b.height, "%s: %dx%d, golden %dx%d", rendered,
+                a.width, a.height, b.width, b.height);
+      if (a.width == b.width && a.height == b.height)
+        {
+          size_t n = (size_t) a.width * a.height * 3, off = 0;
+          double sum = 0;
+          for (size_t i = 0; i < n; i++)
+            {
+              int d = abs ((int) a.rgb[i] - (int) b.rgb[i]);
+              off += d > 3;
+              sum += d;
+            }
+          printf ("  %s: %zu of %zu values differ by more than 3, mean difference %.3f\n", golden,
+                  off, n, sum / n);
+          DS_CHECK (off <= n / 100 && sum / n <= 0.5, "%s differs from its golden %s", rendered,
+                    golden);
+        }
+    }
+  if (!s1)
+    ds_image_free (&a);
+  if (!s2)
+    ds_image_free (&b);
+}
+
+static void
+test_render (void)
+{
+  char args[4096], out[600], a[700], b[700];
+  snprintf (out, sizeof out, "%s/render", tmpdir);
+  snprintf (args, sizeof args,
+            "render --demo --size 64 --image %s/sd-input.png --prompt 'a red cube on a table' "
+            "--probe U-L1-R1-B0-Cross-Q --probe D-L0-R1-Res-Out --words --heat-res 4 --out-dir %s",
+            DATA, out);
+  EXPECT (args, 0, "UNTRAINED");
+  static const char *const files[] = {
+    "U-L1-R1-B0-Cross-Q.pca-s7.5.png", "U-L1-R1-B0-Cross-Q.pca-uncond.png",
+    "D-L0-R1-Res-Out.pca-delta.png", "D-L0-R1-Res-Out.delta-heat.png", "word-02-red.png",
+  };
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+    {
+      snprintf (a, sizeof a, "%s/%s", out, files[i]);
+      snprintf (b, sizeof b, "%s/golden/demo64-%s", DATA, files[i]);
+      check_golden (a, b);
+    }
+  /* render's own errors */
+  snprintf (args, sizeof args, "render --demo --size 64 --image %s/sd-input.png --prompt p "
+            "--probe U-L1-R1-B0-Cross-Map --out-dir %s", DATA, out);
+  EXPECT (args, 1, "U-L1-R1-B0-Cross-Map is an attention map");
+  snprintf (args, sizeof args, "render --demo --size 64 --image %s/sd-input.png --prompt p "
+            "--probe UNet-Out --colormap rainbow --out-dir %s", DATA, out);
+  EXPECT (args, 1, "rainbow");
+  snprintf (args, sizeof args, "render --demo --size 64 --image %s/sd-input.png --prompt p "
+            "--words --heat-res 5 --out-dir %s", DATA, out);
+  EXPECT (args, 1, "no cross-attention layer works at 5x5");
+  snprintf (args, sizeof args, "render --demo --size 64 --image %s/sd-input.png --prompt p "
+            "--probe UNet-Out --out-dir %s/sd-input.png", DATA, DATA);
+  EXPECT (args, 1, "not a directory");
+  EXPECT ("render --demo --prompt p --probe UNet-Out --out-dir x", 2, "render needs --image");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -199,6 +274,7 @@ main (int argc, char **argv)
   test_input_errors ();
   test_demo ();
   test_against_diffusers ();
+  test_render ();
   char cmd[600];
   snprintf (cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system (cmd) != 0)
