@@ -14,6 +14,7 @@
  * loaders read them. Pickle weights (.bin, .ckpt, .pt) are never opened.
  */
 #include "ds-model-dir.h"
+#include "ds-json.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -36,30 +37,6 @@ typedef struct
   const char *path;
   DsError *err;
 } Cfg;
-
-static const char *
-json_type_name (const json_t *v)
-{
-  switch (json_typeof (v))
-    {
-    case JSON_OBJECT:
-      return "an object";
-    case JSON_ARRAY:
-      return "an array";
-    case JSON_STRING:
-      return "a string";
-    case JSON_INTEGER:
-      return "an integer";
-    case JSON_REAL:
-      return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-      return "a boolean";
-    case JSON_NULL:
-      return "null";
-    }
-  return "?";
-}
 
 /* The value as compact JSON for messages, e.g. "\"AttnDownBlock2D\"" or "[1, 2]". */
 static const char *
@@ -86,7 +63,7 @@ cfg_load (Cfg *c, const char *json_text, const char *path, DsError *err)
   if (!json_is_object (c->root))
     {
       DsStatus s = ds_error_set (err, DS_ERR_FORMAT, "%s: is %s, expected a JSON object", path,
-                                 json_type_name (c->root));
+                                 ds_json_type_name (c->root));
       json_decref (c->root);
       c->root = NULL;
       return s;
@@ -98,7 +75,7 @@ static DsStatus
 type_error (Cfg *c, const char *key, const json_t *v, const char *expected)
 {
   return ds_error_set (c->err, DS_ERR_FORMAT, "%s: key '%s' is %s, expected %s", c->path, key,
-                       json_type_name (v), expected);
+                       ds_json_type_name (v), expected);
 }
 
 static DsStatus

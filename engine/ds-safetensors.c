@@ -13,6 +13,7 @@
  * hosts, so data is used and written as is.
  */
 #include "ds-safetensors.h"
+#include "ds-json.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -51,30 +52,6 @@ static const char *const st_dtype_names[] = {
 };
 _Static_assert(sizeof st_dtype_names / sizeof st_dtype_names[0] == DS_DTYPE_COUNT,
                "one safetensors name per DsDType");
-
-static const char *
-json_type_name (const json_t *v)
-{
-  switch (json_typeof (v))
-    {
-    case JSON_OBJECT:
-      return "an object";
-    case JSON_ARRAY:
-      return "an array";
-    case JSON_STRING:
-      return "a string";
-    case JSON_INTEGER:
-      return "an integer";
-    case JSON_REAL:
-      return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-      return "a boolean";
-    case JSON_NULL:
-      return "null";
-    }
-  return "?";
-}
 
 /* ------------------------------------------------------------------------ */
 /* Reading                                                                   */
@@ -117,14 +94,14 @@ parse_entry (const char *path, const char *name, json_t *v, uint64_t data_size, 
     return ds_error_set (err, DS_ERR_FORMAT,
                          "%s: tensor '%s': header entry is %s, expected an object "
                          "with dtype, shape and data_offsets",
-                         path, name, json_type_name (v));
+                         path, name, ds_json_type_name (v));
 
   json_t *dt = json_object_get (v, "dtype");
   if (!dt)
     return ds_error_set (err, DS_ERR_FORMAT, "%s: tensor '%s': missing \"dtype\"", path, name);
   if (!json_is_string (dt))
     return ds_error_set (err, DS_ERR_FORMAT, "%s: tensor '%s': \"dtype\" is %s, expected a string",
-                         path, name, json_type_name (dt));
+                         path, name, ds_json_type_name (dt));
   const char *dts = json_string_value (dt);
   int dtype = -1;
   for (int i = 0; i < DS_DTYPE_COUNT; i++)
@@ -144,7 +121,7 @@ parse_entry (const char *path, const char *name, json_t *v, uint64_t data_size, 
     return ds_error_set (err, DS_ERR_FORMAT,
                          "%s: tensor '%s': \"shape\" is %s, expected an array of "
                          "non-negative integers",
-                         path, name, json_type_name (shape));
+                         path, name, ds_json_type_name (shape));
   size_t nd = json_array_size (shape);
   if (nd > DS_MAX_DIMS)
     return ds_error_set (err, DS_ERR_UNSUPPORTED,
@@ -163,7 +140,7 @@ parse_entry (const char *path, const char *name, json_t *v, uint64_t data_size, 
         return ds_error_set (err, DS_ERR_FORMAT,
                              "%s: tensor '%s': \"shape\"[%zu] is %s, expected a "
                              "non-negative integer",
-                             path, name, i, json_is_integer (d) ? "negative" : json_type_name (d));
+                             path, name, i, json_is_integer (d) ? "negative" : ds_json_type_name (d));
       p->e.shape[i] = (int64_t)json_integer_value (d);
       overflow |= __builtin_mul_overflow (numel, (uint64_t)p->e.shape[i], &numel);
     }
@@ -217,7 +194,7 @@ parse_metadata (DsSafetensors *st, json_t *v, DsError *err)
   if (!json_is_object (v))
     return ds_error_set (err, DS_ERR_FORMAT,
                          "%s: \"__metadata__\" is %s, expected an object of strings", st->path,
-                         json_type_name (v));
+                         ds_json_type_name (v));
   size_t n = json_object_size (v);
   st->meta = calloc (2 * n + 1, sizeof *st->meta);
   if (!st->meta)
@@ -229,7 +206,7 @@ parse_metadata (DsSafetensors *st, json_t *v, DsError *err)
     if (!json_is_string (val))
       return ds_error_set (err, DS_ERR_FORMAT,
                            "%s: \"__metadata__\" key '%s' is %s, expected a string", st->path, key,
-                           json_type_name (val));
+                           ds_json_type_name (val));
     char *k = strdup (key), *s = strdup (json_string_value (val));
     st->meta[2 * st->n_meta] = k;
     st->meta[2 * st->n_meta + 1] = s;
@@ -282,7 +259,7 @@ parse_header (DsSafetensors *st, DsError *err)
   if (!json_is_object (root))
     {
       status = ds_error_set (err, DS_ERR_FORMAT, "%s: header is %s, expected a JSON object", path,
-                             json_type_name (root));
+                             ds_json_type_name (root));
       goto out;
     }
 
