@@ -286,6 +286,8 @@ cli_write_text_atomic (const char *path, const char *text, DsError *err)
       free (tmp);
       return -1;
     }
+  /* mkstemp creates 0600; outputs are ordinary files. */
+  (void) fchmod (fd, 0644);
   size_t len = strlen (text);
   bool ok = write (fd, text, len) == (ssize_t) len && fsync (fd) == 0;
   ok = close (fd) == 0 && ok;

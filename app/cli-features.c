@@ -67,15 +67,25 @@ cli_cmd_probes (const CliOptions *o)
 int
 cli_cmd_features (const CliOptions *o)
 {
-  DsError err = { 0 };
   if (o->n_images != 1 || !o->prompt || !o->out || (o->n_probes == 0 && !o->maps))
     {
       fprintf (stderr, "diffscope-cli: features needs one --image, --prompt, --out and at least one "
                        "--probe (or --maps); see diffscope-cli probes for the names\n");
       return 2;
     }
+  DsError err = { 0 };
   DsBackend *be = NULL;
   DsPipeline *p = NULL;
+  if (cli_open_pipeline (o, &be, &p, &err))
+    return cli_fail (&err);
+  DsStatus st = cli_features_write (o, be, p, stdout, &err);
+  cli_close_pipeline (be, p);
+  return st ? cli_fail (&err) : 0;
+}
+
+DsStatus
+cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log, DsError *err)
+{
   const DsProbeList *list;
   DsImage img = { 0 };
   bool *want = NULL;
@@ -84,21 +94,22 @@ cli_cmd_features (const CliOptions *o)
   DsSafetensorsItem *items = NULL;
   DsTensor *views = NULL;
   char **names = NULL;
-  int rc = 1, n_items = 0;
+  DsStatus st;
+  int n_items = 0;
   json_t *meta = NULL;
   char *meta_text = NULL;
 
-  if (cli_open_pipeline (o, &be, &p, &err) || ds_pipeline_probes (p, o->size, &list, &err))
+  if ((st = ds_pipeline_probes (p, o->size, &list, err)))
     goto out;
-  if (cli_want_probes (list, o->probes, o->n_probes, &want, &err))
+  if ((st = cli_want_probes (list, o->probes, o->n_probes, &want, err)))
     goto out;
   if (o->maps)
     for (int i = 0; i < list->n; i++)
       if (list->probes[i].kind == DS_PROBE_CROSS_MAP)
         want[i] = true;
-  if (ds_image_load (o->images[0], &img, &err))
-    goto out;
-  if (o->noise && cli_load_noise (o->noise, ds_pipeline_latent_shape (p, o->size), &noise, &err))
+  if ((st = ds_image_load (o->images[0], &img, err))
+      || (o->noise
+          && (st = cli_load_noise (o->noise, ds_pipeline_latent_shape (p, o->size), &noise, err))))
     goto out;
 
   DsFeatureRequest req = {
@@ -107,7 +118,7 @@ cli_cmd_features (const CliOptions *o)
     .convention = o->meng ? DS_TIMESTEP_MENG : DS_TIMESTEP_DIRECT, .seed = o->seed, .want = want,
     .noise = noise.data,
   };
-  if (ds_pipeline_features (p, &req, &feats, &err))
+  if ((st = ds_pipeline_features (p, &req, &feats, err)))
     goto out;
   if (feats.cond.truncated)
     fprintf (stderr, "diffscope-cli: note: the prompt has %d tokens; only the first 75 are used\n",
@@ -181,26 +192,23 @@ cli_cmd_features (const CliOptions *o)
   json_object_set_new (meta, "latent", json_string ("VAE posterior mean x scaling_factor"));
   meta_text = json_dumps (meta, JSON_INDENT (2) | JSON_SORT_KEYS);
   const char *md_pairs[] = { "diffscope", meta_text, NULL };
-  if (ds_safetensors_write (o->out, items, n_items, md_pairs, &err))
+  if ((st = ds_safetensors_write (o->out, items, n_items, md_pairs, err)))
     goto out;
   size_t jn = strlen (o->out) + 8;
   char *jpath = malloc (jn);
   snprintf (jpath, jn, "%s.json", o->out);
-  int wr = cli_write_text_atomic (jpath, meta_text, &err);
-  if (wr == 0)
+  st = cli_write_text_atomic (jpath, meta_text, err) ? err->code : DS_OK;
+  if (!st && log)
     {
-      printf ("wrote %s (%d tensors) and %s\n", o->out, n_items, jpath);
-      printf ("timings: image %.1f ms, VAE %.1f ms, text %.1f ms, UNet %.1f ms\n", feats.ms_image,
-              feats.ms_vae, feats.ms_text, feats.ms_unet);
+      fprintf (log, "wrote %s (%d tensors) and %s\n", o->out, n_items, jpath);
+      fprintf (log, "timings: image %.1f ms, VAE %.1f ms, text %.1f ms, UNet %.1f ms\n",
+               feats.ms_image, feats.ms_vae, feats.ms_text, feats.ms_unet);
       if (ds_pipeline_is_demo (p))
-        printf ("note: demo model, UNTRAINED — random weights\n");
-      rc = 0;
+        fprintf (log, "note: demo model, UNTRAINED — random weights\n");
     }
   free (jpath);
 
 out:
-  if (rc)
-    cli_fail (&err);
   for (int i = 0; names && i < n_items; i++)
     {
       free (names[i]);
@@ -215,7 +223,6 @@ out:
   ds_tensor_free (&noise);
   ds_image_free (&img);
   free (want);
-  cli_close_pipeline (be, p);
-  return rc;
+  return st;
 }
 

@@ -296,12 +296,25 @@ cli_cmd_render (const CliOptions *o)
                        "--out-dir and at least one --probe or --words\n");
       return 2;
     }
-  CliOptions opt = *o;
-  if (opt.n_s == 0)
-    opt.s_values[opt.n_s++] = 7.5;
   DsError err = { 0 };
   DsBackend *be = NULL;
   DsPipeline *p = NULL;
+  if (cli_open_pipeline (o, &be, &p, &err))
+    return cli_fail (&err);
+  DsStatus st = cli_render_write (o, be, p, stdout, &err);
+  cli_close_pipeline (be, p);
+#ifdef DS_HAVE_CAIRO
+  ds_sheet_cleanup ();
+#endif
+  return st ? cli_fail (&err) : 0;
+}
+
+DsStatus
+cli_render_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log, DsError *err)
+{
+  CliOptions opt = *o;
+  if (opt.n_s == 0)
+    opt.s_values[opt.n_s++] = 7.5;
   const DsProbeList *list;
   DsImage img[2] = { 0 };
   DsFeatures feats[2] = { 0 };
@@ -312,16 +325,16 @@ cli_cmd_render (const CliOptions *o)
   double cka_s[21], *cka = NULL;
   const int n_cka = 21;
 
-  if (ds_colormap_from_name (opt.colormap, &t.cmap, &err) || cli_ensure_dir (opt.out_dir, &err)
-      || cli_open_pipeline (&opt, &be, &p, &err) || ds_pipeline_probes (p, opt.size, &list, &err)
-      || cli_want_probes (list, opt.probes, opt.n_probes, &want, &err))
+  if (ds_colormap_from_name (opt.colormap, &t.cmap, err) || cli_ensure_dir (opt.out_dir, err)
+      || ds_pipeline_probes (p, opt.size, &list, err)
+      || cli_want_probes (list, opt.probes, opt.n_probes, &want, err))
     goto out;
   for (int i = 0; i < opt.n_probes; i++)
     {
       const DsProbeInfo *q = &list->probes[ds_probe_list_find (list, opt.probes[i])];
       if (q->kind == DS_PROBE_SELF_MAP || q->kind == DS_PROBE_CROSS_MAP)
         {
-          ds_error_set (&err, DS_ERR_INVALID,
+          ds_error_set (err, DS_ERR_INVALID,
                         "%s is an attention map, not a feature map: use --words for "
                         "cross-attention heatmaps, or `features` for the raw maps",
                         q->name);
@@ -334,7 +347,7 @@ cli_cmd_render (const CliOptions *o)
       n_layers = ds_heatmap_cross_layers (list, (int64_t) res * res, layers, 64);
       if (n_layers == 0)
         {
-          ds_error_set (&err, DS_ERR_INVALID,
+          ds_error_set (err, DS_ERR_INVALID,
                         "no cross-attention layer works at %dx%d for a %d image; try --heat-res "
                         "%d, %d or %d",
                         res, res, opt.size, opt.size / 8, opt.size / 16, opt.size / 32);
@@ -345,7 +358,7 @@ cli_cmd_render (const CliOptions *o)
     }
   for (int i = 0; i < opt.n_images; i++)
     {
-      if (ds_image_load (opt.images[i], &img[i], &err))
+      if (ds_image_load (opt.images[i], &img[i], err))
         goto out;
       DsFeatureRequest req = {
         .image = &img[i], .size = opt.size, .fit = opt.crop ? DS_FIT_CENTER_CROP : DS_FIT_STRETCH,
@@ -353,14 +366,14 @@ cli_cmd_render (const CliOptions *o)
         .convention = opt.meng ? DS_TIMESTEP_MENG : DS_TIMESTEP_DIRECT, .seed = opt.seed,
         .want = want,
       };
-      if (ds_pipeline_features (p, &req, &feats[i], &err))
+      if (ds_pipeline_features (p, &req, &feats[i], err))
         {
-          ds_error_prefix (&err, err.code, "%s", opt.images[i]);
+          ds_error_prefix (err, err->code, "%s", opt.images[i]);
           goto out;
         }
     }
   if (display_image (&img[0], opt.size, opt.crop ? DS_FIT_CENTER_CROP : DS_FIT_STRETCH, &shown,
-                     &err))
+                     err))
     goto out;
   {
     uint8_t *copy = malloc ((size_t) opt.size * opt.size * 3);
@@ -369,7 +382,7 @@ cli_cmd_render (const CliOptions *o)
     memcpy (copy, shown, (size_t) opt.size * opt.size * 3);
     char cap[300];
     snprintf (cap, sizeof cap, "input (%dx%d)\n\"%s\"", opt.size, opt.size, opt.prompt);
-    if (tile_add (&t, copy, "input.png", cap, &err))
+    if (tile_add (&t, copy, "input.png", cap, err))
       goto out;
   }
   if (opt.cka)
@@ -383,10 +396,10 @@ cli_cmd_render (const CliOptions *o)
       int k = ds_probe_list_find (list, opt.probes[i]);
       const DsTensor *vals[2] = { &feats[0].values[k], &feats[1].values[k] };
       if (render_probe (&t, &list->probes[k], vals, opt.n_images, cka ? cka + i * n_cka : NULL,
-                        cka_s, n_cka, &err))
+                        cka_s, n_cka, err))
         goto out;
     }
-  if (opt.words && render_words (&t, &feats[0], layers, n_layers, shown, &err))
+  if (opt.words && render_words (&t, &feats[0], layers, n_layers, shown, err))
     goto out;
 
   char title[1024], path[4096];
@@ -398,7 +411,7 @@ cli_cmd_render (const CliOptions *o)
   for (int i = 0; i < t.n; i++)
     tiles[i] = (DsSheetTile){ t.rgb[i], t.size, t.size, t.caption[i] };
   snprintf (path, sizeof path, "%s/sheet.png", opt.out_dir);
-  if (ds_sheet_write_png (path, tiles, t.n, 0, title, &err))
+  if (ds_sheet_write_png (path, tiles, t.n, 0, title, err))
     goto out;
   t.written++;
   if (cka)
@@ -411,7 +424,7 @@ cli_cmd_render (const CliOptions *o)
           names[i] = list->probes[ds_probe_list_find (list, opt.probes[i])].name;
         }
       snprintf (path, sizeof path, "%s/cka.png", opt.out_dir);
-      if (ds_plot_cka_png (path, cka_s, series, opt.n_probes, names, n_cka, title, &err))
+      if (ds_plot_cka_png (path, cka_s, series, opt.n_probes, names, n_cka, title, err))
         goto out;
       t.written++;
     }
@@ -420,22 +433,21 @@ cli_cmd_render (const CliOptions *o)
   if (cka)
     fprintf (stderr, "diffscope-cli: note: built without cairo: no sheet.png or cka.png\n");
 #endif
-  if (cka)
+  if (cka && log)
     for (int i = 0; i < opt.n_probes; i++)
       {
-        printf ("CKA(X_s, X_uncond) %s:", list->probes[ds_probe_list_find (list, opt.probes[i])].name);
+        fprintf (log, "CKA(X_s, X_uncond) %s:", list->probes[ds_probe_list_find (list, opt.probes[i])].name);
         for (int j = 0; j < n_cka; j += 2)
-          printf (" s=%g %.3f", cka_s[j], cka[i * n_cka + j]);
-        printf ("\n");
+          fprintf (log, " s=%g %.3f", cka_s[j], cka[i * n_cka + j]);
+        fprintf (log, "\n");
       }
-  printf ("wrote %d PNG files to %s\n", t.written, opt.out_dir);
-  if (ds_pipeline_is_demo (p))
-    printf ("note: demo model, UNTRAINED — random weights: the maps show structure, not meaning\n");
+  if (log)
+    fprintf (log, "wrote %d PNG files to %s\n", t.written, opt.out_dir);
+  if (log && ds_pipeline_is_demo (p))
+    fprintf (log, "note: demo model, UNTRAINED — random weights: the maps show structure, not meaning\n");
   rc = 0;
 
 out:
-  if (rc)
-    cli_fail (&err);
   tiles_free (&t);
   free (cka);
   free (shown);
@@ -445,9 +457,5 @@ out:
       ds_features_free (&feats[i]);
       ds_image_free (&img[i]);
     }
-  cli_close_pipeline (be, p);
-#ifdef DS_HAVE_CAIRO
-  ds_sheet_cleanup ();
-#endif
-  return rc;
+  return rc ? (err->code ? err->code : DS_ERR_NOMEM) : DS_OK;
 }

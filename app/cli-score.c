@@ -1,3 +1,293 @@
-/* placeholder: written next */
+/* cli-score.c: diffscope-cli score — Discffusion's image–text matching score
+ * (models-spec §6.5) for every (caption, image) pair, as a table or JSON.
+ *
+ * For one pair, every timestep t and trial r is one UNet run on [uncond,
+ * caption] at x_t, made from the image's latent and the noise of seed + r
+ * (the same noise for every pair, as Discffusion's fixed noise bank). A run
+ * gives the six layers' mean logsumexp (both CFG halves) and the bias
+ * ‖ε − ε̂_uncond‖ − ‖ε − ε̂_cond‖; the score is the mean over the runs of
+ * mean-over-layers + bias (ds_discffusion_score). Images are the outer loop:
+ * the pipeline caches the last latent, so the VAE runs once per image.
+ * Not the released code's 30 steps by default (5: 189..989), and no 0.1
+ * factor (rankings do not change).
+ */
 #include "cli.h"
-int cli_cmd_score (const CliOptions *o) { (void) o; fprintf (stderr, "diffscope-cli: score is not available yet\n"); return 1; }
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ds-analysis.h"
+#include "ds-heatmap.h"
+#include "ds-image.h"
+
+#define N_LAYERS 6 /* §6.5.2: last down level, mid block, last up level */
+
+static const int default_timesteps[] = { 189, 389, 589, 789, 989 };
+
+typedef struct {
+  const CliOptions *o;
+  DsPipeline *p;
+  const int *timesteps;
+  int n_timesteps;
+  int layers[N_LAYERS];      /* positions among the cross-attention layers */
+  char names[N_LAYERS][48];  /* "D-L2-R0", "M", "U-L3-R2" */
+  int n_cross;               /* cross-attention layers in the UNet */
+} Scorer;
+
+/* The six layers and their names; DS_ERR_UNSUPPORTED when the model lacks them. */
+static DsStatus
+scorer_layers (Scorer *s, DsError *err)
+{
+  const DsProbeList *list;
+  DsStatus st = ds_pipeline_probes (s->p, s->o->size, &list, err);
+  if (st)
+    return st;
+  int n = ds_discffusion_layers (list, s->layers, N_LAYERS);
+  if (n != N_LAYERS)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                         "the Discffusion score needs six cross-attention layers (each "
+                         "transformer of the last down level with cross-attention, the mid "
+                         "block's, each of the last up level's); %s has %d",
+                         ds_pipeline_label (s->p), n);
+  s->n_cross = 0;
+  for (int i = 0; i < list->n; i++)
+    {
+      if (list->probes[i].kind != DS_PROBE_CROSS_MAP)
+        continue;
+      for (int j = 0; j < N_LAYERS; j++)
+        if (s->layers[j] == s->n_cross)
+          {
+            snprintf (s->names[j], sizeof s->names[j], "%s", list->probes[i].name);
+            char *suffix = strstr (s->names[j], "-B0-Cross-Map");
+            if (suffix)
+              *suffix = '\0';
+          }
+      s->n_cross++;
+    }
+  return DS_OK;
+}
+
+/* One pair's score: n_timesteps × trials UNet runs. */
+static DsStatus
+score_pair (const Scorer *s, const DsImage *img, const char *caption, double *out, DsError *err)
+{
+  const CliOptions *o = s->o;
+  const int n_steps = s->n_timesteps * o->trials;
+  double *lse = malloc ((size_t) s->n_cross * 2 * sizeof *lse);      /* [n_cross, 2] */
+  double *layer_lse = malloc ((size_t) n_steps * N_LAYERS * sizeof *layer_lse); /* [steps, 6] */
+  double *bias = malloc ((size_t) n_steps * sizeof *bias);           /* [steps] */
+  DsStatus st = lse && layer_lse && bias ? DS_OK : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+  for (int k = 0; !st && k < n_steps; k++)
+    {
+      DsFeatureRequest req = {
+        .image = img, .size = o->size, .fit = o->crop ? DS_FIT_CENTER_CROP : DS_FIT_STRETCH,
+        .prompt = caption, .uncond_prompt = o->uncond, .t = s->timesteps[k / o->trials],
+        .convention = o->meng ? DS_TIMESTEP_MENG : DS_TIMESTEP_DIRECT,
+        .seed = o->seed + (unsigned) (k % o->trials), .want_eps = true, .cross_lse = lse,
+      };
+      DsFeatures f;
+      if ((st = ds_pipeline_features (s->p, &req, &f, err)))
+        break;
+      int64_t n = ds_tensor_numel (&f.eps) / 2; /* ε̂ [2, C, h, w]: uncond, cond */
+      const float *eps_hat = ds_tensor_f32 (&f.eps);
+      ds_discffusion_step_lse (lse, 2, s->layers, N_LAYERS, layer_lse + k * N_LAYERS);
+      bias[k] = ds_discffusion_bias (f.noise, eps_hat, eps_hat + n, n);
+      ds_features_free (&f);
+    }
+  if (!st)
+    st = ds_discffusion_score (layer_lse, n_steps, N_LAYERS, bias, out, err);
+  free (lse);
+  free (layer_lse);
+  free (bias);
+  return st;
+}
+
+/* Index of the largest of n values at stride (NaN never wins); -1 if all NaN. */
+static int
+argmax (const double *v, int n, int stride)
+{
+  int best = -1;
+  for (int i = 0; i < n; i++)
+    if (!isnan (v[i * stride]) && (best < 0 || v[i * stride] > v[best * stride]))
+      best = i;
+  return best;
+}
+
+static json_t *
+json_number (double v)
+{
+  return isfinite (v) ? json_real (v) : json_null ();
+}
+
+/* scores [n_captions, n_images] */
+static json_t *
+score_json (const Scorer *s, DsBackend *be, const double *scores)
+{
+  const CliOptions *o = s->o;
+  const int nc = o->n_captions, ni = o->n_images;
+  json_t *ts = json_array (), *layers = json_array (), *images = json_array (),
+         *captions = json_array (), *matrix = json_array (), *best_image = json_array (),
+         *best_caption = json_array ();
+  for (int k = 0; k < s->n_timesteps; k++)
+    json_array_append_new (ts, json_integer (s->timesteps[k]));
+  for (int j = 0; j < N_LAYERS; j++)
+    json_array_append_new (layers, json_string (s->names[j]));
+  for (int i = 0; i < ni; i++)
+    {
+      json_array_append_new (images, json_string (o->images[i]));
+      json_array_append_new (best_caption, json_integer (argmax (scores + i, nc, ni)));
+    }
+  for (int c = 0; c < nc; c++)
+    {
+      json_t *row = json_array ();
+      for (int i = 0; i < ni; i++)
+        json_array_append_new (row, json_number (scores[c * ni + i]));
+      json_array_append_new (matrix, row);
+      json_array_append_new (captions, json_string (o->captions[c]));
+      json_array_append_new (best_image, json_integer (argmax (scores + c * ni, ni, 1)));
+    }
+  json_t *doc = json_pack (
+    "{s:s, s:s, s:b, s:s, s:i, s:s, s:s, s:o, s:i, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o}",
+    "score",
+    "Discffusion (models-spec 6.5): mean over timesteps x trials of (mean over the layers of "
+    "the mean cross-attention logsumexp, both CFG halves) + |eps - eps_uncond| - "
+    "|eps - eps_cond|; higher = better match",
+    "model", ds_pipeline_label (s->p), "untrained", ds_pipeline_is_demo (s->p), "device",
+    be->name, "size", o->size, "fit", o->crop ? "center-crop" : "stretch",
+    "timestep_convention", o->meng ? "meng (unet runs at t-1)" : "direct", "timesteps", ts,
+    "trials", o->trials, "seed", (json_int_t) o->seed, "uncond_prompt", o->uncond, "layers",
+    layers, "images", images, "captions", captions, "scores", matrix, "best_image", best_image,
+    "best_caption", best_caption);
+  if (nc == 2 && ni == 2)
+    {
+      DsWinoground w = ds_winoground_item (scores);
+      json_object_set_new (doc, "winoground",
+                           json_pack ("{s:b, s:b, s:b}", "text", w.text, "image", w.image,
+                                      "group", w.group));
+    }
+  return doc;
+}
+
+static void
+print_table (const Scorer *s, const double *scores)
+{
+  const CliOptions *o = s->o;
+  const int nc = o->n_captions, ni = o->n_images;
+  printf ("# Discffusion image-text scores (higher = better match) · %s\n",
+          ds_pipeline_label (s->p));
+  printf ("# timesteps");
+  for (int k = 0; k < s->n_timesteps; k++)
+    printf ("%c%d", k ? ',' : ' ', s->timesteps[k]);
+  printf (" × %d trial%s (seed %llu%s), size %d, layers", o->trials, o->trials > 1 ? "s" : "",
+          o->seed, o->trials > 1 ? " + trial" : "", o->size);
+  for (int j = 0; j < N_LAYERS; j++)
+    printf (" %s", s->names[j]);
+  printf ("\n");
+  for (int i = 0; i < ni; i++)
+    printf ("image %-4d %s\n", i + 1, o->images[i]);
+  for (int c = 0; c < nc; c++)
+    printf ("caption %-3d \"%s\"\n", c + 1, o->captions[c]);
+  printf ("\n%-12s", "");
+  for (int i = 0; i < ni; i++)
+    printf (" %12s%-3d", "image ", i + 1);
+  printf ("  best image\n");
+  for (int c = 0; c < nc; c++)
+    {
+      printf ("caption %-4d", c + 1);
+      for (int i = 0; i < ni; i++)
+        printf (" %15.6f", scores[c * ni + i]);
+      printf ("  image %d\n", argmax (scores + c * ni, ni, 1) + 1);
+    }
+  printf ("%-12s", "best caption");
+  for (int i = 0; i < ni; i++)
+    printf (" %12s%-3d", "caption ", argmax (scores + i, nc, ni) + 1);
+  printf ("\n");
+  if (nc == 2 && ni == 2)
+    {
+      DsWinoground w = ds_winoground_item (scores);
+      printf ("winoground (caption i <-> image i): text %s, image %s, group %s\n",
+              w.text ? "pass" : "fail", w.image ? "pass" : "fail", w.group ? "pass" : "fail");
+    }
+  if (ds_pipeline_is_demo (s->p))
+    printf ("note: demo model, UNTRAINED — random weights: the scores mean nothing\n");
+}
+
+static double
+now_s (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
+int
+cli_cmd_score (const CliOptions *o)
+{
+  if (o->n_images < 1 || o->n_captions < 1 || o->prompt)
+    {
+      fprintf (stderr, "diffscope-cli: score needs at least one --image and one --caption "
+                       "(both repeatable; captions are given with --caption, not --prompt)\n");
+      return 2;
+    }
+  Scorer s = { .o = o, .timesteps = o->n_timesteps ? o->timesteps : default_timesteps,
+               .n_timesteps = o->n_timesteps ? o->n_timesteps
+                                             : (int) (sizeof default_timesteps / sizeof (int)) };
+  const int nc = o->n_captions, ni = o->n_images;
+  DsError err = { 0 };
+  DsBackend *be = NULL;
+  DsImage *imgs = calloc ((size_t) ni, sizeof *imgs);
+  double *scores = calloc ((size_t) nc * ni, sizeof *scores); /* [captions, images] */
+  json_t *doc = NULL;
+  char *text = NULL;
+  int rc = 1;
+  if (!imgs || !scores)
+    {
+      ds_error_set (&err, DS_ERR_NOMEM, "out of memory");
+      goto out;
+    }
+  /* every image first, so an unreadable one fails before any UNet work */
+  for (int i = 0; i < ni; i++)
+    if (ds_image_load (o->images[i], &imgs[i], &err))
+      goto out;
+  if (cli_open_pipeline (o, &be, &s.p, &err) || scorer_layers (&s, &err))
+    goto out;
+  bool progress = isatty (STDERR_FILENO);
+  for (int i = 0; i < ni; i++)
+    for (int c = 0; c < nc; c++)
+      {
+        double t0 = now_s ();
+        if (score_pair (&s, &imgs[i], o->captions[c], &scores[c * ni + i], &err))
+          {
+            ds_error_prefix (&err, err.code, "image %s, caption \"%s\"", o->images[i],
+                             o->captions[c]);
+            goto out;
+          }
+        if (progress)
+          fprintf (stderr, "[%d/%d] image %d, caption %d: %.6f (%.1f s)\n", i * nc + c + 1,
+                   ni * nc, i + 1, c + 1, scores[c * ni + i], now_s () - t0);
+      }
+  doc = score_json (&s, be, scores);
+  text = json_dumps (doc, JSON_INDENT (2) | JSON_REAL_PRECISION (17));
+  if (o->out && cli_write_text_atomic (o->out, text, &err))
+    goto out;
+  if (o->json)
+    printf ("%s\n", text);
+  else
+    print_table (&s, scores);
+  rc = 0;
+
+out:
+  if (rc)
+    cli_fail (&err);
+  free (text);
+  json_decref (doc);
+  for (int i = 0; imgs && i < ni; i++)
+    ds_image_free (&imgs[i]);
+  free (imgs);
+  free (scores);
+  cli_close_pipeline (be, s.p);
+  return rc;
+}

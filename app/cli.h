@@ -53,6 +53,15 @@ int cli_write_text_atomic (const char *path, const char *text, DsError *err);
 /* mkdir -p for one level; DS_ERR_IO naming the path when it cannot be made. */
 DsStatus cli_ensure_dir (const char *path, DsError *err);
 
+/* The work of `features` and `render` on an open pipeline (for them and for
+ * `batch`): the request comes from o (images, prompt, probes, t, seed, ...),
+ * the outputs go to o->out (+ ".json") or into o->out_dir; the "wrote ..."
+ * lines go to log (NULL: none). Files are written atomically. */
+DsStatus cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log,
+                             DsError *err);
+DsStatus cli_render_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log,
+                           DsError *err);
+
 int cli_cmd_info (const CliOptions *o);
 int cli_cmd_probes (const CliOptions *o);
 int cli_cmd_features (const CliOptions *o);

@@ -64,6 +64,7 @@ ds_backend_null_new (void)
   if (!be)
     return NULL;
   be->name = "null (planning)";
+  be->planning = true;
   be->device = DS_DEVICE_CPU;
   be->supports = null_supports;
   be->run = null_run;

@@ -27,6 +27,10 @@
 
 #include <assert.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 static const char *const op_names[] = {
   [DS_OP_CONV2D] = "conv2d",
@@ -67,11 +71,52 @@ ds_conv2d_out_size (int64_t in, int k, int stride, int pad_lo, int pad_hi)
   return span < 0 ? 0 : span / stride + 1;
 }
 
+/* DIFFSCOPE_PROFILE=1: wall-clock per op type (synchronised after each op),
+ * printed to stderr when a backend is freed. For finding hot spots, not for
+ * benchmarks (the synchronisation costs time on a GPU). Process-wide. */
+static struct {
+  double ms;
+  long calls;
+} profile[DS_OP_COUNT];
+
+static bool
+profile_enabled (void)
+{
+  static int enabled = -1;
+  if (enabled < 0)
+    {
+      const char *v = getenv ("DIFFSCOPE_PROFILE");
+      enabled = v && *v && strcmp (v, "0") != 0;
+    }
+  return enabled;
+}
+
+static double
+now_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
 void
 ds_backend_free (DsBackend *be)
 {
-  if (be)
-    be->destroy (be);
+  if (!be)
+    return;
+  if (profile_enabled () && !be->planning)
+    {
+      double total = 0;
+      for (int i = 0; i < DS_OP_COUNT; i++)
+        total += profile[i].ms;
+      fprintf (stderr, "# op profile (%s backend): %.1f ms in ops\n", be->name, total);
+      for (int i = 0; i < DS_OP_COUNT; i++)
+        if (profile[i].calls)
+          fprintf (stderr, "#   %-22s %10.1f ms %5.1f%% %8ld calls\n", ds_op_name ((DsOp) i),
+                   profile[i].ms, total > 0 ? 100 * profile[i].ms / total : 0, profile[i].calls);
+      memset (profile, 0, sizeof profile);
+    }
+  be->destroy (be);
 }
 
 /* ---- shape checks (assertions; compiled out with NDEBUG) ---- */
@@ -363,7 +408,15 @@ ds_op_run (DsBackend *be, const DsOpCall *call, DsError *err)
   if (!be->supports (be, call->op))
     return ds_error_set (err, DS_ERR_UNSUPPORTED, "op %s is not supported by the %s backend",
                          ds_op_name (call->op), be->name);
-  return be->run (be, call, err);
+  if (!profile_enabled () || be->planning)
+    return be->run (be, call, err);
+  double t0 = now_ms ();
+  DsStatus st = be->run (be, call, err);
+  if (st == DS_OK)
+    st = be->synchronize (be, err);
+  profile[call->op].ms += now_ms () - t0;
+  profile[call->op].calls++;
+  return st;
 }
 
 /* ---- typed wrappers ---- */

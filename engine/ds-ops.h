@@ -75,6 +75,7 @@ typedef struct DsBackend DsBackend;
 struct DsBackend {
   const char *name; /* "CPU", "CUDA · NVIDIA H100 ..." */
   DsDevice device;
+  bool planning;    /* ds_backend_null: checks shapes, computes nothing */
   bool (*supports) (DsBackend *be, DsOp op);
   DsStatus (*run) (DsBackend *be, const DsOpCall *call, DsError *err);
   /* Tensors on the backend's device. For the CPU these are host mallocs. */

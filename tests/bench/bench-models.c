@@ -223,6 +223,11 @@ main (int argc, char **argv)
   if (b.unet && (!only || !strcmp (only, "unet")))
     measure ("UNet full, batch 2", run_unet, &b, warmup, runs);
   printf ("# peak arena use %.0f MiB\n", b.arena.peak / 1048576.0);
+  ds_unet_free (b.unet);
+  ds_vae_free (b.vae);
+  ds_text_encoder_free (b.te);
+  ds_arena_free (&b.arena);
+  ds_backend_free (b.be); /* prints the op profile with DIFFSCOPE_PROFILE=1 */
   return 0;
 
 fail:

@@ -1,0 +1,836 @@
+/* ds-backend-cuda.c: the CUDA backend (see ds-cuda.h), fp32 first.
+ *
+ * The DsBackend interface over one device: tensors in device memory, one
+ * stream, one cuBLAS handle in pedantic (strict fp32, no TF32) math so results
+ * track the CPU reference to rounding. This file does the dispatch, memory,
+ * copies and GEMM orchestration; the kernels live in kernels/<op>.cu behind the
+ * launchers of ds-cuda-kernels.h. Every op computes what engine/ds-backend-
+ * cpu.c computes, in the same order where it matters (norm statistics in
+ * double, softmax's recipe, the timestep embedding's float steps), and
+ * tests/test-backend-ops.c compares the two op by op.
+ *
+ * Not here yet: fp16/bf16 storage, fused or flash attention, tuned kernels.
+ *
+ * Memory: conv2d's im2col columns and attention's scores use one scratch
+ * buffer owned by the backend, in bounded pieces (COL_BUDGET_BYTES of columns,
+ * ATTN_BUDGET_FLOATS of scores). It grows on demand: the first forward at a
+ * given size pays the cudaMalloc (after waiting for queued work that may still
+ * read the old buffer); later forwards of that size never allocate.
+ *
+ * Every CUDA and cuBLAS status is checked; failures become DS_ERR_DEVICE
+ * naming the op and the call (out of memory also says how much was asked and
+ * how much is free). Shapes were asserted by ds_op_run; this file trusts them.
+ */
+#include "ds-cuda.h"
+
+#include <assert.h>
+#include <cublas_v2.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ds-cuda-kernels.h"
+
+/* im2col columns per block of output rows (the CPU reference uses the same). */
+#define COL_BUDGET_BYTES ((size_t) 256 << 20)
+/* Attention scores for all heads of one batch item and a block of query rows:
+ * 128 MiB, so SD's [5 heads, 4096, 4096] self-attention takes two blocks. */
+#define ATTN_BUDGET_FLOATS ((int64_t) 1 << 25)
+
+typedef struct {
+  DsBackend be;          /* be.impl points back here */
+  int device;
+  char name[300];        /* "CUDA · NVIDIA H100 80GB HBM3" */
+  cudaStream_t stream;
+  cublasHandle_t blas;
+  float *scratch;        /* (scratch_len) f32 device, contents undefined between ops */
+  size_t scratch_len;
+  bool sync_each_op;     /* DS_CUDA_SYNC: synchronize and check after every op */
+} CudaImpl;
+
+static CudaImpl *
+impl_of (DsBackend *be)
+{
+  return (CudaImpl *) be->impl;
+}
+
+/* ---- errors ---- */
+
+static DsStatus
+cuda_fail (cudaError_t e, DsError *err, const char *what)
+{
+  return ds_error_set (err, DS_ERR_DEVICE, "CUDA backend: %s: %s (%s)", what,
+                       cudaGetErrorString (e), cudaGetErrorName (e));
+}
+
+static DsStatus
+blas_fail (cublasStatus_t s, DsError *err, const char *what)
+{
+  return ds_error_set (err, DS_ERR_DEVICE, "CUDA backend: cuBLAS %s: %s (%s)", what,
+                       cublasGetStatusString (s), cublasGetStatusName (s));
+}
+
+/* Returns from the calling function with DS_ERR_DEVICE when `call` fails. */
+#define CUDA_TRY(call, what)                                                                   \
+  do {                                                                                         \
+    cudaError_t e_ = (call);                                                                   \
+    if (e_ != cudaSuccess)                                                                     \
+      return cuda_fail (e_, err, (what));                                                      \
+  } while (0)
+
+#define DS_TRY(expr)                                                                           \
+  do {                                                                                         \
+    DsStatus st_ = (expr);                                                                     \
+    if (st_ != DS_OK)                                                                          \
+      return st_;                                                                              \
+  } while (0)
+
+/* cudaMalloc with an error that says what wanted the memory and what was left.
+ * Zero bytes give NULL without asking the driver. */
+static DsStatus
+device_malloc (void **p, size_t bytes, const char *what, DsError *err)
+{
+  *p = NULL;
+  if (bytes == 0)
+    return DS_OK;
+  cudaError_t e = cudaMalloc (p, bytes);
+  if (e == cudaSuccess)
+    return DS_OK;
+  *p = NULL;
+  cudaGetLastError (); /* an allocation failure is not sticky: clear it */
+  if (e != cudaErrorMemoryAllocation)
+    return cuda_fail (e, err, "cudaMalloc");
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo (&free_b, &total_b) != cudaSuccess)
+    {
+      cudaGetLastError ();
+      return ds_error_set (err, DS_ERR_DEVICE,
+                           "CUDA backend: out of device memory: %s needs %.1f MiB "
+                           "(free memory unknown)",
+                           what, bytes / 1048576.0);
+    }
+  return ds_error_set (err, DS_ERR_DEVICE,
+                       "CUDA backend: out of device memory: %s needs %.1f MiB, "
+                       "%.1f MiB free of %.1f MiB",
+                       what, bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0);
+}
+
+/* Makes the backend's device current for this thread (cheap when it already is). */
+static DsStatus
+enter (CudaImpl *impl, DsError *err)
+{
+  CUDA_TRY (cudaSetDevice (impl->device), "cudaSetDevice");
+  return DS_OK;
+}
+
+/* At least n floats of scratch, or NULL with err set. */
+static float *
+cuda_scratch (CudaImpl *impl, size_t n, DsError *err)
+{
+  if (n <= impl->scratch_len)
+    return impl->scratch;
+  /* Queued kernels may still read the old buffer. */
+  cudaError_t e = cudaStreamSynchronize (impl->stream);
+  if (e == cudaSuccess)
+    e = cudaFree (impl->scratch);
+  if (e != cudaSuccess)
+    {
+      cuda_fail (e, err, "releasing the scratch buffer");
+      return NULL;
+    }
+  impl->scratch = NULL;
+  impl->scratch_len = 0;
+  if (device_malloc ((void **) &impl->scratch, n * sizeof (float),
+                     "the backend's scratch (im2col columns, attention scores)", err))
+    return NULL;
+  impl->scratch_len = n;
+  return impl->scratch;
+}
+
+/* ---- GEMM ----
+ *
+ * cuBLAS is column-major; our matrices are row-major. A row-major matrix
+ * M[r, c] with row stride ld is, read column-major with leading dimension ld,
+ * the c x r matrix M^T. So the row-major product
+ *     C[m, n] = alpha * op(A)[m, k] . op(B)[k, n] + beta * C
+ * is the column-major product C^T[n, m] = op(B)^T . op(A)^T, which cuBLAS
+ * computes when handed B first and A second, with dimensions (n, m, k), the
+ * row strides as leading dimensions, and the SAME transpose flags: an operand
+ * stored transposed (trans_a: A kept as [k, m]) reads column-major as op(A)
+ * itself, whose transpose is what the swapped product needs — CUBLAS_OP_T —
+ * and an untransposed one reads as op(A)^T already — CUBLAS_OP_N.
+ * Batches are `batch` products at the given element strides; heads of a
+ * [B, N, H*D] tensor are batches at stride D with row stride H*D.
+ */
+static DsStatus
+gemm (CudaImpl *impl, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+      const float *a, int64_t lda, int64_t stride_a, const float *b, int64_t ldb, int64_t stride_b,
+      float beta, float *c, int64_t ldc, int64_t stride_c, int64_t batch, DsError *err)
+{
+  assert (m > 0 && n > 0 && k > 0 && batch > 0);
+  if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX
+      || ldc > INT_MAX || batch > INT_MAX)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                         "CUDA backend: a %lld x %lld x %lld GEMM (batch %lld) exceeds cuBLAS's "
+                         "32-bit dimensions",
+                         (long long) m, (long long) n, (long long) k, (long long) batch);
+  const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasStatus_t s;
+  if (batch == 1)
+    s = cublasSgemm (impl->blas, opb, opa, (int) n, (int) m, (int) k, &alpha, b, (int) ldb, a,
+                     (int) lda, &beta, c, (int) ldc);
+  else
+    s = cublasSgemmStridedBatched (impl->blas, opb, opa, (int) n, (int) m, (int) k, &alpha, b,
+                                   (int) ldb, stride_b, a, (int) lda, stride_a, &beta, c,
+                                   (int) ldc, stride_c, (int) batch);
+  if (s != CUBLAS_STATUS_SUCCESS)
+    return blas_fail (s, err, batch == 1 ? "sgemm" : "sgemm (strided batched)");
+  return DS_OK;
+}
+
+/* ---- ops ---- */
+
+static DsStatus
+cuda_conv2d (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *xt = c->src[0], *wt = c->src[1], *bt = c->src[2];
+  const DsCudaConvGeom g = {
+    .ci = xt->shape[1], .h = xt->shape[2], .w = xt->shape[3],
+    .kh = wt->shape[2], .kw = wt->shape[3],
+    .ho = c->dst->shape[2], .wo = c->dst->shape[3],
+    .stride = c->p.conv2d.stride, .pad_top = c->p.conv2d.pad_top,
+    .pad_left = c->p.conv2d.pad_left,
+  };
+  const int64_t nb = xt->shape[0], co = wt->shape[0];
+  const int64_t kdim = g.ci * g.kh * g.kw, npix = g.ho * g.wo;
+  const float *x = ds_tensor_f32 (xt), *w = ds_tensor_f32 (wt);
+  float *y = ds_tensor_f32 (c->dst);
+  if (nb == 0 || co == 0 || npix == 0)
+    return DS_OK;
+  if (kdim == 0)
+    CUDA_TRY (cudaMemsetAsync (y, 0, ds_tensor_nbytes (c->dst), impl->stream), "cudaMemsetAsync");
+  /* A 1x1, stride-1, unpadded convolution is a GEMM on the image itself. */
+  const bool direct = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad_top == 0
+                      && g.pad_left == 0 && c->p.conv2d.pad_bottom == 0
+                      && c->p.conv2d.pad_right == 0;
+
+  const size_t row_bytes = (size_t) (kdim * g.wo) * sizeof (float);
+  int64_t block = row_bytes ? (int64_t) (COL_BUDGET_BYTES / row_bytes) : g.ho;
+  if (block < 1)
+    block = 1;
+  if (block > g.ho)
+    block = g.ho;
+  float *col = NULL;
+  if (kdim > 0 && !direct && !(col = cuda_scratch (impl, (size_t) (kdim * block * g.wo), err)))
+    return err ? err->code : DS_ERR_DEVICE;
+
+  for (int64_t n = 0; kdim > 0 && n < nb; n++)
+    {
+      const float *xn = x + n * g.ci * g.h * g.w;
+      float *yn = y + n * co * npix; /* [Co, Ho*Wo] */
+      if (direct)
+        {
+          /* yn[Co, HW] = w[Co, Ci] . xn[Ci, HW] */
+          DS_TRY (gemm (impl, false, false, co, npix, g.ci, 1.0f, w, g.ci, 0, xn, npix, 0, 0.0f,
+                        yn, npix, 0, 1, err));
+          continue;
+        }
+      for (int64_t r0 = 0; r0 < g.ho; r0 += block)
+        {
+          const int64_t rows = g.ho - r0 < block ? g.ho - r0 : block;
+          CUDA_TRY (ds_cuda_im2col (&g, xn, r0, rows, col, impl->stream), "im2col launch");
+          /* yn[:, r0*Wo : (r0+rows)*Wo] = w[Co, kdim] . col[kdim, rows*Wo] */
+          DS_TRY (gemm (impl, false, false, co, rows * g.wo, kdim, 1.0f, w, kdim, 0, col,
+                        rows * g.wo, 0, 0.0f, yn + r0 * g.wo, npix, 0, 1, err));
+        }
+    }
+  if (bt)
+    CUDA_TRY (ds_cuda_add (y, ds_tensor_f32 (bt), y, nb * co * npix, npix, co, impl->stream),
+              "bias launch");
+  return DS_OK;
+}
+
+static DsStatus
+cuda_group_norm (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t nb = xt->shape[0], ch = xt->shape[1];
+  const int64_t spatial = nb * ch ? ds_tensor_numel (xt) / (nb * ch) : 0;
+  CUDA_TRY (ds_cuda_group_norm (ds_tensor_f32 (xt), ds_tensor_f32 (c->src[1]),
+                                ds_tensor_f32 (c->src[2]), ds_tensor_f32 (c->dst), nb, ch,
+                                spatial, c->p.group_norm.groups, c->p.group_norm.eps,
+                                c->p.group_norm.silu, impl->stream),
+            "group norm launch");
+  return DS_OK;
+}
+
+static DsStatus
+cuda_layer_norm (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t ch = xt->shape[xt->ndim - 1], rows = ch ? ds_tensor_numel (xt) / ch : 0;
+  CUDA_TRY (ds_cuda_layer_norm (ds_tensor_f32 (xt), ds_tensor_f32 (c->src[1]),
+                                ds_tensor_f32 (c->src[2]), ds_tensor_f32 (c->dst), rows, ch,
+                                c->p.layer_norm.eps, impl->stream),
+            "layer norm launch");
+  return DS_OK;
+}
+
+static DsStatus
+cuda_linear (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *xt = c->src[0], *wt = c->src[1], *bt = c->src[2];
+  const int64_t k = wt->shape[1], n = wt->shape[0];
+  const int64_t m = n ? ds_tensor_numel (c->dst) / n : 0;
+  float *y = ds_tensor_f32 (c->dst);
+  if (m == 0 || n == 0)
+    return DS_OK;
+  if (k == 0)
+    CUDA_TRY (cudaMemsetAsync (y, 0, ds_tensor_nbytes (c->dst), impl->stream), "cudaMemsetAsync");
+  else /* y[M,N] = x[M,K] . w[N,K]^T */
+    DS_TRY (gemm (impl, false, true, m, n, k, 1.0f, ds_tensor_f32 (xt), k, 0, ds_tensor_f32 (wt),
+                  k, 0, 0.0f, y, n, 0, 1, err));
+  if (bt)
+    CUDA_TRY (ds_cuda_add (y, ds_tensor_f32 (bt), y, m * n, 1, n, impl->stream), "bias launch");
+  return DS_OK;
+}
+
+static DsStatus
+cuda_matmul (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *at = c->src[0], *bt = c->src[1], *yt = c->dst;
+  const bool ta = c->p.matmul.trans_a, tb = c->p.matmul.trans_b;
+  const int64_t batch = yt->ndim == 3 ? yt->shape[0] : 1;
+  const int64_t m = yt->shape[yt->ndim - 2], n = yt->shape[yt->ndim - 1];
+  const int64_t k = ta ? at->shape[at->ndim - 2] : at->shape[at->ndim - 1];
+  /* Row strides of the stored matrices: a is [M,K] or [K,M], b is [K,N] or [N,K]. */
+  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  if (batch == 0 || m == 0 || n == 0)
+    return DS_OK;
+  if (k == 0)
+    {
+      CUDA_TRY (cudaMemsetAsync (yt->data, 0, ds_tensor_nbytes (yt), impl->stream),
+                "cudaMemsetAsync");
+      return DS_OK;
+    }
+  return gemm (impl, ta, tb, m, n, k, c->p.matmul.alpha, ds_tensor_f32 (at), lda, m * k,
+               ds_tensor_f32 (bt), ldb, k * n, 0.0f, ds_tensor_f32 (yt), n, m * n, batch, err);
+}
+
+static DsStatus
+cuda_softmax (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t n = xt->shape[xt->ndim - 1], rows = n ? ds_tensor_numel (xt) / n : 0;
+  CUDA_TRY (ds_cuda_softmax (ds_tensor_f32 (xt), ds_tensor_f32 (c->dst), rows, n, n, 1, 0, -1,
+                             impl->stream),
+            "softmax launch");
+  return DS_OK;
+}
+
+/* Per batch item, all heads at once (strided-batched GEMMs over heads), a
+ * block of query rows at a time:
+ *   S_h[rows, Nk] = scale * Q_h[rows, D] . K_h[Nk, D]^T     (GEMM, batch H)
+ *   S_h = softmax(S_h) with the causal mask                 (softmax.cu)
+ *   O_h[rows, D]  = S_h . V_h[Nk, D]                        (GEMM, batch H)
+ * Head h's channels are h*D .. h*D+D-1 of the [B, N, H*D] token tensors: row
+ * stride H*D, head stride D. When probs are wanted S is the probs tensor
+ * itself (head stride Nq*Nk) and one block covers all queries; otherwise S is
+ * scratch (head stride rows*Nk) and blocks keep it under ATTN_BUDGET_FLOATS. */
+static DsStatus
+cuda_attention (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *qt = c->src[0], *kt = c->src[1], *vt = c->src[2];
+  DsTensor *probs = c->dst2;
+  const int64_t nb = qt->shape[0], nq = qt->shape[1], nk = kt->shape[1];
+  const int64_t ch = qt->shape[2], heads = c->p.attention.heads, d = ch / heads;
+  const bool causal = c->p.attention.causal;
+  if (nb == 0 || nq == 0 || nk == 0)
+    return DS_OK;
+  if (heads > 65535)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED, "CUDA backend: attention with %lld heads",
+                         (long long) heads);
+  if (d == 0)
+    return DS_OK;
+
+  int64_t block = nq;
+  float *scratch = NULL;
+  if (!probs)
+    {
+      block = ATTN_BUDGET_FLOATS / (heads * nk);
+      if (block < 1)
+        block = 1;
+      if (block > nq)
+        block = nq;
+      if (!(scratch = cuda_scratch (impl, (size_t) (heads * block * nk), err)))
+        return err ? err->code : DS_ERR_DEVICE;
+    }
+
+  for (int64_t b = 0; b < nb; b++)
+    {
+      const float *kb = ds_tensor_f32 (kt) + b * nk * ch;
+      const float *vb = ds_tensor_f32 (vt) + b * nk * ch;
+      for (int64_t q0 = 0; q0 < nq; q0 += block)
+        {
+          const int64_t rows = nq - q0 < block ? nq - q0 : block;
+          const float *qb = ds_tensor_f32 (qt) + (b * nq + q0) * ch;
+          float *ob = ds_tensor_f32 (c->dst) + (b * nq + q0) * ch;
+          float *s;
+          int64_t s_stride;
+          if (probs)
+            {
+              s = ds_tensor_f32 (probs) + (b * heads * nq + q0) * nk;
+              s_stride = nq * nk;
+            }
+          else
+            {
+              s = scratch;
+              s_stride = rows * nk;
+            }
+          DS_TRY (gemm (impl, false, true, rows, nk, d, c->p.attention.scale, qb, ch, d, kb, ch,
+                        d, 0.0f, s, nk, s_stride, heads, err));
+          CUDA_TRY (ds_cuda_softmax (s, s, rows, nk, nk, heads, s_stride, causal ? q0 : -1,
+                                     impl->stream),
+                    "attention softmax launch");
+          DS_TRY (gemm (impl, false, false, rows, d, nk, 1.0f, s, nk, s_stride, vb, ch, d, 0.0f,
+                        ob, ch, d, heads, err));
+        }
+    }
+  return DS_OK;
+}
+
+static DsStatus
+cuda_unary (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const int64_t n = ds_tensor_numel (c->dst);
+  const float *x = ds_tensor_f32 (c->src[0]);
+  float *y = ds_tensor_f32 (c->dst);
+  cudaError_t e;
+  switch (c->op)
+    {
+    case DS_OP_GELU: e = ds_cuda_gelu (x, y, n, impl->stream); break;
+    case DS_OP_QUICK_GELU: e = ds_cuda_quick_gelu (x, y, n, impl->stream); break;
+    case DS_OP_SILU: e = ds_cuda_silu (x, y, n, impl->stream); break;
+    case DS_OP_SCALE: e = ds_cuda_scale (x, c->p.scale.s, y, n, impl->stream); break;
+    default: assert (!"not a unary op"); return DS_ERR_UNSUPPORTED;
+    }
+  CUDA_TRY (e, "elementwise launch");
+  return DS_OK;
+}
+
+static DsStatus
+cuda_geglu (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const int64_t f = c->dst->shape[c->dst->ndim - 1];
+  const int64_t rows = f ? ds_tensor_numel (c->dst) / f : 0;
+  CUDA_TRY (ds_cuda_geglu (ds_tensor_f32 (c->src[0]), ds_tensor_f32 (c->dst), rows, f,
+                           impl->stream),
+            "geglu launch");
+  return DS_OK;
+}
+
+/* The three forms of b (ds-ops.c), in the documented order of precedence,
+ * each as a broadcast of b with a run length. */
+static DsStatus
+cuda_add (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *at = c->src[0], *bt = c->src[1];
+  const int64_t n = ds_tensor_numel (at), nbv = ds_tensor_numel (bt);
+  if (n == 0 || nbv == 0)
+    return DS_OK;
+  int64_t run;
+  if (ds_tensor_same_shape (at, bt))
+    run = 1; /* elementwise */
+  else if (bt->ndim == 1 && bt->shape[0] == at->shape[at->ndim - 1])
+    run = 1; /* bias over the last dim: b[i % C] */
+  else
+    run = n / nbv; /* leading-dims prefix: each b value covers a run */
+  CUDA_TRY (ds_cuda_add (ds_tensor_f32 (at), ds_tensor_f32 (bt), ds_tensor_f32 (c->dst), n, run,
+                         nbv, impl->stream),
+            "add launch");
+  return DS_OK;
+}
+
+static DsStatus
+cuda_mul (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  CUDA_TRY (ds_cuda_mul (ds_tensor_f32 (c->src[0]), ds_tensor_f32 (c->src[1]),
+                         ds_tensor_f32 (c->dst), ds_tensor_numel (c->dst), impl->stream),
+            "mul launch");
+  return DS_OK;
+}
+
+static DsStatus
+cuda_concat (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *at = c->src[0], *bt = c->src[1];
+  const int d = c->p.concat.dim;
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < d; i++)
+    outer *= at->shape[i];
+  for (int i = d + 1; i < at->ndim; i++)
+    inner *= at->shape[i];
+  CUDA_TRY (ds_cuda_concat (ds_tensor_f32 (at), ds_tensor_f32 (bt), ds_tensor_f32 (c->dst), outer,
+                            at->shape[d] * inner, bt->shape[d] * inner, impl->stream),
+            "concat launch");
+  return DS_OK;
+}
+
+static DsStatus
+cuda_upsample (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *xt = c->src[0];
+  CUDA_TRY (ds_cuda_upsample_nearest2x (ds_tensor_f32 (xt), ds_tensor_f32 (c->dst),
+                                        xt->shape[0] * xt->shape[1], xt->shape[2], xt->shape[3],
+                                        impl->stream),
+            "upsample launch");
+  return DS_OK;
+}
+
+/* The host rounds the two constants to float exactly as cpu_timestep does. */
+static DsStatus
+cuda_timestep (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const int64_t nb = c->dst->shape[0], dim = c->dst->shape[1], half = dim / 2;
+  const float neg_log_period = (float) -log ((double) c->p.timestep.max_period);
+  const float denom = (float) ((double) half - (double) c->p.timestep.freq_shift);
+  CUDA_TRY (ds_cuda_timestep_embedding (ds_tensor_f32 (c->src[0]), ds_tensor_f32 (c->dst), nb, dim,
+                                        neg_log_period, denom, c->p.timestep.flip_sin_to_cos,
+                                        impl->stream),
+            "timestep embedding launch");
+  return DS_OK;
+}
+
+/* Ids can come from user input: they are copied to the host and checked, all
+ * before anything is written, with the CPU backend's message. */
+static DsStatus
+cuda_embedding (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *idt = c->src[0], *table = c->src[1];
+  const int64_t n = ds_tensor_numel (idt), v = table->shape[0], ch = table->shape[1];
+  if (n == 0)
+    return DS_OK;
+  int32_t *ids = malloc ((size_t) n * sizeof *ids);
+  if (!ids)
+    return ds_error_set (err, DS_ERR_NOMEM, "CUDA backend: out of host memory checking %lld ids",
+                         (long long) n);
+  cudaError_t e = cudaMemcpyAsync (ids, idt->data, (size_t) n * sizeof *ids,
+                                   cudaMemcpyDeviceToHost, impl->stream);
+  if (e == cudaSuccess)
+    e = cudaStreamSynchronize (impl->stream);
+  if (e != cudaSuccess)
+    {
+      free (ids);
+      return cuda_fail (e, err, "copying embedding ids to the host");
+    }
+  for (int64_t i = 0; i < n; i++)
+    if (ids[i] < 0 || ids[i] >= v)
+      {
+        DsStatus st = ds_error_set (err, DS_ERR_INVALID,
+                                    "embedding: id %d at position %lld is outside the table's "
+                                    "%lld rows",
+                                    (int) ids[i], (long long) i, (long long) v);
+        free (ids);
+        return st;
+      }
+  free (ids);
+  CUDA_TRY (ds_cuda_embedding (idt->data, ds_tensor_f32 (table), ds_tensor_f32 (c->dst), n, ch, v,
+                               impl->stream),
+            "embedding launch");
+  return DS_OK;
+}
+
+/* Output dim i reads source dim perm[i]; padded to four dims with leading
+ * size-1 dims, as the CPU reference does. */
+static DsStatus
+cuda_permute (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *xt = c->src[0];
+  const int nd = xt->ndim, pad = DS_MAX_DIMS - nd;
+  int64_t xstride[DS_MAX_DIMS], acc = 1;
+  for (int i = nd - 1; i >= 0; i--)
+    {
+      xstride[i] = acc;
+      acc *= xt->shape[i];
+    }
+  DsCudaPermute p;
+  for (int i = 0; i < DS_MAX_DIMS; i++)
+    {
+      p.shape[i] = i < pad ? 1 : c->dst->shape[i - pad];
+      p.stride[i] = i < pad ? 0 : xstride[c->p.permute.perm[i - pad]];
+    }
+  CUDA_TRY (ds_cuda_permute (ds_tensor_f32 (xt), ds_tensor_f32 (c->dst), &p, impl->stream),
+            "permute launch");
+  return DS_OK;
+}
+
+/* ---- the backend interface ---- */
+
+static bool
+cuda_supports (DsBackend *be, DsOp op)
+{
+  return (unsigned) op < DS_OP_COUNT;
+}
+
+static DsStatus
+dispatch (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  switch (c->op)
+    {
+    case DS_OP_CONV2D: return cuda_conv2d (impl, c, err);
+    case DS_OP_GROUP_NORM: return cuda_group_norm (impl, c, err);
+    case DS_OP_LAYER_NORM: return cuda_layer_norm (impl, c, err);
+    case DS_OP_LINEAR: return cuda_linear (impl, c, err);
+    case DS_OP_MATMUL: return cuda_matmul (impl, c, err);
+    case DS_OP_SOFTMAX: return cuda_softmax (impl, c, err);
+    case DS_OP_ATTENTION: return cuda_attention (impl, c, err);
+    case DS_OP_GELU:
+    case DS_OP_QUICK_GELU:
+    case DS_OP_SILU:
+    case DS_OP_SCALE: return cuda_unary (impl, c, err);
+    case DS_OP_GEGLU: return cuda_geglu (impl, c, err);
+    case DS_OP_ADD: return cuda_add (impl, c, err);
+    case DS_OP_MUL: return cuda_mul (impl, c, err);
+    case DS_OP_CONCAT: return cuda_concat (impl, c, err);
+    case DS_OP_UPSAMPLE_NEAREST2X: return cuda_upsample (impl, c, err);
+    case DS_OP_TIMESTEP_EMBEDDING: return cuda_timestep (impl, c, err);
+    case DS_OP_EMBEDDING: return cuda_embedding (impl, c, err);
+    case DS_OP_PERMUTE: return cuda_permute (impl, c, err);
+    default: break;
+    }
+  return ds_error_set (err, DS_ERR_UNSUPPORTED, "CUDA backend: unknown op %d", (int) c->op);
+}
+
+static DsStatus
+cuda_run (DsBackend *be, const DsOpCall *c, DsError *err)
+{
+  CudaImpl *impl = impl_of (be);
+  DsStatus st = enter (impl, err);
+  if (st == DS_OK)
+    st = dispatch (impl, c, err);
+  if (st == DS_OK && impl->sync_each_op)
+    {
+      cudaError_t e = cudaStreamSynchronize (impl->stream);
+      if (e == cudaSuccess)
+        e = cudaGetLastError ();
+      if (e != cudaSuccess)
+        st = cuda_fail (e, err, "synchronizing after the op (DS_CUDA_SYNC)");
+    }
+  if (st != DS_OK && st != DS_ERR_INVALID)
+    {
+      char s[96];
+      const DsTensor *d = c->dst;
+      return ds_error_prefix (err, st, "%s -> %s", ds_op_name (c->op),
+                              ds_shape_str (d->ndim, d->shape, s, sizeof s));
+    }
+  return st;
+}
+
+static DsStatus
+cuda_tensor_alloc (DsBackend *be, DsTensor *t, DsDType dtype, int ndim, const int64_t *shape,
+                   DsError *err)
+{
+  CudaImpl *impl = impl_of (be);
+  *t = ds_tensor_make (dtype, ndim, shape);
+  t->device = DS_DEVICE_CUDA;
+  for (int i = 0; i < ndim; i++)
+    if (shape[i] < 0)
+      return ds_error_set (err, DS_ERR_INVALID, "negative tensor dimension %lld",
+                           (long long) shape[i]);
+  DS_TRY (enter (impl, err));
+  const size_t bytes = ds_tensor_nbytes (t);
+  char what[128], s[96];
+  snprintf (what, sizeof what, "a %s %s tensor", ds_dtype_name (dtype),
+            ds_shape_str (ndim, shape, s, sizeof s));
+  DS_TRY (device_malloc (&t->data, bytes, what, err));
+  t->owned = true;
+  /* Zeroed, as ds_tensor_alloc's host tensors are. */
+  if (bytes)
+    CUDA_TRY (cudaMemsetAsync (t->data, 0, bytes, impl->stream), "cudaMemsetAsync");
+  return DS_OK;
+}
+
+static void
+cuda_tensor_free (DsBackend *be, DsTensor *t)
+{
+  CudaImpl *impl = impl_of (be);
+  if (t->owned && t->data)
+    {
+      assert (t->device == DS_DEVICE_CUDA);
+      /* Queued work may still use the memory. A failure here has no caller to
+       * go to; it is a sticky device error the next checked call reports. */
+      if (cudaSetDevice (impl->device) == cudaSuccess)
+        cudaStreamSynchronize (impl->stream);
+      cudaFree (t->data);
+    }
+  memset (t, 0, sizeof *t);
+}
+
+/* Copies complete before returning, so the host buffer is free to reuse and a
+ * failure belongs to this call (or to earlier queued work, which it names). */
+static DsStatus
+cuda_copy (CudaImpl *impl, void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
+           DsError *err)
+{
+  DS_TRY (enter (impl, err));
+  if (bytes == 0)
+    return DS_OK;
+  const char *what = kind == cudaMemcpyHostToDevice ? "upload" : "download";
+  CUDA_TRY (cudaMemcpyAsync (dst, src, bytes, kind, impl->stream), what);
+  CUDA_TRY (cudaStreamSynchronize (impl->stream), what);
+  return DS_OK;
+}
+
+static DsStatus
+cuda_upload (DsBackend *be, DsTensor *dst, const void *host, DsError *err)
+{
+  assert (dst->device == DS_DEVICE_CUDA);
+  return cuda_copy (impl_of (be), dst->data, host, ds_tensor_nbytes (dst), cudaMemcpyHostToDevice,
+                    err);
+}
+
+static DsStatus
+cuda_download (DsBackend *be, const DsTensor *src, void *host, DsError *err)
+{
+  assert (src->device == DS_DEVICE_CUDA);
+  return cuda_copy (impl_of (be), host, src->data, ds_tensor_nbytes (src), cudaMemcpyDeviceToHost,
+                    err);
+}
+
+static DsStatus
+cuda_synchronize (DsBackend *be, DsError *err)
+{
+  CudaImpl *impl = impl_of (be);
+  DS_TRY (enter (impl, err));
+  CUDA_TRY (cudaStreamSynchronize (impl->stream), "cudaStreamSynchronize");
+  return DS_OK;
+}
+
+static void
+cuda_destroy (DsBackend *be)
+{
+  CudaImpl *impl = impl_of (be);
+  if (cudaSetDevice (impl->device) == cudaSuccess && impl->stream)
+    cudaStreamSynchronize (impl->stream);
+  if (impl->blas)
+    cublasDestroy (impl->blas);
+  cudaFree (impl->scratch);
+  if (impl->stream)
+    cudaStreamDestroy (impl->stream);
+  cudaGetLastError (); /* nothing left to report a teardown failure to */
+  free (impl);
+}
+
+/* Stream, cuBLAS handle and settings; on failure the caller destroys. */
+static DsStatus
+cuda_setup (CudaImpl *impl, DsError *err)
+{
+  CUDA_TRY (cudaStreamCreate (&impl->stream), "cudaStreamCreate");
+  cublasStatus_t s = cublasCreate (&impl->blas);
+  if (s != CUBLAS_STATUS_SUCCESS)
+    {
+      impl->blas = NULL;
+      return blas_fail (s, err, "create");
+    }
+  if ((s = cublasSetStream (impl->blas, impl->stream)) != CUBLAS_STATUS_SUCCESS)
+    return blas_fail (s, err, "set stream");
+  /* Strict fp32: no TF32 tensor cores, so GEMMs match the CPU to rounding. */
+  if ((s = cublasSetMathMode (impl->blas, CUBLAS_PEDANTIC_MATH)) != CUBLAS_STATUS_SUCCESS)
+    return blas_fail (s, err, "set math mode");
+  const char *sync = getenv ("DS_CUDA_SYNC");
+  impl->sync_each_op = sync && *sync && strcmp (sync, "0") != 0;
+  return DS_OK;
+}
+
+DsBackend *
+ds_backend_cuda_new (int device, DsError *err)
+{
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount (&count);
+  if (e != cudaSuccess)
+    {
+      cudaGetLastError ();
+      ds_error_set (err, DS_ERR_DEVICE, "no CUDA device: %s (%s)", cudaGetErrorString (e),
+                    cudaGetErrorName (e));
+      return NULL;
+    }
+  if (device < 0 || device >= count)
+    {
+      ds_error_set (err, DS_ERR_DEVICE, "no CUDA device: index %d asked for, %d device%s present",
+                    device, count, count == 1 ? "" : "s");
+      return NULL;
+    }
+  struct cudaDeviceProp prop;
+  if ((e = cudaSetDevice (device)) != cudaSuccess
+      || (e = cudaGetDeviceProperties (&prop, device)) != cudaSuccess)
+    {
+      cudaGetLastError ();
+      ds_error_set (err, DS_ERR_DEVICE, "no CUDA device: device %d does not answer: %s (%s)",
+                    device, cudaGetErrorString (e), cudaGetErrorName (e));
+      return NULL;
+    }
+
+  CudaImpl *impl = calloc (1, sizeof *impl);
+  if (!impl)
+    {
+      ds_error_set (err, DS_ERR_NOMEM, "out of host memory creating the CUDA backend");
+      return NULL;
+    }
+  impl->device = device;
+  snprintf (impl->name, sizeof impl->name, "CUDA · %s", prop.name);
+  impl->be = (DsBackend) {
+    .name = impl->name,
+    .device = DS_DEVICE_CUDA,
+    .supports = cuda_supports,
+    .run = cuda_run,
+    .tensor_alloc = cuda_tensor_alloc,
+    .tensor_free = cuda_tensor_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .synchronize = cuda_synchronize,
+    .destroy = cuda_destroy,
+    .impl = impl,
+  };
+  if (cuda_setup (impl, err) != DS_OK)
+    {
+      ds_error_prefix (err, DS_ERR_DEVICE, "setting up %s", impl->name);
+      cuda_destroy (&impl->be);
+      return NULL;
+    }
+  return &impl->be;
+}
+
+/* ---- device arenas ---- */
+
+DsStatus
+ds_cuda_arena_init (DsArena *a, size_t size, DsError *err)
+{
+  memset (a, 0, sizeof *a);
+  a->device = DS_DEVICE_CUDA;
+  char what[96];
+  snprintf (what, sizeof what, "a %.1f MiB activation arena", size / 1048576.0);
+  DsStatus st = device_malloc ((void **) &a->base, size, what, err);
+  if (st != DS_OK)
+    {
+      memset (a, 0, sizeof *a);
+      return st;
+    }
+  a->size = size;
+  return DS_OK;
+}
+
+void
+ds_cuda_arena_free (DsArena *a)
+{
+  if (a->base)
+    {
+      /* Work queued on any stream may still use the arena. */
+      cudaDeviceSynchronize ();
+      cudaFree (a->base);
+      cudaGetLastError ();
+    }
+  memset (a, 0, sizeof *a);
+}

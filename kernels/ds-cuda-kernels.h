@@ -1,0 +1,130 @@
+/* ds-cuda-kernels.h: the kernel launchers behind the CUDA backend (internal).
+ *
+ * One launcher family per op file (conv2d.cu, group-norm.cu, ...). Every
+ * launcher takes device pointers (f32 unless said otherwise, contiguous,
+ * row-major as in ds-tensor.h) and a stream, enqueues its kernel(s), never
+ * allocates or synchronizes, and returns the launch status
+ * (cudaGetLastError); errors inside a running kernel surface at the next
+ * synchronization. Zero-sized work returns cudaSuccess without a launch.
+ * Each computes exactly what engine/ds-backend-cpu.c computes for the op; the
+ * GEMMs are not here (ds-backend-cuda.c calls cuBLAS).
+ *
+ * Included from C (ds-backend-cuda.c) and from the .cu files (C++).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cuda_runtime.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* conv2d.cu --------------------------------------------------------------- */
+
+/* Convolution geometry of one image x[ci, h, w] and its output [*, ho, wo]. */
+typedef struct {
+  int64_t ci, h, w;
+  int64_t kh, kw;
+  int64_t ho, wo;
+  int64_t stride, pad_top, pad_left;
+} DsCudaConvGeom;
+
+/* Columns for output rows [r0, r0 + rows) of one image x[ci, h, w]:
+ * col[(c*kh + ky)*kw + kx][r*wo + ox] = x[c][(r0+r)*s - pad_top + ky][ox*s - pad_left + kx],
+ * zero where the input index falls in the padding. col is [ci*kh*kw, rows*wo]. */
+cudaError_t ds_cuda_im2col (const DsCudaConvGeom *g, const float *x, int64_t r0, int64_t rows,
+                            float *col, cudaStream_t stream);
+
+/* group-norm.cu ----------------------------------------------------------- */
+
+/* x, y [nb, ch, spatial]; gamma, beta [ch]. Per (item, group) of ch/groups
+ * channels: mean and biased variance in double (two passes), then
+ * y = (x - mean) * rstd * gamma + beta, followed by SiLU when `silu`. */
+cudaError_t ds_cuda_group_norm (const float *x, const float *gamma, const float *beta, float *y,
+                                int64_t nb, int64_t ch, int64_t spatial, int groups, float eps,
+                                bool silu, cudaStream_t stream);
+
+/* layer-norm.cu ----------------------------------------------------------- */
+
+/* x, y [rows, ch]; gamma, beta [ch]. Per row, as group norm with one group. */
+cudaError_t ds_cuda_layer_norm (const float *x, const float *gamma, const float *beta, float *y,
+                                int64_t rows, int64_t ch, float eps, cudaStream_t stream);
+
+/* softmax.cu -------------------------------------------------------------- */
+
+/* Softmax over rows of n values. Row r of batch b starts at
+ * b * batch_stride + r * row_stride in both x and y (y may equal x).
+ * causal_q0 >= 0 masks: row r sees columns [0, min(causal_q0 + r + 1, n)),
+ * the rest is written as 0 (attention's causal mask for a block of queries
+ * starting at causal_q0); -1 for no mask. rows and batch must fit the grid
+ * (rows <= 2^31 - 1, batch <= 65535). */
+cudaError_t ds_cuda_softmax (const float *x, float *y, int64_t rows, int64_t n,
+                             int64_t row_stride, int64_t batch, int64_t batch_stride,
+                             int64_t causal_q0, cudaStream_t stream);
+
+/* elementwise.cu ---------------------------------------------------------- */
+
+/* y[i] = f(x[i]) for i < n; y may equal x. */
+cudaError_t ds_cuda_gelu (const float *x, float *y, int64_t n, cudaStream_t stream);
+cudaError_t ds_cuda_quick_gelu (const float *x, float *y, int64_t n, cudaStream_t stream);
+cudaError_t ds_cuda_silu (const float *x, float *y, int64_t n, cudaStream_t stream);
+cudaError_t ds_cuda_scale (const float *x, float s, float *y, int64_t n, cudaStream_t stream);
+/* y[i] = a[i] * b[i]; y may equal a or b. */
+cudaError_t ds_cuda_mul (const float *a, const float *b, float *y, int64_t n, cudaStream_t stream);
+/* Broadcast add: y[i] = a[i] + b[(i / run) % nb] for i < n. Covers every form
+ * of DS_OP_ADD (same shape: run 1, nb n; bias over the last dim: run 1, nb C;
+ * leading dims: run n / nb) and a conv's per-channel bias (run H*W, nb C). y may
+ * equal a (or b, when run is 1 and nb is n). */
+cudaError_t ds_cuda_add (const float *a, const float *b, float *y, int64_t n, int64_t run,
+                         int64_t nb, cudaStream_t stream);
+/* x [rows, 2f] = [value | gate] -> y [rows, f] = value * gelu(gate). */
+cudaError_t ds_cuda_geglu (const float *x, float *y, int64_t rows, int64_t f,
+                           cudaStream_t stream);
+
+/* concat.cu --------------------------------------------------------------- */
+
+/* For each of `outer` slabs: a's na values then b's nb values. */
+cudaError_t ds_cuda_concat (const float *a, const float *b, float *y, int64_t outer, int64_t na,
+                            int64_t nb, cudaStream_t stream);
+
+/* upsample.cu ------------------------------------------------------------- */
+
+/* x [planes, h, w] -> y [planes, 2h, 2w], nearest. */
+cudaError_t ds_cuda_upsample_nearest2x (const float *x, float *y, int64_t planes, int64_t h,
+                                        int64_t w, cudaStream_t stream);
+
+/* timestep-embedding.cu --------------------------------------------------- */
+
+/* t [nb] -> y [nb, dim]; freq_k = expf((neg_log_period * k) / denom) for
+ * k < dim/2, both factors rounded to float on the host exactly as the CPU
+ * backend does; [sin | cos] (swapped when flip), zero last column for odd dim. */
+cudaError_t ds_cuda_timestep_embedding (const float *t, float *y, int64_t nb, int64_t dim,
+                                        float neg_log_period, float denom, bool flip,
+                                        cudaStream_t stream);
+
+/* embedding.cu ------------------------------------------------------------ */
+
+/* y[i, :] = table[ids[i], :] for i < n, rows of ch, table [v, ch]. The backend
+ * checks the ids on the host first; an id outside [0, v) still reads nothing
+ * and gives a row of zeros. */
+cudaError_t ds_cuda_embedding (const int32_t *ids, const float *table, float *y, int64_t n,
+                               int64_t ch, int64_t v, cudaStream_t stream);
+
+/* permute.cu -------------------------------------------------------------- */
+
+/* Output index (i0, i1, i2, i3) over `shape` reads x at sum_d i_d * stride[d]
+ * (strides in elements of x, 0 for padded size-1 dims). */
+typedef struct {
+  int64_t shape[4];
+  int64_t stride[4];
+} DsCudaPermute;
+
+cudaError_t ds_cuda_permute (const float *x, float *y, const DsCudaPermute *p,
+                             cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif

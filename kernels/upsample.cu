@@ -1,0 +1,25 @@
+/* upsample.cu: nearest-neighbour 2x upsampling of [planes, H, W] images. */
+#include "ds-cuda-util.cuh"
+
+static __global__ void
+upsample_kernel (const float *__restrict__ x, float *__restrict__ y, int64_t planes, int64_t h,
+                 int64_t w)
+{
+  const int64_t w2 = 2 * w, h2 = 2 * h, n = planes * h2 * w2;
+  for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
+    {
+      const int64_t ox = i % w2, t = i / w2, oy = t % h2, p = t / h2;
+      y[i] = x[(p * h + oy / 2) * w + ox / 2];
+    }
+}
+
+extern "C" cudaError_t
+ds_cuda_upsample_nearest2x (const float *x, float *y, int64_t planes, int64_t h, int64_t w,
+                            cudaStream_t stream)
+{
+  const int64_t n = planes * 4 * h * w;
+  if (n <= 0)
+    return cudaSuccess;
+  upsample_kernel<<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (x, y, planes, h, w);
+  return ds_cuda_launched ();
+}
