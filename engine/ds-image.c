@@ -22,6 +22,7 @@
  * starts vertically (see vertical_first).
  */
 #include "ds-image.h"
+#include "ds-atomic.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -887,55 +888,20 @@ ds_png_write (const char *path, const uint8_t *pixels, int width, int height,
     return ds_error_set (err, DS_ERR_INVALID, "%s: cannot write a %d×%d PNG", path,
                          width, height);
 
-  size_t len = strlen (path);
-  char *tmp = malloc (len + sizeof ".tmp-XXXXXX");
-  if (!tmp)
-    return ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
-  memcpy (tmp, path, len);
-  memcpy (tmp + len, ".tmp-XXXXXX", sizeof ".tmp-XXXXXX");
-  int fd = mkostemp (tmp, O_CLOEXEC);
-  if (fd < 0)
-    {
-      DsStatus st = ds_error_set (err, DS_ERR_IO, "%s: cannot create %s: %s", path, tmp,
-                                  strerror (errno));
-      free (tmp);
-      return st;
-    }
-  /* mkstemp makes the file private; an image is for everyone to read. */
-  (void) fchmod (fd, 0644);
-  FILE *f = fdopen (fd, "wb");
-  if (!f)
-    {
-      DsStatus st = ds_error_set (err, DS_ERR_IO, "%s: cannot write: %s", path,
-                                  strerror (errno));
-      close (fd);
-      unlink (tmp);
-      free (tmp);
-      return st;
-    }
-
+  DsAtomicFile af;
+  DsStatus status = ds_atomic_open (&af, path, err);
+  if (status != DS_OK)
+    return status;
   PngWriteJob job = { 0 };
   job.png = png_create_write_struct (PNG_LIBPNG_VER_STRING, &job, png_write_job_error,
                                      png_job_warning);
   if (job.png)
     job.info = png_create_info_struct (job.png);
-  DsStatus status = DS_OK;
   if (!job.png || !job.info)
     status = ds_error_set (err, DS_ERR_NOMEM, "%s: cannot start the PNG encoder", path);
-  else if (png_write_job_run (&job, f, pixels, width, height, channels) != 0)
+  else if (png_write_job_run (&job, af.f, pixels, width, height, channels) != 0)
     status = ds_error_set (err, DS_ERR_IO, "%s: cannot write PNG: %s", path,
                            job.message);
   png_destroy_write_struct (&job.png, &job.info);
-
-  errno = 0;
-  if (fclose (f) != 0 && status == DS_OK)
-    status = ds_error_set (err, DS_ERR_IO, "%s: cannot write: %s", path,
-                           strerror (errno ? errno : EIO));
-  if (status == DS_OK && rename (tmp, path) != 0)
-    status = ds_error_set (err, DS_ERR_IO, "%s: cannot replace the file: %s", path,
-                           strerror (errno));
-  if (status != DS_OK)
-    unlink (tmp);
-  free (tmp);
-  return status;
+  return ds_atomic_commit (&af, status, err);
 }

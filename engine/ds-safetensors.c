@@ -13,6 +13,7 @@
  * hosts, so data is used and written as is.
  */
 #include "ds-safetensors.h"
+#include "ds-atomic.h"
 #include "ds-json.h"
 
 #include <assert.h>
@@ -517,21 +518,10 @@ ds_safetensors_load_f32 (const DsSafetensors *st, const char *name, int ndim,
 /* Writing                                                                   */
 
 static DsStatus
-write_all (int fd, const void *buf, size_t n, const char *path, DsError *err)
+write_all (FILE *f, const void *buf, size_t n, const char *path, DsError *err)
 {
-  const uint8_t *p = buf;
-  while (n > 0)
-    {
-      ssize_t w = write (fd, p, n > (1u << 30) ? (1u << 30) : n);
-      if (w < 0)
-        {
-          if (errno == EINTR)
-            continue;
-          return ds_error_set (err, DS_ERR_IO, "%s: write failed: %s", path, strerror (errno));
-        }
-      p += w;
-      n -= (size_t)w;
-    }
+  if (n && fwrite (buf, 1, n, f) != n)
+    return ds_error_set (err, DS_ERR_IO, "%s: write failed: %s", path, strerror (errno));
   return DS_OK;
 }
 
@@ -648,37 +638,18 @@ ds_safetensors_write (const char *path, const DsSafetensorsItem *items, int n_it
   for (int i = 0; i < 8; i++)
     lenbytes[i] = (uint8_t)((uint64_t)padded >> (8 * i));
 
-  char tmp[PATH_MAX];
-  if ((size_t)snprintf (tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= sizeof tmp)
-    {
-      free (hbuf);
-      return ds_error_set (err, DS_ERR_INVALID, "%s: path too long", path);
-    }
-  int fd = mkstemp (tmp);
-  if (fd < 0)
-    {
-      int e = errno;
-      free (hbuf);
-      return ds_error_set (err, DS_ERR_IO, "%s: cannot create temporary file %s: %s", path, tmp,
-                           strerror (e));
-    }
-  /* mkstemp creates 0600; outputs are ordinary files. */
-  (void)fchmod (fd, 0644);
-
-  DsStatus s = write_all (fd, lenbytes, 8, tmp, err);
-  if (s == DS_OK)
-    s = write_all (fd, hbuf, padded, tmp, err);
-  for (int i = 0; s == DS_OK && i < n_items; i++)
-    s = write_all (fd, items[i].tensor->data, ds_tensor_nbytes (items[i].tensor), tmp, err);
-  free (hbuf);
-  if (s == DS_OK && fsync (fd) != 0)
-    s = ds_error_set (err, DS_ERR_IO, "%s: fsync failed: %s", tmp, strerror (errno));
-  if (close (fd) != 0 && s == DS_OK)
-    s = ds_error_set (err, DS_ERR_IO, "%s: close failed: %s", tmp, strerror (errno));
-  if (s == DS_OK && rename (tmp, path) != 0)
-    s = ds_error_set (err, DS_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp,
-                      strerror (errno));
+  DsAtomicFile af;
+  DsStatus s = ds_atomic_open (&af, path, err);
   if (s != DS_OK)
-    unlink (tmp);
-  return s;
+    {
+      free (hbuf);
+      return s;
+    }
+  s = write_all (af.f, lenbytes, 8, path, err);
+  if (s == DS_OK)
+    s = write_all (af.f, hbuf, padded, path, err);
+  for (int i = 0; s == DS_OK && i < n_items; i++)
+    s = write_all (af.f, items[i].tensor->data, ds_tensor_nbytes (items[i].tensor), path, err);
+  free (hbuf);
+  return ds_atomic_commit (&af, s, err);
 }
