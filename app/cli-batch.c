@@ -229,24 +229,25 @@ job_list_load (const char *path, const CliOptions *o, JobList *l)
                json_kind (l->doc));
       return 2;
     }
-  char *dir = strdup (path), *slash = strrchr (dir, '/');
-  if (slash)
-    slash[slash == dir ? 1 : 0] = '\0';
-  else
-    dir[0] = '\0';
+  char dir[4096]; /* the jobs file's folder, "" for the current one */
+  const char *slash = strrchr (path, '/');
+  snprintf (dir, sizeof dir, "%.*s", slash ? (int) (slash - path) + (slash == path) : 0, path);
   l->n = (int) json_array_size (l->doc);
   l->jobs = calloc ((size_t) l->n + 1, sizeof *l->jobs);
+  json_t *seen = json_object (); /* name -> job index */
   DsError err = { 0 };
-  DsStatus st = l->jobs ? DS_OK : ds_error_set (&err, DS_ERR_NOMEM, "out of memory");
+  DsStatus st = l->jobs && seen ? DS_OK : ds_error_set (&err, DS_ERR_NOMEM, "out of memory");
   for (int i = 0; !st && i < l->n; i++)
     {
       st = job_parse (json_array_get (l->doc, i), i, dir, o, &l->jobs[i], &err);
-      for (int k = 0; !st && k < i; k++)
-        if (!strcmp (l->jobs[k].name, l->jobs[i].name))
-          st = ds_error_set (&err, DS_ERR_INVALID, "job %d: \"name\": \"%s\" is also job %d's name",
-                             i, l->jobs[i].name, k);
+      json_t *other = st ? NULL : json_object_get (seen, l->jobs[i].name);
+      if (other)
+        st = ds_error_set (&err, DS_ERR_INVALID, "job %d: \"name\": \"%s\" is also job %d's name",
+                           i, l->jobs[i].name, (int) json_integer_value (other));
+      else if (!st)
+        json_object_set_new (seen, l->jobs[i].name, json_integer (i));
     }
-  free (dir);
+  json_decref (seen);
   if (st)
     {
       fprintf (stderr, "diffscope-cli: %s: %s\n", path, err.message);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ds-atomic.h"
 #include "ds-safetensors.h"
 
 #ifndef DS_DATA_DIR
@@ -272,34 +273,18 @@ cli_tokens_json (const DsTokens *t)
                     t->truncated, "words", words);
 }
 
-/* Writes text to path atomically (temporary file + rename). */
+/* Writes text to path atomically (ds-atomic: temporary file + rename). */
 int
 cli_write_text_atomic (const char *path, const char *text, DsError *err)
 {
-  size_t n = strlen (path) + 16;
-  char *tmp = malloc (n);
-  snprintf (tmp, n, "%s.tmp-XXXXXX", path);
-  int fd = mkstemp (tmp);
-  if (fd < 0)
-    {
-      ds_error_set (err, DS_ERR_IO, "%s: cannot create: %s", path, strerror (errno));
-      free (tmp);
-      return -1;
-    }
-  /* mkstemp creates 0600; outputs are ordinary files. */
-  (void) fchmod (fd, 0644);
+  DsAtomicFile af;
+  if (ds_atomic_open (&af, path, err))
+    return -1;
   size_t len = strlen (text);
-  bool ok = write (fd, text, len) == (ssize_t) len && fsync (fd) == 0;
-  ok = close (fd) == 0 && ok;
-  if (!ok || rename (tmp, path) != 0)
-    {
-      ds_error_set (err, DS_ERR_IO, "%s: cannot write: %s", path, strerror (errno));
-      unlink (tmp);
-      free (tmp);
-      return -1;
-    }
-  free (tmp);
-  return 0;
+  DsStatus st = fwrite (text, 1, len, af.f) == len
+                  ? DS_OK
+                  : ds_error_set (err, DS_ERR_IO, "%s: cannot write: %s", path, strerror (errno));
+  return ds_atomic_commit (&af, st, err) == DS_OK ? 0 : -1;
 }
 
 /* "FILE" or "FILE:TENSOR" -> the tensor, which must have the latent's shape. */

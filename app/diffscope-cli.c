@@ -10,8 +10,10 @@
  *                          [--s 7.5 ...] [--words] [--cka] [--colormap viridis]
  *                          [--opacity 0.6] [--heat-res 16] [--image IMG2] --out-dir DIR
  *   diffscope-cli score    [--model DIR | --demo] --image IMG ... --caption TEXT ...
- *                          [--timesteps 189,389,589,789,989] [--trials 1] [--json]
+ *                          [--timesteps 189,389,589,789,989] [--trials 1] [--seed 0]
+ *                          [--size 512] [--uncond ""] [--json] [--out FILE.json]
  *   diffscope-cli batch    [--model DIR | --demo] JOBS.json --out-dir DIR [--shard K/N]
+ *                          [request options: defaults for every job]
  *
  * Every file is written atomically (temporary file + rename). The demo model is
  * untrained, and every output says so. Each command is in cli-<command>.c.
@@ -63,13 +65,26 @@ usage (FILE *f)
          "  --colormap NAME   viridis, inferno, jet, gray or greys (viridis)\n"
          "  --opacity A       heatmap overlay opacity 0..1 (0.6)\n"
          "  --out-dir DIR     where the PNGs go (created if missing)\n"
-         "score:\n"
-         "  --caption TEXT    a candidate caption; repeatable\n"
-         "  --timesteps LIST  comma-separated timesteps averaged over (189,389,589,789,989)\n"
-         "  --trials N        noise draws per timestep (1)\n"
-         "  --json            print the scores as JSON\n"
+         "score (Discffusion: mean over timesteps x trials of the six layers' mean\n"
+         "cross-attention logsumexp + |eps - eps_uncond| - |eps - eps_cond|):\n"
+         "  --caption TEXT    a candidate caption; repeatable (with --image repeatable:\n"
+         "                    every caption x image pair; 2 x 2 adds Winoground)\n"
+         "  --timesteps LIST  comma-separated timesteps averaged over (189,389,589,789,989);\n"
+         "                    Discffusion's own 30: 32,65,98,131,164,197,230,263,296,329,\n"
+         "                    362,395,428,461,494,527,560,593,626,659,692,725,758,791,824,\n"
+         "                    857,890,923,956,989\n"
+         "  --trials N        noise draws per timestep, seeds --seed + 0..N-1 (1)\n"
+         "  --json            print the scores as JSON instead of a table\n"
+         "  --out FILE        also write the JSON to FILE\n"
          "batch:\n"
-         "  JOBS.json         a list of {image, prompt, probes, t, s, seed, name} objects\n"
+         "  JOBS.json         an array of {\"name\", \"image\", \"prompt\", \"probes\": [...],\n"
+         "                    \"uncond\", \"t\", \"s\", \"seed\", \"render\": bool} objects; image,\n"
+         "                    prompt and probes are required, relative images are relative\n"
+         "                    to JOBS.json, names default to job-<index> (from 0). Each job\n"
+         "                    writes DIR/<name>.safetensors (+ .json) as features does and,\n"
+         "                    with \"render\": true, the render PNGs in DIR/<name>/. Request\n"
+         "                    options (--t, --seed, --uncond, --size, --s, --words...) are\n"
+         "                    the defaults. Jobs whose files exist are skipped (resume).\n"
          "  --shard K/N       run only the jobs with index % N == K (0-based)\n",
          f);
 }

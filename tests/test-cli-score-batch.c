@@ -223,7 +223,7 @@ test_score (void)
   /* one value recomputed from the engine's raw outputs */
   double hand = score_by_hand ();
   printf ("  score(caption 1, image 0): CLI %.9f, by hand %.9f\n", s[1][0], hand);
-  DS_CHECK_CLOSE (s[1][0], hand, 1e-9);
+  DS_CHECK_CLOSE (s[1][0], hand, 1e-7);
   DS_CHECK (s[0][0] != s[1][0] && s[0][0] != s[0][1], "pairs give different scores");
 
   /* the same run again gives the same numbers, bit for bit; --out writes them */
