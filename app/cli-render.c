@@ -8,7 +8,10 @@
  *   <probe>.pair-s<S>-a.png, -b.png  with two --image: one PCA fitted on both
  * With --words, per word of the prompt, word-<k>-<word>.png: the mean cross-
  * attention over heads and the layers at --heat-res (default size/32: SD
- * 2.1-base's five 16×16 layers), overlaid on the image. With --cka, cka.png:
+ * 2.1-base's five 16×16 layers), overlaid on the image; with --timesteps and
+ * --trials averaged over that ensemble (e.g. 189,389,589,789,989 × 4 noise
+ * draws: seeds seed..seed+trials-1), and with --daam DAAM's aggregation of
+ * every down/up layer at the latent size instead. With --cka, cka.png:
  * CKA(X_s, X_uncond) for s in 0..10 for every probe. sheet.png gathers all with
  * captions under a title naming the model (so the demo's "untrained" shows).
  * PCA pictures are upscaled nearest-neighbour (Meng et al.), heat bilinearly.
@@ -227,38 +230,119 @@ out:
   return st ? ds_error_prefix (err, st, "%s", q->name) : DS_OK;
 }
 
-/* Word heatmaps from the cond half of the cross-map probes at `res`. */
+/* One request's cond-half cross-attention of layer `li` (a probe index). */
+static DsAttnMaps
+cond_maps (const DsFeatures *f, int li)
+{
+  const DsProbeInfo *q = &f->probes.probes[li];
+  const DsTensor *v = &f->values[li];
+  int64_t side = (int64_t) llround (sqrt ((double) q->shape[1]));
+  return (DsAttnMaps){ ds_tensor_f32 (v) + ds_tensor_numel (v) / 2, q->shape[0], side, side,
+                       q->shape[2] };
+}
+
+/* The word heat maps' source: M [side², k], averaged over heads and `layers`
+ * (one resolution) and over the timestep × trial ensemble — or, with --daam,
+ * DAAM's aggregation over every down/up layer (models-spec §6.2). The first
+ * ensemble member is `first` (already computed); the others are requested
+ * here, each running only the UNet (the pipeline caches latent and text). */
+typedef struct {
+  float *m;      /* [side², k] owned */
+  int64_t side, k;
+  char how[160]; /* for captions */
+} WordSource;
+
 static DsStatus
-render_words (Tiles *t, const DsFeatures *f, const int *layers, int n_layers, const uint8_t *image,
+word_source (const CliOptions *o, DsPipeline *p, const DsImage *img, const bool *want,
+             const DsFeatures *first, const int *layers, int n_layers, WordSource *ws,
+             DsError *err)
+{
+  const int n_t = o->n_timesteps ? o->n_timesteps : 1;
+  const int runs = n_t * o->trials;
+  DsAttnMaps maps[64];
+  DsHeatmapAccum acc = { 0 };
+  DsDaam *daam = NULL;
+  float *one = NULL;
+  DsStatus st = DS_OK;
+  memset (ws, 0, sizeof *ws);
+  DsAttnMaps m0 = cond_maps (first, layers[0]);
+  ws->k = m0.k;
+  ws->side = o->daam ? o->size / 8 : m0.h;
+  const int64_t hw = ws->side * ws->side;
+  if (o->daam)
+    st = ds_daam_new (ws->side, &daam, err);
+  else if (!(one = malloc ((size_t) (hw * ws->k) * sizeof *one)))
+    st = ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+  if (!st && !o->daam)
+    st = ds_heatmap_accum_init (&acc, hw, ws->k, err);
+  for (int r = 0; r < runs && !st; r++)
+    {
+      DsFeatures f = { 0 };
+      const DsFeatures *cur = first;
+      int t = o->n_timesteps ? o->timesteps[r / o->trials] : o->t;
+      if (r > 0 || t != o->t)
+        {
+          DsFeatureRequest req = {
+            .image = img, .size = o->size, .fit = o->crop ? DS_FIT_CENTER_CROP : DS_FIT_STRETCH,
+            .prompt = o->prompt, .uncond_prompt = o->uncond, .t = t,
+            .convention = o->meng ? DS_TIMESTEP_MENG : DS_TIMESTEP_DIRECT,
+            .seed = o->seed + (unsigned long long) (r % o->trials), .want = want,
+          };
+          if ((st = ds_pipeline_features (p, &req, &f, err)))
+            break;
+          cur = &f;
+        }
+      for (int i = 0; i < n_layers; i++)
+        maps[i] = cond_maps (cur, layers[i]);
+      if (o->daam)
+        for (int i = 0; i < n_layers && !st; i++)
+          st = ds_daam_add (daam, layers[i], &maps[i], err);
+      else if (!(st = ds_heatmap_mean (maps, n_layers, one, err)))
+        st = ds_heatmap_accum_add (&acc, one, hw, ws->k, err);
+      ds_features_free (&f);
+    }
+  if (!st && !(ws->m = malloc ((size_t) (hw * ws->k) * sizeof *ws->m)))
+    st = ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+  if (!st)
+    st = o->daam ? ds_daam_finish (daam, first->cond.n_tokens, false, ws->m, err)
+                 : ds_heatmap_accum_finish (&acc, ws->m, err);
+  int n = snprintf (ws->how, sizeof ws->how, "%s%d layers, heads averaged",
+                    o->daam ? "DAAM, " : "", n_layers);
+  if (runs > 1)
+    snprintf (ws->how + n, sizeof ws->how - n, "\n%d timesteps x %d trials", n_t, o->trials);
+  free (one);
+  ds_heatmap_accum_free (&acc);
+  ds_daam_free (daam);
+  if (st)
+    {
+      free (ws->m);
+      ws->m = NULL;
+    }
+  return st;
+}
+
+/* One picture per word of the prompt, over the image. */
+static DsStatus
+render_words (Tiles *t, const DsTokens *cond, const WordSource *ws, const uint8_t *image,
               DsError *err)
 {
-  DsAttnMaps maps[64];
-  for (int i = 0; i < n_layers; i++)
+  const int64_t hw = ws->side * ws->side;
+  float *word = malloc ((size_t) hw * sizeof *word);
+  DsStatus st = word ? DS_OK : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+  for (int i = 0; !st && i < cond->n_words; i++)
     {
-      const DsProbeInfo *q = &f->probes.probes[layers[i]];
-      const DsTensor *v = &f->values[layers[i]];
-      int64_t side = (int64_t) llround (sqrt ((double) q->shape[1]));
-      maps[i] = (DsAttnMaps){ ds_tensor_f32 (v) + ds_tensor_numel (v) / 2, q->shape[0], side, side,
-                              q->shape[2] };
-    }
-  const int64_t hw = maps[0].h * maps[0].w, k = maps[0].k;
-  float *m = malloc ((size_t) (hw * k + hw) * sizeof *m), *word = m ? m + hw * k : NULL;
-  DsStatus st = m ? ds_heatmap_mean (maps, n_layers, m, err)
-                  : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
-  for (int i = 0; !st && i < f->cond.n_words; i++)
-    {
-      const DsTokenWord *wd = &f->cond.words[i];
-      if ((st = ds_heatmap_word (m, hw, k, wd, word, err)))
+      const DsTokenWord *wd = &cond->words[i];
+      if ((st = ds_heatmap_word (ws->m, hw, ws->k, wd, word, err)))
         break;
       ds_heatmap_normalize (word, hw, DS_HEATMAP_NORM_MINMAX);
-      char safe[96], file[160], cap[256];
+      char safe[96], file[160], cap[320];
       file_safe (wd->text, safe, sizeof safe);
       snprintf (file, sizeof file, "word-%02d-%s.png", i + 1, safe);
-      snprintf (cap, sizeof cap, "\"%s\" · cross-attention\n%d layers at %lldx%lld, heads averaged",
-                wd->text, n_layers, (long long) maps[0].h, (long long) maps[0].w);
-      st = render_heat (t, word, (int) maps[0].h, (int) maps[0].w, image, file, cap, err);
+      snprintf (cap, sizeof cap, "\"%s\" · cross-attention %lldx%lld\n%s", wd->text,
+                (long long) ws->side, (long long) ws->side, ws->how);
+      st = render_heat (t, word, (int) ws->side, (int) ws->side, image, file, cap, err);
     }
-  free (m);
+  free (word);
   return st;
 }
 
@@ -344,7 +428,7 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log, 
   if (opt.words)
     {
       int res = opt.heat_res ? opt.heat_res : opt.size / 32;
-      n_layers = ds_heatmap_cross_layers (list, (int64_t) res * res, layers, 64);
+      n_layers = ds_heatmap_cross_layers (list, opt.daam ? 0 : (int64_t) res * res, layers, 64);
       if (n_layers == 0)
         {
           ds_error_set (err, DS_ERR_INVALID,
@@ -399,8 +483,16 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log, 
                         cka_s, n_cka, err))
         goto out;
     }
-  if (opt.words && render_words (&t, &feats[0], layers, n_layers, shown, err))
-    goto out;
+  if (opt.words)
+    {
+      WordSource ws;
+      if (word_source (&opt, p, &img[0], want, &feats[0], layers, n_layers, &ws, err))
+        goto out;
+      DsStatus wst = render_words (&t, &feats[0].cond, &ws, shown, err);
+      free (ws.m);
+      if (wst)
+        goto out;
+    }
 
   char title[1024], path[4096];
   snprintf (title, sizeof title, "Diffscope · %s\n\"%s\" · t=%d%s · seed %llu · %s",

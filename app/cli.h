@@ -26,7 +26,7 @@ typedef struct {
   int timesteps[CLI_MAX_LIST];
   int n_timesteps;
   const char *positional; /* batch: the jobs file */
-  bool demo, meng, maps, crop, words, cka, json;
+  bool demo, meng, maps, crop, words, cka, json, daam;
   int t, size, trials, heat_res;
   double opacity;
   unsigned long long seed;

@@ -243,6 +243,36 @@ test_render (void)
       snprintf (b, sizeof b, "%s/golden/demo64-%s", DATA, files[i]);
       check_golden (a, b);
     }
+  /* Ensembles: the mean over two identical runs is the single run's map (the
+   * accumulator is exact for that), two different timesteps give another map,
+   * and DAAM's aggregation runs. */
+  char ens[600];
+  snprintf (ens, sizeof ens, "%s/ensemble", tmpdir);
+  snprintf (args, sizeof args,
+            "render --demo --size 64 --image %s/sd-input.png --prompt 'a red cube on a table' "
+            "--words --heat-res 4 --timesteps 50,50 --out-dir %s", DATA, ens);
+  EXPECT (args, 0, "wrote");
+  snprintf (a, sizeof a, "%s/word-02-red.png", ens);
+  snprintf (b, sizeof b, "%s/golden/demo64-word-02-red.png", DATA);
+  check_golden (a, b);
+  snprintf (args, sizeof args,
+            "render --demo --size 64 --image %s/sd-input.png --prompt 'a red cube on a table' "
+            "--words --heat-res 4 --timesteps 50,999 --trials 2 --out-dir %s", DATA, ens);
+  EXPECT (args, 0, "wrote");
+  DsImage e, g;
+  DsError err = { 0 };
+  if (!ds_image_load (a, &e, &err) && !ds_image_load (b, &g, &err))
+    {
+      DS_CHECK (memcmp (e.rgb, g.rgb, (size_t) e.width * e.height * 3) != 0,
+                "an ensemble over other timesteps changes the map");
+      ds_image_free (&e);
+      ds_image_free (&g);
+    }
+  snprintf (args, sizeof args,
+            "render --demo --size 64 --image %s/sd-input.png --prompt 'a red cube' "
+            "--words --daam --timesteps 189,989 --out-dir %s/daam", DATA, tmpdir);
+  EXPECT (args, 0, "wrote 5 PNG");
+
   /* render's own errors */
   snprintf (args, sizeof args, "render --demo --size 64 --image %s/sd-input.png --prompt p "
             "--probe U-L1-R1-B0-Cross-Map --out-dir %s", DATA, out);
