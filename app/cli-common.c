@@ -93,7 +93,7 @@ cli_parse_args (int argc, char **argv, CliOptions *o)
 {
   enum { O_MODEL = 256, O_DEMO, O_IMAGE, O_PROMPT, O_UNCOND, O_T, O_MENG, O_SEED, O_SIZE,
          O_CROP, O_PROBE, O_MAPS, O_OUT, O_NOISE, O_S, O_COLORMAP, O_WORDS, O_CKA, O_OUT_DIR,
-         O_OPACITY, O_HEAT_RES, O_CAPTION, O_TIMESTEPS, O_TRIALS, O_SHARD, O_JSON, O_DAAM };
+         O_OPACITY, O_HEAT_RES, O_CAPTION, O_TIMESTEPS, O_TRIALS, O_SHARD, O_JSON, O_DAAM, O_PAIRS };
   static const struct option opts[] = {
     { "model", required_argument, 0, O_MODEL }, { "demo", no_argument, 0, O_DEMO },
     { "image", required_argument, 0, O_IMAGE }, { "prompt", required_argument, 0, O_PROMPT },
@@ -108,7 +108,7 @@ cli_parse_args (int argc, char **argv, CliOptions *o)
     { "heat-res", required_argument, 0, O_HEAT_RES }, { "caption", required_argument, 0, O_CAPTION },
     { "timesteps", required_argument, 0, O_TIMESTEPS }, { "trials", required_argument, 0, O_TRIALS },
     { "shard", required_argument, 0, O_SHARD }, { "json", no_argument, 0, O_JSON },
-    { "daam", no_argument, 0, O_DAAM },
+    { "daam", no_argument, 0, O_DAAM }, { "pairs", required_argument, 0, O_PAIRS },
     { 0, 0, 0, 0 },
   };
   *o = (CliOptions){ .t = 50, .size = 512, .uncond = "", .colormap = "viridis", .opacity = 0.6,
@@ -167,6 +167,7 @@ cli_parse_args (int argc, char **argv, CliOptions *o)
         case O_SHARD: o->shard = optarg; break;
         case O_JSON: o->json = true; break;
         case O_DAAM: o->daam = true; break;
+        case O_PAIRS: o->pairs = optarg; break;
         default:
           fprintf (stderr, "diffscope-cli: unknown or incomplete option \"%s\"\n",
                    argv[optind - 1]);

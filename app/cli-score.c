@@ -223,9 +223,162 @@ now_s (void)
   return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
 }
 
+/* --pairs FILE.json: Winoground-style evaluation. FILE is a JSON list of
+ * {"name": optional, "captions": [c0, c1], "images": [i0, i1]} with caption k
+ * belonging to image k; image paths are relative to FILE's folder. Every item
+ * is scored 2 × 2 and judged by ds_winoground_item; the totals are the
+ * fractions of items passing the text, image and group tests. */
+typedef struct {
+  char name[128];
+  const char *captions[2];
+  char images[2][4096];
+} PairItem;
+
+static DsStatus
+pairs_read (const char *path, json_t **root, PairItem **items, int *n, DsError *err)
+{
+  json_error_t je;
+  *items = NULL;
+  *n = 0;
+  *root = json_load_file (path, JSON_REJECT_DUPLICATES, &je);
+  if (!*root)
+    return ds_error_set (err, je.line > 0 ? DS_ERR_FORMAT : DS_ERR_IO, "%s:%d: %s", path, je.line,
+                         je.text);
+  if (!json_is_array (*root) || json_array_size (*root) == 0)
+    return ds_error_set (err, DS_ERR_FORMAT, "%s: expected a non-empty JSON list of items", path);
+  int count = (int) json_array_size (*root);
+  *items = calloc ((size_t) count, sizeof **items);
+  if (!*items)
+    return ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+  char dir[4096];
+  snprintf (dir, sizeof dir, "%s", path);
+  char *slash = strrchr (dir, '/');
+  if (slash)
+    slash[1] = '\0';
+  else
+    dir[0] = '\0';
+  for (int k = 0; k < count; k++)
+    {
+      json_t *it = json_array_get (*root, (size_t) k);
+      PairItem *pi = &(*items)[k];
+      json_t *caps = json_object_get (it, "captions"), *ims = json_object_get (it, "images");
+      json_t *name = json_object_get (it, "name");
+      if (!json_is_object (it) || !json_is_array (caps) || json_array_size (caps) != 2
+          || !json_is_array (ims) || json_array_size (ims) != 2)
+        return ds_error_set (err, DS_ERR_FORMAT,
+                             "%s: item %d: needs \"captions\" and \"images\", lists of two",
+                             path, k);
+      snprintf (pi->name, sizeof pi->name, "%s",
+                json_is_string (name) ? json_string_value (name) : "");
+      if (!pi->name[0])
+        snprintf (pi->name, sizeof pi->name, "item-%d", k);
+      for (int j = 0; j < 2; j++)
+        {
+          json_t *c = json_array_get (caps, (size_t) j), *im = json_array_get (ims, (size_t) j);
+          if (!json_is_string (c) || !json_is_string (im))
+            return ds_error_set (err, DS_ERR_FORMAT,
+                                 "%s: item %d (%s): captions and images must be strings", path,
+                                 k, pi->name);
+          pi->captions[j] = json_string_value (c);
+          const char *ip = json_string_value (im);
+          snprintf (pi->images[j], sizeof pi->images[j], "%s%s", ip[0] == '/' ? "" : dir, ip);
+        }
+    }
+  *n = count;
+  return DS_OK;
+}
+
+static int
+score_pairs_file (const CliOptions *o, Scorer *s)
+{
+  DsError err = { 0 };
+  DsBackend *be = NULL;
+  json_t *root = NULL, *doc = NULL, *list = json_array ();
+  PairItem *items = NULL;
+  double *all = NULL;
+  char *text = NULL;
+  int n = 0, rc = 1;
+  DsImage img[2] = { 0 };
+  if (pairs_read (o->pairs, &root, &items, &n, &err))
+    goto out;
+  all = calloc ((size_t) n * 4, sizeof *all);
+  if (!all || cli_open_pipeline (o, &be, &s->p, &err) || scorer_layers (s, &err))
+    goto out;
+  for (int k = 0; k < n; k++)
+    {
+      double *sc = all + 4 * k; /* sc[2c + i] */
+      for (int i = 0; i < 2; i++)
+        if (ds_image_load (items[k].images[i], &img[i], &err))
+          {
+            ds_error_prefix (&err, err.code, "item %d (%s)", k, items[k].name);
+            goto out;
+          }
+      for (int i = 0; i < 2; i++)
+        for (int c = 0; c < 2; c++)
+          if (score_pair (s, &img[i], items[k].captions[c], &sc[2 * c + i], &err))
+            {
+              ds_error_prefix (&err, err.code, "item %d (%s)", k, items[k].name);
+              goto out;
+            }
+      ds_image_free (&img[0]);
+      ds_image_free (&img[1]);
+      DsWinoground w = ds_winoground_item (sc);
+      if (!o->json)
+        printf ("%-24s text %-4s image %-4s group %-4s  [%.4f %.4f; %.4f %.4f]\n", items[k].name,
+                w.text ? "yes" : "no", w.image ? "yes" : "no", w.group ? "yes" : "no", sc[0],
+                sc[1], sc[2], sc[3]);
+      json_array_append_new (list, json_pack ("{s:s, s:[[f,f],[f,f]], s:b, s:b, s:b}", "name",
+                                              items[k].name, "scores", sc[0], sc[1], sc[2], sc[3],
+                                              "text", w.text, "image", w.image, "group", w.group));
+    }
+  DsWinogroundTotals tot;
+  if (ds_winoground_aggregate (all, n, &tot, &err))
+    goto out;
+  doc = json_pack ("{s:s, s:b, s:o, s:{s:i, s:f, s:f, s:f}}", "model", ds_pipeline_label (s->p),
+                   "untrained", ds_pipeline_is_demo (s->p), "items", list, "totals", "n", tot.n,
+                   "text", tot.text_score, "image", tot.image_score, "group", tot.group_score);
+  list = NULL;
+  text = json_dumps (doc, JSON_INDENT (2) | JSON_REAL_PRECISION (17));
+  if (o->out && cli_write_text_atomic (o->out, text, &err))
+    goto out;
+  if (o->json)
+    printf ("%s\n", text);
+  else
+    printf ("winoground over %d items: text %.1f%%, image %.1f%%, group %.1f%%%s\n", tot.n,
+            100 * tot.text_score, 100 * tot.image_score, 100 * tot.group_score,
+            ds_pipeline_is_demo (s->p) ? " (demo model, UNTRAINED: chance level expected)" : "");
+  rc = 0;
+out:
+  if (rc)
+    cli_fail (&err);
+  ds_image_free (&img[0]);
+  ds_image_free (&img[1]);
+  json_decref (list);
+  json_decref (doc);
+  json_decref (root);
+  free (text);
+  free (items);
+  free (all);
+  cli_close_pipeline (be, s->p);
+  return rc;
+}
+
 int
 cli_cmd_score (const CliOptions *o)
 {
+  if (o->pairs)
+    {
+      if (o->n_images || o->n_captions)
+        {
+          fprintf (stderr, "diffscope-cli: --pairs takes its images and captions from the file; "
+                           "drop --image and --caption\n");
+          return 2;
+        }
+      Scorer s = { .o = o, .timesteps = o->n_timesteps ? o->timesteps : default_timesteps,
+                   .n_timesteps = o->n_timesteps ? o->n_timesteps
+                                                 : (int) (sizeof default_timesteps / sizeof (int)) };
+      return score_pairs_file (o, &s);
+    }
   if (o->n_images < 1 || o->n_captions < 1 || o->prompt)
     {
       fprintf (stderr, "diffscope-cli: score needs at least one --image and one --caption "

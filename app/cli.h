@@ -14,7 +14,7 @@
 #define CLI_MAX_LIST 512
 
 typedef struct {
-  const char *model, *prompt, *uncond, *out, *out_dir, *noise, *colormap, *shard;
+  const char *model, *prompt, *uncond, *out, *out_dir, *noise, *colormap, *shard, *pairs;
   const char *images[CLI_MAX_LIST];
   int n_images;
   const char *captions[CLI_MAX_LIST];

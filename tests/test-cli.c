@@ -6,6 +6,7 @@
  * text encoder -> noise -> UNet, all through the command line. */
 #include "ds-test.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -289,6 +290,67 @@ test_render (void)
   EXPECT ("render --demo --prompt p --probe UNet-Out --out-dir x", 2, "render needs --image");
 }
 
+/* score --pairs: each item's 2x2 matrix equals `score` on the same captions and
+ * images, and the verdicts follow Winoground's definition from the matrix. */
+static void
+test_pairs (void)
+{
+  char args[4096], path[600];
+  snprintf (path, sizeof path, "%s/pairs.json", tmpdir);
+  snprintf (args, sizeof args, "score --demo --size 64 --timesteps 189,989 --pairs %s/cli/pairs.json "
+            "--json --out %s", DATA, path);
+  EXPECT (args, 0, "\"totals\"");
+  json_error_t je;
+  json_t *doc = json_load_file (path, 0, &je);
+  DS_CHECK (doc != NULL, "pairs JSON parses: %s", je.text);
+  json_t *item = json_array_get (json_object_get (doc, "items"), 0);
+  json_t *m = json_object_get (item, "scores");
+  double s[4];
+  for (int c = 0; c < 2; c++)
+    for (int i = 0; i < 2; i++)
+      s[2 * c + i] = json_real_value (json_array_get (json_array_get (m, (size_t) c), (size_t) i));
+  bool text = s[0] > s[2] && s[3] > s[1], image = s[0] > s[1] && s[3] > s[2];
+  DS_CHECK (json_is_true (json_object_get (item, "text")) == text, "text verdict");
+  DS_CHECK (json_is_true (json_object_get (item, "image")) == image, "image verdict");
+  DS_CHECK (json_is_true (json_object_get (item, "group")) == (text && image), "group verdict");
+  json_t *tot = json_object_get (doc, "totals");
+  DS_CHECK (json_integer_value (json_object_get (tot, "n")) == 2, "two items");
+
+  /* the same pair through the plain score command */
+  char single[600];
+  snprintf (single, sizeof single, "%s/single.json", tmpdir);
+  snprintf (args, sizeof args,
+            "score --demo --size 64 --timesteps 189,989 --image %s/sd-input.png --image "
+            "%s/images/grey.png --caption 'a red circle and a yellow triangle' --caption 'a plain "
+            "grey square' --json --out %s", DATA, DATA, single);
+  EXPECT (args, 0, "scores");
+  json_t *one = json_load_file (single, 0, &je);
+  json_t *mat = one ? json_object_get (one, "scores") : NULL;
+  for (int c = 0; mat && c < 2; c++)
+    for (int i = 0; i < 2; i++)
+      {
+        double v = json_real_value (json_array_get (json_array_get (mat, (size_t) c), (size_t) i));
+        DS_CHECK (fabs (v - s[2 * c + i]) < 1e-9, "caption %d image %d: %.9f vs %.9f", c, i, v,
+                  s[2 * c + i]);
+      }
+  json_decref (one);
+  json_decref (doc);
+
+  /* errors */
+  FILE *f = fopen (path, "w");
+  fputs ("[{\"captions\": [\"only one\"], \"images\": [\"a.png\", \"b.png\"]}]", f);
+  fclose (f);
+  snprintf (args, sizeof args, "score --demo --size 64 --pairs %s", path);
+  EXPECT (args, 1, "item 0: needs \"captions\" and \"images\", lists of two");
+  snprintf (args, sizeof args, "score --demo --pairs %s --image x.png", path);
+  EXPECT (args, 2, "--pairs takes its images and captions from the file");
+  f = fopen (path, "w");
+  fputs ("[{\"captions\": [\"a\", \"b\"], \"images\": [\"missing.png\", \"b.png\"]}]", f);
+  fclose (f);
+  snprintf (args, sizeof args, "score --demo --size 64 --pairs %s", path);
+  EXPECT (args, 1, "missing.png");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -305,6 +367,7 @@ main (int argc, char **argv)
   test_demo ();
   test_against_diffusers ();
   test_render ();
+  test_pairs ();
   char cmd[600];
   snprintf (cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system (cmd) != 0)
