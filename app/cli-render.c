@@ -12,7 +12,9 @@
  * --trials averaged over that ensemble (e.g. 189,389,589,789,989 × 4 noise
  * draws: seeds seed..seed+trials-1), and with --daam DAAM's aggregation of
  * every down/up layer at the latent size instead. With --cka, cka.png:
- * CKA(X_s, X_uncond) for s in 0..10 for every probe. sheet.png gathers all with
+ * CKA(X_s, X_uncond) for s in 0..10 for every probe. measures.json holds
+ * those curves, the linear CKA between every two probes and, with two images,
+ * the cosine similarity of the images per probe. sheet.png gathers all with
  * captions under a title naming the model (so the demo's "untrained" shows).
  * PCA pictures are upscaled nearest-neighbour (Meng et al.), heat bilinearly.
  */
@@ -346,6 +348,130 @@ render_words (Tiles *t, const DsTokens *cond, const WordSource *ws, const uint8_
   return st;
 }
 
+/* X_s of probe k for image `img` at the first --s: [c, h, w], malloc'ed. */
+static float *
+amplified (const CliOptions *o, const DsFeatures *f, int k)
+{
+  const DsProbeInfo *q = &f->probes.probes[k];
+  int64_t cn = q->shape[0] * q->shape[1] * q->shape[2];
+  float *x = malloc ((size_t) cn * sizeof *x);
+  const float *xu = ds_tensor_f32 (&f->values[k]);
+  if (x)
+    ds_guidance_amplify (xu, xu + cn, (float) o->s_values[0], x, cn);
+  return x;
+}
+
+/* measures.json: CKA(X_s, X_uncond) against s (with --cka), linear CKA between
+ * every two probes' X_s (positions as examples; a larger map is brought to the
+ * smaller one's size bilinearly first), and with two images the cosine
+ * similarity of their X_s per probe (paper Fig. 2c). Printed to `log` too. */
+static DsStatus
+write_measures (const CliOptions *o, const DsProbeList *list, const DsFeatures *feats, int n_img,
+                const double *cka, const double *cka_s, int n_cka, FILE *log, DsError *err)
+{
+  const int np = o->n_probes;
+  json_t *doc = json_object (), *probes = json_array ();
+  DsStatus st = DS_OK;
+  float **xs = calloc ((size_t) np, sizeof *xs);
+  for (int i = 0; i < np && xs; i++)
+    {
+      int k = ds_probe_list_find (list, o->probes[i]);
+      const DsProbeInfo *q = &list->probes[k];
+      json_t *pj = json_pack ("{s:s, s:s, s:[I,I,I]}", "name", q->name, "id", q->id, "shape",
+                              (json_int_t) q->shape[0], (json_int_t) q->shape[1],
+                              (json_int_t) q->shape[2]);
+      if (cka)
+        {
+          json_t *curve = json_array ();
+          for (int j = 0; j < n_cka; j++)
+            json_array_append_new (curve, json_pack ("[f,f]", cka_s[j], cka[i * n_cka + j]));
+          json_object_set_new (pj, "cka_vs_s", curve);
+        }
+      xs[i] = amplified (o, &feats[0], k);
+      if (!xs[i])
+        st = ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+      if (!st && n_img == 2)
+        {
+          float *xb = amplified (o, &feats[1], k);
+          DsCosine cs;
+          DsFeatureMap a = { xs[i], q->shape[0], q->shape[1], q->shape[2] };
+          DsFeatureMap b = { xb, q->shape[0], q->shape[1], q->shape[2] };
+          st = xb ? ds_cosine_maps (a, b, &cs, err) : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+          free (xb);
+          if (!st)
+            {
+              json_object_set_new (pj, "cosine_images", json_pack ("{s:f, s:f}", "mean_position",
+                                                                   cs.mean_position, "flat", cs.flat));
+              if (log)
+                fprintf (log, "cosine(image A, image B) %s at s=%g: per position %.4f, flattened %.4f\n",
+                         q->name, o->s_values[0], cs.mean_position, cs.flat);
+            }
+        }
+      json_array_append_new (probes, pj);
+    }
+  if (!xs)
+    st = ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+  json_object_set_new (doc, "s", json_real (o->s_values[0]));
+  json_object_set_new (doc, "probes", probes);
+  if (!st && np >= 2)
+    {
+      json_t *matrix = json_array ();
+      for (int i = 0; i < np && !st; i++)
+        {
+          json_t *row = json_array ();
+          const DsProbeInfo *qi = &list->probes[ds_probe_list_find (list, o->probes[i])];
+          for (int j = 0; j < np && !st; j++)
+            {
+              const DsProbeInfo *qj = &list->probes[ds_probe_list_find (list, o->probes[j])];
+              /* both at the smaller of the two sizes */
+              const DsProbeInfo *small = qi->shape[1] * qi->shape[2] <= qj->shape[1] * qj->shape[2] ? qi : qj;
+              int64_t h = small->shape[1], w = small->shape[2];
+              float *ri = NULL, *rj = NULL;
+              const float *ai = xs[i], *aj = xs[j];
+              if (qi->shape[1] != h || qi->shape[2] != w)
+                {
+                  ri = malloc ((size_t) (qi->shape[0] * h * w) * sizeof *ri);
+                  st = ri ? ds_map_resize_bilinear (xs[i], qi->shape[0], qi->shape[1], qi->shape[2], ri, h, w, err)
+                          : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+                  ai = ri;
+                }
+              if (!st && (qj->shape[1] != h || qj->shape[2] != w))
+                {
+                  rj = malloc ((size_t) (qj->shape[0] * h * w) * sizeof *rj);
+                  st = rj ? ds_map_resize_bilinear (xs[j], qj->shape[0], qj->shape[1], qj->shape[2], rj, h, w, err)
+                          : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+                  aj = rj;
+                }
+              double v = NAN;
+              if (!st)
+                st = ds_cka_maps ((DsFeatureMap){ ai, qi->shape[0], h, w },
+                                  (DsFeatureMap){ aj, qj->shape[0], h, w }, &v, err);
+              free (ri);
+              free (rj);
+              json_array_append_new (row, json_real (v));
+              if (!st && log && j > i)
+                fprintf (log, "CKA(%s, %s) at s=%g: %.4f\n", qi->name, qj->name, o->s_values[0], v);
+            }
+          json_array_append_new (matrix, row);
+        }
+      json_object_set_new (doc, "cka_between_probes", matrix);
+    }
+  if (!st)
+    {
+      char path[4096];
+      snprintf (path, sizeof path, "%s/measures.json", o->out_dir);
+      char *text = json_dumps (doc, JSON_INDENT (2) | JSON_REAL_PRECISION (10));
+      if (!text || cli_write_text_atomic (path, text, err))
+        st = err->code ? err->code : DS_ERR_NOMEM;
+      free (text);
+    }
+  for (int i = 0; xs && i < np; i++)
+    free (xs[i]);
+  free (xs);
+  json_decref (doc);
+  return st;
+}
+
 /* The model input as the user sees it: [1,3,S,S] in [-1,1] -> RGB8. */
 static DsStatus
 display_image (const DsImage *img, int size, DsImageFit fit, uint8_t **out, DsError *err)
@@ -493,6 +619,10 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log, 
       if (wst)
         goto out;
     }
+
+  if (opt.n_probes
+      && write_measures (&opt, list, feats, opt.n_images, cka, cka_s, n_cka, log, err))
+    goto out;
 
   char title[1024], path[4096];
   snprintf (title, sizeof title, "Diffscope · %s\n\"%s\" · t=%d%s · seed %llu · %s",

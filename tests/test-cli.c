@@ -274,6 +274,42 @@ test_render (void)
             "--words --daam --timesteps 189,989 --out-dir %s/daam", DATA, tmpdir);
   EXPECT (args, 0, "wrote 5 PNG");
 
+  /* measures.json: the same image twice is cosine 1 at every probe; the CKA
+   * matrix between probes is symmetric with a unit diagonal, and agrees with
+   * the sweep at s = 0 being exactly 1. */
+  char mdir[600], mpath[700];
+  snprintf (mdir, sizeof mdir, "%s/measures", tmpdir);
+  snprintf (args, sizeof args,
+            "render --demo --size 64 --image %s/sd-input.png --image %s/sd-input.png --prompt cube "
+            "--probe U-L1-R1-B0-Cross-Q --probe D-L0-R1-Res-Out --cka --out-dir %s",
+            DATA, DATA, mdir);
+  EXPECT (args, 0, "CKA(U-L1-R1-B0-Cross-Q, D-L0-R1-Res-Out)");
+  snprintf (mpath, sizeof mpath, "%s/measures.json", mdir);
+  json_error_t je;
+  json_t *doc = json_load_file (mpath, 0, &je);
+  DS_CHECK (doc != NULL, "measures.json parses: %s", je.text);
+  json_t *probes = json_object_get (doc, "probes");
+  for (size_t i = 0; i < json_array_size (probes); i++)
+    {
+      json_t *cs = json_object_get (json_array_get (probes, i), "cosine_images");
+      DS_CHECK (fabs (json_real_value (json_object_get (cs, "flat")) - 1) < 1e-6
+                  && fabs (json_real_value (json_object_get (cs, "mean_position")) - 1) < 1e-6,
+                "an image against itself has cosine 1");
+      json_t *first = json_array_get (json_object_get (json_array_get (probes, i), "cka_vs_s"), 0);
+      DS_CHECK (json_real_value (json_array_get (first, 0)) == 0.0
+                  && fabs (json_real_value (json_array_get (first, 1)) - 1) < 1e-9,
+                "CKA(X_0, X_uncond) = 1");
+    }
+  json_t *m = json_object_get (doc, "cka_between_probes");
+  double m01 = json_real_value (json_array_get (json_array_get (m, 0), 1));
+  double m10 = json_real_value (json_array_get (json_array_get (m, 1), 0));
+  DS_CHECK (fabs (json_real_value (json_array_get (json_array_get (m, 0), 0)) - 1) < 1e-9
+              && fabs (json_real_value (json_array_get (json_array_get (m, 1), 1)) - 1) < 1e-9,
+            "unit diagonal");
+  DS_CHECK (fabs (m01 - m10) < 1e-9 && m01 > 0 && m01 < 1, "symmetric, in (0, 1): %g %g", m01,
+            m10);
+  json_decref (doc);
+
   /* render's own errors */
   snprintf (args, sizeof args, "render --demo --size 64 --image %s/sd-input.png --prompt p "
             "--probe U-L1-R1-B0-Cross-Map --out-dir %s", DATA, out);
