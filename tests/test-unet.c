@@ -149,6 +149,34 @@ run_model (const char *dir, const char *expected_path)
   DS_CHECK_OK (ds_unet_forward (unet, be, &arena, &xt, ts, &ctx, NULL, &out2, &err), &err);
   DS_CHECK (memcmp (out.data, out2.data, ds_tensor_nbytes (&out)) == 0, "same output without probes");
 
+  /* Several images in one forward: [u, c, u', c'] with the same inputs twice
+   * gives each pair the batch-2 output (batch items do not mix). */
+  {
+    DsTensor xt4, ctx4, out4;
+    ds_tensor_alloc (&xt4, DS_DTYPE_F32, 4, (int64_t[]){ 4, xt.shape[1], h, w }, NULL);
+    ds_tensor_alloc (&ctx4, DS_DTYPE_F32, 3, (int64_t[]){ 4, ctx.shape[1], ctx.shape[2] }, NULL);
+    ds_tensor_alloc (&out4, DS_DTYPE_F32, 4, xt4.shape, NULL);
+    for (int r = 0; r < 2; r++)
+      {
+        memcpy ((char *) xt4.data + r * ds_tensor_nbytes (&xt), xt.data, ds_tensor_nbytes (&xt));
+        memcpy ((char *) ctx4.data + r * ds_tensor_nbytes (&ctx), ctx.data, ds_tensor_nbytes (&ctx));
+      }
+    float ts4[4] = { 50, 50, 50, 50 };
+    DsArena a4;
+    DS_CHECK_OK (ds_arena_init (&a4, ds_unet_arena_bytes (unet, 4, h, w, 77, NULL), &err), &err);
+    DS_CHECK_OK (ds_unet_forward (unet, be, &a4, &xt4, ts4, &ctx4, NULL, &out4, &err), &err);
+    for (int r = 0; r < 2; r++)
+      {
+        double e = ds_test_nmse (ds_tensor_f32 (&out4) + r * ds_tensor_numel (&out),
+                                 ds_tensor_f32 (&out), ds_tensor_numel (&out));
+        DS_CHECK (e <= 1e-12, "batch of 4, pair %d vs batch of 2: NMSE %.3g", r, e);
+      }
+    ds_arena_free (&a4);
+    ds_tensor_free (&xt4);
+    ds_tensor_free (&ctx4);
+    ds_tensor_free (&out4);
+  }
+
   /* Early exit: only U-L1-R1-B0-Cross-Q wanted: one emit, output untouched, less memory. */
   memset (want, 0, (size_t) list.n);
   int q = ds_probe_list_find (&list, "U-L1-R1-B0-Cross-Q");
