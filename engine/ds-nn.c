@@ -58,14 +58,14 @@ null_destroy (DsBackend *be)
 }
 
 DsBackend *
-ds_backend_null_new (void)
+ds_backend_null_new (DsDevice device)
 {
   DsBackend *be = calloc (1, sizeof *be);
   if (!be)
     return NULL;
   be->name = "null (planning)";
   be->planning = true;
-  be->device = DS_DEVICE_CPU;
+  be->device = device;
   be->supports = null_supports;
   be->run = null_run;
   be->tensor_alloc = null_tensor_alloc;
@@ -78,10 +78,11 @@ ds_backend_null_new (void)
 }
 
 void
-ds_arena_init_measure (DsArena *a)
+ds_arena_init_measure (DsArena *a, DsDevice device)
 {
   memset (a, 0, sizeof *a);
   a->size = SIZE_MAX;
+  a->device = device;
 }
 
 DsStatus

@@ -18,12 +18,15 @@
 extern "C" {
 #endif
 
-/* A backend that checks shapes (through ds_op_run) but computes nothing. */
-DsBackend *ds_backend_null_new (void);
+/* A backend that checks shapes (through ds_op_run) but computes nothing; it
+ * claims `device`, the device of the model being planned (its weights live
+ * there, and ds_op_run checks placement). */
+DsBackend *ds_backend_null_new (DsDevice device);
 
-/* An arena that only measures: tensors get non-NULL placeholder addresses
- * that must never be dereferenced; `peak` is the size a real arena needs. */
-void ds_arena_init_measure (DsArena *a);
+/* An arena that only measures: tensors on `device` get non-NULL placeholder
+ * addresses that must never be dereferenced; `peak` is the size a real arena
+ * needs. */
+void ds_arena_init_measure (DsArena *a, DsDevice device);
 static inline bool ds_arena_is_measuring (const DsArena *a) { return a->base == NULL && a->size == SIZE_MAX; }
 
 /* Shorthand: a tensor of shape (d0, d1, ...) from the arena (f32). */

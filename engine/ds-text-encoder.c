@@ -283,11 +283,11 @@ ds_text_encoder_arena_bytes (DsTextEncoder *te, int64_t B)
   assert (te);
   if (B < 1)
     return 0;
-  DsBackend *null = ds_backend_null_new ();
+  DsBackend *null = ds_backend_null_new (te->w.be->device);
   if (!null)
     return 0;
   DsArena a;
-  ds_arena_init_measure (&a);
+  ds_arena_init_measure (&a, te->w.be->device);
   DsTensor out;
   size_t result = 0;
   /* The output gets a stand-in address below the mark (see ds_vae_arena_bytes). */

@@ -685,11 +685,11 @@ size_t
 ds_unet_arena_bytes (DsUnet *unet, int64_t B, int64_t h, int64_t w, int64_t n_ctx,
                      const DsProbeSink *sink)
 {
-  DsBackend *null = ds_backend_null_new ();
+  DsBackend *null = ds_backend_null_new (unet->w.be->device);
   if (!null)
     return 0;
   DsArena a;
-  ds_arena_init_measure (&a);
+  ds_arena_init_measure (&a, unet->w.be->device);
   /* The inputs get placeholder addresses from the arena too; what they take
    * is not part of the answer. */
   DsTensor sample, ctx;

@@ -451,11 +451,11 @@ ds_vae_arena_bytes (DsVae *vae, int64_t B, int64_t H, int64_t W)
   const int64_t f = ds_vae_factor (vae);
   if (B < 1 || H < f || W < f || H % f || W % f)
     return 0;
-  DsBackend *null = ds_backend_null_new ();
+  DsBackend *null = ds_backend_null_new (vae->w.be->device);
   if (!null)
     return 0;
   DsArena a;
-  ds_arena_init_measure (&a);
+  ds_arena_init_measure (&a, vae->w.be->device);
   /* The caller's tensors get stand-in addresses below the mark, so the forward's
    * stand-ins never look like they overlap them. */
   DsTensor pixels, latent;

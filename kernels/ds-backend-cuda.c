@@ -33,11 +33,17 @@
 
 #include "ds-cuda-kernels.h"
 
-/* im2col columns per block of output rows (the CPU reference uses the same). */
+/* im2col columns per block of output rows (the CPU reference uses the same).
+ * Both budgets may be set smaller at compile time to exercise the blocked
+ * paths with small shapes. */
+#ifndef COL_BUDGET_BYTES
 #define COL_BUDGET_BYTES ((size_t) 256 << 20)
+#endif
 /* Attention scores for all heads of one batch item and a block of query rows:
  * 128 MiB, so SD's [5 heads, 4096, 4096] self-attention takes two blocks. */
+#ifndef ATTN_BUDGET_FLOATS
 #define ATTN_BUDGET_FLOATS ((int64_t) 1 << 25)
+#endif
 
 typedef struct {
   DsBackend be;          /* be.impl points back here */
@@ -258,7 +264,7 @@ cuda_group_norm (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
   const DsTensor *xt = c->src[0];
   const int64_t nb = xt->shape[0], ch = xt->shape[1];
-  const int64_t spatial = nb * ch ? ds_tensor_numel (xt) / (nb * ch) : 0;
+  const int64_t spatial = nb > 0 && ch > 0 ? ds_tensor_numel (xt) / (nb * ch) : 0;
   CUDA_TRY (ds_cuda_group_norm (ds_tensor_f32 (xt), ds_tensor_f32 (c->src[1]),
                                 ds_tensor_f32 (c->src[2]), ds_tensor_f32 (c->dst), nb, ch,
                                 spatial, c->p.group_norm.groups, c->p.group_norm.eps,

@@ -57,7 +57,7 @@ ds_warp_max (float v)
 /* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread
  * gets the result. `shared` holds 32 values; it may be reused after return. */
 template <typename T>
-static __device__ T
+static __device__ __forceinline__ T
 ds_block_sum (T v, T *shared)
 {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -80,7 +80,7 @@ ds_block_sum (T v, T *shared)
 }
 
 /* Max over the block, as ds_block_sum. */
-static __device__ float
+static __device__ __forceinline__ float
 ds_block_max (float v, float *shared)
 {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

@@ -1,0 +1,843 @@
+/* test-backend-ops.c: every op of the CUDA backend against the CPU reference.
+ *
+ * Each case builds random inputs from a fixed seed, uploads them, runs the op
+ * on the CUDA backend and on the CPU backend (engine/ds-backend-cpu.c, itself
+ * checked against PyTorch by test-ops), downloads the result and compares by
+ * NMSE with a tolerance per kind of op:
+ *   - data movement and exact arithmetic (add, mul, scale, concat, upsample,
+ *     embedding, permute): bit-identical, NMSE 0;
+ *   - elementwise maps through expf/erff, softmax, norms: 1e-10 (the device
+ *     math library may differ from glibc in the last ulp or two);
+ *   - GEMM-based ops (conv2d, linear, matmul, attention) and the timestep
+ *     embedding: 1e-8 (summation order; the embedding's sin/cos of arguments
+ *     near 1000 turn one ulp of a frequency into ~1e-5 absolute error).
+ * Device destinations are first filled with NaN, so an element a kernel
+ * forgets to write fails the comparison. Shapes include the real SD 2.1 ones
+ * (64x64 latents, 4096-token self-attention, 77-token cross-attention, CLIP's
+ * causal mask) and odd small ones for the edges; cases big enough to take the
+ * backend's blocked paths (im2col row blocks, attention query blocks) are
+ * included and labelled.
+ * Plus: the backend's identity, upload/download, zeroed allocation, out of
+ * device memory, a device arena, an out-of-range embedding id, and bad device
+ * indices.
+ *
+ * Without a GPU (CI, the development machine) it checks that creating the
+ * backend fails cleanly with DS_ERR_DEVICE, then exits 77 (skip).
+ */
+#include "ds-test.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "ds-cuda.h"
+#include "ds-ops.h"
+
+#define TOL_EXACT 0.0
+#define TOL_MAP 1e-10
+#define TOL_GEMM 1e-8
+
+static DsBackend *cpu, *gpu;
+static bool op_tested[DS_OP_COUNT];
+
+#define NDIMS(...) ((int) (sizeof ((int64_t[]){ __VA_ARGS__ }) / sizeof (int64_t)))
+#define SHAPE(...) NDIMS (__VA_ARGS__), (int64_t[]){ __VA_ARGS__ }
+
+/* ---- host tensors ---- */
+
+static DsTensor
+host_new (DsDType dtype, int ndim, const int64_t *shape)
+{
+  DsTensor t;
+  DsError err = { 0 };
+  if (ds_tensor_alloc (&t, dtype, ndim, shape, &err) != DS_OK)
+    {
+      fprintf (stderr, "host allocation failed: %s\n", err.message);
+      exit (1);
+    }
+  return t;
+}
+
+static uint64_t
+splitmix (uint64_t *s)
+{
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static uint64_t rng_state = 20261101;
+
+/* shift + scale * U[-1, 1) */
+static DsTensor
+rnd (float scale, float shift, int ndim, const int64_t *shape)
+{
+  DsTensor t = host_new (DS_DTYPE_F32, ndim, shape);
+  float *p = ds_tensor_f32 (&t);
+  for (int64_t i = 0; i < ds_tensor_numel (&t); i++)
+    p[i] = shift + scale * (float) ((double) (splitmix (&rng_state) >> 11) * 0x1p-52 - 1.0);
+  return t;
+}
+
+static DsTensor
+zeros (int ndim, const int64_t *shape)
+{
+  return host_new (DS_DTYPE_F32, ndim, shape);
+}
+
+/* ids uniform in [0, v) */
+static DsTensor
+rnd_ids (int64_t v, int ndim, const int64_t *shape)
+{
+  DsTensor t = host_new (DS_DTYPE_I32, ndim, shape);
+  int32_t *p = t.data;
+  for (int64_t i = 0; i < ds_tensor_numel (&t); i++)
+    p[i] = (int32_t) (splitmix (&rng_state) % (uint64_t) v);
+  return t;
+}
+
+/* ---- device twins ---- */
+
+static DsTensor
+dev_new (const DsTensor *like)
+{
+  DsTensor t;
+  DsError err = { 0 };
+  DsStatus st = gpu->tensor_alloc (gpu, &t, like->dtype, like->ndim, like->shape, &err);
+  if (st != DS_OK)
+    {
+      fprintf (stderr, "device allocation failed: %s\n", err.message);
+      exit (1);
+    }
+  return t;
+}
+
+static DsTensor
+dev_upload (const DsTensor *host)
+{
+  DsTensor t = dev_new (host);
+  DsError err = { 0 };
+  DS_CHECK_OK (gpu->upload (gpu, &t, host->data, &err), &err);
+  return t;
+}
+
+/* A device tensor shaped like `host`, every element NaN. */
+static DsTensor
+dev_nan (const DsTensor *host)
+{
+  DsTensor t = dev_new (host);
+  size_t n = (size_t) ds_tensor_numel (host);
+  float *fill = malloc ((n ? n : 1) * sizeof *fill);
+  for (size_t i = 0; i < n; i++)
+    fill[i] = NAN;
+  DsError err = { 0 };
+  DS_CHECK_OK (gpu->upload (gpu, &t, fill, &err), &err);
+  free (fill);
+  return t;
+}
+
+static float *
+dev_download (const DsTensor *t)
+{
+  size_t n = (size_t) ds_tensor_numel (t);
+  float *h = malloc ((n ? n : 1) * sizeof *h);
+  DsError err = { 0 };
+  DS_CHECK_OK (gpu->download (gpu, t, h, &err), &err);
+  return h;
+}
+
+static double
+now_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Largest |a - b| relative to the largest |b|. */
+static double
+max_rel_err (const float *a, const float *b, int64_t n)
+{
+  double e = 0, m = 0;
+  for (int64_t i = 0; i < n; i++)
+    {
+      double d = fabs ((double) a[i] - b[i]);
+      e = d > e || isnan (d) ? d : e;
+      m = fmax (m, fabs (b[i]));
+    }
+  return m > 0 ? e / m : e;
+}
+
+static void
+compare (const char *op, const char *label, const char *what, const DsTensor *dev,
+         const DsTensor *ref, double tol, double gpu_ms, double cpu_ms)
+{
+  float *got = dev_download (dev);
+  const int64_t n = ds_tensor_numel (ref);
+  const float *want = ds_tensor_f32 (ref);
+  double nmse = ds_test_nmse (got, want, n);
+  char s[96];
+  printf ("  %-18s %-46s %-5s %-22s NMSE %-9.3g max rel %-9.3g gpu %8.2f ms  cpu %8.1f ms\n", op,
+          label, what, ds_shape_str (ref->ndim, ref->shape, s, sizeof s), nmse,
+          max_rel_err (got, want, n), gpu_ms, cpu_ms);
+  DS_CHECK (nmse <= tol, "%s %s (%s): NMSE %.3g above %.3g", op, label, what, nmse, tol);
+  free (got);
+}
+
+/* Runs `hc` (host tensors) on both backends and compares dst (and dst2). A dst
+ * that is one of the sources (an in-place call) stays one on the device.
+ * Frees nothing: the caller owns the host tensors. */
+static void
+check_case (const char *label, const DsOpCall *hc, double tol)
+{
+  DsError err = { 0 };
+  DsOpCall dc = *hc;
+  DsTensor dsrc[3] = { { 0 } }, ddst = { 0 }, ddst2 = { 0 };
+  int dst_src = -1;
+  for (int i = 0; i < 3; i++)
+    if (hc->src[i])
+      {
+        dsrc[i] = dev_upload (hc->src[i]);
+        dc.src[i] = &dsrc[i];
+        if (hc->src[i] == hc->dst)
+          dst_src = i;
+      }
+  if (dst_src >= 0)
+    dc.dst = &dsrc[dst_src];
+  else
+    {
+      ddst = dev_nan (hc->dst);
+      dc.dst = &ddst;
+    }
+  if (hc->dst2)
+    {
+      ddst2 = dev_nan (hc->dst2);
+      dc.dst2 = &ddst2;
+    }
+
+  double t0 = now_ms ();
+  DsStatus st = ds_op_run (gpu, &dc, &err);
+  DS_CHECK_OK (st, &err);
+  DS_CHECK_OK (gpu->synchronize (gpu, &err), &err);
+  double t1 = now_ms ();
+  DS_CHECK_OK (ds_op_run (cpu, hc, &err), &err);
+  double t2 = now_ms ();
+
+  const char *op = ds_op_name (hc->op);
+  op_tested[hc->op] = true;
+  if (st == DS_OK)
+    {
+      compare (op, label, "out", dc.dst, hc->dst, tol, t1 - t0, t2 - t1);
+      if (hc->dst2)
+        compare (op, label, "probs", &ddst2, hc->dst2, tol, t1 - t0, t2 - t1);
+    }
+  for (int i = 0; i < 3; i++)
+    gpu->tensor_free (gpu, &dsrc[i]);
+  gpu->tensor_free (gpu, &ddst);
+  gpu->tensor_free (gpu, &ddst2);
+}
+
+static void
+free_all (DsTensor *t, int n)
+{
+  for (int i = 0; i < n; i++)
+    ds_tensor_free (&t[i]);
+}
+
+/* ---- cases, op by op ---- */
+
+static void
+conv_case (const char *label, int64_t nb, int64_t ci, int64_t h, int64_t w, int64_t co, int kh,
+           int kw, int stride, int pt, int pl, int pb, int pr, bool bias)
+{
+  DsTensor t[4];
+  t[0] = rnd (1.0f, 0.0f, SHAPE (nb, ci, h, w));
+  t[1] = rnd (1.0f / sqrtf ((float) (ci * kh * kw)), 0.0f, SHAPE (co, ci, kh, kw));
+  t[2] = bias ? rnd (0.5f, 0.0f, SHAPE (co)) : (DsTensor){ 0 };
+  int64_t ho = ds_conv2d_out_size (h, kh, stride, pt, pb);
+  int64_t wo = ds_conv2d_out_size (w, kw, stride, pl, pr);
+  t[3] = zeros (SHAPE (nb, co, ho, wo));
+  DsOpCall c = { .op = DS_OP_CONV2D, .src = { &t[0], &t[1], bias ? &t[2] : NULL }, .dst = &t[3] };
+  c.p.conv2d.stride = stride;
+  c.p.conv2d.pad_top = pt;
+  c.p.conv2d.pad_left = pl;
+  c.p.conv2d.pad_bottom = pb;
+  c.p.conv2d.pad_right = pr;
+  check_case (label, &c, TOL_GEMM);
+  free_all (t, 4);
+}
+
+static void
+test_conv2d (void)
+{
+  printf ("conv2d\n");
+  conv_case ("SD 320->320 3x3 pad 1, 64x64 B2", 2, 320, 64, 64, 320, 3, 3, 1, 1, 1, 1, 1, true);
+  conv_case ("SD conv_in 4->320 3x3", 2, 4, 64, 64, 320, 3, 3, 1, 1, 1, 1, 1, true);
+  conv_case ("SD conv_out 320->4 3x3", 2, 320, 64, 64, 4, 3, 3, 1, 1, 1, 1, 1, true);
+  conv_case ("SD downsampler 320 3x3 stride 2 pad 1", 2, 320, 64, 64, 320, 3, 3, 2, 1, 1, 1, 1,
+             true);
+  conv_case ("VAE downsampler pad (0,0,1,1) stride 2", 1, 128, 256, 256, 128, 3, 3, 2, 0, 0, 1, 1,
+             true);
+  conv_case ("VAE 128->128 3x3 256x256 (2 im2col blocks)", 1, 128, 256, 256, 128, 3, 3, 1, 1, 1,
+             1, 1, true);
+  conv_case ("1x1 shortcut 640->320 (direct GEMM)", 2, 640, 32, 32, 320, 1, 1, 1, 0, 0, 0, 0,
+             true);
+  conv_case ("1x1 no bias (direct GEMM)", 2, 96, 16, 16, 160, 1, 1, 1, 0, 0, 0, 0, false);
+  conv_case ("1x1 pad 1 (im2col)", 1, 8, 5, 5, 6, 1, 1, 1, 1, 1, 1, 1, true);
+  conv_case ("1x1 stride 2 (im2col)", 2, 8, 9, 7, 6, 1, 1, 2, 0, 0, 0, 0, true);
+  conv_case ("3x3 stride 3 pad (1,2,0,1) no bias", 1, 3, 17, 23, 5, 3, 3, 3, 1, 2, 0, 1, false);
+  conv_case ("2x3 kernel, odd sizes", 2, 6, 9, 11, 4, 2, 3, 1, 0, 0, 0, 0, true);
+  conv_case ("3x3 on 1x1 image pad 1", 3, 16, 1, 1, 8, 3, 3, 1, 1, 1, 1, 1, true);
+}
+
+static void
+group_norm_case (const char *label, int ndim, const int64_t *shape, int groups, float eps,
+                 bool silu, float shift)
+{
+  DsTensor t[4];
+  t[0] = rnd (2.0f, shift, ndim, shape);
+  t[1] = rnd (0.5f, 1.0f, SHAPE (shape[1]));
+  t[2] = rnd (0.2f, 0.0f, SHAPE (shape[1]));
+  t[3] = zeros (ndim, shape);
+  DsOpCall c = { .op = DS_OP_GROUP_NORM, .src = { &t[0], &t[1], &t[2] }, .dst = &t[3] };
+  c.p.group_norm.groups = groups;
+  c.p.group_norm.eps = eps;
+  c.p.group_norm.silu = silu;
+  check_case (label, &c, TOL_MAP);
+  free_all (t, 4);
+}
+
+static void
+test_norms (void)
+{
+  printf ("group_norm, layer_norm\n");
+  group_norm_case ("SD 32 groups", SHAPE (2, 320, 64, 64), 32, 1e-5f, false, 0.0f);
+  group_norm_case ("SD 32 groups + SiLU", SHAPE (2, 320, 64, 64), 32, 1e-5f, true, 0.0f);
+  group_norm_case ("32 groups + SiLU, eps 1e-6, mean 5", SHAPE (2, 640, 32, 32), 32, 1e-6f, true,
+                   5.0f);
+  group_norm_case ("3-D [B, C, N], 8 groups", SHAPE (2, 64, 100), 8, 1e-5f, false, -1.0f);
+  group_norm_case ("2-D, no spatial dims", SHAPE (3, 12), 4, 1e-5f, true, 0.0f);
+  group_norm_case ("one channel per group", SHAPE (1, 6, 5, 3), 6, 1e-5f, false, 0.0f);
+
+  struct { const char *label; int ndim; int64_t shape[DS_MAX_DIMS]; float shift; } ln[] = {
+    { "SD tokens", 3, { 2, 4096, 320 }, 0.0f },
+    { "CLIP tokens, mean 3", 3, { 2, 77, 1024 }, 3.0f },
+    { "wide rows", 2, { 3, 1000 }, 0.0f },
+    { "narrow rows", 2, { 5, 7 }, -2.0f },
+    { "1-D", 1, { 320 }, 0.5f },
+  };
+  for (size_t i = 0; i < sizeof ln / sizeof ln[0]; i++)
+    {
+      const int64_t ch = ln[i].shape[ln[i].ndim - 1];
+      DsTensor t[4];
+      t[0] = rnd (1.5f, ln[i].shift, ln[i].ndim, ln[i].shape);
+      t[1] = rnd (0.5f, 1.0f, SHAPE (ch));
+      t[2] = rnd (0.2f, 0.0f, SHAPE (ch));
+      t[3] = zeros (ln[i].ndim, ln[i].shape);
+      DsOpCall c = { .op = DS_OP_LAYER_NORM, .src = { &t[0], &t[1], &t[2] }, .dst = &t[3] };
+      c.p.layer_norm.eps = 1e-5f;
+      check_case (ln[i].label, &c, TOL_MAP);
+      free_all (t, 4);
+    }
+}
+
+static void
+linear_case (const char *label, int ndim, const int64_t *xshape, int64_t n, bool bias)
+{
+  const int64_t k = xshape[ndim - 1];
+  int64_t yshape[DS_MAX_DIMS];
+  memcpy (yshape, xshape, (size_t) ndim * sizeof *yshape);
+  yshape[ndim - 1] = n;
+  DsTensor t[4];
+  t[0] = rnd (1.0f, 0.0f, ndim, xshape);
+  t[1] = rnd (1.0f / sqrtf ((float) k), 0.0f, SHAPE (n, k));
+  t[2] = bias ? rnd (0.5f, 0.0f, SHAPE (n)) : (DsTensor){ 0 };
+  t[3] = zeros (ndim, yshape);
+  DsOpCall c = { .op = DS_OP_LINEAR, .src = { &t[0], &t[1], bias ? &t[2] : NULL }, .dst = &t[3] };
+  check_case (label, &c, TOL_GEMM);
+  free_all (t, 4);
+}
+
+static void
+matmul_case (const char *label, int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+             float alpha, bool two_d)
+{
+  DsTensor t[3];
+  int64_t as[3] = { batch, ta ? k : m, ta ? m : k }, bs[3] = { batch, tb ? n : k, tb ? k : n };
+  int64_t ys[3] = { batch, m, n };
+  int nd = two_d ? 2 : 3, off = two_d ? 1 : 0;
+  t[0] = rnd (1.0f, 0.0f, nd, as + off);
+  t[1] = rnd (1.0f, 0.0f, nd, bs + off);
+  t[2] = zeros (nd, ys + off);
+  DsOpCall c = { .op = DS_OP_MATMUL, .src = { &t[0], &t[1] }, .dst = &t[2] };
+  c.p.matmul.trans_a = ta;
+  c.p.matmul.trans_b = tb;
+  c.p.matmul.alpha = alpha;
+  check_case (label, &c, TOL_GEMM);
+  free_all (t, 3);
+}
+
+static void
+test_gemms (void)
+{
+  printf ("linear, matmul\n");
+  linear_case ("SD ff/proj [2, 4096, 320] x [1280, 320]^T", SHAPE (2, 4096, 320), 1280, true);
+  linear_case ("[2, 4096, 1280] x [320, 1280]^T", SHAPE (2, 4096, 1280), 320, true);
+  linear_case ("cross to_k [2, 77, 1024], no bias", SHAPE (2, 77, 1024), 320, false);
+  linear_case ("time embedding [2, 320] -> 1280", SHAPE (2, 320), 1280, true);
+  linear_case ("odd [3, 5] -> 7", SHAPE (3, 5), 7, true);
+  linear_case ("4-D [2, 3, 4, 9] -> 5", SHAPE (2, 3, 4, 9), 5, false);
+
+  matmul_case ("q k^T per head, [10, 4096, 64] x [10, 77, 64]^T", 10, 4096, 77, 64, false, true,
+               0.125f, false);
+  matmul_case ("a^T b", 4, 17, 9, 33, true, false, 1.0f, false);
+  matmul_case ("a^T b^T, alpha -0.5", 3, 5, 6, 8, true, true, -0.5f, false);
+  matmul_case ("a b", 2, 31, 29, 47, false, false, 1.0f, false);
+  matmul_case ("2-D a b", 1, 50, 30, 40, false, false, 2.0f, true);
+  matmul_case ("2-D a^T b^T", 1, 7, 11, 13, true, true, 1.0f, true);
+}
+
+static void
+softmax_case (const char *label, int ndim, const int64_t *shape, float scale, bool in_place)
+{
+  DsTensor t[2];
+  t[0] = rnd (scale, 0.0f, ndim, shape);
+  t[1] = zeros (ndim, shape);
+  DsOpCall c = { .op = DS_OP_SOFTMAX, .src = { &t[0] }, .dst = in_place ? &t[0] : &t[1] };
+  check_case (label, &c, TOL_MAP);
+  free_all (t, 2);
+}
+
+static void
+attention_case (const char *label, int64_t nb, int64_t nq, int64_t nk, int heads, int64_t d,
+                bool causal, bool want_probs)
+{
+  const int64_t ch = heads * d;
+  DsTensor t[5];
+  t[0] = rnd (3.0f, 0.0f, SHAPE (nb, nq, ch));
+  t[1] = rnd (3.0f, 0.0f, SHAPE (nb, nk, ch));
+  t[2] = rnd (1.0f, 0.0f, SHAPE (nb, nk, ch));
+  t[3] = zeros (SHAPE (nb, nq, ch));
+  t[4] = want_probs ? zeros (SHAPE (nb, heads, nq, nk)) : (DsTensor){ 0 };
+  DsOpCall c = { .op = DS_OP_ATTENTION, .src = { &t[0], &t[1], &t[2] }, .dst = &t[3],
+                 .dst2 = want_probs ? &t[4] : NULL };
+  c.p.attention.heads = heads;
+  c.p.attention.scale = 1.0f / sqrtf ((float) d);
+  c.p.attention.causal = causal;
+  check_case (label, &c, TOL_GEMM);
+  free_all (t, 5);
+}
+
+static void
+test_softmax_attention (void)
+{
+  printf ("softmax, attention\n");
+  softmax_case ("cross maps [2, 20, 256, 77]", SHAPE (2, 20, 256, 77), 4.0f, false);
+  softmax_case ("[10, 4096]", SHAPE (10, 4096), 4.0f, false);
+  softmax_case ("large logits (x30)", SHAPE (6, 333), 30.0f, false);
+  softmax_case ("in place [4, 33]", SHAPE (4, 33), 2.0f, true);
+  softmax_case ("one column", SHAPE (3, 1), 1.0f, false);
+
+  attention_case ("SD self 5 heads 4096x4096 (3 query blocks)", 2, 4096, 4096, 5, 64, false,
+                  false);
+  attention_case ("SD self 10 heads 1024x1024 + probs", 2, 1024, 1024, 10, 64, false, true);
+  attention_case ("SD cross 20 heads 256x77 + probs", 2, 256, 77, 20, 64, false, true);
+  attention_case ("SD cross 5 heads 4096x77", 2, 4096, 77, 5, 64, false, false);
+  attention_case ("CLIP causal 16 heads 77x77 + probs", 2, 77, 77, 16, 64, true, true);
+  attention_case ("CLIP causal 16 heads 77x77", 2, 77, 77, 16, 64, true, false);
+  attention_case ("causal 16 heads 1500x1500 (uneven blocks)", 1, 1500, 1500, 16, 8, true, false);
+  attention_case ("causal Nq < Nk 50x80 + probs", 2, 50, 80, 3, 16, true, true);
+  attention_case ("one head, D = C = 40", 3, 33, 21, 1, 40, false, true);
+  attention_case ("one key", 2, 9, 1, 2, 8, false, true);
+}
+
+static void
+unary_case (const char *label, DsOp op, int ndim, const int64_t *shape, float s, bool in_place,
+            double tol)
+{
+  DsTensor t[2];
+  t[0] = rnd (4.0f, 0.0f, ndim, shape);
+  t[1] = zeros (ndim, shape);
+  DsOpCall c = { .op = op, .src = { &t[0] }, .dst = in_place ? &t[0] : &t[1] };
+  c.p.scale.s = s;
+  check_case (label, &c, tol);
+  free_all (t, 2);
+}
+
+static void
+binary_case (const char *label, DsOp op, int nda, const int64_t *sa, int ndb, const int64_t *sb,
+             int alias)
+{
+  DsTensor t[3];
+  t[0] = rnd (2.0f, 0.0f, nda, sa);
+  t[1] = rnd (2.0f, 0.0f, ndb, sb);
+  t[2] = zeros (nda, sa);
+  /* alias: 0 a fresh y, 1 y is a, 2 y is b */
+  DsOpCall c = { .op = op, .src = { &t[0], &t[1] }, .dst = &t[alias ? alias - 1 : 2] };
+  check_case (label, &c, TOL_EXACT);
+  free_all (t, 3);
+}
+
+static void
+test_elementwise (void)
+{
+  printf ("gelu, quick_gelu, silu, scale, geglu, add, mul\n");
+  unary_case ("[2, 4096, 1280]", DS_OP_GELU, SHAPE (2, 4096, 1280), 0, false, TOL_MAP);
+  unary_case ("in place [5, 7]", DS_OP_GELU, SHAPE (5, 7), 0, true, TOL_MAP);
+  unary_case ("CLIP mlp [2, 77, 4096]", DS_OP_QUICK_GELU, SHAPE (2, 77, 4096), 0, false, TOL_MAP);
+  unary_case ("[2, 320, 64, 64]", DS_OP_SILU, SHAPE (2, 320, 64, 64), 0, false, TOL_MAP);
+  unary_case ("in place temb [2, 1280]", DS_OP_SILU, SHAPE (2, 1280), 0, true, TOL_MAP);
+  unary_case ("x 0.18215", DS_OP_SCALE, SHAPE (2, 4, 64, 64), 0.18215f, false, TOL_EXACT);
+  unary_case ("in place x -3", DS_OP_SCALE, SHAPE (3, 11), -3.0f, true, TOL_EXACT);
+
+  struct { const char *label; int64_t rows, f; } gg[] = {
+    { "SD [2, 4096, 2560] -> 1280", 2 * 4096, 1280 },
+    { "[3, 10] -> 5", 3, 5 },
+  };
+  for (size_t i = 0; i < sizeof gg / sizeof gg[0]; i++)
+    {
+      DsTensor t[2];
+      t[0] = rnd (3.0f, 0.0f, SHAPE (gg[i].rows, 2 * gg[i].f));
+      t[1] = zeros (SHAPE (gg[i].rows, gg[i].f));
+      DsOpCall c = { .op = DS_OP_GEGLU, .src = { &t[0] }, .dst = &t[1] };
+      check_case (gg[i].label, &c, TOL_MAP);
+      free_all (t, 2);
+    }
+
+  binary_case ("same shape", DS_OP_ADD, SHAPE (2, 320, 64, 64), SHAPE (2, 320, 64, 64), 0);
+  binary_case ("bias over last dim [2, 4096, 320] + [320]", DS_OP_ADD, SHAPE (2, 4096, 320),
+               SHAPE (320), 0);
+  binary_case ("temb [2, 320, 64, 64] + [2, 320]", DS_OP_ADD, SHAPE (2, 320, 64, 64),
+               SHAPE (2, 320), 0);
+  binary_case ("leading [4, 3, 5] + [4]", DS_OP_ADD, SHAPE (4, 3, 5), SHAPE (4), 0);
+  binary_case ("both fit [3, 5, 3] + [3]: last dim", DS_OP_ADD, SHAPE (3, 5, 3), SHAPE (3), 0);
+  binary_case ("in place y = a", DS_OP_ADD, SHAPE (2, 77, 1024), SHAPE (2, 77, 1024), 1);
+  binary_case ("in place y = b", DS_OP_ADD, SHAPE (7, 9), SHAPE (7, 9), 2);
+  binary_case ("in place bias y = a", DS_OP_ADD, SHAPE (2, 77, 1024), SHAPE (1024), 1);
+  binary_case ("[2, 4096, 320]", DS_OP_MUL, SHAPE (2, 4096, 320), SHAPE (2, 4096, 320), 0);
+  binary_case ("in place y = a", DS_OP_MUL, SHAPE (13, 3), SHAPE (13, 3), 1);
+  binary_case ("in place y = b", DS_OP_MUL, SHAPE (13, 3), SHAPE (13, 3), 2);
+}
+
+static void
+concat_case (const char *label, int ndim, const int64_t *sa, const int64_t *sb, int dim)
+{
+  int64_t sy[DS_MAX_DIMS];
+  for (int i = 0; i < ndim; i++)
+    sy[i] = i == dim ? sa[i] + sb[i] : sa[i];
+  DsTensor t[3];
+  t[0] = rnd (1.0f, 0.0f, ndim, sa);
+  t[1] = rnd (1.0f, 0.0f, ndim, sb);
+  t[2] = zeros (ndim, sy);
+  DsOpCall c = { .op = DS_OP_CONCAT, .src = { &t[0], &t[1] }, .dst = &t[2] };
+  c.p.concat.dim = dim;
+  check_case (label, &c, TOL_EXACT);
+  free_all (t, 3);
+}
+
+static void
+permute_case (const char *label, int ndim, const int64_t *shape, const int *perm)
+{
+  int64_t sy[DS_MAX_DIMS];
+  for (int i = 0; i < ndim; i++)
+    sy[i] = shape[perm[i]];
+  DsTensor t[2];
+  t[0] = rnd (1.0f, 0.0f, ndim, shape);
+  t[1] = zeros (ndim, sy);
+  DsOpCall c = { .op = DS_OP_PERMUTE, .src = { &t[0] }, .dst = &t[1] };
+  for (int i = 0; i < DS_MAX_DIMS; i++)
+    c.p.permute.perm[i] = i < ndim ? perm[i] : i;
+  check_case (label, &c, TOL_EXACT);
+  free_all (t, 2);
+}
+
+static void
+test_data_movement (void)
+{
+  printf ("concat, upsample, permute\n");
+  concat_case ("UNet skip, dim 1", 4, (int64_t[]){ 2, 640, 32, 32 }, (int64_t[]){ 2, 320, 32, 32 },
+               1);
+  concat_case ("dim 0", 3, (int64_t[]){ 2, 77, 1024 }, (int64_t[]){ 1, 77, 1024 }, 0);
+  concat_case ("last dim", 4, (int64_t[]){ 2, 3, 4, 5 }, (int64_t[]){ 2, 3, 4, 7 }, 3);
+  concat_case ("dim 1 of 3-D", 3, (int64_t[]){ 3, 2, 6 }, (int64_t[]){ 3, 5, 6 }, 1);
+
+  struct { const char *label; int64_t b, c, h, w; } up[] = {
+    { "SD [2, 1280, 8, 8]", 2, 1280, 8, 8 },
+    { "SD [2, 640, 32, 32]", 2, 640, 32, 32 },
+    { "odd [1, 3, 5, 7]", 1, 3, 5, 7 },
+  };
+  for (size_t i = 0; i < sizeof up / sizeof up[0]; i++)
+    {
+      DsTensor t[2];
+      t[0] = rnd (1.0f, 0.0f, SHAPE (up[i].b, up[i].c, up[i].h, up[i].w));
+      t[1] = zeros (SHAPE (up[i].b, up[i].c, 2 * up[i].h, 2 * up[i].w));
+      DsOpCall c = { .op = DS_OP_UPSAMPLE_NEAREST2X, .src = { &t[0] }, .dst = &t[1] };
+      check_case (up[i].label, &c, TOL_EXACT);
+      free_all (t, 2);
+    }
+
+  permute_case ("SD [2, 320, 4096] -> [2, 4096, 320]", 3, (int64_t[]){ 2, 320, 4096 },
+                (int[]){ 0, 2, 1 });
+  permute_case ("[2, 4096, 320] -> [2, 320, 4096]", 3, (int64_t[]){ 2, 4096, 320 },
+                (int[]){ 0, 2, 1 });
+  permute_case ("heads [2, 77, 16, 64] -> [2, 16, 77, 64]", 4, (int64_t[]){ 2, 77, 16, 64 },
+                (int[]){ 0, 2, 1, 3 });
+  permute_case ("[2, 3, 4, 5] by (3, 1, 0, 2)", 4, (int64_t[]){ 2, 3, 4, 5 },
+                (int[]){ 3, 1, 0, 2 });
+  permute_case ("2-D transpose [33, 65]", 2, (int64_t[]){ 33, 65 }, (int[]){ 1, 0 });
+  permute_case ("1-D identity", 1, (int64_t[]){ 7 }, (int[]){ 0 });
+}
+
+static void
+timestep_case (const char *label, const float *ts, int64_t nb, int64_t dim, bool flip,
+               float shift, float max_period)
+{
+  DsTensor t[2];
+  t[0] = zeros (SHAPE (nb));
+  memcpy (t[0].data, ts, (size_t) nb * sizeof *ts);
+  t[1] = zeros (SHAPE (nb, dim));
+  DsOpCall c = { .op = DS_OP_TIMESTEP_EMBEDDING, .src = { &t[0] }, .dst = &t[1] };
+  c.p.timestep.flip_sin_to_cos = flip;
+  c.p.timestep.freq_shift = shift;
+  c.p.timestep.max_period = max_period;
+  check_case (label, &c, TOL_GEMM);
+  free_all (t, 2);
+}
+
+static void
+embedding_case (const char *label, int64_t v, int64_t ch, int nd, const int64_t *ids_shape)
+{
+  int64_t ys[DS_MAX_DIMS];
+  memcpy (ys, ids_shape, (size_t) nd * sizeof *ys);
+  ys[nd] = ch;
+  DsTensor t[3];
+  t[0] = rnd_ids (v, nd, ids_shape);
+  t[1] = rnd (1.0f, 0.0f, SHAPE (v, ch));
+  t[2] = zeros (nd + 1, ys);
+  DsOpCall c = { .op = DS_OP_EMBEDDING, .src = { &t[0], &t[1] }, .dst = &t[2] };
+  check_case (label, &c, TOL_EXACT);
+  free_all (t, 3);
+}
+
+/* An id outside the table fails with DS_ERR_INVALID, as on the CPU, and
+ * writes nothing. */
+static void
+test_embedding_bad_ids (void)
+{
+  const int32_t bad[][4] = { { 1, 2, -1, 3 }, { 0, 10, 1, 2 }, { 0, 1, 2, 2147483647 } };
+  DsTensor table = rnd (1.0f, 0.0f, SHAPE (10, 6));
+  DsTensor dtable = dev_upload (&table);
+  for (int i = 0; i < 3; i++)
+    {
+      DsTensor ids = host_new (DS_DTYPE_I32, SHAPE (4));
+      memcpy (ids.data, bad[i], sizeof bad[i]);
+      DsTensor y = zeros (SHAPE (4, 6));
+      DsTensor dids = dev_upload (&ids), dy = dev_nan (&y);
+      DsError err = { 0 };
+      DsStatus st = ds_embedding (gpu, &dids, &dtable, &dy, &err);
+      DS_CHECK_STATUS (st, DS_ERR_INVALID, &err);
+      DS_CHECK_CONTAINS (err.message, "outside the table");
+      DsError cerr = { 0 };
+      DS_CHECK_STATUS (ds_embedding (cpu, &ids, &table, &y, &cerr), DS_ERR_INVALID, &cerr);
+      DS_CHECK (strcmp (err.message, cerr.message) == 0, "CUDA \"%s\", CPU \"%s\"", err.message,
+                cerr.message);
+      float *got = dev_download (&dy);
+      bool untouched = true;
+      for (int j = 0; j < 24; j++)
+        untouched &= isnan (got[j]);
+      DS_CHECK (untouched, "embedding with a bad id wrote its output");
+      printf ("  bad id case %d: %s\n", i, err.message);
+      free (got);
+      gpu->tensor_free (gpu, &dids);
+      gpu->tensor_free (gpu, &dy);
+      ds_tensor_free (&ids);
+      ds_tensor_free (&y);
+    }
+  gpu->tensor_free (gpu, &dtable);
+  ds_tensor_free (&table);
+}
+
+static void
+test_embeddings (void)
+{
+  printf ("timestep_embedding, embedding\n");
+  timestep_case ("SD 2.1: 320, flip, shift 0, t 999 and 50", (float[]){ 999, 50 }, 2, 320, true,
+                 0.0f, 10000.0f);
+  timestep_case ("odd dim 7, no flip, shift 1", (float[]){ 0, 1, 500.5f, 999 }, 4, 7, false, 1.0f,
+                 10000.0f);
+  timestep_case ("dim 1 (zero column only)", (float[]){ 3 }, 1, 1, true, 0.0f, 10000.0f);
+  timestep_case ("1280, max period 100", (float[]){ 12.5f, 0.25f, 700 }, 3, 1280, false, 0.0f,
+                 100.0f);
+
+  embedding_case ("CLIP tokens [2, 77] of [49408, 1024]", 49408, 1024, 2, (int64_t[]){ 2, 77 });
+  embedding_case ("positions [1, 77] of [77, 1024]", 77, 1024, 2, (int64_t[]){ 1, 77 });
+  embedding_case ("[5] of [10, 3]", 10, 3, 1, (int64_t[]){ 5 });
+  test_embedding_bad_ids ();
+}
+
+/* ---- the backend itself ---- */
+
+static void
+test_backend_basics (void)
+{
+  printf ("backend: %s\n", gpu->name);
+  DS_CHECK (strncmp (gpu->name, "CUDA · ", strlen ("CUDA · ")) == 0, "name \"%s\"", gpu->name);
+  DS_CHECK (strlen (gpu->name) > strlen ("CUDA · "), "name has the device");
+  DS_CHECK (gpu->device == DS_DEVICE_CUDA, "device %d", (int) gpu->device);
+  for (int op = 0; op < DS_OP_COUNT; op++)
+    DS_CHECK (gpu->supports (gpu, (DsOp) op), "supports %s", ds_op_name ((DsOp) op));
+
+  DsError err = { 0 };
+  /* Allocation is zeroed; upload and download round-trip exactly. */
+  DsTensor h = rnd (1e30f, 0.0f, SHAPE (3, 1000)), d = dev_new (&h);
+  DS_CHECK (d.device == DS_DEVICE_CUDA && d.owned && d.data, "device tensor");
+  float *z = dev_download (&d);
+  bool all_zero = true;
+  for (int64_t i = 0; i < ds_tensor_numel (&h); i++)
+    all_zero &= z[i] == 0.0f;
+  DS_CHECK (all_zero, "tensor_alloc zeroes device memory");
+  DS_CHECK_OK (gpu->upload (gpu, &d, h.data, &err), &err);
+  float *back = dev_download (&d);
+  DS_CHECK (memcmp (back, h.data, ds_tensor_nbytes (&h)) == 0, "upload/download round trip");
+  free (z);
+  free (back);
+  gpu->tensor_free (gpu, &d);
+  DS_CHECK (d.data == NULL && !d.owned, "tensor_free clears the struct");
+  ds_tensor_free (&h);
+
+  /* A zero-sized tensor is fine end to end. */
+  DsTensor e;
+  DS_CHECK_OK (gpu->tensor_alloc (gpu, &e, DS_DTYPE_F32, 2, (int64_t[]){ 0, 5 }, &err), &err);
+  DS_CHECK_OK (gpu->upload (gpu, &e, "", &err), &err);
+  DS_CHECK_OK (ds_silu (gpu, &e, &e, &err), &err);
+  gpu->tensor_free (gpu, &e);
+
+  /* Out of device memory is an error naming the sizes, and the backend goes on. */
+  DsTensor huge;
+  DsStatus st = gpu->tensor_alloc (gpu, &huge, DS_DTYPE_F32, 2, (int64_t[]){ 1 << 20, 1 << 20 },
+                                   &err);
+  DS_CHECK_STATUS (st, DS_ERR_DEVICE, &err);
+  DS_CHECK_CONTAINS (err.message, "out of device memory");
+  DS_CHECK_CONTAINS (err.message, "MiB free");
+  DS_CHECK_CONTAINS (err.message, "[1048576, 1048576]");
+  printf ("  out of memory: %s\n", err.message);
+  DsTensor small = rnd (1.0f, 0.0f, SHAPE (4, 4)), ds = dev_upload (&small);
+  DS_CHECK_OK (ds_scale (gpu, &ds, 2.0f, &ds, &err), &err);
+  float *twice = dev_download (&ds);
+  DS_CHECK (twice[5] == 2.0f * ds_tensor_f32 (&small)[5], "backend works after out of memory");
+  free (twice);
+  gpu->tensor_free (gpu, &ds);
+  ds_tensor_free (&small);
+
+  DsArena big;
+  DS_CHECK_STATUS (ds_cuda_arena_init (&big, (size_t) 1 << 50, &err), DS_ERR_DEVICE, &err);
+  DS_CHECK_CONTAINS (err.message, "activation arena");
+  DS_CHECK (big.base == NULL && big.size == 0, "failed arena left empty");
+}
+
+/* linear -> SiLU (in place) -> layer norm, all in a device arena, against the
+ * same chain on the CPU. */
+static void
+test_device_arena (void)
+{
+  printf ("device arena\n");
+  DsError err = { 0 };
+  DsArena arena;
+  DS_CHECK_OK (ds_cuda_arena_init (&arena, (size_t) 64 << 20, &err), &err);
+  if (err.code)
+    return;
+  DS_CHECK (arena.device == DS_DEVICE_CUDA && arena.base && arena.size == (size_t) 64 << 20,
+            "arena fields");
+  DsTensor x = rnd (1.0f, 0.0f, SHAPE (2, 77, 1024)), w = rnd (0.03f, 0.0f, SHAPE (320, 1024));
+  DsTensor b = rnd (0.1f, 0.0f, SHAPE (320)), g = rnd (0.5f, 1.0f, SHAPE (320));
+  DsTensor beta = rnd (0.1f, 0.0f, SHAPE (320));
+  DsTensor h = zeros (SHAPE (2, 77, 320)), y = zeros (SHAPE (2, 77, 320));
+
+  DsTensor dx, dh, dy;
+  DsTensor dw = dev_upload (&w), db = dev_upload (&b);
+  DsTensor dg = dev_upload (&g), dbe = dev_upload (&beta);
+  DS_CHECK_OK (ds_arena_tensor (&arena, &dx, DS_DTYPE_F32, SHAPE (2, 77, 1024), &err), &err);
+  DS_CHECK_OK (ds_arena_tensor (&arena, &dh, DS_DTYPE_F32, SHAPE (2, 77, 320), &err), &err);
+  DS_CHECK_OK (ds_arena_tensor (&arena, &dy, DS_DTYPE_F32, SHAPE (2, 77, 320), &err), &err);
+  DS_CHECK (dx.device == DS_DEVICE_CUDA, "arena tensors are CUDA tensors");
+  DS_CHECK_OK (gpu->upload (gpu, &dx, x.data, &err), &err);
+  DS_CHECK_OK (ds_linear (gpu, &dx, &dw, &db, &dh, &err), &err);
+  DS_CHECK_OK (ds_silu (gpu, &dh, &dh, &err), &err);
+  DS_CHECK_OK (ds_layer_norm (gpu, &dh, &dg, &dbe, 1e-5f, &dy, &err), &err);
+
+  DS_CHECK_OK (ds_linear (cpu, &x, &w, &b, &h, &err), &err);
+  DS_CHECK_OK (ds_silu (cpu, &h, &h, &err), &err);
+  DS_CHECK_OK (ds_layer_norm (cpu, &h, &g, &beta, 1e-5f, &y, &err), &err);
+  compare ("chain", "linear, silu, layer norm in a device arena", "out", &dy, &y, TOL_GEMM, 0, 0);
+
+  DsTensor *dev[] = { &dw, &db, &dg, &dbe };
+  for (int i = 0; i < 4; i++)
+    gpu->tensor_free (gpu, dev[i]);
+  DsTensor host[] = { x, w, b, g, beta, h, y };
+  free_all (host, 7);
+  ds_cuda_arena_free (&arena);
+  DS_CHECK (arena.base == NULL && arena.size == 0, "arena freed");
+}
+
+/* Bad device indices fail cleanly, with or without a GPU. */
+static void
+test_bad_devices (int count)
+{
+  const int bad[] = { -1, count, count + 7 };
+  for (int i = 0; i < 3; i++)
+    {
+      DsError err = { 0 };
+      DsBackend *be = ds_backend_cuda_new (bad[i], &err);
+      DS_CHECK (be == NULL, "device %d gives no backend", bad[i]);
+      DS_CHECK_STATUS (err.code, DS_ERR_DEVICE, &err);
+      DS_CHECK_CONTAINS (err.message, "no CUDA device");
+      ds_backend_free (be);
+    }
+}
+
+int
+main (void)
+{
+  int count = ds_cuda_device_count ();
+  test_bad_devices (count);
+  if (count <= 0)
+    {
+      DsError err = { 0 };
+      DsBackend *be = ds_backend_cuda_new (0, &err);
+      DS_CHECK (be == NULL, "no backend without a device");
+      DS_CHECK_STATUS (err.code, DS_ERR_DEVICE, &err);
+      DS_CHECK_CONTAINS (err.message, "no CUDA device");
+      printf ("no CUDA device answers (%s): skipping\n", err.message);
+      ds_backend_free (be);
+      DsArena a;
+      DS_CHECK_STATUS (ds_cuda_arena_init (&a, 1 << 20, &err), DS_ERR_DEVICE, &err);
+      DS_CHECK (a.base == NULL, "no arena without a device");
+      return ds_test_finish () ? 1 : DS_TEST_SKIP;
+    }
+
+  /* Kernel failures then name their op instead of surfacing at a later copy. */
+  setenv ("DS_CUDA_SYNC", "1", 0);
+  DsError err = { 0 };
+  cpu = ds_backend_cpu_new (&err);
+  gpu = ds_backend_cuda_new (0, &err);
+  DS_CHECK (gpu != NULL, "CUDA backend: %s", err.message);
+  if (!cpu || !gpu)
+    return ds_test_finish ();
+
+  test_backend_basics ();
+  test_conv2d ();
+  test_norms ();
+  test_gemms ();
+  test_softmax_attention ();
+  test_elementwise ();
+  test_data_movement ();
+  test_embeddings ();
+  test_device_arena ();
+  for (int op = 0; op < DS_OP_COUNT; op++)
+    DS_CHECK (op_tested[op], "op %s has no case", ds_op_name ((DsOp) op));
+
+  ds_backend_free (gpu);
+  ds_backend_free (cpu);
+  return ds_test_finish ();
+}

@@ -1,0 +1,238 @@
+/* test-unet-cuda.c: the whole UNet forward on the CUDA backend against diffusers.
+ *
+ * The sd2-tiny and sd1-tiny fixtures of test-unet.c (tests/reference/
+ * gen_sd_fixtures.py: random-weight models, every probe of one forward on the
+ * batch [uncond, cond]), run with weights uploaded to the GPU, activations in
+ * a device arena planned by ds_unet_arena_bytes, and every probe downloaded
+ * as it is emitted. Each probe and the output must match diffusers with
+ * NMSE <= 1e-6 (fp32 on both sides; the CPU backend does 1e-8), and the
+ * cross-attention logsumexp statistic within 1e-4. A failure names the probe.
+ * Exits 77 where no CUDA device answers.
+ */
+#include "ds-test.h"
+
+#include <stdlib.h>
+
+#include "ds-cuda.h"
+#include "ds-model-dir.h"
+#include "ds-nn.h"
+#include "ds-safetensors.h"
+#include "ds-unet.h"
+
+#define PROBE_TOL 1e-6
+
+static DsBackend *gpu;
+
+typedef struct {
+  const DsProbeList *list;
+  const DsSafetensors *expected;
+  int n_emitted, n_compared;
+  double worst;
+  char worst_id[96];
+} Compare;
+
+static DsStatus
+compare_probe (void *user, int index, const DsTensor *t, DsError *err)
+{
+  Compare *c = user;
+  const DsProbeInfo *p = &c->list->probes[index];
+  char name[128];
+  snprintf (name, sizeof name, "probe.%s", p->id);
+  c->n_emitted++;
+  DS_CHECK (t->device == DS_DEVICE_CUDA, "probe %s is on the device", p->id);
+  const DsSafetensorsEntry *e = ds_safetensors_find (c->expected, name);
+  if (!e)
+    return DS_OK;
+  DsTensor ref, got;
+  DsStatus st = ds_safetensors_load_f32 (c->expected, name, t->ndim, t->shape, &ref, err);
+  DS_CHECK_OK (st, err);
+  if (st)
+    return DS_OK;
+  ds_tensor_alloc (&got, DS_DTYPE_F32, t->ndim, t->shape, NULL);
+  st = gpu->download (gpu, t, got.data, err);
+  DS_CHECK_OK (st, err);
+  double nmse = ds_test_nmse (ds_tensor_f32 (&got), ds_tensor_f32 (&ref), ds_tensor_numel (t));
+  DS_CHECK (nmse <= PROBE_TOL, "probe %s (%s): NMSE %.3g", p->id, p->name, nmse);
+  if (nmse > c->worst || c->n_compared == 0 || isnan (nmse))
+    {
+      c->worst = nmse;
+      snprintf (c->worst_id, sizeof c->worst_id, "%s", p->id);
+    }
+  c->n_compared++;
+  ds_tensor_free (&ref);
+  ds_tensor_free (&got);
+  return st;
+}
+
+static DsTensor
+load_ref (const DsSafetensors *st, const char *name, DsError *err)
+{
+  DsTensor t = { 0 };
+  DS_CHECK_OK (ds_safetensors_load_f32 (st, name, 0, NULL, &t, err), err);
+  return t;
+}
+
+/* A device copy of [1, ...] twice along dim 0 ([uncond, cond] share the latent),
+ * or of u and c stacked. */
+static DsTensor
+upload_pair (const DsTensor *u, const DsTensor *c, DsError *err)
+{
+  DsTensor d = { 0 };
+  int64_t shape[DS_MAX_DIMS];
+  memcpy (shape, u->shape, sizeof shape);
+  shape[0] = 2;
+  DS_CHECK_OK (gpu->tensor_alloc (gpu, &d, DS_DTYPE_F32, u->ndim, shape, err), err);
+  size_t n = ds_tensor_nbytes (u);
+  char *host = malloc (2 * n);
+  memcpy (host, u->data, n);
+  memcpy (host + n, c->data, n);
+  DS_CHECK_OK (gpu->upload (gpu, &d, host, err), err);
+  free (host);
+  return d;
+}
+
+static double
+nmse_device (const DsTensor *dev, const DsTensor *ref, DsError *err)
+{
+  float *host = malloc (ds_tensor_nbytes (dev));
+  DS_CHECK_OK (gpu->download (gpu, dev, host, err), err);
+  double nmse = ds_test_nmse (host, ds_tensor_f32 (ref), ds_tensor_numel (ref));
+  free (host);
+  return nmse;
+}
+
+static void
+run_model (const char *dir, const char *expected_path, const char *scores_path)
+{
+  printf ("%s\n", dir);
+  DsError err = { 0 };
+  DsModelDir md;
+  DsSafetensors *ex;
+  DsUnet *unet;
+  DsStatus st = ds_model_dir_open (dir, &md, &err);
+  DS_CHECK_OK (st, &err);
+  if (st)
+    return;
+  st = ds_safetensors_open (expected_path, &ex, &err);
+  DS_CHECK_OK (st, &err);
+  if (st)
+    return;
+  st = ds_unet_load (&md.unet, md.unet_weights, gpu, &unet, &err);
+  DS_CHECK_OK (st, &err);
+  if (st)
+    {
+      ds_safetensors_close (ex);
+      return;
+    }
+
+  DsTensor xt1 = load_ref (ex, "unet.x_t", &err);
+  DsTensor tu = load_ref (ex, "text.uncond", &err), tc = load_ref (ex, "text.cond", &err);
+  DsTensor ref_out = load_ref (ex, "unet.out", &err);
+  DsTensor xt = upload_pair (&xt1, &xt1, &err), ctx = upload_pair (&tu, &tc, &err);
+  const int64_t h = xt.shape[2], w = xt.shape[3];
+
+  DsProbeList list;
+  DS_CHECK_OK (ds_probe_list_build (&md.unet, (int) h, (int) w, 77, &list, &err), &err);
+  bool *want = calloc ((size_t) list.n, 1);
+  for (int i = 0; i < list.n; i++)
+    want[i] = true;
+  Compare cmp = { .list = &list, .expected = ex };
+  DsProbeSink sink = { .want = want, .last = list.n - 1, .emit = compare_probe, .user = &cmp };
+
+  size_t bytes = ds_unet_arena_bytes (unet, 2, h, w, 77, &sink);
+  DS_CHECK (bytes > 0, "planned arena");
+  DsArena arena;
+  DS_CHECK_OK (ds_cuda_arena_init (&arena, bytes, &err), &err);
+  DsTensor out;
+  DS_CHECK_OK (gpu->tensor_alloc (gpu, &out, DS_DTYPE_F32, 4, xt.shape, &err), &err);
+  float ts[2] = { 50, 50 };
+  DS_CHECK_OK (ds_unet_forward (unet, gpu, &arena, &xt, ts, &ctx, &sink, &out, &err), &err);
+  DS_CHECK (arena.peak == bytes, "planned %zu bytes, used %zu", bytes, arena.peak);
+  DS_CHECK (cmp.n_emitted == list.n, "emitted %d of %d probes", cmp.n_emitted, list.n);
+  DS_CHECK (cmp.n_compared >= list.n - 10, "only %d probes had references", cmp.n_compared);
+  printf ("  %d probes compared, worst NMSE %.3g (%s)\n", cmp.n_compared, cmp.worst, cmp.worst_id);
+  double nmse = nmse_device (&out, &ref_out, &err);
+  printf ("  unet.out NMSE %.3g, device arena %.1f MiB\n", nmse, bytes / 1048576.0);
+  DS_CHECK (nmse <= PROBE_TOL, "unet.out NMSE %.3g", nmse);
+
+  /* The other end of the schedule, without probes, where present. */
+  if (ds_safetensors_find (ex, "unet.out_t999"))
+    {
+      DsTensor x999 = load_ref (ex, "unet.x_t_t999", &err);
+      DsTensor r999 = load_ref (ex, "unet.out_t999", &err);
+      DsTensor x2 = upload_pair (&x999, &x999, &err);
+      float t999[2] = { 999, 999 };
+      DS_CHECK_OK (ds_unet_forward (unet, gpu, &arena, &x2, t999, &ctx, NULL, &out, &err), &err);
+      nmse = nmse_device (&out, &r999, &err);
+      printf ("  unet.out at t=999 NMSE %.3g\n", nmse);
+      DS_CHECK (nmse <= PROBE_TOL, "t=999 NMSE %.3g", nmse);
+      gpu->tensor_free (gpu, &x2);
+      ds_tensor_free (&x999);
+      ds_tensor_free (&r999);
+    }
+
+  /* Discffusion's per-layer logsumexp (downloads the logits), where a reference exists. */
+  if (scores_path)
+    {
+      DsSafetensors *sc;
+      DS_CHECK_OK (ds_safetensors_open (scores_path, &sc, &err), &err);
+      DsTensor lse_ref = { 0 };
+      if (!err.code)
+        {
+          DS_CHECK_OK (ds_safetensors_load_f32 (sc, "cross_lse", 0, NULL, &lse_ref, &err), &err);
+          ds_safetensors_close (sc);
+        }
+      if (lse_ref.data)
+        {
+          int n_layers = (int) lse_ref.shape[0];
+          double lse[64] = { 0 };
+          DsProbeSink sl = { .last = -1, .cross_lse = lse };
+          DsArena a2;
+          DS_CHECK_OK (ds_cuda_arena_init (&a2, ds_unet_arena_bytes (unet, 2, h, w, 77, &sl), &err),
+                       &err);
+          DS_CHECK_OK (ds_unet_forward (unet, gpu, &a2, &xt, ts, &ctx, &sl, &out, &err), &err);
+          double worst = 0;
+          for (int i = 0; i < 2 * n_layers && i < 64; i++)
+            worst = fmax (worst, fabs (lse[i] - ds_tensor_f32 (&lse_ref)[i]));
+          printf ("  cross-attention logsumexp, %d layers: worst abs difference %.3g\n", n_layers,
+                  worst);
+          DS_CHECK (worst < 1e-4, "cross_lse differs by %.3g", worst);
+          ds_cuda_arena_free (&a2);
+          ds_tensor_free (&lse_ref);
+        }
+    }
+
+  gpu->tensor_free (gpu, &out);
+  gpu->tensor_free (gpu, &xt);
+  gpu->tensor_free (gpu, &ctx);
+  ds_cuda_arena_free (&arena);
+  free (want);
+  ds_probe_list_free (&list);
+  DsTensor host[] = { xt1, tu, tc, ref_out };
+  for (int i = 0; i < 4; i++)
+    ds_tensor_free (&host[i]);
+  ds_unet_free (unet);
+  ds_safetensors_close (ex);
+}
+
+int
+main (void)
+{
+  if (ds_cuda_device_count () <= 0)
+    {
+      printf ("no CUDA device answers: skipping\n");
+      return DS_TEST_SKIP;
+    }
+  setenv ("DS_CUDA_SYNC", "1", 0); /* name the op if a kernel fails */
+  DsError err = { 0 };
+  gpu = ds_backend_cuda_new (0, &err);
+  DS_CHECK (gpu != NULL, "CUDA backend: %s", err.message);
+  if (!gpu)
+    return ds_test_finish ();
+  printf ("%s\n", gpu->name);
+  run_model (DS_TEST_DATA_DIR "/sd2-tiny", DS_TEST_DATA_DIR "/sd2-tiny-expected.safetensors",
+             DS_TEST_DATA_DIR "/sd2-tiny-scores.safetensors");
+  run_model (DS_TEST_DATA_DIR "/sd1-tiny", DS_TEST_DATA_DIR "/sd1-tiny-expected.safetensors", NULL);
+  ds_backend_free (gpu);
+  return ds_test_finish ();
+}
