@@ -26,7 +26,7 @@
 #define COL_BUDGET_BYTES ((size_t) 256 << 20)
 /* 4 MiB of scores (256 query rows at SD's 4096 keys): big enough for the two
  * GEMMs per block to run near full speed, small next to the [4096, 4096] matrix. */
-#define ATTN_BLOCK_FLOATS ((int64_t) 1 << 24)
+#define ATTN_BLOCK_FLOATS ((int64_t) 1 << 20)
 
 typedef struct {
   float *scratch;        /* (scratch_len) f32, contents undefined between ops */
