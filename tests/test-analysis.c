@@ -8,6 +8,7 @@
  *  3. every user-facing failure, checking the status and the message.
  */
 #include "ds-test.h"
+#include "ds-test-sd21.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -634,28 +635,11 @@ test_resize (void)
 /* ------------------------------------------------------------------ */
 /* heat maps                                                           */
 
-static DsUnetConfig
-sd21_base (void)
-{
-  DsUnetConfig c = {
-    .in_channels = 4, .out_channels = 4, .sample_size = 64, .n_levels = 4,
-    .block_out_channels = { 320, 640, 1280, 1280 },
-    .down_block_types = { DS_BLOCK_CROSS_ATTN_DOWN, DS_BLOCK_CROSS_ATTN_DOWN,
-                          DS_BLOCK_CROSS_ATTN_DOWN, DS_BLOCK_DOWN },
-    .up_block_types = { DS_BLOCK_UP, DS_BLOCK_CROSS_ATTN_UP, DS_BLOCK_CROSS_ATTN_UP,
-                        DS_BLOCK_CROSS_ATTN_UP },
-    .layers_per_block = 2, .heads = { 5, 10, 20, 20 }, .cross_attention_dim = 1024,
-    .use_linear_projection = true, .norm_num_groups = 32, .norm_eps = 1e-5f,
-    .flip_sin_to_cos = true, .downsample_padding = 1, .mid_block_scale_factor = 1,
-    .transformer_layers_per_block = 1,
-  };
-  return c;
-}
 
 static void
 test_heatmap_layers (void)
 {
-  DsUnetConfig cfg = sd21_base ();
+  DsUnetConfig cfg = ds_test_sd21_unet_config ();
   DsProbeList list;
   DsError err = { 0 };
   if (ds_probe_list_build (&cfg, 64, 64, 77, &list, &err) != DS_OK)

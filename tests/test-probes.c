@@ -1,34 +1,18 @@
 /* test-probes.c: the probe registry names every feature of the paper's grammar
  * with the right shape, in forward order (models-spec §2, Appendix C). */
 #include "ds-test.h"
+#include "ds-test-sd21.h"
 
 #include <stdlib.h>
 
 #include "ds-probes.h"
 
-static DsUnetConfig
-sd21_base (void)
-{
-  DsUnetConfig c = {
-    .in_channels = 4, .out_channels = 4, .sample_size = 64, .n_levels = 4,
-    .block_out_channels = { 320, 640, 1280, 1280 },
-    .down_block_types = { DS_BLOCK_CROSS_ATTN_DOWN, DS_BLOCK_CROSS_ATTN_DOWN,
-                          DS_BLOCK_CROSS_ATTN_DOWN, DS_BLOCK_DOWN },
-    .up_block_types = { DS_BLOCK_UP, DS_BLOCK_CROSS_ATTN_UP, DS_BLOCK_CROSS_ATTN_UP,
-                        DS_BLOCK_CROSS_ATTN_UP },
-    .layers_per_block = 2, .heads = { 5, 10, 20, 20 }, .cross_attention_dim = 1024,
-    .use_linear_projection = true, .norm_num_groups = 32, .norm_eps = 1e-5f,
-    .flip_sin_to_cos = true, .downsample_padding = 1, .mid_block_scale_factor = 1,
-    .transformer_layers_per_block = 1,
-  };
-  return c;
-}
 
 /* The inventory file: "id<TAB>[d0,d1,d2]..." one per line, batch dim omitted. */
 static void
 test_matches_inventory (void)
 {
-  DsUnetConfig cfg = sd21_base ();
+  DsUnetConfig cfg = ds_test_sd21_unet_config ();
   DsProbeList list;
   DsError err = { 0 };
   DS_CHECK_OK (ds_probe_list_build (&cfg, 64, 64, 77, &list, &err), &err);
@@ -68,7 +52,7 @@ test_matches_inventory (void)
 static void
 test_paper_names (void)
 {
-  DsUnetConfig cfg = sd21_base ();
+  DsUnetConfig cfg = ds_test_sd21_unet_config ();
   DsProbeList list;
   DsError err = { 0 };
   DS_CHECK_OK (ds_probe_list_build (&cfg, 64, 64, 77, &list, &err), &err);
@@ -112,7 +96,7 @@ test_paper_names (void)
 static void
 test_other_sizes (void)
 {
-  DsUnetConfig cfg = sd21_base ();
+  DsUnetConfig cfg = ds_test_sd21_unet_config ();
   DsProbeList list;
   DsError err = { 0 };
   /* 768x512 image -> 96x64 latent: maps follow the aspect. */

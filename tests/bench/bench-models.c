@@ -16,6 +16,7 @@
 #include "ds-text-encoder.h"
 #include "ds-unet.h"
 #include "ds-vae.h"
+#include "ds-test-sd21.h"
 
 static double
 now_ms (void)
@@ -32,18 +33,6 @@ cmp_double (const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
-static const DsUnetConfig sd21_unet = {
-  .in_channels = 4, .out_channels = 4, .sample_size = 64, .n_levels = 4,
-  .block_out_channels = { 320, 640, 1280, 1280 },
-  .down_block_types = { DS_BLOCK_CROSS_ATTN_DOWN, DS_BLOCK_CROSS_ATTN_DOWN,
-                        DS_BLOCK_CROSS_ATTN_DOWN, DS_BLOCK_DOWN },
-  .up_block_types = { DS_BLOCK_UP, DS_BLOCK_CROSS_ATTN_UP, DS_BLOCK_CROSS_ATTN_UP,
-                      DS_BLOCK_CROSS_ATTN_UP },
-  .layers_per_block = 2, .heads = { 5, 10, 20, 20 }, .cross_attention_dim = 1024,
-  .use_linear_projection = true, .norm_num_groups = 32, .norm_eps = 1e-5f,
-  .flip_sin_to_cos = true, .downsample_padding = 1, .mid_block_scale_factor = 1,
-  .transformer_layers_per_block = 1,
-};
 static const DsVaeConfig sd21_vae = {
   .in_channels = 3, .latent_channels = 4, .n_levels = 4,
   .block_out_channels = { 128, 256, 512, 512 }, .layers_per_block = 2, .norm_num_groups = 32,
@@ -160,6 +149,7 @@ main (int argc, char **argv)
     runs = 3;
   DsError err = { 0 };
   Bench b = { 0 };
+  const DsUnetConfig unet_cfg = ds_test_sd21_unet_config ();
   b.be = ds_backend_cpu_new (&err);
   printf ("# backend %s; SD 2.1-base configs, random weights; 512x512 image, batch 2 "
           "[uncond, cond]\n", b.be->name);
@@ -168,7 +158,7 @@ main (int argc, char **argv)
   bool want_unet = !only || !strncmp (only, "unet", 4);
   if (want_unet)
     {
-      if (ds_unet_new_random (&sd21_unet, 1, b.be, &b.unet, &err))
+      if (ds_unet_new_random (&unet_cfg, 1, b.be, &b.unet, &err))
         goto fail;
       ds_tensor_alloc (&b.x, DS_DTYPE_F32, 4, (int64_t[]){ 2, 4, 64, 64 }, NULL);
       ds_tensor_alloc (&b.ctx, DS_DTYPE_F32, 3, (int64_t[]){ 2, 77, 1024 }, NULL);
@@ -209,7 +199,7 @@ main (int argc, char **argv)
     {
       /* Up to the U-L1 probes: the deepest of the paper's U-L1 features. */
       DsProbeList list;
-      ds_probe_list_build (&sd21_unet, 64, 64, 77, &list, &err);
+      ds_probe_list_build (&unet_cfg, 64, 64, 77, &list, &err);
       bool *want = calloc ((size_t) list.n, 1);
       int last = ds_probe_list_find (&list, "U-L1-R2-B0-Cross-Q");
       want[ds_probe_list_find (&list, "U-L1-R1-B0-Cross-Q")] = want[last] = true;
