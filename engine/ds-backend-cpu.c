@@ -20,6 +20,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@
 /* 4 MiB of scores (256 query rows at SD's 4096 keys): big enough for the two
  * GEMMs per block to run near full speed, small next to the [4096, 4096] matrix. */
 #define ATTN_BLOCK_FLOATS ((int64_t) 1 << 20)
+#define MAX_ATTN_WORKERS 64
 
 typedef struct {
   float *scratch;        /* (scratch_len) f32, contents undefined between ops */
@@ -354,48 +356,123 @@ cpu_softmax (const DsOpCall *c)
  * Head h's channels are h*D .. h*D+D-1 of the [B, N, H*D] token tensors, so the
  * GEMMs read them with row stride H*D. When probs are wanted, S is the probs
  * tensor itself; otherwise the backend's scratch. */
-static DsStatus
-cpu_attention (DsBackend *be, const DsOpCall *c, DsError *err)
+/* OpenBLAS's thread count (1 for another CBLAS, which then runs attention on
+ * one thread). */
+static int
+blas_threads (void)
 {
+#ifdef OPENBLAS_VERSION
+  return openblas_get_num_threads ();
+#else
+  return 1;
+#endif
+}
+
+static void
+blas_set_threads (int n)
+{
+#ifdef OPENBLAS_VERSION
+  openblas_set_num_threads (n);
+#else
+  (void) n;
+#endif
+}
+
+/* One worker's share of the attention: (batch, head) pairs w, w + n_workers, …,
+ * each a block of query rows at a time with its own score buffer. */
+typedef struct {
+  const DsOpCall *c;
+  float *scratch; /* [block, nk], or NULL when writing into probs */
+  int64_t block;
+  int worker, n_workers;
+} AttnJob;
+
+static void *
+attention_worker (void *arg)
+{
+  const AttnJob *j = arg;
+  const DsOpCall *c = j->c;
   const DsTensor *qt = c->src[0], *kt = c->src[1], *vt = c->src[2];
   DsTensor *probs = c->dst2;
   const int64_t nb = qt->shape[0], nq = qt->shape[1], nk = kt->shape[1];
   const int64_t ch = qt->shape[2], heads = c->p.attention.heads, d = ch / heads;
   const bool causal = c->p.attention.causal;
+  for (int64_t bh = j->worker; bh < nb * heads; bh += j->n_workers)
+    {
+      const int64_t b = bh / heads, h = bh % heads;
+      const float *kh = ds_tensor_f32 (kt) + b * nk * ch + h * d;
+      const float *vh = ds_tensor_f32 (vt) + b * nk * ch + h * d;
+      for (int64_t q0 = 0; q0 < nq; q0 += j->block)
+        {
+          int64_t rows = nq - q0 < j->block ? nq - q0 : j->block;
+          const float *qh = ds_tensor_f32 (qt) + (b * nq + q0) * ch + h * d;
+          float *oh = ds_tensor_f32 (c->dst) + (b * nq + q0) * ch + h * d;
+          float *s = probs ? ds_tensor_f32 (probs) + ((b * heads + h) * nq + q0) * nk : j->scratch;
+          sgemm (false, true, rows, nk, d, c->p.attention.scale, qh, ch, kh, ch, 0.0f, s, nk);
+          for (int64_t r = 0; r < rows; r++)
+            {
+              float *row = s + r * nk;
+              /* Causal: query i sees keys 0..i. */
+              int64_t seen = causal && q0 + r + 1 < nk ? q0 + r + 1 : nk;
+              softmax_row (row, seen);
+              memset (row + seen, 0, (size_t) (nk - seen) * sizeof (float));
+            }
+          sgemm (false, false, rows, d, nk, 1.0f, s, nk, vh, ch, 0.0f, oh, ch);
+        }
+    }
+  return NULL;
+}
+
+/* Per batch item and head, a block of query rows at a time. Large attentions
+ * run the (batch, head) pairs on one thread per OpenBLAS thread, each with
+ * single-threaded GEMMs: the K = 64 / N = 64 products and the softmax then use
+ * every core, which multi-threaded GEMM calls on such shapes do not. */
+static DsStatus
+cpu_attention (DsBackend *be, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *qt = c->src[0], *kt = c->src[1];
+  const int64_t nb = qt->shape[0], nq = qt->shape[1], nk = kt->shape[1];
+  const int64_t heads = c->p.attention.heads;
 
   int64_t block = ATTN_BLOCK_FLOATS / nk;
   if (block < 1)
     block = 1;
   if (block > nq)
     block = nq;
+  int n_workers = blas_threads ();
+  if (n_workers > MAX_ATTN_WORKERS)
+    n_workers = MAX_ATTN_WORKERS;
+  if (n_workers > nb * heads)
+    n_workers = (int) (nb * heads);
+  if (n_workers < 1 || nq * nk * heads * nb < ((int64_t) 1 << 22))
+    n_workers = 1;
   float *scratch = NULL;
-  if (!probs && !(scratch = cpu_scratch (be, (size_t) (block * nk), err)))
+  if (!c->dst2 && !(scratch = cpu_scratch (be, (size_t) (n_workers * block * nk), err)))
     return err ? err->code : DS_ERR_NOMEM;
 
-  for (int64_t b = 0; b < nb; b++)
-    for (int64_t h = 0; h < heads; h++)
-      {
-        const float *kh = ds_tensor_f32 (kt) + b * nk * ch + h * d;
-        const float *vh = ds_tensor_f32 (vt) + b * nk * ch + h * d;
-        for (int64_t q0 = 0; q0 < nq; q0 += block)
-          {
-            int64_t rows = nq - q0 < block ? nq - q0 : block;
-            const float *qh = ds_tensor_f32 (qt) + (b * nq + q0) * ch + h * d;
-            float *oh = ds_tensor_f32 (c->dst) + (b * nq + q0) * ch + h * d;
-            float *s = probs ? ds_tensor_f32 (probs) + ((b * heads + h) * nq + q0) * nk
-                             : scratch;
-            sgemm (false, true, rows, nk, d, c->p.attention.scale, qh, ch, kh, ch, 0.0f, s, nk);
-            for (int64_t r = 0; r < rows; r++)
-              {
-                float *row = s + r * nk;
-                /* Causal: query i sees keys 0..i. */
-                int64_t seen = causal && q0 + r + 1 < nk ? q0 + r + 1 : nk;
-                softmax_row (row, seen);
-                memset (row + seen, 0, (size_t) (nk - seen) * sizeof (float));
-              }
-            sgemm (false, false, rows, d, nk, 1.0f, s, nk, vh, ch, 0.0f, oh, ch);
-          }
-      }
+  AttnJob jobs[MAX_ATTN_WORKERS];
+  for (int w = 0; w < n_workers; w++)
+    jobs[w] = (AttnJob){ c, scratch ? scratch + (size_t) w * block * nk : NULL, block, w,
+                         n_workers };
+  if (n_workers == 1)
+    {
+      attention_worker (&jobs[0]);
+      return DS_OK;
+    }
+  int saved = blas_threads ();
+  blas_set_threads (1);
+  pthread_t tid[MAX_ATTN_WORKERS];
+  int started = 0;
+  for (int w = 1; w < n_workers; w++, started++)
+    if (pthread_create (&tid[w], NULL, attention_worker, &jobs[w]) != 0)
+      break;
+  attention_worker (&jobs[0]);
+  /* a worker that could not start is run here */
+  for (int w = 1 + started; w < n_workers; w++)
+    attention_worker (&jobs[w]);
+  for (int w = 1; w <= started; w++)
+    pthread_join (tid[w], NULL);
+  blas_set_threads (saved);
   return DS_OK;
 }
 
