@@ -3,6 +3,7 @@
  * 77-token prompts), on the CPU backend.
  *
  *   build/tests/bench/bench-models [--runs N] [--warmup N] [--only unet|vae|text|unet-l1]
+ *                                  [--backend cpu|cuda]   (cuda when built with it)
  *
  * Prints one line per measurement: name, median ms, min ms, runs. Not a test:
  * timings never gate anything; BENCHMARKS.md records them with the command. */
@@ -17,6 +18,9 @@
 #include "ds-unet.h"
 #include "ds-vae.h"
 #include "ds-test-sd21.h"
+#ifdef DS_HAVE_CUDA
+#include "ds-cuda.h"
+#endif
 
 static double
 now_ms (void)
@@ -89,7 +93,8 @@ run_unet (void *p, DsError *err)
   Bench *b = p;
   float ts[2] = { 50, 50 };
   ds_arena_reset (&b->arena);
-  return ds_unet_forward (b->unet, b->be, &b->arena, &b->x, ts, &b->ctx, b->sink, NULL, err);
+  DsStatus st = ds_unet_forward (b->unet, b->be, &b->arena, &b->x, ts, &b->ctx, b->sink, NULL, err);
+  return st ? st : b->be->synchronize (b->be, err);
 }
 
 static DsStatus
@@ -97,7 +102,8 @@ run_vae (void *p, DsError *err)
 {
   Bench *b = p;
   ds_arena_reset (&b->arena);
-  return ds_vae_encode (b->vae, b->be, &b->arena, &b->px, &b->lat, err);
+  DsStatus st = ds_vae_encode (b->vae, b->be, &b->arena, &b->px, &b->lat, err);
+  return st ? st : b->be->synchronize (b->be, err);
 }
 
 static DsStatus
@@ -105,7 +111,8 @@ run_text (void *p, DsError *err)
 {
   Bench *b = p;
   ds_arena_reset (&b->arena);
-  return ds_text_encoder_forward (b->te, b->be, &b->arena, b->ids, 2, &b->text_out, err);
+  DsStatus st = ds_text_encoder_forward (b->te, b->be, &b->arena, b->ids, 2, &b->text_out, err);
+  return st ? st : b->be->synchronize (b->be, err);
 }
 
 static DsStatus
@@ -114,23 +121,33 @@ discard (void *user, int index, const DsTensor *t, DsError *err)
   return DS_OK;
 }
 
-static void
-fill (DsTensor *t, uint64_t seed)
+/* A tensor on the backend's device, filled with values in [-1, 1) from seed
+ * (seed 0: left as allocated). */
+static DsStatus
+input (DsBackend *be, DsTensor *t, int ndim, const int64_t *shape, uint64_t seed, DsError *err)
 {
-  float *p = ds_tensor_f32 (t);
+  DsStatus st = be->tensor_alloc (be, t, DS_DTYPE_F32, ndim, shape, err);
+  if (st || !seed)
+    return st;
   int64_t n = ds_tensor_numel (t);
+  float *p = malloc ((size_t) n * sizeof *p);
+  if (!p)
+    return ds_error_set (err, DS_ERR_NOMEM, "out of memory");
   for (int64_t i = 0; i < n; i++)
     {
       seed = seed * 6364136223846793005ull + 1442695040888963407ull;
       p[i] = (float) ((seed >> 40) / (double) (1 << 24)) * 2.0f - 1.0f;
     }
+  st = be->upload (be, t, p, err);
+  free (p);
+  return st;
 }
 
 int
 main (int argc, char **argv)
 {
   int runs = 3, warmup = 1;
-  const char *only = NULL;
+  const char *only = NULL, *backend = "cpu";
   for (int i = 1; i < argc; i++)
     {
       if (!strcmp (argv[i], "--runs") && i + 1 < argc)
@@ -139,6 +156,8 @@ main (int argc, char **argv)
         warmup = atoi (argv[++i]);
       else if (!strcmp (argv[i], "--only") && i + 1 < argc)
         only = argv[++i];
+      else if (!strcmp (argv[i], "--backend") && i + 1 < argc)
+        backend = argv[++i];
       else
         {
           fprintf (stderr, "usage: bench-models [--runs N] [--warmup N] [--only unet|unet-l1|vae|text]\n");
@@ -150,7 +169,19 @@ main (int argc, char **argv)
   DsError err = { 0 };
   Bench b = { 0 };
   const DsUnetConfig unet_cfg = ds_test_sd21_unet_config ();
+  bool cuda = !strcmp (backend, "cuda");
+#ifdef DS_HAVE_CUDA
+  b.be = cuda ? ds_backend_cuda_new (0, &err) : ds_backend_cpu_new (&err);
+#else
+  if (cuda)
+    {
+      fprintf (stderr, "bench-models: built without CUDA\n");
+      return 2;
+    }
   b.be = ds_backend_cpu_new (&err);
+#endif
+  if (!b.be)
+    goto fail;
   printf ("# backend %s; SD 2.1-base configs, random weights; 512x512 image, batch 2 "
           "[uncond, cond]\n", b.be->name);
 
@@ -160,10 +191,9 @@ main (int argc, char **argv)
     {
       if (ds_unet_new_random (&unet_cfg, 1, b.be, &b.unet, &err))
         goto fail;
-      ds_tensor_alloc (&b.x, DS_DTYPE_F32, 4, (int64_t[]){ 2, 4, 64, 64 }, NULL);
-      ds_tensor_alloc (&b.ctx, DS_DTYPE_F32, 3, (int64_t[]){ 2, 77, 1024 }, NULL);
-      fill (&b.x, 1);
-      fill (&b.ctx, 2);
+      if (input (b.be, &b.x, 4, (int64_t[]){ 2, 4, 64, 64 }, 1, &err)
+          || input (b.be, &b.ctx, 3, (int64_t[]){ 2, 77, 1024 }, 2, &err))
+        goto fail;
       size_t s = ds_unet_arena_bytes (b.unet, 2, 64, 64, 77, NULL);
       arena = s > arena ? s : arena;
     }
@@ -171,9 +201,9 @@ main (int argc, char **argv)
     {
       if (ds_vae_new_random (&sd21_vae, 3, b.be, &b.vae, &err))
         goto fail;
-      ds_tensor_alloc (&b.px, DS_DTYPE_F32, 4, (int64_t[]){ 1, 3, 512, 512 }, NULL);
-      ds_tensor_alloc (&b.lat, DS_DTYPE_F32, 4, (int64_t[]){ 1, 4, 64, 64 }, NULL);
-      fill (&b.px, 3);
+      if (input (b.be, &b.px, 4, (int64_t[]){ 1, 3, 512, 512 }, 3, &err)
+          || input (b.be, &b.lat, 4, (int64_t[]){ 1, 4, 64, 64 }, 0, &err))
+        goto fail;
       size_t s = ds_vae_arena_bytes (b.vae, 1, 512, 512);
       arena = s > arena ? s : arena;
     }
@@ -181,14 +211,20 @@ main (int argc, char **argv)
     {
       if (ds_text_encoder_new_random (&sd21_text, 4, b.be, &b.te, &err))
         goto fail;
-      ds_tensor_alloc (&b.text_out, DS_DTYPE_F32, 3, (int64_t[]){ 2, 77, 1024 }, NULL);
+      if (input (b.be, &b.text_out, 3, (int64_t[]){ 2, 77, 1024 }, 0, &err))
+        goto fail;
       for (int i = 0; i < 2 * 77; i++)
         b.ids[i] = i % 77 == 0 ? 49406 : (i % 77 < 8 ? 320 + 17 * i : 49407);
       size_t s = ds_text_encoder_arena_bytes (b.te, 2);
       arena = s > arena ? s : arena;
     }
+#ifdef DS_HAVE_CUDA
+  if (cuda ? ds_cuda_arena_init (&b.arena, arena, &err) : ds_arena_init (&b.arena, arena, &err))
+    goto fail;
+#else
   if (ds_arena_init (&b.arena, arena, &err))
     goto fail;
+#endif
   printf ("# arena %.0f MiB\n", arena / 1048576.0);
 
   if (b.te)
@@ -216,7 +252,16 @@ main (int argc, char **argv)
   ds_unet_free (b.unet);
   ds_vae_free (b.vae);
   ds_text_encoder_free (b.te);
-  ds_arena_free (&b.arena);
+#ifdef DS_HAVE_CUDA
+  if (cuda)
+    ds_cuda_arena_free (&b.arena);
+  else
+#endif
+    ds_arena_free (&b.arena);
+  DsTensor *inputs[] = { &b.x, &b.ctx, &b.px, &b.lat, &b.text_out };
+  for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
+    if (inputs[i]->data)
+      b.be->tensor_free (b.be, inputs[i]);
   ds_backend_free (b.be); /* prints the op profile with DIFFSCOPE_PROFILE=1 */
   return 0;
 
