@@ -60,6 +60,21 @@ ds_test_nmse (const float *a, const float *b, long n)
   return den > 0 ? num / den : num;
 }
 
+/* Checks that `got` has `want`'s shape and NMSE(got, want) <= tol (host f32),
+ * printing the value under `what`. */
+#define ds_test_check_tensor(what, got, want, tol)                             \
+  do {                                                                         \
+    const DsTensor *g_ = (got), *w_ = (want);                                  \
+    DS_CHECK (ds_tensor_same_shape (g_, w_), "%s: shapes differ", (what));     \
+    if (ds_tensor_same_shape (g_, w_))                                         \
+      {                                                                        \
+        double n_ = ds_test_nmse (ds_tensor_f32 (g_), ds_tensor_f32 (w_),      \
+                                  (long) ds_tensor_numel (w_));                \
+        printf ("  %-36s NMSE %.3g\n", (what), n_);                            \
+        DS_CHECK (n_ <= (tol), "%s: NMSE %g > %g", (what), n_, (double) (tol)); \
+      }                                                                        \
+  } while (0)
+
 static inline int
 ds_test_finish (void)
 {

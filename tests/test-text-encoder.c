@@ -81,18 +81,6 @@ run (DsTextEncoder *te, const int32_t *ids, int64_t B, DsTensor *out, DsError *e
 }
 
 static void
-check_hidden (const char *what, const DsTensor *got, const DsTensor *want)
-{
-  DS_CHECK (ds_tensor_same_shape (got, want), "%s: shapes differ", what);
-  if (!ds_tensor_same_shape (got, want))
-    return;
-  double nmse = ds_test_nmse (ds_tensor_f32 (got), ds_tensor_f32 (want),
-                              (long) ds_tensor_numel (want));
-  printf ("  %-24s NMSE %.3g\n", what, nmse);
-  DS_CHECK (nmse <= NMSE_TOL, "%s: NMSE %g > %g", what, nmse, NMSE_TOL);
-}
-
-static void
 test_model (const char *model)
 {
   printf ("%s:\n", model);
@@ -118,7 +106,7 @@ test_model (const char *model)
       st = run (te, ex.ids[i], 1, &out, &err);
       DS_CHECK_OK (st, &err);
       if (st == DS_OK)
-        check_hidden (what[i], &out, &ex.want[i]);
+        ds_test_check_tensor (what[i], &out, &ex.want[i], NMSE_TOL);
       ds_tensor_free (&out);
     }
 
@@ -129,7 +117,8 @@ test_model (const char *model)
   for (int i = 0; st == DS_OK && i < 2; i++)
     {
       DsTensor row = ds_tensor_slice0 (&out, i, 1);
-      check_hidden (i == 0 ? "batch 2, uncond" : "batch 2, cond", &row, &ex.want[i]);
+      ds_test_check_tensor (i == 0 ? "batch 2, uncond" : "batch 2, cond", &row, &ex.want[i],
+                            NMSE_TOL);
     }
 
   ds_tensor_free (&out);
@@ -271,8 +260,8 @@ test_edited_files (void)
       DS_CHECK_OK (st, &err);
       DsTensor out = { 0 };
       if (st == DS_OK && (st = run (te, ex.ids[1], 1, &out, &err)) == DS_OK)
-        check_hidden (*prefix ? "names without text_model." : "text_model.* names", &out,
-                      &ex.want[1]);
+        ds_test_check_tensor (*prefix ? "names without text_model." : "text_model.* names", &out,
+                      &ex.want[1], NMSE_TOL);
       DS_CHECK_OK (st, &err);
       ds_tensor_free (&out);
       ds_text_encoder_free (te);

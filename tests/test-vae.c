@@ -121,18 +121,6 @@ encode (DsVae *vae, const DsTensor *pixels, DsTensor *latent, DsError *err)
   return st;
 }
 
-static void
-check_latent (const char *what, const DsTensor *got, const DsTensor *want)
-{
-  DS_CHECK (ds_tensor_same_shape (got, want), "%s: shapes differ", what);
-  if (!ds_tensor_same_shape (got, want))
-    return;
-  double nmse = ds_test_nmse (ds_tensor_f32 (got), ds_tensor_f32 (want),
-                              (long) ds_tensor_numel (want));
-  printf ("  %-36s NMSE %.3g\n", what, nmse);
-  DS_CHECK (nmse <= NMSE_TOL, "%s: NMSE %g > %g", what, nmse, NMSE_TOL);
-}
-
 /* Loads `weights` with md's config and checks the batch-1 latent. */
 static void
 check_file (const char *what, const DsModelDir *md, const char *weights,
@@ -148,7 +136,7 @@ check_file (const char *what, const DsModelDir *md, const char *weights,
   st = encode (vae, pixels, &latent, &err);
   DS_CHECK_OK (st, &err);
   if (st == DS_OK)
-    check_latent (what, &latent, want);
+    ds_test_check_tensor (what, &latent, want, NMSE_TOL);
   ds_tensor_free (&latent);
   ds_vae_free (vae);
 }
@@ -203,7 +191,7 @@ test_model (const char *model)
   st = encode (vae, &pixels, &latent, &err);
   DS_CHECK_OK (st, &err);
   if (st == DS_OK)
-    check_latent ("batch 1", &latent, &want);
+    ds_test_check_tensor ("batch 1", &latent, &want, NMSE_TOL);
   ds_tensor_free (&latent);
 
   /* Batch of two: the same image twice; each half must match on its own. */
@@ -219,7 +207,8 @@ test_model (const char *model)
       for (int b = 0; st == DS_OK && b < 2; b++)
         {
           DsTensor half = ds_tensor_slice0 (&latent, b, 1);
-          check_latent (b == 0 ? "batch 2, item 0" : "batch 2, item 1", &half, &want);
+          ds_test_check_tensor (b == 0 ? "batch 2, item 0" : "batch 2, item 1", &half, &want,
+                                NMSE_TOL);
         }
       ds_tensor_free (&latent);
       ds_tensor_free (&pixels2);
