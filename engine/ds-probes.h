@@ -86,8 +86,8 @@ typedef struct {
    * receives for every cross-attention layer l (forward order, as far as the
    * forward runs) and batch item b, at [l * B + b], the mean over heads and
    * query positions of logsumexp over the keys of the pre-softmax logits
-   * q·k·scale. Sized n_cross_layers * B by the caller (ds_probe_list_count
-   * counts the layers as the cross-map probes). */
+   * q·k·scale. Sized n_cross_layers * B by the caller; the cross-attention
+   * layers are the list's DS_PROBE_CROSS_MAP probes, in the same order. */
   double *cross_lse;
 } DsProbeSink;
 
