@@ -712,6 +712,9 @@ cpu_supports (DsBackend *be, DsOp op)
 static DsStatus
 cpu_run (DsBackend *be, const DsOpCall *c, DsError *err)
 {
+  if (c->dst->dtype != DS_DTYPE_F32)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED, "CPU backend: %s in %s (it computes in f32 only)",
+                         ds_op_name (c->op), ds_dtype_name (c->dst->dtype));
   switch (c->op)
     {
     case DS_OP_CONV2D: return cpu_conv2d (be, c, err);
@@ -799,6 +802,7 @@ ds_backend_cpu_new (DsError *err)
   *be = (DsBackend) {
     .name = "CPU",
     .device = DS_DEVICE_CPU,
+    .act_dtype = DS_DTYPE_F32,
     .supports = cpu_supports,
     .run = cpu_run,
     .tensor_alloc = cpu_tensor_alloc,

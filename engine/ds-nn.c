@@ -58,14 +58,15 @@ null_destroy (DsBackend *be)
 }
 
 DsBackend *
-ds_backend_null_new (DsDevice device)
+ds_backend_null_new (const DsBackend *like)
 {
   DsBackend *be = calloc (1, sizeof *be);
   if (!be)
     return NULL;
   be->name = "null (planning)";
   be->planning = true;
-  be->device = device;
+  be->device = like->device;
+  be->act_dtype = like->act_dtype;
   be->supports = null_supports;
   be->run = null_run;
   be->tensor_alloc = null_tensor_alloc;
@@ -78,15 +79,16 @@ ds_backend_null_new (DsDevice device)
 }
 
 void
-ds_arena_init_measure (DsArena *a, DsDevice device)
+ds_arena_init_measure (DsArena *a, const DsBackend *like)
 {
   memset (a, 0, sizeof *a);
   a->size = SIZE_MAX;
-  a->device = device;
+  a->device = like->device;
+  a->dtype = like->act_dtype;
 }
 
 DsStatus
-ds_arena_f32 (DsArena *a, DsTensor *t, DsError *err, int ndim, ...)
+ds_arena_act (DsArena *a, DsTensor *t, DsError *err, int ndim, ...)
 {
   int64_t shape[DS_MAX_DIMS];
   va_list ap;
@@ -94,7 +96,7 @@ ds_arena_f32 (DsArena *a, DsTensor *t, DsError *err, int ndim, ...)
   for (int i = 0; i < ndim; i++)
     shape[i] = va_arg (ap, int64_t);
   va_end (ap);
-  return ds_arena_tensor (a, t, DS_DTYPE_F32, ndim, shape, err);
+  return ds_arena_tensor (a, t, a->dtype, ndim, shape, err);
 }
 
 DsStatus
@@ -134,11 +136,11 @@ ds_resnet_forward (DsBackend *be, DsArena *a, const DsResnetW *r, const DsTensor
   DsStatus st;
   /* h is the branch output; the caller may read it as the increment, so it is
    * allocated before the mark and survives the reset. */
-  if ((st = ds_arena_f32 (a, &h, err, 4, B, (int64_t) r->c_out, H, W)) != DS_OK)
+  if ((st = ds_arena_act (a, &h, err, 4, B, (int64_t) r->c_out, H, W)) != DS_OK)
     return st;
   size_t mark = ds_arena_mark (a);
-  if ((st = ds_arena_f32 (a, &t1, err, 4, B, (int64_t) r->c_in, H, W)) != DS_OK
-      || (st = ds_arena_f32 (a, &t2, err, 4, B, (int64_t) r->c_out, H, W)) != DS_OK)
+  if ((st = ds_arena_act (a, &t1, err, 4, B, (int64_t) r->c_in, H, W)) != DS_OK
+      || (st = ds_arena_act (a, &t2, err, 4, B, (int64_t) r->c_out, H, W)) != DS_OK)
     return st;
 
   if ((st = ds_group_norm (be, x, &r->norm1.g, &r->norm1.b, groups, eps, true, &t1, err))
@@ -146,7 +148,7 @@ ds_resnet_forward (DsBackend *be, DsArena *a, const DsResnetW *r, const DsTensor
     return st;
   if (r->time_proj.w.data && temb_act)
     {
-      if ((st = ds_arena_f32 (a, &tp, err, 2, B, (int64_t) r->c_out))
+      if ((st = ds_arena_act (a, &tp, err, 2, B, (int64_t) r->c_out))
           || (st = ds_linear (be, temb_act, &r->time_proj.w, &r->time_proj.b, &tp, err))
           || (st = ds_add (be, &t2, &tp, &t2, err)))
         return st;
@@ -156,7 +158,7 @@ ds_resnet_forward (DsBackend *be, DsArena *a, const DsResnetW *r, const DsTensor
   DsTensor t3 = ds_tensor_make (DS_DTYPE_F32, 4, (int64_t[]){ B, r->c_out, H, W });
   t3.device = t1.device;
   t3.data = t1.data;
-  if (r->c_out > r->c_in && (st = ds_arena_f32 (a, &t3, err, 4, B, (int64_t) r->c_out, H, W)))
+  if (r->c_out > r->c_in && (st = ds_arena_act (a, &t3, err, 4, B, (int64_t) r->c_out, H, W)))
     return st;
   if ((st = ds_group_norm (be, &t2, &r->norm2.g, &r->norm2.b, groups, eps, true, &t3, err))
       || (st = ds_conv2d (be, &t3, &r->conv2.w, &r->conv2.b, 1, 1, 1, 1, 1, &h, err)))

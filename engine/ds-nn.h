@@ -19,18 +19,20 @@ extern "C" {
 #endif
 
 /* A backend that checks shapes (through ds_op_run) but computes nothing; it
- * claims `device`, the device of the model being planned (its weights live
- * there, and ds_op_run checks placement). */
-DsBackend *ds_backend_null_new (DsDevice device);
+ * claims the device and activation dtype of `like`, the backend of the model
+ * being planned (its weights live there, and ds_op_run checks placement and
+ * dtypes). */
+DsBackend *ds_backend_null_new (const DsBackend *like);
 
-/* An arena that only measures: tensors on `device` get non-NULL placeholder
- * addresses that must never be dereferenced; `peak` is the size a real arena
- * needs. */
-void ds_arena_init_measure (DsArena *a, DsDevice device);
+/* An arena that only measures, for activations of `like` (its device and
+ * act_dtype): tensors get non-NULL placeholder addresses that must never be
+ * dereferenced; `peak` is the size a real arena needs. */
+void ds_arena_init_measure (DsArena *a, const DsBackend *like);
 static inline bool ds_arena_is_measuring (const DsArena *a) { return a->base == NULL && a->size == SIZE_MAX; }
 
-/* Shorthand: a tensor of shape (d0, d1, ...) from the arena (f32). */
-DsStatus ds_arena_f32 (DsArena *a, DsTensor *t, DsError *err, int ndim, ...);
+/* Shorthand: an activation tensor of shape (d0, d1, ...) from the arena, in
+ * the arena's activation dtype (f32 on the CPU, f16 or f32 on CUDA). */
+DsStatus ds_arena_act (DsArena *a, DsTensor *t, DsError *err, int ndim, ...);
 
 /* ResnetBlock2D (models-spec §1.5): GroupNorm+SiLU, conv3x3, (+ time projection),
  * GroupNorm+SiLU, conv3x3, (+ 1x1 shortcut when c_in != c_out), residual add. */

@@ -9,7 +9,8 @@
  * belong to the backends, which report them as DsErrors.
  *
  * Contract details beyond ds-ops.h:
- *  - All tensors are f32 except DS_OP_EMBEDDING's ids (i32).
+ *  - All float tensors of a call share the dtype of its destination (f32, f16
+ *    or bf16); DS_OP_EMBEDDING's ids are i32.
  *  - DS_OP_ADD accepts three forms of b, tried in this order:
  *      1. b has a's shape: elementwise;
  *      2. b is 1-D with a's last dimension (a bias over the last dim, as numpy
@@ -128,10 +129,14 @@ check_call (const DsBackend *be, const DsOpCall *c)
 }
 #else
 
+/* The dtype of the call being checked: its destination's. */
+static _Thread_local DsDType call_dtype;
+
+/* A float tensor of the call's dtype on the backend's device. */
 static bool
-is_f32_on (const DsBackend *be, const DsTensor *t)
+is_float_on (const DsBackend *be, const DsTensor *t)
 {
-  return t && t->dtype == DS_DTYPE_F32 && t->device == be->device
+  return t && t->dtype == call_dtype && t->device == be->device
          && (t->data || ds_tensor_numel (t) == 0);
 }
 
@@ -165,9 +170,9 @@ check_conv2d (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *x = c->src[0], *w = c->src[1], *b = c->src[2];
   const DsTensor *y = c->dst;
-  assert (is_f32_on (be, x) && x->ndim == 4);
-  assert (is_f32_on (be, w) && w->ndim == 4 && w->shape[1] == x->shape[1]);
-  assert (!b || (is_f32_on (be, b) && b->ndim == 1 && b->shape[0] == w->shape[0]));
+  assert (is_float_on (be, x) && x->ndim == 4);
+  assert (is_float_on (be, w) && w->ndim == 4 && w->shape[1] == x->shape[1]);
+  assert (!b || (is_float_on (be, b) && b->ndim == 1 && b->shape[0] == w->shape[0]));
   assert (c->p.conv2d.stride >= 1);
   assert (c->p.conv2d.pad_top >= 0 && c->p.conv2d.pad_bottom >= 0);
   assert (c->p.conv2d.pad_left >= 0 && c->p.conv2d.pad_right >= 0);
@@ -175,7 +180,7 @@ check_conv2d (const DsBackend *be, const DsOpCall *c)
                                    c->p.conv2d.pad_top, c->p.conv2d.pad_bottom);
   int64_t wo = ds_conv2d_out_size (x->shape[3], (int) w->shape[3], c->p.conv2d.stride,
                                    c->p.conv2d.pad_left, c->p.conv2d.pad_right);
-  assert (is_f32_on (be, y) && y->ndim == 4);
+  assert (is_float_on (be, y) && y->ndim == 4);
   assert (y->shape[0] == x->shape[0] && y->shape[1] == w->shape[0]);
   assert (y->shape[2] == ho && y->shape[3] == wo && ho >= 1 && wo >= 1);
   assert (!overlaps (y, x) && !overlaps (y, w) && (!b || !overlaps (y, b)));
@@ -185,13 +190,13 @@ static void
 check_group_norm (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *x = c->src[0], *g = c->src[1], *b = c->src[2], *y = c->dst;
-  assert (is_f32_on (be, x) && x->ndim >= 2);
+  assert (is_float_on (be, x) && x->ndim >= 2);
   int64_t ch = x->shape[1];
   assert (c->p.group_norm.groups >= 1 && ch % c->p.group_norm.groups == 0);
-  assert (is_f32_on (be, g) && g->ndim == 1 && g->shape[0] == ch);
-  assert (is_f32_on (be, b) && b->ndim == 1 && b->shape[0] == ch);
+  assert (is_float_on (be, g) && g->ndim == 1 && g->shape[0] == ch);
+  assert (is_float_on (be, b) && b->ndim == 1 && b->shape[0] == ch);
   assert (c->p.group_norm.eps >= 0);
-  assert (is_f32_on (be, y) && ds_tensor_same_shape (x, y));
+  assert (is_float_on (be, y) && ds_tensor_same_shape (x, y));
   assert (!overlaps (y, x) && !overlaps (y, g) && !overlaps (y, b));
 }
 
@@ -199,12 +204,12 @@ static void
 check_layer_norm (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *x = c->src[0], *g = c->src[1], *b = c->src[2], *y = c->dst;
-  assert (is_f32_on (be, x) && x->ndim >= 1);
+  assert (is_float_on (be, x) && x->ndim >= 1);
   int64_t ch = x->shape[x->ndim - 1];
-  assert (is_f32_on (be, g) && g->ndim == 1 && g->shape[0] == ch);
-  assert (is_f32_on (be, b) && b->ndim == 1 && b->shape[0] == ch);
+  assert (is_float_on (be, g) && g->ndim == 1 && g->shape[0] == ch);
+  assert (is_float_on (be, b) && b->ndim == 1 && b->shape[0] == ch);
   assert (c->p.layer_norm.eps >= 0);
-  assert (is_f32_on (be, y) && ds_tensor_same_shape (x, y));
+  assert (is_float_on (be, y) && ds_tensor_same_shape (x, y));
   assert (!overlaps (y, x) && !overlaps (y, g) && !overlaps (y, b));
 }
 
@@ -212,10 +217,10 @@ static void
 check_linear (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *x = c->src[0], *w = c->src[1], *b = c->src[2], *y = c->dst;
-  assert (is_f32_on (be, x) && x->ndim >= 1);
-  assert (is_f32_on (be, w) && w->ndim == 2 && w->shape[1] == x->shape[x->ndim - 1]);
-  assert (!b || (is_f32_on (be, b) && b->ndim == 1 && b->shape[0] == w->shape[0]));
-  assert (is_f32_on (be, y) && y->ndim == x->ndim);
+  assert (is_float_on (be, x) && x->ndim >= 1);
+  assert (is_float_on (be, w) && w->ndim == 2 && w->shape[1] == x->shape[x->ndim - 1]);
+  assert (!b || (is_float_on (be, b) && b->ndim == 1 && b->shape[0] == w->shape[0]));
+  assert (is_float_on (be, y) && y->ndim == x->ndim);
   assert (dims_equal (x->shape, y->shape, x->ndim - 1));
   assert (y->shape[y->ndim - 1] == w->shape[0]);
   assert (!overlaps (y, x) && !overlaps (y, w) && (!b || !overlaps (y, b)));
@@ -225,9 +230,9 @@ static void
 check_matmul (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *a = c->src[0], *b = c->src[1], *y = c->dst;
-  assert (is_f32_on (be, a) && (a->ndim == 2 || a->ndim == 3));
-  assert (is_f32_on (be, b) && (b->ndim == 2 || b->ndim == 3));
-  assert (is_f32_on (be, y) && (y->ndim == 2 || y->ndim == 3));
+  assert (is_float_on (be, a) && (a->ndim == 2 || a->ndim == 3));
+  assert (is_float_on (be, b) && (b->ndim == 2 || b->ndim == 3));
+  assert (is_float_on (be, y) && (y->ndim == 2 || y->ndim == 3));
   int64_t bta = a->ndim == 3 ? a->shape[0] : 1, btb = b->ndim == 3 ? b->shape[0] : 1;
   int64_t bty = y->ndim == 3 ? y->shape[0] : 1;
   const int64_t *as = a->shape + (a->ndim - 2), *bs = b->shape + (b->ndim - 2);
@@ -244,18 +249,18 @@ check_attention (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *q = c->src[0], *k = c->src[1], *v = c->src[2];
   const DsTensor *o = c->dst, *p = c->dst2;
-  assert (is_f32_on (be, q) && q->ndim == 3);
-  assert (is_f32_on (be, k) && k->ndim == 3);
-  assert (is_f32_on (be, v) && ds_tensor_same_shape (k, v));
+  assert (is_float_on (be, q) && q->ndim == 3);
+  assert (is_float_on (be, k) && k->ndim == 3);
+  assert (is_float_on (be, v) && ds_tensor_same_shape (k, v));
   assert (k->shape[0] == q->shape[0] && k->shape[2] == q->shape[2]);
   assert (q->shape[1] >= 1 && k->shape[1] >= 1);
   int heads = c->p.attention.heads;
   assert (heads >= 1 && q->shape[2] % heads == 0);
-  assert (is_f32_on (be, o) && ds_tensor_same_shape (o, q));
+  assert (is_float_on (be, o) && ds_tensor_same_shape (o, q));
   assert (!overlaps (o, q) && !overlaps (o, k) && !overlaps (o, v));
   if (p)
     {
-      assert (is_f32_on (be, p) && p->ndim == 4);
+      assert (is_float_on (be, p) && p->ndim == 4);
       assert (p->shape[0] == q->shape[0] && p->shape[1] == heads);
       assert (p->shape[2] == q->shape[1] && p->shape[3] == k->shape[1]);
       assert (!overlaps (p, q) && !overlaps (p, k) && !overlaps (p, v) && !overlaps (p, o));
@@ -267,7 +272,7 @@ static void
 check_unary (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *x = c->src[0], *y = c->dst;
-  assert (is_f32_on (be, x) && is_f32_on (be, y) && ds_tensor_same_shape (x, y));
+  assert (is_float_on (be, x) && is_float_on (be, y) && ds_tensor_same_shape (x, y));
   assert (alias_ok (y, x));
 }
 
@@ -275,8 +280,8 @@ static void
 check_geglu (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *x = c->src[0], *y = c->dst;
-  assert (is_f32_on (be, x) && x->ndim >= 1 && x->shape[x->ndim - 1] % 2 == 0);
-  assert (is_f32_on (be, y) && y->ndim == x->ndim);
+  assert (is_float_on (be, x) && x->ndim >= 1 && x->shape[x->ndim - 1] % 2 == 0);
+  assert (is_float_on (be, y) && y->ndim == x->ndim);
   assert (dims_equal (x->shape, y->shape, x->ndim - 1));
   assert (y->shape[y->ndim - 1] * 2 == x->shape[x->ndim - 1]);
   assert (!overlaps (y, x));
@@ -286,7 +291,7 @@ static void
 check_add (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *a = c->src[0], *b = c->src[1], *y = c->dst;
-  assert (is_f32_on (be, a) && is_f32_on (be, b) && is_f32_on (be, y));
+  assert (is_float_on (be, a) && is_float_on (be, b) && is_float_on (be, y));
   assert (ds_tensor_same_shape (a, y));
   bool same = ds_tensor_same_shape (a, b);
   bool last = b->ndim == 1 && a->ndim >= 1 && b->shape[0] == a->shape[a->ndim - 1];
@@ -299,7 +304,7 @@ static void
 check_mul (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *a = c->src[0], *b = c->src[1], *y = c->dst;
-  assert (is_f32_on (be, a) && is_f32_on (be, b) && is_f32_on (be, y));
+  assert (is_float_on (be, a) && is_float_on (be, b) && is_float_on (be, y));
   assert (ds_tensor_same_shape (a, b) && ds_tensor_same_shape (a, y));
   assert (alias_ok (y, a) && alias_ok (y, b));
 }
@@ -309,7 +314,7 @@ check_concat (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *a = c->src[0], *b = c->src[1], *y = c->dst;
   int d = c->p.concat.dim;
-  assert (is_f32_on (be, a) && is_f32_on (be, b) && is_f32_on (be, y));
+  assert (is_float_on (be, a) && is_float_on (be, b) && is_float_on (be, y));
   assert (a->ndim == b->ndim && a->ndim == y->ndim && d >= 0 && d < a->ndim);
   for (int i = 0; i < a->ndim; i++)
     assert (i == d ? y->shape[i] == a->shape[i] + b->shape[i]
@@ -321,7 +326,7 @@ static void
 check_upsample (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *x = c->src[0], *y = c->dst;
-  assert (is_f32_on (be, x) && x->ndim == 4 && is_f32_on (be, y) && y->ndim == 4);
+  assert (is_float_on (be, x) && x->ndim == 4 && is_float_on (be, y) && y->ndim == 4);
   assert (y->shape[0] == x->shape[0] && y->shape[1] == x->shape[1]);
   assert (y->shape[2] == 2 * x->shape[2] && y->shape[3] == 2 * x->shape[3]);
   assert (!overlaps (y, x));
@@ -331,8 +336,8 @@ static void
 check_timestep (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *t = c->src[0], *y = c->dst;
-  assert (is_f32_on (be, t) && t->ndim == 1);
-  assert (is_f32_on (be, y) && y->ndim == 2 && y->shape[0] == t->shape[0] && y->shape[1] >= 1);
+  assert (is_float_on (be, t) && t->ndim == 1);
+  assert (is_float_on (be, y) && y->ndim == 2 && y->shape[0] == t->shape[0] && y->shape[1] >= 1);
   assert (c->p.timestep.max_period > 0);
   /* half - freq_shift divides the exponents */
   assert (y->shape[1] / 2 == 0 || (float) (y->shape[1] / 2) != c->p.timestep.freq_shift);
@@ -346,8 +351,8 @@ check_embedding (const DsBackend *be, const DsOpCall *c)
   assert (ids && ids->dtype == DS_DTYPE_I32 && ids->device == be->device);
   assert (ids->data || ds_tensor_numel (ids) == 0);
   assert (ids->ndim < DS_MAX_DIMS);
-  assert (is_f32_on (be, table) && table->ndim == 2);
-  assert (is_f32_on (be, y) && y->ndim == ids->ndim + 1);
+  assert (is_float_on (be, table) && table->ndim == 2);
+  assert (is_float_on (be, y) && y->ndim == ids->ndim + 1);
   assert (dims_equal (ids->shape, y->shape, ids->ndim));
   assert (y->shape[ids->ndim] == table->shape[1]);
   assert (!overlaps (y, ids) && !overlaps (y, table));
@@ -357,7 +362,7 @@ static void
 check_permute (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *x = c->src[0], *y = c->dst;
-  assert (is_f32_on (be, x) && x->ndim >= 1 && is_f32_on (be, y) && y->ndim == x->ndim);
+  assert (is_float_on (be, x) && x->ndim >= 1 && is_float_on (be, y) && y->ndim == x->ndim);
   unsigned seen = 0;
   for (int i = 0; i < x->ndim; i++)
     {
@@ -374,6 +379,8 @@ check_call (const DsBackend *be, const DsOpCall *c)
 {
   assert (c->dst);
   assert (c->op == DS_OP_ATTENTION || !c->dst2);
+  call_dtype = c->dst->dtype;
+  assert (ds_dtype_is_float (call_dtype));
   switch (c->op)
     {
     case DS_OP_CONV2D: check_conv2d (be, c); break;
@@ -416,6 +423,86 @@ ds_op_run (DsBackend *be, const DsOpCall *call, DsError *err)
     st = be->synchronize (be, err);
   profile[call->op].ms += now_ms () - t0;
   profile[call->op].calls++;
+  return st;
+}
+
+/* ---- arenas and transfers on any backend ---- */
+
+DsStatus
+ds_backend_arena_init (DsBackend *be, DsArena *a, size_t size, DsError *err)
+{
+  if (be->device == DS_DEVICE_CPU)
+    {
+      DsStatus st = ds_arena_init (a, size, err);
+      a->dtype = be->act_dtype;
+      return st;
+    }
+  /* The block is a backend tensor of bytes, viewed as f32 words. */
+  DsTensor block;
+  const int64_t words = (int64_t) ((size + 3) / 4);
+  memset (a, 0, sizeof *a);
+  DsStatus st = be->tensor_alloc (be, &block, DS_DTYPE_F32, 1, &words, err);
+  if (st != DS_OK)
+    return ds_error_prefix (err, st, "reserving a %.1f MiB activation arena",
+                            size / 1048576.0);
+  a->base = block.data;
+  a->size = size;
+  a->device = be->device;
+  a->dtype = be->act_dtype;
+  return DS_OK;
+}
+
+void
+ds_backend_arena_free (DsBackend *be, DsArena *a)
+{
+  if (be->device == DS_DEVICE_CPU || !a->base)
+    {
+      if (a->base)
+        ds_arena_free (a);
+      memset (a, 0, sizeof *a);
+      return;
+    }
+  const int64_t words = (int64_t) ((a->size + 3) / 4);
+  DsTensor block = ds_tensor_make (DS_DTYPE_F32, 1, &words);
+  block.device = a->device;
+  block.data = a->base;
+  block.owned = true;
+  be->tensor_free (be, &block);
+  memset (a, 0, sizeof *a);
+}
+
+DsStatus
+ds_backend_upload_f32 (DsBackend *be, DsTensor *t, const float *host, DsError *err)
+{
+  assert (ds_dtype_is_float (t->dtype));
+  if (t->dtype == DS_DTYPE_F32)
+    return be->upload (be, t, host, err);
+  const int64_t n = ds_tensor_numel (t);
+  void *tmp = malloc (ds_tensor_nbytes (t) + 1);
+  if (!tmp)
+    return ds_error_set (err, DS_ERR_NOMEM, "out of host memory converting %lld values to %s",
+                         (long long) n, ds_dtype_name (t->dtype));
+  ds_convert_from_f32 (tmp, t->dtype, host, n);
+  DsStatus st = be->upload (be, t, tmp, err);
+  free (tmp);
+  return st;
+}
+
+DsStatus
+ds_backend_download_f32 (DsBackend *be, const DsTensor *t, float *host, DsError *err)
+{
+  assert (ds_dtype_is_float (t->dtype));
+  if (t->dtype == DS_DTYPE_F32)
+    return be->download (be, t, host, err);
+  const int64_t n = ds_tensor_numel (t);
+  void *tmp = malloc (ds_tensor_nbytes (t) + 1);
+  if (!tmp)
+    return ds_error_set (err, DS_ERR_NOMEM, "out of host memory converting %lld %s values",
+                         (long long) n, ds_dtype_name (t->dtype));
+  DsStatus st = be->download (be, t, tmp, err);
+  if (st == DS_OK)
+    st = ds_convert_to_f32 (host, tmp, t->dtype, n, err);
+  free (tmp);
   return st;
 }
 

@@ -16,6 +16,14 @@
  *
  * Layouts follow PyTorch: images NCHW, tokens [B, N, C], linear weights [out, in],
  * conv weights [out, in, kh, kw].
+ *
+ * Dtypes: every float tensor of one call (sources, weights, destinations) has
+ * the same dtype, f32, f16 or bf16 — the call's dtype; only embedding ids are
+ * i32. A backend states the dtype its models compute in (act_dtype: weights
+ * are converted to it at load, arenas hand out activations in it); a backend
+ * that cannot run an op in a call's dtype fails with DS_ERR_UNSUPPORTED. The
+ * CPU backend computes in f32 only; the CUDA backend in f32 (strict, for
+ * reference checks) and in f16/bf16 storage with f32 accumulation.
  */
 #pragma once
 
@@ -75,6 +83,7 @@ typedef struct DsBackend DsBackend;
 struct DsBackend {
   const char *name; /* "CPU", "CUDA · NVIDIA H100 ..." */
   DsDevice device;
+  DsDType act_dtype; /* what its models compute in: weights and activations */
   bool planning;    /* ds_backend_null: checks shapes, computes nothing */
   bool (*supports) (DsBackend *be, DsOp op);
   DsStatus (*run) (DsBackend *be, const DsOpCall *call, DsError *err);
@@ -92,6 +101,17 @@ struct DsBackend {
 /* The CPU reference backend (fp32, OpenBLAS for GEMMs). transfer full. */
 DsBackend *ds_backend_cpu_new (DsError *err);
 void ds_backend_free (DsBackend *be);
+
+/* An activation arena of `size` bytes in the backend's memory, handing out
+ * tensors in be->act_dtype. Out of memory names the size. Free it with
+ * ds_backend_arena_free on the same backend. */
+DsStatus ds_backend_arena_init (DsBackend *be, DsArena *a, size_t size, DsError *err);
+void ds_backend_arena_free (DsBackend *be, DsArena *a);
+
+/* Copies numel(t) f32 values from the host into t, a float tensor of any
+ * dtype on the backend, rounding to t's dtype; and back, widening to f32. */
+DsStatus ds_backend_upload_f32 (DsBackend *be, DsTensor *t, const float *host, DsError *err);
+DsStatus ds_backend_download_f32 (DsBackend *be, const DsTensor *t, float *host, DsError *err);
 
 /* Runs one call on `be` after checking shapes; the typed wrappers use it. */
 DsStatus ds_op_run (DsBackend *be, const DsOpCall *call, DsError *err);

@@ -150,7 +150,7 @@ ds_pipeline_free (DsPipeline *p)
   ds_vae_free (p->vae);
   ds_tokenizer_free (p->tok);
   ds_schedule_free (&p->sched);
-  ds_arena_free (&p->arena);
+  ds_backend_arena_free (p->be, &p->arena);
   ds_probe_list_free (&p->probes);
   free (p->latent);
   free (p->ctx);
@@ -218,8 +218,8 @@ arena_reserve (DsPipeline *p, size_t bytes, DsError *err)
       ds_arena_reset (&p->arena);
       return DS_OK;
     }
-  ds_arena_free (&p->arena);
-  return ds_arena_init (&p->arena, bytes, err);
+  ds_backend_arena_free (p->be, &p->arena);
+  return ds_backend_arena_init (p->be, &p->arena, bytes, err);
 }
 
 typedef struct {
@@ -235,15 +235,15 @@ emit_copy (void *user, int index, const DsTensor *t, DsError *err)
   DsStatus st = ds_tensor_alloc (dst, DS_DTYPE_F32, t->ndim, t->shape, err);
   if (st)
     return st;
-  return c->p->be->download (c->p->be, t, dst->data, err);
+  return ds_backend_download_f32 (c->p->be, t, ds_tensor_f32 (dst), err);
 }
 
 /* Host tensor -> backend tensor in the arena. */
 static DsStatus
 to_backend (DsPipeline *p, const DsTensor *host, DsTensor *dev, DsError *err)
 {
-  DsStatus st = ds_arena_tensor (&p->arena, dev, DS_DTYPE_F32, host->ndim, host->shape, err);
-  return st ? st : p->be->upload (p->be, dev, host->data, err);
+  DsStatus st = ds_arena_tensor (&p->arena, dev, p->arena.dtype, host->ndim, host->shape, err);
+  return st ? st : ds_backend_upload_f32 (p->be, dev, ds_tensor_f32 (host), err);
 }
 
 static uint64_t
@@ -288,9 +288,9 @@ latent_for (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *out, DsError
   else if (!p->latent)
     st = ds_error_set (err, DS_ERR_NOMEM, "out of memory for the latent");
   if (!st && !(st = arena_reserve (p, need + io, err)) && !(st = to_backend (p, &pixels, &px, err))
-      && !(st = ds_arena_f32 (&p->arena, &x0, err, 4, (int64_t) 1, (int64_t) C, h, w))
+      && !(st = ds_arena_act (&p->arena, &x0, err, 4, (int64_t) 1, (int64_t) C, h, w))
       && !(st = ds_vae_encode (p->vae, p->be, &p->arena, &px, &x0, err)))
-    st = p->be->download (p->be, &x0, p->latent, err);
+    st = ds_backend_download_f32 (p->be, &x0, p->latent, err);
   ds_tensor_free (&pixels);
   if (st)
     {
@@ -326,9 +326,9 @@ context_for (DsPipeline *p, DsFeatures *out, DsError *err)
   if (!need || !p->ctx)
     st = ds_error_set (err, DS_ERR_NOMEM, "out of memory for the text encoder");
   if (!st && !(st = arena_reserve (p, need + (size_t) (2 * DS_CLIP_CONTEXT * X) * 4 + 64, err))
-      && !(st = ds_arena_f32 (&p->arena, &ctx, err, 3, (int64_t) 2, (int64_t) DS_CLIP_CONTEXT, X))
+      && !(st = ds_arena_act (&p->arena, &ctx, err, 3, (int64_t) 2, (int64_t) DS_CLIP_CONTEXT, X))
       && !(st = ds_text_encoder_forward (p->te, p->be, &p->arena, ids, 2, &ctx, err)))
-    st = p->be->download (p->be, &ctx, p->ctx, err);
+    st = ds_backend_download_f32 (p->be, &ctx, p->ctx, err);
   if (st)
     {
       free (p->ctx);
@@ -400,13 +400,13 @@ ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *ou
   if (!need)
     st = ds_error_set (err, DS_ERR_INVALID, "could not plan the UNet for a %d image", req->size);
   if (!st && !(st = arena_reserve (p, need + io, err))
-      && !(st = ds_arena_f32 (&p->arena, &xt, err, 4, (int64_t) 2, (int64_t) ls.channels,
+      && !(st = ds_arena_act (&p->arena, &xt, err, 4, (int64_t) 2, (int64_t) ls.channels,
                               (int64_t) ls.h, (int64_t) ls.w))
-      && !(st = ds_arena_f32 (&p->arena, &ctx, err, 3, (int64_t) 2, (int64_t) DS_CLIP_CONTEXT, X))
-      && !(st = ds_arena_f32 (&p->arena, &eps, err, 4, (int64_t) 2, (int64_t) ls.channels,
+      && !(st = ds_arena_act (&p->arena, &ctx, err, 3, (int64_t) 2, (int64_t) DS_CLIP_CONTEXT, X))
+      && !(st = ds_arena_act (&p->arena, &eps, err, 4, (int64_t) 2, (int64_t) ls.channels,
                               (int64_t) ls.h, (int64_t) ls.w))
-      && !(st = p->be->upload (p->be, &xt, xth, err)))
-    st = p->be->upload (p->be, &ctx, p->ctx, err);
+      && !(st = ds_backend_upload_f32 (p->be, &xt, xth, err)))
+    st = ds_backend_upload_f32 (p->be, &ctx, p->ctx, err);
   free (xth);
   if (st)
     goto fail;
@@ -418,7 +418,7 @@ ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *ou
   if (req->want_eps)
     {
       if ((st = ds_tensor_alloc (&out->eps, DS_DTYPE_F32, 4, eps.shape, err))
-          || (st = p->be->download (p->be, &eps, out->eps.data, err)))
+          || (st = ds_backend_download_f32 (p->be, &eps, ds_tensor_f32 (&out->eps), err)))
         goto fail;
     }
   out->ms_unet = now_ms () - t0;

@@ -75,8 +75,9 @@ typedef struct {
   const bool *want;
   /* The deepest wanted index; the forward stops after it. -1: run to the end. */
   int last;
-  /* Called with probe i's tensor [B, ...per-item shape] (f32, on the backend's
-   * device, valid only during the call). Return non-OK to abort the forward. */
+  /* Called with probe i's tensor [B, ...per-item shape] (in the backend's
+   * act_dtype, on its device, valid only during the call; ds_backend_download_f32
+   * copies it out). Return non-OK to abort the forward. */
   DsStatus (*emit) (void *user, int index, const DsTensor *t, DsError *err);
   void *user;
   /* Optional: polled between blocks; when it reads non-zero the forward returns

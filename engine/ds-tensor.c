@@ -255,6 +255,33 @@ ds_convert_to_f32 (float *dst, const void *src, DsDType src_dtype, int64_t n,
     }
 }
 
+bool
+ds_dtype_is_float (DsDType dtype)
+{
+  return dtype == DS_DTYPE_F32 || dtype == DS_DTYPE_F16 || dtype == DS_DTYPE_BF16;
+}
+
+void
+ds_convert_from_f32 (void *dst, DsDType dst_dtype, const float *src, int64_t n)
+{
+  assert (ds_dtype_is_float (dst_dtype));
+  uint16_t *h = dst;
+  switch (dst_dtype)
+    {
+    case DS_DTYPE_F16:
+      for (int64_t i = 0; i < n; i++)
+        h[i] = ds_f32_to_f16 (src[i]);
+      break;
+    case DS_DTYPE_BF16:
+      for (int64_t i = 0; i < n; i++)
+        h[i] = ds_f32_to_bf16 (src[i]);
+      break;
+    default:
+      memcpy (dst, src, (size_t) n * sizeof *src);
+      break;
+    }
+}
+
 DsStatus
 ds_arena_init (DsArena *a, size_t size, DsError *err)
 {
@@ -264,6 +291,8 @@ ds_arena_init (DsArena *a, size_t size, DsError *err)
     return ds_error_set (err, DS_ERR_NOMEM, "out of host memory reserving a %zu MiB arena",
                          size >> 20);
   a->size = size;
+  a->device = DS_DEVICE_CPU;
+  a->dtype = DS_DTYPE_F32;
   return DS_OK;
 }
 

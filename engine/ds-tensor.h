@@ -91,16 +91,24 @@ uint16_t ds_f32_to_bf16 (float f);
 /* Converts `n` elements of src_dtype at src into f32 at dst (host memory). */
 DsStatus ds_convert_to_f32 (float *dst, const void *src, DsDType src_dtype,
                             int64_t n, DsError *err);
+/* Rounds `n` f32 values into f16 or bf16 (round to nearest even) or copies them
+ * (f32) at dst (host memory). dst_dtype must be a float dtype. */
+void ds_convert_from_f32 (void *dst, DsDType dst_dtype, const float *src, int64_t n);
+/* True for f32, f16 and bf16. */
+bool ds_dtype_is_float (DsDType dtype);
 
 /* Bump allocator for activations. */
 typedef struct {
   uint8_t *base;   /* host memory, or device memory when device != DS_DEVICE_CPU */
   DsDevice device; /* stamped on every tensor the arena hands out */
+  DsDType dtype;   /* the float dtype of activations (ds_arena_act in ds-nn.h) */
   size_t size;
   size_t used;
   size_t peak;
 } DsArena;
 
+/* A host arena for f32 activations (the CPU backend's); for any backend use
+ * ds_backend_arena_init (ds-ops.h). */
 DsStatus ds_arena_init (DsArena *a, size_t size, DsError *err);
 void ds_arena_free (DsArena *a);
 /* A CPU tensor from the arena, 64-byte aligned, contents uninitialised.

@@ -224,12 +224,12 @@ forward (DsTextEncoder *te, DsBackend *be, DsArena *a, const int32_t *host_ids, 
     return st;
   if (host_ids && (st = be->upload (be, &ids, host_ids, err)))
     return st;
-  if ((st = ds_arena_f32 (a, &x, err, 3, B, N, C))
-      || (st = ds_arena_f32 (a, &h, err, 3, B, N, C))
-      || (st = ds_arena_f32 (a, &q, err, 3, B, N, C))
-      || (st = ds_arena_f32 (a, &k, err, 3, B, N, C))
-      || (st = ds_arena_f32 (a, &v, err, 3, B, N, C))
-      || (st = ds_arena_f32 (a, &f, err, 3, B, N, I)))
+  if ((st = ds_arena_act (a, &x, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &h, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &q, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &k, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &v, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &f, err, 3, B, N, I)))
     return st;
 
   if ((st = ds_embedding (be, &ids, &te->tok_emb, &x, err)))
@@ -258,11 +258,12 @@ ds_text_encoder_forward (DsTextEncoder *te, DsBackend *be, DsArena *a, const int
   if (B < 1)
     return ds_error_set (err, DS_ERR_INVALID, "text encoder: batch size %lld, expected >= 1",
                          (long long) B);
-  if (out->ndim != 3 || out->dtype != DS_DTYPE_F32
+  if (out->ndim != 3 || out->dtype != be->act_dtype
       || memcmp (out->shape, want, sizeof want) != 0)
-    return ds_error_set (err, DS_ERR_INVALID, "text encoder: output is %s %s, expected f32 %s",
+    return ds_error_set (err, DS_ERR_INVALID, "text encoder: output is %s %s, expected %s %s",
                          ds_dtype_name (out->dtype),
                          ds_shape_str (out->ndim, out->shape, s1, sizeof s1),
+                         ds_dtype_name (be->act_dtype),
                          ds_shape_str (3, want, s2, sizeof s2));
   for (int64_t i = 0; i < B * DS_TEXT_LEN; i++)
     if (ids[i] < 0 || ids[i] >= te->cfg.vocab_size)
@@ -283,15 +284,15 @@ ds_text_encoder_arena_bytes (DsTextEncoder *te, int64_t B)
   assert (te);
   if (B < 1)
     return 0;
-  DsBackend *null = ds_backend_null_new (te->w.be->device);
+  DsBackend *null = ds_backend_null_new (te->w.be);
   if (!null)
     return 0;
   DsArena a;
-  ds_arena_init_measure (&a, te->w.be->device);
+  ds_arena_init_measure (&a, te->w.be);
   DsTensor out;
   size_t result = 0;
   /* The output gets a stand-in address below the mark (see ds_vae_arena_bytes). */
-  if (ds_arena_f32 (&a, &out, NULL, 3, B, (int64_t) DS_TEXT_LEN,
+  if (ds_arena_act (&a, &out, NULL, 3, B, (int64_t) DS_TEXT_LEN,
                     (int64_t) te->cfg.hidden_size) == DS_OK)
     {
       size_t mark = ds_arena_mark (&a);

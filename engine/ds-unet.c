@@ -309,7 +309,7 @@ probe (Fwd *f, const DsTensor *t, bool tokens, int64_t H, int64_t W)
           const int64_t B = t->shape[0], N = t->shape[1], C = t->shape[2];
           size_t mark = ds_arena_mark (f->a);
           DsTensor m;
-          if ((st = ds_arena_f32 (f->a, &m, f->err, 3, B, C, N))
+          if ((st = ds_arena_act (f->a, &m, f->err, 3, B, C, N))
               || (st = ds_permute (f->be, t, (int[]){ 0, 2, 1, 3 }, &m, f->err)))
             return st;
           m = ds_tensor_reshape (&m, 4, (int64_t[]){ B, C, H, W });
@@ -360,9 +360,9 @@ cross_lse (Fwd *f, const DsTensor *q, const DsTensor *kc, int heads, float scale
   DsTensor qh, kh, logits;
   DsTensor q4 = ds_tensor_reshape (q, 4, (int64_t[]){ B, N, heads, D });
   DsTensor k4 = ds_tensor_reshape (kc, 4, (int64_t[]){ B, Nc, heads, D });
-  TRY (ds_arena_f32 (f->a, &qh, f->err, 4, B, (int64_t) heads, N, D));
-  TRY (ds_arena_f32 (f->a, &kh, f->err, 4, B, (int64_t) heads, Nc, D));
-  TRY (ds_arena_f32 (f->a, &logits, f->err, 3, B * heads, N, Nc));
+  TRY (ds_arena_act (f->a, &qh, f->err, 4, B, (int64_t) heads, N, D));
+  TRY (ds_arena_act (f->a, &kh, f->err, 4, B, (int64_t) heads, Nc, D));
+  TRY (ds_arena_act (f->a, &logits, f->err, 3, B * heads, N, Nc));
   TRY (ds_permute (f->be, &q4, (int[]){ 0, 2, 1, 3 }, &qh, f->err));
   TRY (ds_permute (f->be, &k4, (int[]){ 0, 2, 1, 3 }, &kh, f->err));
   DsTensor q3 = ds_tensor_reshape (&qh, 3, (int64_t[]){ B * heads, N, D });
@@ -374,7 +374,7 @@ cross_lse (Fwd *f, const DsTensor *q, const DsTensor *kc, int heads, float scale
       float *host = malloc (n * sizeof *host);
       if (!host)
         return ds_error_set (f->err, DS_ERR_NOMEM, "out of memory for attention scores");
-      DsStatus st = f->be->download (f->be, &logits, host, f->err);
+      DsStatus st = ds_backend_download_f32 (f->be, &logits, host, f->err);
       for (int64_t b = 0; b < B && st == DS_OK; b++)
         {
           double sum = 0;
@@ -413,22 +413,22 @@ transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor 
   size_t mark = ds_arena_mark (a);
   DsTensor n, tok, h, t1, q, k, v, att, o, kc, vc, g, ff, probs;
 
-  TRY (ds_arena_f32 (a, &n, err, 4, B, C, H, W));
+  TRY (ds_arena_act (a, &n, err, 4, B, C, H, W));
   TRY (ds_group_norm (be, x, &t->norm.g, &t->norm.b, f->u->cfg.norm_num_groups, 1e-6f, false,
                       &n, err));
-  TRY (ds_arena_f32 (a, &tok, err, 3, B, N, C));
+  TRY (ds_arena_act (a, &tok, err, 3, B, N, C));
   DsTensor n3 = ds_tensor_reshape (&n, 3, (int64_t[]){ B, C, N });
   TRY (ds_permute (be, &n3, (int[]){ 0, 2, 1, 3 }, &tok, err));
-  TRY (ds_arena_f32 (a, &h, err, 3, B, N, C));
+  TRY (ds_arena_act (a, &h, err, 3, B, N, C));
   TRY (ds_linear (be, &tok, &t->proj_in.w, &t->proj_in.b, &h, err));
 
   /* self-attention */
-  TRY (ds_arena_f32 (a, &t1, err, 3, B, N, C));
-  TRY (ds_arena_f32 (a, &q, err, 3, B, N, C));
-  TRY (ds_arena_f32 (a, &k, err, 3, B, N, C));
-  TRY (ds_arena_f32 (a, &v, err, 3, B, N, C));
-  TRY (ds_arena_f32 (a, &att, err, 3, B, N, C));
-  TRY (ds_arena_f32 (a, &o, err, 3, B, N, C));
+  TRY (ds_arena_act (a, &t1, err, 3, B, N, C));
+  TRY (ds_arena_act (a, &q, err, 3, B, N, C));
+  TRY (ds_arena_act (a, &k, err, 3, B, N, C));
+  TRY (ds_arena_act (a, &v, err, 3, B, N, C));
+  TRY (ds_arena_act (a, &att, err, 3, B, N, C));
+  TRY (ds_arena_act (a, &o, err, 3, B, N, C));
   TRY (ds_layer_norm (be, &h, &t->norm1.g, &t->norm1.b, 1e-5f, &t1, err));
   TRY (ds_linear (be, &t1, &t->q1.w, NULL, &q, err));
   TRY (ds_linear (be, &t1, &t->k1.w, NULL, &k, err));
@@ -438,7 +438,7 @@ transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor 
   PROBE (&v, true, H, W);
   bool want_map = wants (f, f->probe);
   if (want_map)
-    TRY (ds_arena_f32 (a, &probs, err, 4, B, (int64_t) t->heads, N, N));
+    TRY (ds_arena_act (a, &probs, err, 4, B, (int64_t) t->heads, N, N));
   TRY (ds_attention (be, &q, &k, &v, t->heads, scale, false, &att, want_map ? &probs : NULL, err));
   PROBE (&probs, false, 0, 0);
   TRY (ds_linear (be, &att, &t->o1.w, &t->o1.b, &o, err));
@@ -448,13 +448,13 @@ transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor 
   TRY (ds_layer_norm (be, &h, &t->norm2.g, &t->norm2.b, 1e-5f, &t1, err));
   TRY (ds_linear (be, &t1, &t->q2.w, NULL, &q, err));
   PROBE (&q, true, H, W);
-  TRY (ds_arena_f32 (a, &kc, err, 3, B, Nc, C));
-  TRY (ds_arena_f32 (a, &vc, err, 3, B, Nc, C));
+  TRY (ds_arena_act (a, &kc, err, 3, B, Nc, C));
+  TRY (ds_arena_act (a, &vc, err, 3, B, Nc, C));
   TRY (ds_linear (be, f->ctx, &t->k2.w, NULL, &kc, err));
   TRY (ds_linear (be, f->ctx, &t->v2.w, NULL, &vc, err));
   want_map = wants (f, f->probe);
   if (want_map)
-    TRY (ds_arena_f32 (a, &probs, err, 4, B, (int64_t) t->heads, N, Nc));
+    TRY (ds_arena_act (a, &probs, err, 4, B, (int64_t) t->heads, N, Nc));
   if (f->sink && f->sink->cross_lse)
     TRY (cross_lse (f, &q, &kc, t->heads, scale));
   f->cross_layer++;
@@ -466,8 +466,8 @@ transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor 
 
   /* GEGLU feed-forward */
   TRY (ds_layer_norm (be, &h, &t->norm3.g, &t->norm3.b, 1e-5f, &t1, err));
-  TRY (ds_arena_f32 (a, &g, err, 3, B, N, 8 * C));
-  TRY (ds_arena_f32 (a, &ff, err, 3, B, N, 4 * C));
+  TRY (ds_arena_act (a, &g, err, 3, B, N, 8 * C));
+  TRY (ds_arena_act (a, &ff, err, 3, B, N, 4 * C));
   TRY (ds_linear (be, &t1, &t->ff_in.w, &t->ff_in.b, &g, err));
   TRY (ds_geglu (be, &g, &ff, err));
   PROBE (&ff, true, H, W);
@@ -492,7 +492,7 @@ resnet_step (Fwd *f, const DsResnetW *r, const DsTensor *x, DsTensor *out)
 {
   const int64_t B = x->shape[0], H = x->shape[2], W = x->shape[3];
   DsTensor inc;
-  TRY (ds_arena_f32 (f->a, out, f->err, 4, B, (int64_t) r->c_out, H, W));
+  TRY (ds_arena_act (f->a, out, f->err, 4, B, (int64_t) r->c_out, H, W));
   size_t mark = ds_arena_mark (f->a);
   TRY (ds_resnet_forward (f->be, f->a, r, x, &f->temb_act, f->u->cfg.norm_num_groups,
                           f->u->cfg.norm_eps, out, &inc, f->err));
@@ -509,9 +509,9 @@ up_resnet_step (Fwd *f, const DsResnetW *r, const DsTensor *h, const DsTensor *s
 {
   const int64_t B = h->shape[0], H = h->shape[2], W = h->shape[3];
   DsTensor cat, inc;
-  TRY (ds_arena_f32 (f->a, out, f->err, 4, B, (int64_t) r->c_out, H, W));
+  TRY (ds_arena_act (f->a, out, f->err, 4, B, (int64_t) r->c_out, H, W));
   size_t mark = ds_arena_mark (f->a);
-  TRY (ds_arena_f32 (f->a, &cat, f->err, 4, B, h->shape[1] + skip->shape[1], H, W));
+  TRY (ds_arena_act (f->a, &cat, f->err, 4, B, h->shape[1] + skip->shape[1], H, W));
   TRY (ds_concat (f->be, h, skip, 1, &cat, f->err));
   TRY (ds_resnet_forward (f->be, f->a, r, &cat, &f->temb_act, f->u->cfg.norm_num_groups,
                           f->u->cfg.norm_eps, out, &inc, f->err));
@@ -524,7 +524,7 @@ up_resnet_step (Fwd *f, const DsResnetW *r, const DsTensor *h, const DsTensor *s
 static DsStatus
 attn_step (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor *out)
 {
-  TRY (ds_arena_f32 (f->a, out, f->err, 4, x->shape[0], x->shape[1], x->shape[2], x->shape[3]));
+  TRY (ds_arena_act (f->a, out, f->err, 4, x->shape[0], x->shape[1], x->shape[2], x->shape[3]));
   return transformer_forward (f, t, x, out);
 }
 
@@ -550,21 +550,21 @@ forward (Fwd *f, const DsTensor *sample, const float *timesteps, DsTensor *out)
 
   /* time embedding: sinusoid -> linear -> SiLU -> linear, then SiLU for the resnets */
   DsTensor ts, temb0, temb1;
-  TRY (ds_arena_f32 (a, &ts, err, 1, B));
-  TRY (be->upload (be, &ts, timesteps, err));
-  TRY (ds_arena_f32 (a, &temb0, err, 2, B, (int64_t) c->block_out_channels[0]));
+  TRY (ds_arena_act (a, &ts, err, 1, B));
+  TRY (ds_backend_upload_f32 (be, &ts, timesteps, err));
+  TRY (ds_arena_act (a, &temb0, err, 2, B, (int64_t) c->block_out_channels[0]));
   TRY (ds_timestep_embedding (be, &ts, c->flip_sin_to_cos, c->freq_shift, 10000.0f, &temb0, err));
-  TRY (ds_arena_f32 (a, &temb1, err, 2, B, T));
+  TRY (ds_arena_act (a, &temb1, err, 2, B, T));
   TRY (ds_linear (be, &temb0, &u->time1.w, &u->time1.b, &temb1, err));
   TRY (ds_silu (be, &temb1, &temb1, err));
-  TRY (ds_arena_f32 (a, &f->temb_act, err, 2, B, T));
+  TRY (ds_arena_act (a, &f->temb_act, err, 2, B, T));
   TRY (ds_linear (be, &temb1, &u->time2.w, &u->time2.b, &f->temb_act, err));
   TRY (ds_silu (be, &f->temb_act, &f->temb_act, err));
 
   PROBE (sample, false, H, W);
   DsTensor h, next, skips[4 * DS_MAX_LEVELS + 1];
   int n_skips = 0;
-  TRY (ds_arena_f32 (a, &h, err, 4, B, (int64_t) c->block_out_channels[0], H, W));
+  TRY (ds_arena_act (a, &h, err, 4, B, (int64_t) c->block_out_channels[0], H, W));
   TRY (ds_conv2d (be, sample, &u->conv_in.w, &u->conv_in.b, 1, 1, 1, 1, 1, &h, err));
   PROBE (&h, false, H, W);
   skips[n_skips++] = h;
@@ -588,7 +588,7 @@ forward (Fwd *f, const DsTensor *sample, const float *timesteps, DsTensor *out)
           TRY (check_cancel (f));
           int p = c->downsample_padding;
           /* padding 0 means diffusers' asymmetric (0, 1, 0, 1) pad before the conv */
-          TRY (ds_arena_f32 (a, &next, err, 4, B, h.shape[1], H / 2, W / 2));
+          TRY (ds_arena_act (a, &next, err, 4, B, h.shape[1], H / 2, W / 2));
           TRY (ds_conv2d (be, &h, &lv->sampler.w, &lv->sampler.b, 2, p, p, p ? p : 1, p ? p : 1,
                           &next, err));
           H /= 2, W /= 2;
@@ -622,9 +622,9 @@ forward (Fwd *f, const DsTensor *sample, const float *timesteps, DsTensor *out)
         {
           TRY (check_cancel (f));
           DsTensor up;
-          TRY (ds_arena_f32 (a, &next, err, 4, B, h.shape[1], 2 * H, 2 * W));
+          TRY (ds_arena_act (a, &next, err, 4, B, h.shape[1], 2 * H, 2 * W));
           size_t mark = ds_arena_mark (a);
-          TRY (ds_arena_f32 (a, &up, err, 4, B, h.shape[1], 2 * H, 2 * W));
+          TRY (ds_arena_act (a, &up, err, 4, B, h.shape[1], 2 * H, 2 * W));
           TRY (ds_upsample_nearest2x (be, &h, &up, err));
           H *= 2, W *= 2;
           TRY (ds_conv2d (be, &up, &lv->sampler.w, &lv->sampler.b, 1, 1, 1, 1, 1, &next, err));
@@ -635,13 +635,13 @@ forward (Fwd *f, const DsTensor *sample, const float *timesteps, DsTensor *out)
     }
 
   DsTensor n, eps;
-  TRY (ds_arena_f32 (a, &n, err, 4, B, h.shape[1], H, W));
+  TRY (ds_arena_act (a, &n, err, 4, B, h.shape[1], H, W));
   TRY (ds_group_norm (be, &h, &u->norm_out.g, &u->norm_out.b, c->norm_num_groups, c->norm_eps,
                       true, &n, err));
   if (out)
     eps = *out;
   else
-    TRY (ds_arena_f32 (a, &eps, err, 4, B, (int64_t) c->out_channels, H, W));
+    TRY (ds_arena_act (a, &eps, err, 4, B, (int64_t) c->out_channels, H, W));
   TRY (ds_conv2d (be, &n, &u->conv_out.w, &u->conv_out.b, 1, 1, 1, 1, 1, &eps, err));
   PROBE (&eps, false, H, W);
   return DS_OK;
@@ -685,11 +685,11 @@ size_t
 ds_unet_arena_bytes (DsUnet *unet, int64_t B, int64_t h, int64_t w, int64_t n_ctx,
                      const DsProbeSink *sink)
 {
-  DsBackend *null = ds_backend_null_new (unet->w.be->device);
+  DsBackend *null = ds_backend_null_new (unet->w.be);
   if (!null)
     return 0;
   DsArena a;
-  ds_arena_init_measure (&a, unet->w.be->device);
+  ds_arena_init_measure (&a, unet->w.be);
   /* The inputs get placeholder addresses from the arena too; what they take
    * is not part of the answer. */
   DsTensor sample, ctx;
@@ -697,8 +697,8 @@ ds_unet_arena_bytes (DsUnet *unet, int64_t B, int64_t h, int64_t w, int64_t n_ct
   /* Wanted maps need their buffers: measure with the sink's wants, no emits. */
   DsProbeSink measure = sink ? *sink : (DsProbeSink){ .last = -1 };
   size_t bytes = 0;
-  if (!ds_arena_f32 (&a, &sample, &err, 4, B, (int64_t) unet->cfg.in_channels, h, w)
-      && !ds_arena_f32 (&a, &ctx, &err, 3, B, n_ctx, (int64_t) unet->cfg.cross_attention_dim))
+  if (!ds_arena_act (&a, &sample, &err, 4, B, (int64_t) unet->cfg.in_channels, h, w)
+      && !ds_arena_act (&a, &ctx, &err, 3, B, n_ctx, (int64_t) unet->cfg.cross_attention_dim))
     {
       /* The null backend's upload reads nothing, so no timestep values are needed. */
       const float *no_timesteps = NULL;

@@ -257,11 +257,11 @@ attn_forward (DsVae *vae, DsBackend *be, DsArena *a, const DsTensor *x, DsTensor
   size_t mark = ds_arena_mark (a);
   DsTensor t0, t1, t2, t3, t4;
   DsStatus st;
-  if ((st = ds_arena_f32 (a, &t0, err, 3, B, N, C))
-      || (st = ds_arena_f32 (a, &t1, err, 3, B, N, C))
-      || (st = ds_arena_f32 (a, &t2, err, 3, B, N, C))
-      || (st = ds_arena_f32 (a, &t3, err, 3, B, N, C))
-      || (st = ds_arena_f32 (a, &t4, err, 3, B, N, C)))
+  if ((st = ds_arena_act (a, &t0, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &t1, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &t2, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &t3, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &t4, err, 3, B, N, C)))
     return st;
 
   DsTensor norm = view4 (&t0, B, C, H, W);          /* GroupNorm(x), NCHW */
@@ -320,8 +320,8 @@ encode (DsVae *vae, DsBackend *be, DsArena *a, const DsTensor *pixels, DsTensor 
     max_numel = B * 2 * L * lh * lw;
 
   DsTensor buf[2];
-  if ((st = ds_arena_f32 (a, &buf[0], err, 1, max_numel))
-      || (st = ds_arena_f32 (a, &buf[1], err, 1, max_numel)))
+  if ((st = ds_arena_act (a, &buf[0], err, 1, max_numel))
+      || (st = ds_arena_act (a, &buf[1], err, 1, max_numel)))
     return st;
   int p = 0; /* buf[p] holds the current activation */
   DsTensor x = view4 (&buf[0], B, c->block_out_channels[0], H, W), y;
@@ -408,12 +408,12 @@ check_io (const DsVae *vae, const DsTensor *pixels, const DsTensor *latent, DsEr
   const int64_t f = ds_vae_factor (vae);
   char s1[96], s2[96];
   if (pixels->ndim != 4 || pixels->shape[0] < 1 || pixels->shape[1] != c->in_channels
-      || pixels->dtype != DS_DTYPE_F32)
+      || pixels->dtype != vae->w.be->act_dtype)
     return ds_error_set (err, DS_ERR_INVALID,
-                         "VAE encoder: pixels are %s %s, expected f32 [B, %d, H, W]",
+                         "VAE encoder: pixels are %s %s, expected %s [B, %d, H, W]",
                          ds_dtype_name (pixels->dtype),
                          ds_shape_str (pixels->ndim, pixels->shape, s1, sizeof s1),
-                         c->in_channels);
+                         ds_dtype_name (vae->w.be->act_dtype), c->in_channels);
   const int64_t B = pixels->shape[0], H = pixels->shape[2], W = pixels->shape[3];
   if (H < f || W < f || H % f || W % f)
     return ds_error_set (err, DS_ERR_INVALID,
@@ -421,11 +421,12 @@ check_io (const DsVae *vae, const DsTensor *pixels, const DsTensor *latent, DsEr
                          "downsampling factor %lld",
                          (long long) W, (long long) H, (long long) f);
   const int64_t want[4] = { B, c->latent_channels, H / f, W / f };
-  if (latent->ndim != 4 || latent->dtype != DS_DTYPE_F32
+  if (latent->ndim != 4 || latent->dtype != vae->w.be->act_dtype
       || memcmp (latent->shape, want, sizeof want) != 0)
-    return ds_error_set (err, DS_ERR_INVALID, "VAE encoder: latent is %s %s, expected f32 %s",
+    return ds_error_set (err, DS_ERR_INVALID, "VAE encoder: latent is %s %s, expected %s %s",
                          ds_dtype_name (latent->dtype),
                          ds_shape_str (latent->ndim, latent->shape, s1, sizeof s1),
+                         ds_dtype_name (vae->w.be->act_dtype),
                          ds_shape_str (4, want, s2, sizeof s2));
   return DS_OK;
 }
@@ -451,17 +452,17 @@ ds_vae_arena_bytes (DsVae *vae, int64_t B, int64_t H, int64_t W)
   const int64_t f = ds_vae_factor (vae);
   if (B < 1 || H < f || W < f || H % f || W % f)
     return 0;
-  DsBackend *null = ds_backend_null_new (vae->w.be->device);
+  DsBackend *null = ds_backend_null_new (vae->w.be);
   if (!null)
     return 0;
   DsArena a;
-  ds_arena_init_measure (&a, vae->w.be->device);
+  ds_arena_init_measure (&a, vae->w.be);
   /* The caller's tensors get stand-in addresses below the mark, so the forward's
    * stand-ins never look like they overlap them. */
   DsTensor pixels, latent;
   size_t result = 0;
-  if (ds_arena_f32 (&a, &pixels, NULL, 4, B, (int64_t) vae->cfg.in_channels, H, W) == DS_OK
-      && ds_arena_f32 (&a, &latent, NULL, 4, B, (int64_t) vae->cfg.latent_channels, H / f,
+  if (ds_arena_act (&a, &pixels, NULL, 4, B, (int64_t) vae->cfg.in_channels, H, W) == DS_OK
+      && ds_arena_act (&a, &latent, NULL, 4, B, (int64_t) vae->cfg.latent_channels, H / f,
                        W / f) == DS_OK)
     {
       size_t mark = ds_arena_mark (&a);

@@ -127,9 +127,10 @@ ds_weights_load (DsWeights *w, DsTensor *out, int ndim, const int64_t *shape, Ds
     *out = host; /* the host copy is the CPU backend's tensor */
   else
     {
-      st = w->be->tensor_alloc (w->be, out, DS_DTYPE_F32, ndim, shape, err);
+      /* Converted once, here, to what the backend computes in. */
+      st = w->be->tensor_alloc (w->be, out, w->be->act_dtype, ndim, shape, err);
       if (st == DS_OK)
-        st = w->be->upload (w->be, out, host.data, err);
+        st = ds_backend_upload_f32 (w->be, out, ds_tensor_f32 (&host), err);
       ds_tensor_free (&host);
       if (st != DS_OK)
         return ds_error_prefix (err, st, "loading '%s'", name);

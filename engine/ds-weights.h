@@ -4,7 +4,8 @@
  * are formatted printf-style and prefixed with the loader's prefix; the stored
  * shape must equal the expected one, so a file from another config fails with a
  * message naming the file, tensor, stored and expected shapes. Tensors are read
- * as f32 (converted from f16/bf16 files) and placed on the backend's device.
+ * as f32 (converted from f16/bf16 files), then converted once to the backend's
+ * act_dtype (f16 on CUDA by default) and placed on its device.
  *
  * The small parameter structs below (linear, conv, norm) are what the model
  * graphs hold; shapes are written at each load call.

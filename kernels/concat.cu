@@ -5,8 +5,9 @@
  */
 #include "ds-cuda-util.cuh"
 
+template <typename T>
 static __global__ void
-concat_kernel (const float *__restrict__ a, const float *__restrict__ b, float *__restrict__ y,
+concat_kernel (const T *__restrict__ a, const T *__restrict__ b, T *__restrict__ y,
                int64_t outer, int64_t na, int64_t nb)
 {
   const int64_t slab = na + nb, n = outer * slab;
@@ -18,12 +19,14 @@ concat_kernel (const float *__restrict__ a, const float *__restrict__ b, float *
 }
 
 extern "C" cudaError_t
-ds_cuda_concat (const float *a, const float *b, float *y, int64_t outer, int64_t na, int64_t nb,
-                cudaStream_t stream)
+ds_cuda_concat (DsDType dt, const void *a, const void *b, void *y, int64_t outer, int64_t na,
+                int64_t nb, cudaStream_t stream)
 {
   const int64_t n = outer * (na + nb);
   if (n <= 0)
     return cudaSuccess;
-  concat_kernel<<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (a, b, y, outer, na, nb);
+  DS_CUDA_DISPATCH_BITS (dt, T,
+    concat_kernel<T><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) a, (const T *) b, (T *) y, outer, na, nb));
   return ds_cuda_launched ();
 }

@@ -1,15 +1,23 @@
-/* ds-backend-cuda.c: the CUDA backend (see ds-cuda.h), fp32 first.
+/* ds-backend-cuda.c: the CUDA backend (see ds-cuda.h).
  *
  * The DsBackend interface over one device: tensors in device memory, one
- * stream, one cuBLAS handle in pedantic (strict fp32, no TF32) math so results
- * track the CPU reference to rounding. This file does the dispatch, memory,
- * copies and GEMM orchestration; the kernels live in kernels/<op>.cu behind the
- * launchers of ds-cuda-kernels.h. Every op computes what engine/ds-backend-
- * cpu.c computes, in the same order where it matters (norm statistics in
- * double, softmax's recipe, the timestep embedding's float steps), and
- * tests/test-backend-ops.c compares the two op by op.
+ * stream, one cuBLAS handle. This file does the dispatch, memory, copies and
+ * GEMM orchestration; the kernels live in kernels/<op>.cu behind the
+ * launchers of ds-cuda-kernels.h.
  *
- * Not here yet: fp16/bf16 storage, fused or flash attention, tuned kernels.
+ * Precision: a call runs in its tensors' dtype. In f32 every op computes what
+ * engine/ds-backend-cpu.c computes, in the same order where it matters (norm
+ * statistics in double, softmax's recipe, the timestep embedding's float
+ * steps), with GEMMs in strict fp32 (CUBLAS_COMPUTE_32F_PEDANTIC: no TF32), and
+ * tests/test-backend-ops.c compares the two op by op to rounding. In f16/bf16
+ * tensors are stored narrow and everything accumulates in f32: GEMMs on tensor
+ * cores with f32 compute, kernels widen on load and round once on store,
+ * attention scores are f32 until the probabilities.
+ *
+ * Attention: f16/bf16 with head size 64 and no probabilities wanted runs the
+ * fused kernel (attention.cu); otherwise scores are materialised (GEMM,
+ * softmax, GEMM), which is also how attention maps are handed back.
+ * DS_CUDA_FLASH=0 in the environment forces the materialised path.
  *
  * Memory: conv2d's im2col columns and attention's scores use one scratch
  * buffer owned by the backend, in bounded pieces (COL_BUDGET_BYTES of columns,
@@ -48,12 +56,14 @@
 typedef struct {
   DsBackend be;          /* be.impl points back here */
   int device;
+  int cc_major;          /* compute capability; the fused attention needs >= 8 */
   char name[300];        /* "CUDA · NVIDIA H100 80GB HBM3" */
   cudaStream_t stream;
   cublasHandle_t blas;
-  float *scratch;        /* (scratch_len) f32 device, contents undefined between ops */
-  size_t scratch_len;
+  void *scratch;         /* (scratch_bytes) device, contents undefined between ops */
+  size_t scratch_bytes;
   bool sync_each_op;     /* DS_CUDA_SYNC: synchronize and check after every op */
+  bool no_flash;         /* DS_CUDA_FLASH=0: always the materialised attention */
 } CudaImpl;
 
 static CudaImpl *
@@ -131,11 +141,11 @@ enter (CudaImpl *impl, DsError *err)
   return DS_OK;
 }
 
-/* At least n floats of scratch, or NULL with err set. */
-static float *
-cuda_scratch (CudaImpl *impl, size_t n, DsError *err)
+/* At least `bytes` of scratch, or NULL with err set. */
+static void *
+cuda_scratch (CudaImpl *impl, size_t bytes, DsError *err)
 {
-  if (n <= impl->scratch_len)
+  if (bytes <= impl->scratch_bytes)
     return impl->scratch;
   /* Queued kernels may still read the old buffer. */
   cudaError_t e = cudaStreamSynchronize (impl->stream);
@@ -147,11 +157,11 @@ cuda_scratch (CudaImpl *impl, size_t n, DsError *err)
       return NULL;
     }
   impl->scratch = NULL;
-  impl->scratch_len = 0;
-  if (device_malloc ((void **) &impl->scratch, n * sizeof (float),
+  impl->scratch_bytes = 0;
+  if (device_malloc (&impl->scratch, bytes,
                      "the backend's scratch (im2col columns, attention scores)", err))
     return NULL;
-  impl->scratch_len = n;
+  impl->scratch_bytes = bytes;
   return impl->scratch;
 }
 
@@ -169,32 +179,65 @@ cuda_scratch (CudaImpl *impl, size_t n, DsError *err)
  * and an untransposed one reads as op(A)^T already — CUBLAS_OP_N.
  * Batches are `batch` products at the given element strides; heads of a
  * [B, N, H*D] tensor are batches at stride D with row stride H*D.
+ *
+ * A and B are of dtype `ab`, C of dtype `ct` (f16 scores may be written as
+ * f32); f32 operands compute in strict fp32, narrower ones on tensor cores
+ * with f32 accumulation.
  */
-static DsStatus
-gemm (CudaImpl *impl, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
-      const float *a, int64_t lda, int64_t stride_a, const float *b, int64_t ldb, int64_t stride_b,
-      float beta, float *c, int64_t ldc, int64_t stride_c, int64_t batch, DsError *err)
+static cudaDataType_t
+cuda_type (DsDType t)
 {
-  assert (m > 0 && n > 0 && k > 0 && batch > 0);
-  if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX
-      || ldc > INT_MAX || batch > INT_MAX)
+  return t == DS_DTYPE_F16 ? CUDA_R_16F : t == DS_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+typedef struct {
+  DsDType ab, ct;        /* dtypes of A and B, of C */
+  bool ta, tb;
+  int64_t m, n, k, batch;
+  float alpha, beta;
+  const void *a; int64_t lda, stride_a;
+  const void *b; int64_t ldb, stride_b;
+  void *c; int64_t ldc, stride_c;
+} Gemm;
+
+static DsStatus
+gemm (CudaImpl *impl, const Gemm *g, DsError *err)
+{
+  assert (g->m > 0 && g->n > 0 && g->k > 0 && g->batch > 0);
+  if (g->m > INT_MAX || g->n > INT_MAX || g->k > INT_MAX || g->lda > INT_MAX
+      || g->ldb > INT_MAX || g->ldc > INT_MAX || g->batch > INT_MAX)
     return ds_error_set (err, DS_ERR_UNSUPPORTED,
                          "CUDA backend: a %lld x %lld x %lld GEMM (batch %lld) exceeds cuBLAS's "
                          "32-bit dimensions",
-                         (long long) m, (long long) n, (long long) k, (long long) batch);
-  const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+                         (long long) g->m, (long long) g->n, (long long) g->k,
+                         (long long) g->batch);
+  const cublasOperation_t opa = g->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t opb = g->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cudaDataType_t tab = cuda_type (g->ab), tc = cuda_type (g->ct);
+  const cublasComputeType_t compute
+    = g->ab == DS_DTYPE_F32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
+  const cublasGemmAlgo_t algo
+    = g->ab == DS_DTYPE_F32 ? CUBLAS_GEMM_DEFAULT : CUBLAS_GEMM_DEFAULT_TENSOR_OP;
   cublasStatus_t s;
-  if (batch == 1)
-    s = cublasSgemm (impl->blas, opb, opa, (int) n, (int) m, (int) k, &alpha, b, (int) ldb, a,
-                     (int) lda, &beta, c, (int) ldc);
+  if (g->batch == 1)
+    s = cublasGemmEx (impl->blas, opb, opa, (int) g->n, (int) g->m, (int) g->k, &g->alpha, g->b,
+                      tab, (int) g->ldb, g->a, tab, (int) g->lda, &g->beta, g->c, tc,
+                      (int) g->ldc, compute, algo);
   else
-    s = cublasSgemmStridedBatched (impl->blas, opb, opa, (int) n, (int) m, (int) k, &alpha, b,
-                                   (int) ldb, stride_b, a, (int) lda, stride_a, &beta, c,
-                                   (int) ldc, stride_c, (int) batch);
+    s = cublasGemmStridedBatchedEx (impl->blas, opb, opa, (int) g->n, (int) g->m, (int) g->k,
+                                    &g->alpha, g->b, tab, (int) g->ldb, g->stride_b, g->a, tab,
+                                    (int) g->lda, g->stride_a, &g->beta, g->c, tc, (int) g->ldc,
+                                    g->stride_c, (int) g->batch, compute, algo);
   if (s != CUBLAS_STATUS_SUCCESS)
-    return blas_fail (s, err, batch == 1 ? "sgemm" : "sgemm (strided batched)");
+    return blas_fail (s, err, g->batch == 1 ? "GemmEx" : "GemmStridedBatchedEx");
   return DS_OK;
+}
+
+/* Element pointer arithmetic on untyped device data. */
+static void *
+at (const void *base, int64_t elems, DsDType dt)
+{
+  return (uint8_t *) base + elems * (int64_t) ds_dtype_size (dt);
 }
 
 /* ---- ops ---- */
@@ -203,6 +246,7 @@ static DsStatus
 cuda_conv2d (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
   const DsTensor *xt = c->src[0], *wt = c->src[1], *bt = c->src[2];
+  const DsDType dt = c->dst->dtype;
   const DsCudaConvGeom g = {
     .ci = xt->shape[1], .h = xt->shape[2], .w = xt->shape[3],
     .kh = wt->shape[2], .kw = wt->shape[3],
@@ -212,8 +256,7 @@ cuda_conv2d (CudaImpl *impl, const DsOpCall *c, DsError *err)
   };
   const int64_t nb = xt->shape[0], co = wt->shape[0];
   const int64_t kdim = g.ci * g.kh * g.kw, npix = g.ho * g.wo;
-  const float *x = ds_tensor_f32 (xt), *w = ds_tensor_f32 (wt);
-  float *y = ds_tensor_f32 (c->dst);
+  void *y = c->dst->data;
   if (nb == 0 || co == 0 || npix == 0)
     return DS_OK;
   if (kdim == 0)
@@ -223,38 +266,39 @@ cuda_conv2d (CudaImpl *impl, const DsOpCall *c, DsError *err)
                       && g.pad_left == 0 && c->p.conv2d.pad_bottom == 0
                       && c->p.conv2d.pad_right == 0;
 
-  const size_t row_bytes = (size_t) (kdim * g.wo) * sizeof (float);
+  const size_t row_bytes = (size_t) (kdim * g.wo) * ds_dtype_size (dt);
   int64_t block = row_bytes ? (int64_t) (COL_BUDGET_BYTES / row_bytes) : g.ho;
   if (block < 1)
     block = 1;
   if (block > g.ho)
     block = g.ho;
-  float *col = NULL;
-  if (kdim > 0 && !direct && !(col = cuda_scratch (impl, (size_t) (kdim * block * g.wo), err)))
+  void *col = NULL;
+  if (kdim > 0 && !direct && !(col = cuda_scratch (impl, row_bytes * (size_t) block, err)))
     return err ? err->code : DS_ERR_DEVICE;
 
+  /* y_n[Co, pixels] = w[Co, kdim] . columns[kdim, pixels] */
+  Gemm gm = { .ab = dt, .ct = dt, .m = co, .k = kdim, .batch = 1, .alpha = 1.0f,
+              .a = wt->data, .lda = kdim, .ldc = npix };
   for (int64_t n = 0; kdim > 0 && n < nb; n++)
     {
-      const float *xn = x + n * g.ci * g.h * g.w;
-      float *yn = y + n * co * npix; /* [Co, Ho*Wo] */
+      const void *xn = at (xt->data, n * g.ci * g.h * g.w, dt);
+      void *yn = at (y, n * co * npix, dt); /* [Co, Ho*Wo] */
       if (direct)
         {
-          /* yn[Co, HW] = w[Co, Ci] . xn[Ci, HW] */
-          DS_TRY (gemm (impl, false, false, co, npix, g.ci, 1.0f, w, g.ci, 0, xn, npix, 0, 0.0f,
-                        yn, npix, 0, 1, err));
+          gm.n = npix, gm.b = xn, gm.ldb = npix, gm.c = yn;
+          DS_TRY (gemm (impl, &gm, err));
           continue;
         }
       for (int64_t r0 = 0; r0 < g.ho; r0 += block)
         {
           const int64_t rows = g.ho - r0 < block ? g.ho - r0 : block;
-          CUDA_TRY (ds_cuda_im2col (&g, xn, r0, rows, col, impl->stream), "im2col launch");
-          /* yn[:, r0*Wo : (r0+rows)*Wo] = w[Co, kdim] . col[kdim, rows*Wo] */
-          DS_TRY (gemm (impl, false, false, co, rows * g.wo, kdim, 1.0f, w, kdim, 0, col,
-                        rows * g.wo, 0, 0.0f, yn + r0 * g.wo, npix, 0, 1, err));
+          CUDA_TRY (ds_cuda_im2col (dt, &g, xn, r0, rows, col, impl->stream), "im2col launch");
+          gm.n = rows * g.wo, gm.b = col, gm.ldb = rows * g.wo, gm.c = at (yn, r0 * g.wo, dt);
+          DS_TRY (gemm (impl, &gm, err));
         }
     }
   if (bt)
-    CUDA_TRY (ds_cuda_add (y, ds_tensor_f32 (bt), y, nb * co * npix, npix, co, impl->stream),
+    CUDA_TRY (ds_cuda_add (dt, y, bt->data, y, nb * co * npix, npix, co, impl->stream),
               "bias launch");
   return DS_OK;
 }
@@ -265,10 +309,9 @@ cuda_group_norm (CudaImpl *impl, const DsOpCall *c, DsError *err)
   const DsTensor *xt = c->src[0];
   const int64_t nb = xt->shape[0], ch = xt->shape[1];
   const int64_t spatial = nb > 0 && ch > 0 ? ds_tensor_numel (xt) / (nb * ch) : 0;
-  CUDA_TRY (ds_cuda_group_norm (ds_tensor_f32 (xt), ds_tensor_f32 (c->src[1]),
-                                ds_tensor_f32 (c->src[2]), ds_tensor_f32 (c->dst), nb, ch,
-                                spatial, c->p.group_norm.groups, c->p.group_norm.eps,
-                                c->p.group_norm.silu, impl->stream),
+  CUDA_TRY (ds_cuda_group_norm (c->dst->dtype, xt->data, c->src[1]->data, c->src[2]->data,
+                                c->dst->data, nb, ch, spatial, c->p.group_norm.groups,
+                                c->p.group_norm.eps, c->p.group_norm.silu, impl->stream),
             "group norm launch");
   return DS_OK;
 }
@@ -278,9 +321,8 @@ cuda_layer_norm (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
   const DsTensor *xt = c->src[0];
   const int64_t ch = xt->shape[xt->ndim - 1], rows = ch ? ds_tensor_numel (xt) / ch : 0;
-  CUDA_TRY (ds_cuda_layer_norm (ds_tensor_f32 (xt), ds_tensor_f32 (c->src[1]),
-                                ds_tensor_f32 (c->src[2]), ds_tensor_f32 (c->dst), rows, ch,
-                                c->p.layer_norm.eps, impl->stream),
+  CUDA_TRY (ds_cuda_layer_norm (c->dst->dtype, xt->data, c->src[1]->data, c->src[2]->data,
+                                c->dst->data, rows, ch, c->p.layer_norm.eps, impl->stream),
             "layer norm launch");
   return DS_OK;
 }
@@ -289,31 +331,33 @@ static DsStatus
 cuda_linear (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
   const DsTensor *xt = c->src[0], *wt = c->src[1], *bt = c->src[2];
+  const DsDType dt = c->dst->dtype;
   const int64_t k = wt->shape[1], n = wt->shape[0];
   const int64_t m = n ? ds_tensor_numel (c->dst) / n : 0;
-  float *y = ds_tensor_f32 (c->dst);
+  void *y = c->dst->data;
   if (m == 0 || n == 0)
     return DS_OK;
   if (k == 0)
     CUDA_TRY (cudaMemsetAsync (y, 0, ds_tensor_nbytes (c->dst), impl->stream), "cudaMemsetAsync");
   else /* y[M,N] = x[M,K] . w[N,K]^T */
-    DS_TRY (gemm (impl, false, true, m, n, k, 1.0f, ds_tensor_f32 (xt), k, 0, ds_tensor_f32 (wt),
-                  k, 0, 0.0f, y, n, 0, 1, err));
+    DS_TRY (gemm (impl,
+                  &(Gemm) { .ab = dt, .ct = dt, .tb = true, .m = m, .n = n, .k = k, .batch = 1,
+                            .alpha = 1.0f, .a = xt->data, .lda = k, .b = wt->data, .ldb = k,
+                            .c = y, .ldc = n },
+                  err));
   if (bt)
-    CUDA_TRY (ds_cuda_add (y, ds_tensor_f32 (bt), y, m * n, 1, n, impl->stream), "bias launch");
+    CUDA_TRY (ds_cuda_add (dt, y, bt->data, y, m * n, 1, n, impl->stream), "bias launch");
   return DS_OK;
 }
 
 static DsStatus
 cuda_matmul (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
-  const DsTensor *at = c->src[0], *bt = c->src[1], *yt = c->dst;
+  const DsTensor *at_ = c->src[0], *bt = c->src[1], *yt = c->dst;
   const bool ta = c->p.matmul.trans_a, tb = c->p.matmul.trans_b;
   const int64_t batch = yt->ndim == 3 ? yt->shape[0] : 1;
   const int64_t m = yt->shape[yt->ndim - 2], n = yt->shape[yt->ndim - 1];
-  const int64_t k = ta ? at->shape[at->ndim - 2] : at->shape[at->ndim - 1];
-  /* Row strides of the stored matrices: a is [M,K] or [K,M], b is [K,N] or [N,K]. */
-  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  const int64_t k = ta ? at_->shape[at_->ndim - 2] : at_->shape[at_->ndim - 1];
   if (batch == 0 || m == 0 || n == 0)
     return DS_OK;
   if (k == 0)
@@ -322,105 +366,160 @@ cuda_matmul (CudaImpl *impl, const DsOpCall *c, DsError *err)
                 "cudaMemsetAsync");
       return DS_OK;
     }
-  return gemm (impl, ta, tb, m, n, k, c->p.matmul.alpha, ds_tensor_f32 (at), lda, m * k,
-               ds_tensor_f32 (bt), ldb, k * n, 0.0f, ds_tensor_f32 (yt), n, m * n, batch, err);
+  /* Row strides of the stored matrices: a is [M,K] or [K,M], b is [K,N] or [N,K]. */
+  return gemm (impl,
+               &(Gemm) { .ab = yt->dtype, .ct = yt->dtype, .ta = ta, .tb = tb, .m = m, .n = n,
+                         .k = k, .batch = batch, .alpha = c->p.matmul.alpha, .a = at_->data,
+                         .lda = ta ? m : k, .stride_a = m * k, .b = bt->data,
+                         .ldb = tb ? k : n, .stride_b = k * n, .c = yt->data, .ldc = n,
+                         .stride_c = m * n },
+               err);
 }
 
 static DsStatus
 cuda_softmax (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
   const DsTensor *xt = c->src[0];
+  const DsDType dt = c->dst->dtype;
   const int64_t n = xt->shape[xt->ndim - 1], rows = n ? ds_tensor_numel (xt) / n : 0;
-  CUDA_TRY (ds_cuda_softmax (ds_tensor_f32 (xt), ds_tensor_f32 (c->dst), rows, n, n, 1, 0, -1,
-                             impl->stream),
+  CUDA_TRY (ds_cuda_softmax (dt, xt->data, dt, c->dst->data, rows, n, n, 1, 0, -1, impl->stream),
             "softmax launch");
   return DS_OK;
 }
 
-/* Per batch item, all heads at once (strided-batched GEMMs over heads), a
- * block of query rows at a time:
+/* The materialised attention. Per batch item, all heads at once
+ * (strided-batched GEMMs over heads), a block of query rows at a time:
  *   S_h[rows, Nk] = scale * Q_h[rows, D] . K_h[Nk, D]^T     (GEMM, batch H)
- *   S_h = softmax(S_h) with the causal mask                 (softmax.cu)
- *   O_h[rows, D]  = S_h . V_h[Nk, D]                        (GEMM, batch H)
+ *   P_h = softmax(S_h) with the causal mask                 (softmax.cu)
+ *   O_h[rows, D]  = P_h . V_h[Nk, D]                        (GEMM, batch H)
  * Head h's channels are h*D .. h*D+D-1 of the [B, N, H*D] token tensors: row
- * stride H*D, head stride D. When probs are wanted S is the probs tensor
- * itself (head stride Nq*Nk) and one block covers all queries; otherwise S is
- * scratch (head stride rows*Nk) and blocks keep it under ATTN_BUDGET_FLOATS. */
+ * stride H*D, head stride D. S is f32 always. In f32, when probs are wanted S
+ * is the probs tensor itself (head stride Nq*Nk), softmaxed in place, and one
+ * block covers all queries; otherwise S is scratch (head stride rows*Nk) and
+ * blocks keep it under ATTN_BUDGET_FLOATS. In f16/bf16, S is always f32
+ * scratch and the softmax writes P in the narrow type, into probs (head stride
+ * Nq*Nk) or into scratch after S. */
 static DsStatus
-cuda_attention (CudaImpl *impl, const DsOpCall *c, DsError *err)
+cuda_attention_materialised (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
   const DsTensor *qt = c->src[0], *kt = c->src[1], *vt = c->src[2];
   DsTensor *probs = c->dst2;
+  const DsDType dt = c->dst->dtype;
+  const bool narrow = dt != DS_DTYPE_F32;
   const int64_t nb = qt->shape[0], nq = qt->shape[1], nk = kt->shape[1];
   const int64_t ch = qt->shape[2], heads = c->p.attention.heads, d = ch / heads;
   const bool causal = c->p.attention.causal;
-  if (nb == 0 || nq == 0 || nk == 0)
-    return DS_OK;
-  if (heads > 65535)
-    return ds_error_set (err, DS_ERR_UNSUPPORTED, "CUDA backend: attention with %lld heads",
-                         (long long) heads);
-  if (d == 0)
-    return DS_OK;
 
   int64_t block = nq;
-  float *scratch = NULL;
-  if (!probs)
+  float *scores = NULL;
+  void *pscratch = NULL;
+  if (!probs || narrow)
     {
       block = ATTN_BUDGET_FLOATS / (heads * nk);
       if (block < 1)
         block = 1;
       if (block > nq)
         block = nq;
-      if (!(scratch = cuda_scratch (impl, (size_t) (heads * block * nk), err)))
+      /* f32 scores, then (narrow, no probs) the narrow probabilities */
+      const size_t s_bytes = (size_t) (heads * block * nk) * sizeof (float);
+      const size_t p_bytes = narrow && !probs ? (size_t) (heads * block * nk) * ds_dtype_size (dt)
+                                              : 0;
+      uint8_t *base = cuda_scratch (impl, s_bytes + p_bytes, err);
+      if (!base)
         return err ? err->code : DS_ERR_DEVICE;
+      scores = (float *) base;
+      pscratch = p_bytes ? base + s_bytes : NULL;
     }
 
   for (int64_t b = 0; b < nb; b++)
     {
-      const float *kb = ds_tensor_f32 (kt) + b * nk * ch;
-      const float *vb = ds_tensor_f32 (vt) + b * nk * ch;
+      const void *kb = at (kt->data, b * nk * ch, dt), *vb = at (vt->data, b * nk * ch, dt);
       for (int64_t q0 = 0; q0 < nq; q0 += block)
         {
           const int64_t rows = nq - q0 < block ? nq - q0 : block;
-          const float *qb = ds_tensor_f32 (qt) + (b * nq + q0) * ch;
-          float *ob = ds_tensor_f32 (c->dst) + (b * nq + q0) * ch;
-          float *s;
-          int64_t s_stride;
+          const void *qb = at (qt->data, (b * nq + q0) * ch, dt);
+          void *ob = at (c->dst->data, (b * nq + q0) * ch, dt);
+          /* where S goes (f32) and where P goes (dtype dt), with head strides */
+          void *s = scores, *p;
+          int64_t s_stride = rows * nk, p_stride;
           if (probs)
             {
-              s = ds_tensor_f32 (probs) + (b * heads * nq + q0) * nk;
-              s_stride = nq * nk;
+              p = at (probs->data, (b * heads * nq + q0) * nk, dt);
+              p_stride = nq * nk;
+              if (!narrow)
+                s = p, s_stride = p_stride;
             }
           else
             {
-              s = scratch;
-              s_stride = rows * nk;
+              p = narrow ? pscratch : scores;
+              p_stride = rows * nk;
             }
-          DS_TRY (gemm (impl, false, true, rows, nk, d, c->p.attention.scale, qb, ch, d, kb, ch,
-                        d, 0.0f, s, nk, s_stride, heads, err));
-          CUDA_TRY (ds_cuda_softmax (s, s, rows, nk, nk, heads, s_stride, causal ? q0 : -1,
-                                     impl->stream),
-                    "attention softmax launch");
-          DS_TRY (gemm (impl, false, false, rows, d, nk, 1.0f, s, nk, s_stride, vb, ch, d, 0.0f,
-                        ob, ch, d, heads, err));
+          DS_TRY (gemm (impl,
+                        &(Gemm) { .ab = dt, .ct = DS_DTYPE_F32, .tb = true, .m = rows, .n = nk,
+                                  .k = d, .batch = heads, .alpha = c->p.attention.scale,
+                                  .a = qb, .lda = ch, .stride_a = d, .b = kb, .ldb = ch,
+                                  .stride_b = d, .c = s, .ldc = nk, .stride_c = s_stride },
+                        err));
+          if (s == p)
+            CUDA_TRY (ds_cuda_softmax (dt, s, dt, p, rows, nk, nk, heads, s_stride,
+                                       causal ? q0 : -1, impl->stream),
+                      "attention softmax launch");
+          else /* heads of P may sit at another stride than those of S */
+            for (int64_t h = 0; h < heads; h++)
+              CUDA_TRY (ds_cuda_softmax (DS_DTYPE_F32, at (s, h * s_stride, DS_DTYPE_F32), dt,
+                                         at (p, h * p_stride, dt), rows, nk, nk, 1, 0,
+                                         causal ? q0 : -1, impl->stream),
+                        "attention softmax launch");
+          DS_TRY (gemm (impl,
+                        &(Gemm) { .ab = dt, .ct = dt, .m = rows, .n = d, .k = nk, .batch = heads,
+                                  .alpha = 1.0f, .a = p, .lda = nk, .stride_a = p_stride,
+                                  .b = vb, .ldb = ch, .stride_b = d, .c = ob, .ldc = ch,
+                                  .stride_c = d },
+                        err));
         }
     }
   return DS_OK;
 }
 
 static DsStatus
+cuda_attention (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *qt = c->src[0], *kt = c->src[1];
+  const DsDType dt = c->dst->dtype;
+  const int64_t nb = qt->shape[0], nq = qt->shape[1], nk = kt->shape[1];
+  const int64_t ch = qt->shape[2], heads = c->p.attention.heads, d = ch / heads;
+  if (nb == 0 || nq == 0 || nk == 0 || d == 0)
+    return DS_OK;
+  if (heads > 65535 || nb > 65535)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                         "CUDA backend: attention with %lld heads and batch %lld",
+                         (long long) heads, (long long) nb);
+  if (!c->dst2 && !impl->no_flash && impl->cc_major >= 8
+      && ds_cuda_flash_attention_supported (dt, d))
+    {
+      CUDA_TRY (ds_cuda_flash_attention (dt, qt->data, kt->data, c->src[2]->data, c->dst->data,
+                                         nb, nq, nk, heads, c->p.attention.scale,
+                                         c->p.attention.causal, impl->stream),
+                "fused attention launch");
+      return DS_OK;
+    }
+  return cuda_attention_materialised (impl, c, err);
+}
+
+static DsStatus
 cuda_unary (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
   const int64_t n = ds_tensor_numel (c->dst);
-  const float *x = ds_tensor_f32 (c->src[0]);
-  float *y = ds_tensor_f32 (c->dst);
+  const DsDType dt = c->dst->dtype;
+  const void *x = c->src[0]->data;
+  void *y = c->dst->data;
   cudaError_t e;
   switch (c->op)
     {
-    case DS_OP_GELU: e = ds_cuda_gelu (x, y, n, impl->stream); break;
-    case DS_OP_QUICK_GELU: e = ds_cuda_quick_gelu (x, y, n, impl->stream); break;
-    case DS_OP_SILU: e = ds_cuda_silu (x, y, n, impl->stream); break;
-    case DS_OP_SCALE: e = ds_cuda_scale (x, c->p.scale.s, y, n, impl->stream); break;
+    case DS_OP_GELU: e = ds_cuda_gelu (dt, x, y, n, impl->stream); break;
+    case DS_OP_QUICK_GELU: e = ds_cuda_quick_gelu (dt, x, y, n, impl->stream); break;
+    case DS_OP_SILU: e = ds_cuda_silu (dt, x, y, n, impl->stream); break;
+    case DS_OP_SCALE: e = ds_cuda_scale (dt, x, c->p.scale.s, y, n, impl->stream); break;
     default: assert (!"not a unary op"); return DS_ERR_UNSUPPORTED;
     }
   CUDA_TRY (e, "elementwise launch");
@@ -432,8 +531,7 @@ cuda_geglu (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
   const int64_t f = c->dst->shape[c->dst->ndim - 1];
   const int64_t rows = f ? ds_tensor_numel (c->dst) / f : 0;
-  CUDA_TRY (ds_cuda_geglu (ds_tensor_f32 (c->src[0]), ds_tensor_f32 (c->dst), rows, f,
-                           impl->stream),
+  CUDA_TRY (ds_cuda_geglu (c->dst->dtype, c->src[0]->data, c->dst->data, rows, f, impl->stream),
             "geglu launch");
   return DS_OK;
 }
@@ -443,19 +541,19 @@ cuda_geglu (CudaImpl *impl, const DsOpCall *c, DsError *err)
 static DsStatus
 cuda_add (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
-  const DsTensor *at = c->src[0], *bt = c->src[1];
-  const int64_t n = ds_tensor_numel (at), nbv = ds_tensor_numel (bt);
+  const DsTensor *at_ = c->src[0], *bt = c->src[1];
+  const int64_t n = ds_tensor_numel (at_), nbv = ds_tensor_numel (bt);
   if (n == 0 || nbv == 0)
     return DS_OK;
   int64_t run;
-  if (ds_tensor_same_shape (at, bt))
+  if (ds_tensor_same_shape (at_, bt))
     run = 1; /* elementwise */
-  else if (bt->ndim == 1 && bt->shape[0] == at->shape[at->ndim - 1])
+  else if (bt->ndim == 1 && bt->shape[0] == at_->shape[at_->ndim - 1])
     run = 1; /* bias over the last dim: b[i % C] */
   else
     run = n / nbv; /* leading-dims prefix: each b value covers a run */
-  CUDA_TRY (ds_cuda_add (ds_tensor_f32 (at), ds_tensor_f32 (bt), ds_tensor_f32 (c->dst), n, run,
-                         nbv, impl->stream),
+  CUDA_TRY (ds_cuda_add (c->dst->dtype, at_->data, bt->data, c->dst->data, n, run, nbv,
+                         impl->stream),
             "add launch");
   return DS_OK;
 }
@@ -463,8 +561,8 @@ cuda_add (CudaImpl *impl, const DsOpCall *c, DsError *err)
 static DsStatus
 cuda_mul (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
-  CUDA_TRY (ds_cuda_mul (ds_tensor_f32 (c->src[0]), ds_tensor_f32 (c->src[1]),
-                         ds_tensor_f32 (c->dst), ds_tensor_numel (c->dst), impl->stream),
+  CUDA_TRY (ds_cuda_mul (c->dst->dtype, c->src[0]->data, c->src[1]->data, c->dst->data,
+                         ds_tensor_numel (c->dst), impl->stream),
             "mul launch");
   return DS_OK;
 }
@@ -472,15 +570,15 @@ cuda_mul (CudaImpl *impl, const DsOpCall *c, DsError *err)
 static DsStatus
 cuda_concat (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
-  const DsTensor *at = c->src[0], *bt = c->src[1];
+  const DsTensor *at_ = c->src[0], *bt = c->src[1];
   const int d = c->p.concat.dim;
   int64_t outer = 1, inner = 1;
   for (int i = 0; i < d; i++)
-    outer *= at->shape[i];
-  for (int i = d + 1; i < at->ndim; i++)
-    inner *= at->shape[i];
-  CUDA_TRY (ds_cuda_concat (ds_tensor_f32 (at), ds_tensor_f32 (bt), ds_tensor_f32 (c->dst), outer,
-                            at->shape[d] * inner, bt->shape[d] * inner, impl->stream),
+    outer *= at_->shape[i];
+  for (int i = d + 1; i < at_->ndim; i++)
+    inner *= at_->shape[i];
+  CUDA_TRY (ds_cuda_concat (c->dst->dtype, at_->data, bt->data, c->dst->data, outer,
+                            at_->shape[d] * inner, bt->shape[d] * inner, impl->stream),
             "concat launch");
   return DS_OK;
 }
@@ -489,7 +587,7 @@ static DsStatus
 cuda_upsample (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
   const DsTensor *xt = c->src[0];
-  CUDA_TRY (ds_cuda_upsample_nearest2x (ds_tensor_f32 (xt), ds_tensor_f32 (c->dst),
+  CUDA_TRY (ds_cuda_upsample_nearest2x (c->dst->dtype, xt->data, c->dst->data,
                                         xt->shape[0] * xt->shape[1], xt->shape[2], xt->shape[3],
                                         impl->stream),
             "upsample launch");
@@ -503,7 +601,7 @@ cuda_timestep (CudaImpl *impl, const DsOpCall *c, DsError *err)
   const int64_t nb = c->dst->shape[0], dim = c->dst->shape[1], half = dim / 2;
   const float neg_log_period = (float) -log ((double) c->p.timestep.max_period);
   const float denom = (float) ((double) half - (double) c->p.timestep.freq_shift);
-  CUDA_TRY (ds_cuda_timestep_embedding (ds_tensor_f32 (c->src[0]), ds_tensor_f32 (c->dst), nb, dim,
+  CUDA_TRY (ds_cuda_timestep_embedding (c->dst->dtype, c->src[0]->data, c->dst->data, nb, dim,
                                         neg_log_period, denom, c->p.timestep.flip_sin_to_cos,
                                         impl->stream),
             "timestep embedding launch");
@@ -543,7 +641,7 @@ cuda_embedding (CudaImpl *impl, const DsOpCall *c, DsError *err)
         return st;
       }
   free (ids);
-  CUDA_TRY (ds_cuda_embedding (idt->data, ds_tensor_f32 (table), ds_tensor_f32 (c->dst), n, ch, v,
+  CUDA_TRY (ds_cuda_embedding (c->dst->dtype, idt->data, table->data, c->dst->data, n, ch, v,
                                impl->stream),
             "embedding launch");
   return DS_OK;
@@ -568,7 +666,7 @@ cuda_permute (CudaImpl *impl, const DsOpCall *c, DsError *err)
       p.shape[i] = i < pad ? 1 : c->dst->shape[i - pad];
       p.stride[i] = i < pad ? 0 : xstride[c->p.permute.perm[i - pad]];
     }
-  CUDA_TRY (ds_cuda_permute (ds_tensor_f32 (xt), ds_tensor_f32 (c->dst), &p, impl->stream),
+  CUDA_TRY (ds_cuda_permute (c->dst->dtype, xt->data, c->dst->data, &p, impl->stream),
             "permute launch");
   return DS_OK;
 }
@@ -743,17 +841,24 @@ cuda_setup (CudaImpl *impl, DsError *err)
     }
   if ((s = cublasSetStream (impl->blas, impl->stream)) != CUBLAS_STATUS_SUCCESS)
     return blas_fail (s, err, "set stream");
-  /* Strict fp32: no TF32 tensor cores, so GEMMs match the CPU to rounding. */
-  if ((s = cublasSetMathMode (impl->blas, CUBLAS_PEDANTIC_MATH)) != CUBLAS_STATUS_SUCCESS)
-    return blas_fail (s, err, "set math mode");
+  /* f32 GEMMs ask for CUBLAS_COMPUTE_32F_PEDANTIC themselves (no TF32, so they
+   * match the CPU to rounding); f16/bf16 ones use tensor cores. */
   const char *sync = getenv ("DS_CUDA_SYNC");
   impl->sync_each_op = sync && *sync && strcmp (sync, "0") != 0;
+  const char *flash = getenv ("DS_CUDA_FLASH");
+  impl->no_flash = flash && strcmp (flash, "0") == 0;
   return DS_OK;
 }
 
 DsBackend *
-ds_backend_cuda_new (int device, DsError *err)
+ds_backend_cuda_new (int device, DsDType act_dtype, DsError *err)
 {
+  if (!ds_dtype_is_float (act_dtype))
+    {
+      ds_error_set (err, DS_ERR_INVALID, "CUDA backend: %s is not a float dtype to compute in",
+                    ds_dtype_name (act_dtype));
+      return NULL;
+    }
   int count = 0;
   cudaError_t e = cudaGetDeviceCount (&count);
   if (e != cudaSuccess)
@@ -786,10 +891,12 @@ ds_backend_cuda_new (int device, DsError *err)
       return NULL;
     }
   impl->device = device;
+  impl->cc_major = prop.major;
   snprintf (impl->name, sizeof impl->name, "CUDA · %s", prop.name);
   impl->be = (DsBackend) {
     .name = impl->name,
     .device = DS_DEVICE_CUDA,
+    .act_dtype = act_dtype,
     .supports = cuda_supports,
     .run = cuda_run,
     .tensor_alloc = cuda_tensor_alloc,
@@ -807,36 +914,4 @@ ds_backend_cuda_new (int device, DsError *err)
       return NULL;
     }
   return &impl->be;
-}
-
-/* ---- device arenas ---- */
-
-DsStatus
-ds_cuda_arena_init (DsArena *a, size_t size, DsError *err)
-{
-  memset (a, 0, sizeof *a);
-  a->device = DS_DEVICE_CUDA;
-  char what[96];
-  snprintf (what, sizeof what, "a %.1f MiB activation arena", size / 1048576.0);
-  DsStatus st = device_malloc ((void **) &a->base, size, what, err);
-  if (st != DS_OK)
-    {
-      memset (a, 0, sizeof *a);
-      return st;
-    }
-  a->size = size;
-  return DS_OK;
-}
-
-void
-ds_cuda_arena_free (DsArena *a)
-{
-  if (a->base)
-    {
-      /* Work queued on any stream may still use the arena. */
-      cudaDeviceSynchronize ();
-      cudaFree (a->base);
-      cudaGetLastError ();
-    }
-  memset (a, 0, sizeof *a);
 }

@@ -34,3 +34,17 @@ ds_cuda_device_info (int index, DsCudaDevice *out)
   out->total_memory = prop.totalGlobalMem;
   return 0;
 }
+
+extern "C" int
+ds_cuda_memory_in_use (size_t *used, size_t *total)
+{
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo (&free_b, &total_b) != cudaSuccess)
+    {
+      cudaGetLastError ();
+      return -1;
+    }
+  *used = total_b - free_b;
+  *total = total_b;
+  return 0;
+}

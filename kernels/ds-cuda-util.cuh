@@ -1,17 +1,63 @@
 /* ds-cuda-util.cuh: small device helpers shared by the kernel files (C++ only).
  *
- * Launch geometry for grid-stride loops, block-wide reductions, and the scalar
- * activations written exactly as engine/ds-backend-cpu.c writes them (same
- * float expressions, so the only differences are the math library's last ulp).
+ * Launch geometry for grid-stride loops, block-wide reductions, loads and
+ * stores that widen f16/bf16 to f32 and round back, the dtype switch that
+ * instantiates a kernel template per storage type, and the scalar activations
+ * written exactly as engine/ds-backend-cpu.c writes them (same float
+ * expressions, so the only differences are the math library's last ulp).
  * Nothing here allocates or launches.
  */
 #pragma once
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
 
 #include "ds-cuda-kernels.h"
+
+/* Storage <-> f32. Every kernel computes in f32 and rounds once on store. */
+static __device__ __forceinline__ float ds_ld (const float *p) { return *p; }
+static __device__ __forceinline__ float ds_ld (const __half *p) { return __half2float (*p); }
+static __device__ __forceinline__ float
+ds_ld (const __nv_bfloat16 *p)
+{
+  return __bfloat162float (*p);
+}
+static __device__ __forceinline__ void ds_st (float *p, float v) { *p = v; }
+static __device__ __forceinline__ void ds_st (__half *p, float v) { *p = __float2half_rn (v); }
+static __device__ __forceinline__ void
+ds_st (__nv_bfloat16 *p, float v)
+{
+  *p = __float2bfloat16_rn (v);
+}
+
+/* Runs `body` with T bound to the storage type of `dt` (float, __half or
+ * __nv_bfloat16); other dtypes return cudaErrorInvalidValue from the caller. */
+#define DS_CUDA_DISPATCH(dt, T, ...)                                                           \
+  do {                                                                                         \
+    switch (dt)                                                                                \
+      {                                                                                        \
+      case DS_DTYPE_F32: { typedef float T; __VA_ARGS__; } break;                                     \
+      case DS_DTYPE_F16: { typedef __half T; __VA_ARGS__; } break;                                    \
+      case DS_DTYPE_BF16: { typedef __nv_bfloat16 T; __VA_ARGS__; } break;                            \
+      default: return cudaErrorInvalidValue;                                                   \
+      }                                                                                        \
+  } while (0)
+
+/* The same for pure data movement, by element size: u32 words for f32,
+ * u16 halves for f16/bf16 (moved bit for bit). */
+#define DS_CUDA_DISPATCH_BITS(dt, T, ...)                                                      \
+  do {                                                                                         \
+    switch (dt)                                                                                \
+      {                                                                                        \
+      case DS_DTYPE_F32: { typedef uint32_t T; __VA_ARGS__; } break;                                  \
+      case DS_DTYPE_F16:                                                                       \
+      case DS_DTYPE_BF16: { typedef uint16_t T; __VA_ARGS__; } break;                                 \
+      default: return cudaErrorInvalidValue;                                                   \
+      }                                                                                        \
+  } while (0)
 
 #define DS_CUDA_THREADS 256
 /* Grid-stride loops cover any n; more blocks than this buy nothing. */

@@ -4,21 +4,23 @@
  * Device discovery: any CUDA error during discovery — including "insufficient
  * driver" on a machine with the toolkit but no GPU — counts as "no GPU".
  *
- * The CUDA backend implements every DsOp in fp32 on one device: tensors in
- * device memory, one stream (every op, upload and download is queued on it in
- * order), one cuBLAS handle for the GEMMs (conv2d via im2col, linear, matmul,
- * attention) in strict fp32 (no TF32), simple kernels for the rest
+ * The CUDA backend implements every DsOp on one device, in f32 (strict: GEMMs
+ * without TF32, results equal to the CPU reference up to rounding) and in
+ * f16/bf16 storage with f32 accumulation (tensor-core GEMMs, a fused
+ * attention): tensors in device memory, one stream (every op, upload and
+ * download is queued on it in order), one cuBLAS handle for the GEMMs (conv2d
+ * via im2col, linear, matmul, attention), kernels for the rest
  * (kernels/<op>.cu). upload and download return once the copy is complete;
  * ops return once queued, so a kernel's own failure surfaces at the next
  * download or synchronize (set DS_CUDA_SYNC=1 in the environment to
  * synchronize after every op and name the failing op instead).
  *
  * Usage:
- *   DsBackend *be = ds_backend_cuda_new (0, err);   // NULL + DS_ERR_DEVICE if no GPU
+ *   DsBackend *be = ds_backend_cuda_new (0, DS_DTYPE_F16, err); // NULL + DS_ERR_DEVICE if no GPU
  *   DsArena arena;
- *   ds_cuda_arena_init (&arena, bytes, err);         // activations in device memory
- *   ... weights via be->tensor_alloc + be->upload, forward, be->download ...
- *   ds_cuda_arena_free (&arena);
+ *   ds_backend_arena_init (be, &arena, bytes, err);  // f16 activations in device memory
+ *   ... models load onto be, forward, ds_backend_download_f32 ...
+ *   ds_backend_arena_free (be, &arena);
  *   ds_backend_free (be);
  */
 #pragma once
@@ -42,20 +44,17 @@ typedef struct {
 int ds_cuda_device_count (void);
 /* Fills *out for device `index`; returns 0 on success, -1 on any error. */
 int ds_cuda_device_info (int index, DsCudaDevice *out);
+/* Device memory in use on the current device (all processes, the context
+ * included) and its total, from cudaMemGetInfo; 0 on success, -1 on error. */
+int ds_cuda_memory_in_use (size_t *used, size_t *total);
 
 /* The CUDA backend on device `device` (0 is the first GPU), named
- * "CUDA · <device name>". Selects that device for the calling thread.
- * transfer full (ds_backend_free); NULL with err set to DS_ERR_DEVICE
- * ("no CUDA device: ...") when no device answers at that index. */
-DsBackend *ds_backend_cuda_new (int device, DsError *err);
-
-/* An activation arena whose block is `size` bytes of device memory (a->device
- * = DS_DEVICE_CUDA, so its tensors are the CUDA backend's), on the device the
- * calling thread has selected — the backend's, once ds_backend_cuda_new has
- * run on this thread. Out of memory is DS_ERR_DEVICE with the sizes. */
-DsStatus ds_cuda_arena_init (DsArena *a, size_t size, DsError *err);
-/* Frees the block (after the device is done with it); harmless on a zeroed arena. */
-void ds_cuda_arena_free (DsArena *a);
+ * "CUDA · <device name>", whose models compute in `act_dtype` (DS_DTYPE_F16
+ * for speed, DS_DTYPE_F32 for strict reference checks, DS_DTYPE_BF16). Selects
+ * that device for the calling thread. transfer full (ds_backend_free); NULL
+ * with err set to DS_ERR_DEVICE ("no CUDA device: ...") when no device
+ * answers at that index. Arenas: ds_backend_arena_init (ds-ops.h). */
+DsBackend *ds_backend_cuda_new (int device, DsDType act_dtype, DsError *err);
 
 #ifdef __cplusplus
 }

@@ -1,21 +1,23 @@
 /* elementwise.cu: gelu, quick_gelu, silu, scale, mul, the broadcast add, geglu.
  *
- * Grid-stride loops, one element per iteration; every expression is the CPU
- * reference's, so results differ from it only by the device math library's
- * last-ulp rounding of expf/erff (and not at all for add, mul and scale).
- * Each thread reads an element before writing the same element, so y may be
- * a source wherever ds-ops.h allows it.
+ * Grid-stride loops, one element per iteration, computed in f32 whatever the
+ * storage; every expression is the CPU reference's, so in f32 results differ
+ * from it only by the device math library's last-ulp rounding of expf/erff
+ * (and not at all for add, mul and scale). Each thread reads an element
+ * before writing the same element, so y may be a source wherever ds-ops.h
+ * allows it.
  */
 #include "ds-cuda-util.cuh"
 
 enum { UNARY_GELU, UNARY_QUICK_GELU, UNARY_SILU, UNARY_SCALE };
 
+template <typename T>
 static __global__ void
-unary_kernel (const float *x, float *y, int64_t n, int kind, float s)
+unary_kernel (const T *x, T *y, int64_t n, int kind, float s)
 {
   for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
     {
-      const float v = x[i];
+      const float v = ds_ld (x + i);
       float r;
       switch (kind)
         {
@@ -24,95 +26,107 @@ unary_kernel (const float *x, float *y, int64_t n, int kind, float s)
         case UNARY_SILU: r = ds_silu_f (v); break;
         default: r = v * s; break;
         }
-      y[i] = r;
+      ds_st (y + i, r);
     }
 }
 
 static cudaError_t
-launch_unary (const float *x, float *y, int64_t n, int kind, float s, cudaStream_t stream)
+launch_unary (DsDType dt, const void *x, void *y, int64_t n, int kind, float s,
+              cudaStream_t stream)
 {
   if (n <= 0)
     return cudaSuccess;
-  unary_kernel<<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (x, y, n, kind, s);
+  DS_CUDA_DISPATCH (dt, T,
+    unary_kernel<T><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) x, (T *) y, n, kind, s));
   return ds_cuda_launched ();
 }
 
 extern "C" cudaError_t
-ds_cuda_gelu (const float *x, float *y, int64_t n, cudaStream_t stream)
+ds_cuda_gelu (DsDType dt, const void *x, void *y, int64_t n, cudaStream_t stream)
 {
-  return launch_unary (x, y, n, UNARY_GELU, 0.0f, stream);
+  return launch_unary (dt, x, y, n, UNARY_GELU, 0.0f, stream);
 }
 
 extern "C" cudaError_t
-ds_cuda_quick_gelu (const float *x, float *y, int64_t n, cudaStream_t stream)
+ds_cuda_quick_gelu (DsDType dt, const void *x, void *y, int64_t n, cudaStream_t stream)
 {
-  return launch_unary (x, y, n, UNARY_QUICK_GELU, 0.0f, stream);
+  return launch_unary (dt, x, y, n, UNARY_QUICK_GELU, 0.0f, stream);
 }
 
 extern "C" cudaError_t
-ds_cuda_silu (const float *x, float *y, int64_t n, cudaStream_t stream)
+ds_cuda_silu (DsDType dt, const void *x, void *y, int64_t n, cudaStream_t stream)
 {
-  return launch_unary (x, y, n, UNARY_SILU, 0.0f, stream);
+  return launch_unary (dt, x, y, n, UNARY_SILU, 0.0f, stream);
 }
 
 extern "C" cudaError_t
-ds_cuda_scale (const float *x, float s, float *y, int64_t n, cudaStream_t stream)
+ds_cuda_scale (DsDType dt, const void *x, float s, void *y, int64_t n, cudaStream_t stream)
 {
-  return launch_unary (x, y, n, UNARY_SCALE, s, stream);
+  return launch_unary (dt, x, y, n, UNARY_SCALE, s, stream);
 }
 
+template <typename T>
 static __global__ void
-mul_kernel (const float *a, const float *b, float *y, int64_t n)
+mul_kernel (const T *a, const T *b, T *y, int64_t n)
 {
   for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
-    y[i] = a[i] * b[i];
+    ds_st (y + i, ds_ld (a + i) * ds_ld (b + i));
 }
 
 extern "C" cudaError_t
-ds_cuda_mul (const float *a, const float *b, float *y, int64_t n, cudaStream_t stream)
+ds_cuda_mul (DsDType dt, const void *a, const void *b, void *y, int64_t n, cudaStream_t stream)
 {
   if (n <= 0)
     return cudaSuccess;
-  mul_kernel<<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (a, b, y, n);
+  DS_CUDA_DISPATCH (dt, T,
+    mul_kernel<T><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) a, (const T *) b, (T *) y, n));
   return ds_cuda_launched ();
 }
 
+template <typename T>
 static __global__ void
-add_kernel (const float *a, const float *b, float *y, int64_t n, int64_t run, int64_t nb)
+add_kernel (const T *a, const T *b, T *y, int64_t n, int64_t run, int64_t nb)
 {
   for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
-    y[i] = a[i] + b[(i / run) % nb];
+    ds_st (y + i, ds_ld (a + i) + ds_ld (b + (i / run) % nb));
 }
 
 extern "C" cudaError_t
-ds_cuda_add (const float *a, const float *b, float *y, int64_t n, int64_t run, int64_t nb,
-             cudaStream_t stream)
+ds_cuda_add (DsDType dt, const void *a, const void *b, void *y, int64_t n, int64_t run,
+             int64_t nb, cudaStream_t stream)
 {
   if (n <= 0)
     return cudaSuccess;
   if (run <= 0 || nb <= 0)
     return cudaErrorInvalidValue;
-  add_kernel<<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (a, b, y, n, run, nb);
+  DS_CUDA_DISPATCH (dt, T,
+    add_kernel<T><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) a, (const T *) b, (T *) y, n, run, nb));
   return ds_cuda_launched ();
 }
 
+template <typename T>
 static __global__ void
-geglu_kernel (const float *__restrict__ x, float *__restrict__ y, int64_t rows, int64_t f)
+geglu_kernel (const T *__restrict__ x, T *__restrict__ y, int64_t rows, int64_t f)
 {
   const int64_t n = rows * f;
   for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
     {
       const int64_t r = i / f, c = i % f;
-      const float *xr = x + r * 2 * f; /* [value | gate] */
-      y[i] = xr[c] * ds_gelu_f (xr[f + c]);
+      const T *xr = x + r * 2 * f; /* [value | gate] */
+      ds_st (y + i, ds_ld (xr + c) * ds_gelu_f (ds_ld (xr + f + c)));
     }
 }
 
 extern "C" cudaError_t
-ds_cuda_geglu (const float *x, float *y, int64_t rows, int64_t f, cudaStream_t stream)
+ds_cuda_geglu (DsDType dt, const void *x, void *y, int64_t rows, int64_t f, cudaStream_t stream)
 {
   if (rows <= 0 || f <= 0)
     return cudaSuccess;
-  geglu_kernel<<<ds_cuda_blocks (rows * f), DS_CUDA_THREADS, 0, stream>>> (x, y, rows, f);
+  DS_CUDA_DISPATCH (dt, T,
+    geglu_kernel<T><<<ds_cuda_blocks (rows * f), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) x, (T *) y, rows, f));
   return ds_cuda_launched ();
 }

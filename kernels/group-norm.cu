@@ -8,25 +8,26 @@
  */
 #include "ds-cuda-util.cuh"
 
+template <typename T>
 static __global__ void
-group_norm_kernel (const float *__restrict__ x, const float *__restrict__ gamma,
-                   const float *__restrict__ beta, float *__restrict__ y, int64_t ch,
+group_norm_kernel (const T *__restrict__ x, const T *__restrict__ gamma,
+                   const T *__restrict__ beta, T *__restrict__ y, int64_t ch,
                    int64_t spatial, int64_t cg, float eps, bool silu)
 {
   __shared__ double red[32];
   const int64_t g = blockIdx.x, n = blockIdx.y, count = cg * spatial;
   const int64_t base = (n * ch + g * cg) * spatial;
-  const float *xg = x + base;
-  float *yg = y + base;
+  const T *xg = x + base;
+  T *yg = y + base;
 
   double s = 0;
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
-    s += xg[i];
+    s += ds_ld (xg + i);
   const double mean = ds_block_sum (s, red) / (double) count;
   double v = 0;
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
     {
-      double d = xg[i] - mean;
+      double d = ds_ld (xg + i) - mean;
       v += d * d;
     }
   const double var = ds_block_sum (v, red) / (double) count;
@@ -35,14 +36,14 @@ group_norm_kernel (const float *__restrict__ x, const float *__restrict__ gamma,
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
     {
       const int64_t c = g * cg + i / spatial;
-      float r = (xg[i] - meanf) * rstd * gamma[c] + beta[c];
-      yg[i] = silu ? ds_silu_f (r) : r;
+      float r = (ds_ld (xg + i) - meanf) * rstd * ds_ld (gamma + c) + ds_ld (beta + c);
+      ds_st (yg + i, silu ? ds_silu_f (r) : r);
     }
 }
 
 extern "C" cudaError_t
-ds_cuda_group_norm (const float *x, const float *gamma, const float *beta, float *y, int64_t nb,
-                    int64_t ch, int64_t spatial, int groups, float eps, bool silu,
+ds_cuda_group_norm (DsDType dt, const void *x, const void *gamma, const void *beta, void *y,
+                    int64_t nb, int64_t ch, int64_t spatial, int groups, float eps, bool silu,
                     cudaStream_t stream)
 {
   if (nb <= 0 || ch <= 0 || spatial <= 0)
@@ -50,7 +51,9 @@ ds_cuda_group_norm (const float *x, const float *gamma, const float *beta, float
   if (groups < 1 || ch % groups || nb > 65535)
     return cudaErrorInvalidValue;
   dim3 grid ((unsigned) groups, (unsigned) nb);
-  group_norm_kernel<<<grid, 512, 0, stream>>> (x, gamma, beta, y, ch, spatial, ch / groups, eps,
-                                               silu);
+  DS_CUDA_DISPATCH (dt, T,
+    group_norm_kernel<T><<<grid, 512, 0, stream>>> ((const T *) x, (const T *) gamma,
+                                                    (const T *) beta, (T *) y, ch, spatial,
+                                                    ch / groups, eps, silu));
   return ds_cuda_launched ();
 }

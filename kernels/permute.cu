@@ -6,8 +6,9 @@
  */
 #include "ds-cuda-util.cuh"
 
+template <typename T>
 static __global__ void
-permute_kernel (const float *__restrict__ x, float *__restrict__ y, DsCudaPermute p, int64_t n)
+permute_kernel (const T *__restrict__ x, T *__restrict__ y, DsCudaPermute p, int64_t n)
 {
   for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
     {
@@ -22,13 +23,15 @@ permute_kernel (const float *__restrict__ x, float *__restrict__ y, DsCudaPermut
 }
 
 extern "C" cudaError_t
-ds_cuda_permute (const float *x, float *y, const DsCudaPermute *p, cudaStream_t stream)
+ds_cuda_permute (DsDType dt, const void *x, void *y, const DsCudaPermute *p, cudaStream_t stream)
 {
   int64_t n = 1;
   for (int d = 0; d < 4; d++)
     n *= p->shape[d];
   if (n <= 0)
     return cudaSuccess;
-  permute_kernel<<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (x, y, *p, n);
+  DS_CUDA_DISPATCH_BITS (dt, T,
+    permute_kernel<T><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) x, (T *) y, *p, n));
   return ds_cuda_launched ();
 }

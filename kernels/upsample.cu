@@ -1,8 +1,9 @@
 /* upsample.cu: nearest-neighbour 2x upsampling of [planes, H, W] images. */
 #include "ds-cuda-util.cuh"
 
+template <typename T>
 static __global__ void
-upsample_kernel (const float *__restrict__ x, float *__restrict__ y, int64_t planes, int64_t h,
+upsample_kernel (const T *__restrict__ x, T *__restrict__ y, int64_t planes, int64_t h,
                  int64_t w)
 {
   const int64_t w2 = 2 * w, h2 = 2 * h, n = planes * h2 * w2;
@@ -14,12 +15,14 @@ upsample_kernel (const float *__restrict__ x, float *__restrict__ y, int64_t pla
 }
 
 extern "C" cudaError_t
-ds_cuda_upsample_nearest2x (const float *x, float *y, int64_t planes, int64_t h, int64_t w,
-                            cudaStream_t stream)
+ds_cuda_upsample_nearest2x (DsDType dt, const void *x, void *y, int64_t planes, int64_t h,
+                            int64_t w, cudaStream_t stream)
 {
   const int64_t n = planes * 4 * h * w;
   if (n <= 0)
     return cudaSuccess;
-  upsample_kernel<<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (x, y, planes, h, w);
+  DS_CUDA_DISPATCH_BITS (dt, T,
+    upsample_kernel<T><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) x, (T *) y, planes, h, w));
   return ds_cuda_launched ();
 }

@@ -1,9 +1,20 @@
 /* bench-models: wall-clock medians of the model forwards at the real SD
  * 2.1-base configs (random weights generated in the engine, 512² image,
- * 77-token prompts), on the CPU backend.
+ * 77-token prompts).
  *
- *   build/tests/bench/bench-models [--runs N] [--warmup N] [--only unet|vae|text|unet-l1]
- *                                  [--backend cpu|cuda]   (cuda when built with it)
+ *   build/tests/bench/bench-models [--runs N] [--warmup N] [--backend cpu|cuda]
+ *       [--dtype f32|f16|bf16] [--only text|vae|unet|unet-l1|unet-maps]
+ *
+ * Measures, each after warm-up, with the backend synchronised at the end of
+ * every run: the text encoder (batch 2), the VAE encoder (one 512² image), the
+ * UNet full forward (batch 2 [uncond, cond]), the UNet up to the U-L1 probes
+ * (stops after U-L1-R2-B0-Cross-Q, as the paper's features need), and the UNet
+ * full forward keeping every cross-attention map (the 16 per-head softmax
+ * maps are computed into device memory and handed to the probe sink, which
+ * keeps nothing: the cost of making them available). Then the peak device
+ * memory (CUDA: in use per cudaMemGetInfo after each measurement, context
+ * included) and the activation arena's size. CUDA defaults to f16, the CPU
+ * to f32.
  *
  * Prints one line per measurement: name, median ms, min ms, runs. Not a test:
  * timings never gate anything; BENCHMARKS.md records them with the command. */
@@ -14,13 +25,15 @@
 
 #include "ds-nn.h"
 #include "ds-probes.h"
+#include "ds-test-sd21.h"
 #include "ds-text-encoder.h"
 #include "ds-unet.h"
 #include "ds-vae.h"
-#include "ds-test-sd21.h"
 #ifdef DS_HAVE_CUDA
 #include "ds-cuda.h"
 #endif
+
+#define MAX_RUNS 200
 
 static double
 now_ms (void)
@@ -48,36 +61,9 @@ static const DsTextEncoderConfig sd21_text = {
   .layer_norm_eps = 1e-5f,
 };
 
-typedef DsStatus (*RunFn) (void *ctx, DsError *err);
-
-static void
-measure (const char *name, RunFn fn, void *ctx, int warmup, int runs)
-{
-  DsError err = { 0 };
-  double t[64];
-  for (int i = 0; i < warmup; i++)
-    if (fn (ctx, &err))
-      {
-        fprintf (stderr, "%s: %s\n", name, err.message);
-        return;
-      }
-  for (int i = 0; i < runs; i++)
-    {
-      double t0 = now_ms ();
-      if (fn (ctx, &err))
-        {
-          fprintf (stderr, "%s: %s\n", name, err.message);
-          return;
-        }
-      t[i] = now_ms () - t0;
-    }
-  qsort (t, (size_t) runs, sizeof t[0], cmp_double);
-  printf ("%-34s median %10.1f ms   min %10.1f ms   runs %d\n", name, t[runs / 2], t[0], runs);
-  fflush (stdout);
-}
-
 typedef struct {
   DsBackend *be;
+  bool cuda;
   DsArena arena;
   DsUnet *unet;
   DsVae *vae;
@@ -85,34 +71,67 @@ typedef struct {
   DsTensor x, ctx, px, lat, text_out;
   const DsProbeSink *sink;
   int32_t ids[2 * 77];
+  size_t peak_device;
 } Bench;
 
-static DsStatus
-run_unet (void *p, DsError *err)
+typedef DsStatus (*RunFn) (Bench *b, DsError *err);
+
+static void
+note_memory (Bench *b)
 {
-  Bench *b = p;
+#ifdef DS_HAVE_CUDA
+  size_t used, total;
+  if (b->cuda && ds_cuda_memory_in_use (&used, &total) == 0 && used > b->peak_device)
+    b->peak_device = used;
+#endif
+}
+
+static bool
+measure (const char *name, RunFn fn, Bench *b, int warmup, int runs)
+{
+  DsError err = { 0 };
+  double t[MAX_RUNS];
+  for (int i = 0; i < warmup + runs; i++)
+    {
+      double t0 = now_ms ();
+      DsStatus st = fn (b, &err);
+      if (st == DS_OK)
+        st = b->be->synchronize (b->be, &err);
+      if (st != DS_OK)
+        {
+          fprintf (stderr, "%s: %s\n", name, err.message);
+          return false;
+        }
+      if (i >= warmup)
+        t[i - warmup] = now_ms () - t0;
+    }
+  qsort (t, (size_t) runs, sizeof t[0], cmp_double);
+  printf ("%-40s median %9.2f ms   min %9.2f ms   runs %d\n", name, t[runs / 2], t[0], runs);
+  fflush (stdout);
+  note_memory (b);
+  return true;
+}
+
+static DsStatus
+run_unet (Bench *b, DsError *err)
+{
   float ts[2] = { 50, 50 };
   ds_arena_reset (&b->arena);
-  DsStatus st = ds_unet_forward (b->unet, b->be, &b->arena, &b->x, ts, &b->ctx, b->sink, NULL, err);
-  return st ? st : b->be->synchronize (b->be, err);
+  return ds_unet_forward (b->unet, b->be, &b->arena, &b->x, ts, &b->ctx, b->sink, NULL, err);
 }
 
 static DsStatus
-run_vae (void *p, DsError *err)
+run_vae (Bench *b, DsError *err)
 {
-  Bench *b = p;
   ds_arena_reset (&b->arena);
-  DsStatus st = ds_vae_encode (b->vae, b->be, &b->arena, &b->px, &b->lat, err);
-  return st ? st : b->be->synchronize (b->be, err);
+  return ds_vae_encode (b->vae, b->be, &b->arena, &b->px, &b->lat, err);
 }
 
 static DsStatus
-run_text (void *p, DsError *err)
+run_text (Bench *b, DsError *err)
 {
-  Bench *b = p;
   ds_arena_reset (&b->arena);
-  DsStatus st = ds_text_encoder_forward (b->te, b->be, &b->arena, b->ids, 2, &b->text_out, err);
-  return st ? st : b->be->synchronize (b->be, err);
+  return ds_text_encoder_forward (b->te, b->be, &b->arena, b->ids, 2, &b->text_out, err);
 }
 
 static DsStatus
@@ -121,12 +140,12 @@ discard (void *user, int index, const DsTensor *t, DsError *err)
   return DS_OK;
 }
 
-/* A tensor on the backend's device, filled with values in [-1, 1) from seed
- * (seed 0: left as allocated). */
+/* A tensor in the backend's dtype on its device, filled with values in
+ * [-1, 1) from seed (seed 0: left as allocated). */
 static DsStatus
 input (DsBackend *be, DsTensor *t, int ndim, const int64_t *shape, uint64_t seed, DsError *err)
 {
-  DsStatus st = be->tensor_alloc (be, t, DS_DTYPE_F32, ndim, shape, err);
+  DsStatus st = be->tensor_alloc (be, t, be->act_dtype, ndim, shape, err);
   if (st || !seed)
     return st;
   int64_t n = ds_tensor_numel (t);
@@ -138,16 +157,50 @@ input (DsBackend *be, DsTensor *t, int ndim, const int64_t *shape, uint64_t seed
       seed = seed * 6364136223846793005ull + 1442695040888963407ull;
       p[i] = (float) ((seed >> 40) / (double) (1 << 24)) * 2.0f - 1.0f;
     }
-  st = be->upload (be, t, p, err);
+  st = ds_backend_upload_f32 (be, t, p, err);
   free (p);
   return st;
+}
+
+/* A sink wanting the probes for which `pick` says yes; the forward stops after
+ * the last of them. want is calloc'ed for the caller to free. */
+static DsProbeSink
+sink_for (const DsProbeList *list, bool (*pick) (const DsProbeInfo *), bool **want)
+{
+  DsProbeSink s = { .last = -1, .emit = discard };
+  *want = calloc ((size_t) list->n, 1);
+  for (int i = 0; i < list->n; i++)
+    if (pick (&list->probes[i]))
+      (*want)[i] = true, s.last = i;
+  s.want = *want;
+  return s;
+}
+
+static bool
+pick_l1 (const DsProbeInfo *p)
+{
+  return !strcmp (p->name, "U-L1-R1-B0-Cross-Q") || !strcmp (p->name, "U-L1-R2-B0-Cross-Q");
+}
+
+static bool
+pick_cross_maps (const DsProbeInfo *p)
+{
+  return p->kind == DS_PROBE_CROSS_MAP;
+}
+
+static int
+usage (void)
+{
+  fprintf (stderr, "usage: bench-models [--runs N] [--warmup N] [--backend cpu|cuda] "
+                   "[--dtype f32|f16|bf16] [--only text|vae|unet|unet-l1|unet-maps]\n");
+  return 2;
 }
 
 int
 main (int argc, char **argv)
 {
   int runs = 3, warmup = 1;
-  const char *only = NULL, *backend = "cpu";
+  const char *only = NULL, *backend = "cpu", *dtype = NULL;
   for (int i = 1; i < argc; i++)
     {
       if (!strcmp (argv[i], "--runs") && i + 1 < argc)
@@ -158,22 +211,34 @@ main (int argc, char **argv)
         only = argv[++i];
       else if (!strcmp (argv[i], "--backend") && i + 1 < argc)
         backend = argv[++i];
+      else if (!strcmp (argv[i], "--dtype") && i + 1 < argc)
+        dtype = argv[++i];
       else
-        {
-          fprintf (stderr, "usage: bench-models [--runs N] [--warmup N] [--only unet|unet-l1|vae|text]\n");
-          return 2;
-        }
+        return usage ();
     }
-  if (runs < 1 || runs > 64)
-    runs = 3;
+  if (runs < 1 || runs > MAX_RUNS || warmup < 0)
+    return usage ();
+  Bench b = { .cuda = !strcmp (backend, "cuda") };
+  if (!b.cuda && strcmp (backend, "cpu"))
+    return usage ();
+  DsDType dt = b.cuda ? DS_DTYPE_F16 : DS_DTYPE_F32;
+  if (dtype)
+    {
+      if (!strcmp (dtype, "f32"))
+        dt = DS_DTYPE_F32;
+      else if (!strcmp (dtype, "f16"))
+        dt = DS_DTYPE_F16;
+      else if (!strcmp (dtype, "bf16"))
+        dt = DS_DTYPE_BF16;
+      else
+        return usage ();
+    }
   DsError err = { 0 };
-  Bench b = { 0 };
   const DsUnetConfig unet_cfg = ds_test_sd21_unet_config ();
-  bool cuda = !strcmp (backend, "cuda");
 #ifdef DS_HAVE_CUDA
-  b.be = cuda ? ds_backend_cuda_new (0, &err) : ds_backend_cpu_new (&err);
+  b.be = b.cuda ? ds_backend_cuda_new (0, dt, &err) : ds_backend_cpu_new (&err);
 #else
-  if (cuda)
+  if (b.cuda)
     {
       fprintf (stderr, "bench-models: built without CUDA\n");
       return 2;
@@ -182,11 +247,17 @@ main (int argc, char **argv)
 #endif
   if (!b.be)
     goto fail;
-  printf ("# backend %s; SD 2.1-base configs, random weights; 512x512 image, batch 2 "
-          "[uncond, cond]\n", b.be->name);
+  if (b.be->act_dtype != dt)
+    {
+      fprintf (stderr, "bench-models: the %s backend computes in %s only\n", b.be->name,
+               ds_dtype_name (b.be->act_dtype));
+      return 2;
+    }
+  printf ("# backend %s, %s; SD 2.1-base configs, random weights; 512x512 image, batch 2 "
+          "[uncond, cond]\n", b.be->name, ds_dtype_name (dt));
 
   size_t arena = 0;
-  bool want_unet = !only || !strncmp (only, "unet", 4);
+  const bool want_unet = !only || !strncmp (only, "unet", 4);
   if (want_unet)
     {
       if (ds_unet_new_random (&unet_cfg, 1, b.be, &b.unet, &err))
@@ -194,8 +265,6 @@ main (int argc, char **argv)
       if (input (b.be, &b.x, 4, (int64_t[]){ 2, 4, 64, 64 }, 1, &err)
           || input (b.be, &b.ctx, 3, (int64_t[]){ 2, 77, 1024 }, 2, &err))
         goto fail;
-      size_t s = ds_unet_arena_bytes (b.unet, 2, 64, 64, 77, NULL);
-      arena = s > arena ? s : arena;
     }
   if (!only || !strcmp (only, "vae"))
     {
@@ -218,46 +287,57 @@ main (int argc, char **argv)
       size_t s = ds_text_encoder_arena_bytes (b.te, 2);
       arena = s > arena ? s : arena;
     }
-#ifdef DS_HAVE_CUDA
-  if (cuda ? ds_cuda_arena_init (&b.arena, arena, &err) : ds_arena_init (&b.arena, arena, &err))
+
+  DsProbeList list = { 0 };
+  bool *want_l1 = NULL, *want_maps = NULL;
+  DsProbeSink sink_l1 = { .last = -1 }, sink_maps = { .last = -1 };
+  if (want_unet)
+    {
+      if (ds_probe_list_build (&unet_cfg, 64, 64, 77, &list, &err))
+        goto fail;
+      sink_l1 = sink_for (&list, pick_l1, &want_l1);
+      sink_maps = sink_for (&list, pick_cross_maps, &want_maps);
+      const DsProbeSink *sinks[] = { NULL, &sink_l1, &sink_maps };
+      for (int i = 0; i < 3; i++)
+        {
+          size_t s = ds_unet_arena_bytes (b.unet, 2, 64, 64, 77, sinks[i]);
+          arena = s > arena ? s : arena;
+        }
+    }
+  if (ds_backend_arena_init (b.be, &b.arena, arena, &err))
     goto fail;
-#else
-  if (ds_arena_init (&b.arena, arena, &err))
-    goto fail;
-#endif
-  printf ("# arena %.0f MiB\n", arena / 1048576.0);
+  printf ("# activation arena %.0f MiB\n", arena / 1048576.0);
+  note_memory (&b);
 
   if (b.te)
     measure ("text encoder, batch 2", run_text, &b, warmup, runs);
   if (b.vae)
     measure ("VAE encoder, 512x512", run_vae, &b, warmup, runs);
-  if (b.unet && (!only || !strcmp (only, "unet-l1")))
-    {
-      /* Up to the U-L1 probes: the deepest of the paper's U-L1 features. */
-      DsProbeList list;
-      ds_probe_list_build (&unet_cfg, 64, 64, 77, &list, &err);
-      bool *want = calloc ((size_t) list.n, 1);
-      int last = ds_probe_list_find (&list, "U-L1-R2-B0-Cross-Q");
-      want[ds_probe_list_find (&list, "U-L1-R1-B0-Cross-Q")] = want[last] = true;
-      DsProbeSink sink = { .want = want, .last = last, .emit = discard };
-      b.sink = &sink;
-      measure ("UNet to U-L1 probes, batch 2", run_unet, &b, warmup, runs);
-      b.sink = NULL;
-      free (want);
-      ds_probe_list_free (&list);
-    }
   if (b.unet && (!only || !strcmp (only, "unet")))
     measure ("UNet full, batch 2", run_unet, &b, warmup, runs);
+  if (b.unet && (!only || !strcmp (only, "unet-l1")))
+    {
+      b.sink = &sink_l1;
+      measure ("UNet to U-L1 probes, batch 2", run_unet, &b, warmup, runs);
+    }
+  if (b.unet && (!only || !strcmp (only, "unet-maps")))
+    {
+      b.sink = &sink_maps;
+      measure ("UNet full + all cross-attn maps, batch 2", run_unet, &b, warmup, runs);
+    }
+  b.sink = NULL;
   printf ("# peak arena use %.0f MiB\n", b.arena.peak / 1048576.0);
+  if (b.cuda)
+    printf ("# peak device memory in use %.0f MiB (weights, arena, scratch, CUDA context)\n",
+            b.peak_device / 1048576.0);
+
+  free (want_l1);
+  free (want_maps);
+  ds_probe_list_free (&list);
   ds_unet_free (b.unet);
   ds_vae_free (b.vae);
   ds_text_encoder_free (b.te);
-#ifdef DS_HAVE_CUDA
-  if (cuda)
-    ds_cuda_arena_free (&b.arena);
-  else
-#endif
-    ds_arena_free (&b.arena);
+  ds_backend_arena_free (b.be, &b.arena);
   DsTensor *inputs[] = { &b.x, &b.ctx, &b.px, &b.lat, &b.text_out };
   for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
     if (inputs[i]->data)

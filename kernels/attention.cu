@@ -1,0 +1,220 @@
+/* attention.cu: fused (flash-style) multi-head attention, f16/bf16, head size 64.
+ *
+ * o_h = softmax(scale * q_h k_h^T) v_h per head without writing the scores to
+ * memory (FlashAttention-2's loop order): a block of 4 warps takes 64 query
+ * rows of one (item, head), 16 per warp, keeps them in registers as MMA
+ * fragments, and walks the keys in tiles of 64 staged through shared memory:
+ *   S[16 x 64] = Q K^T            8 n-tiles x 4 k-steps of m16n8k16, f32
+ *   online softmax per row        running max m and sum l in f32; exp2 of
+ *                                 scores pre-multiplied by scale * log2(e)
+ *   O[16 x 64] = O * exp(m_old - m_new) + P V
+ * P goes from the accumulator fragments of S straight into A fragments of the
+ * second product (their layouts coincide, ds-cuda-mma.cuh), rounded to T.
+ * Keys past nk and, with `causal`, keys after the query are masked; the last
+ * tile may be partial (cross-attention has 77 keys). Probabilities are not
+ * produced: attention maps use the unfused path in ds-backend-cuda.c.
+ *
+ * This is the plain version: no cp.async double buffering, no ldmatrix; V's
+ * fragments are gathered with 16-bit shared loads. Rows of q, k, v and o are
+ * heads * 64 elements, so every row start is 16-byte aligned for the uint4
+ * tile loads.
+ */
+#include "ds-cuda-mma.cuh"
+
+#define HD 64       /* head size */
+#define BR 64       /* query rows per block: 4 warps x 16 */
+#define BC 64       /* keys per tile */
+#define LDS (HD + 8) /* shared row stride in elements: 144 bytes, rows stay 16-byte aligned */
+#define NTHREADS 128
+
+/* rows [r0, r0 + BR) of head columns [h*HD, h*HD + HD) of a [n, ld] matrix
+ * into dst[BR][LDS]; rows at or past n become zeros. */
+static __device__ __forceinline__ void
+load_tile (uint16_t *dst, const uint16_t *src, int64_t r0, int64_t n, int64_t ld)
+{
+  for (int c = threadIdx.x; c < BR * HD / 8; c += NTHREADS)
+    {
+      const int r = c / (HD / 8), col = (c % (HD / 8)) * 8;
+      uint4 v = make_uint4 (0, 0, 0, 0);
+      if (r0 + r < n)
+        v = *(const uint4 *) (src + (r0 + r) * ld + col);
+      *(uint4 *) (dst + r * LDS + col) = v;
+    }
+}
+
+static __device__ __forceinline__ uint32_t
+ld32 (const uint16_t *p) /* two consecutive elements, 4-byte aligned */
+{
+  return *(const uint32_t *) p;
+}
+
+template <typename T>
+static __global__ void __launch_bounds__ (NTHREADS)
+flash_kernel (const uint16_t *__restrict__ q, const uint16_t *__restrict__ k,
+              const uint16_t *__restrict__ v, uint16_t *__restrict__ o, int64_t nq, int64_t nk,
+              int64_t heads, float scale_log2, bool causal)
+{
+  __shared__ __align__ (16) uint16_t qs[BR * LDS];
+  __shared__ __align__ (16) uint16_t ks[BC * LDS];
+  __shared__ __align__ (16) uint16_t vs[BC * LDS];
+  const int64_t ld = heads * HD, h = blockIdx.y, b = blockIdx.z;
+  const int64_t q0 = (int64_t) blockIdx.x * BR;
+  const uint16_t *qb = q + b * nq * ld + h * HD, *kb = k + b * nk * ld + h * HD;
+  const uint16_t *vb = v + b * nk * ld + h * HD;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int wr = warp * 16; /* the warp's first row within the block */
+
+  load_tile (qs, qb, q0, nq, ld);
+  __syncthreads ();
+  uint32_t qa[HD / 16][4];
+  for (int s = 0; s < HD / 16; s++)
+    {
+      qa[s][0] = ld32 (qs + (wr + g) * LDS + 16 * s + 2 * t);
+      qa[s][1] = ld32 (qs + (wr + g + 8) * LDS + 16 * s + 2 * t);
+      qa[s][2] = ld32 (qs + (wr + g) * LDS + 16 * s + 2 * t + 8);
+      qa[s][3] = ld32 (qs + (wr + g + 8) * LDS + 16 * s + 2 * t + 8);
+    }
+
+  float acc[HD / 8][4];
+  for (int j = 0; j < HD / 8; j++)
+    acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+  float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f };
+  const int64_t row[2] = { q0 + wr + g, q0 + wr + g + 8 };
+  /* With the causal mask no key after the block's last query matters. */
+  const int64_t kend = causal && q0 + BR < nk ? q0 + BR : nk;
+
+  for (int64_t k0 = 0; k0 < kend; k0 += BC)
+    {
+      __syncthreads (); /* everyone is done with the previous tile */
+      load_tile (ks, kb, k0, nk, ld);
+      load_tile (vs, vb, k0, nk, ld);
+      __syncthreads ();
+
+      float s[BC / 8][4];
+      for (int j = 0; j < BC / 8; j++)
+        {
+          s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+          for (int kk = 0; kk < HD / 16; kk++)
+            {
+              const uint32_t bf[2] = { ld32 (ks + (8 * j + g) * LDS + 16 * kk + 2 * t),
+                                       ld32 (ks + (8 * j + g) * LDS + 16 * kk + 2 * t + 8) };
+              DsMma<T>::run (s[j], qa[kk], bf);
+            }
+        }
+
+      /* scale, mask, and each row's maximum over this tile */
+      float mt[2] = { -INFINITY, -INFINITY };
+      for (int j = 0; j < BC / 8; j++)
+        for (int e = 0; e < 4; e++)
+          {
+            const int r = e / 2;
+            const int64_t key = k0 + 8 * j + 2 * t + (e & 1);
+            float x = s[j][e] * scale_log2;
+            if (key >= nk || (causal && key > row[r]))
+              x = -INFINITY;
+            s[j][e] = x;
+            mt[r] = fmaxf (mt[r], x);
+          }
+      float alpha[2];
+      for (int r = 0; r < 2; r++)
+        {
+          /* the four lanes of a row group hold its 64 columns */
+          mt[r] = fmaxf (mt[r], __shfl_xor_sync (0xffffffffu, mt[r], 1));
+          mt[r] = fmaxf (mt[r], __shfl_xor_sync (0xffffffffu, mt[r], 2));
+          const float mn = fmaxf (m[r], mt[r]);
+          /* a row with every key masked so far keeps m = -inf: use 0 as the
+           * reference so exp2 gives 0, not NaN */
+          const float ref = mn == -INFINITY ? 0.0f : mn;
+          alpha[r] = exp2f (m[r] - ref);
+          m[r] = mn;
+          l[r] *= alpha[r];
+          for (int j = 0; j < BC / 8; j++)
+            {
+              s[j][2 * r] = exp2f (s[j][2 * r] - ref);
+              s[j][2 * r + 1] = exp2f (s[j][2 * r + 1] - ref);
+              l[r] += s[j][2 * r] + s[j][2 * r + 1];
+            }
+        }
+      for (int j = 0; j < HD / 8; j++)
+        {
+          acc[j][0] *= alpha[0];
+          acc[j][1] *= alpha[0];
+          acc[j][2] *= alpha[1];
+          acc[j][3] *= alpha[1];
+        }
+
+      /* O += P V, 16 keys at a time */
+      for (int kk = 0; kk < BC / 16; kk++)
+        {
+          const uint32_t pa[4] = {
+            ds_pack2 (T (), s[2 * kk][0], s[2 * kk][1]),
+            ds_pack2 (T (), s[2 * kk][2], s[2 * kk][3]),
+            ds_pack2 (T (), s[2 * kk + 1][0], s[2 * kk + 1][1]),
+            ds_pack2 (T (), s[2 * kk + 1][2], s[2 * kk + 1][3]),
+          };
+          const uint16_t *v0 = vs + (16 * kk + 2 * t) * LDS + g;
+          for (int j = 0; j < HD / 8; j++)
+            {
+              const uint16_t *vj = v0 + 8 * j;
+              const uint32_t bf[2] = {
+                (uint32_t) vj[0] | (uint32_t) vj[LDS] << 16,
+                (uint32_t) vj[8 * LDS] | (uint32_t) vj[9 * LDS] << 16,
+              };
+              DsMma<T>::run (acc[j], pa, bf);
+            }
+        }
+    }
+
+  /* each row's sum is spread over its four lanes */
+  for (int r = 0; r < 2; r++)
+    {
+      l[r] += __shfl_xor_sync (0xffffffffu, l[r], 1);
+      l[r] += __shfl_xor_sync (0xffffffffu, l[r], 2);
+    }
+  uint16_t *ob = o + b * nq * ld + h * HD;
+  for (int r = 0; r < 2; r++)
+    {
+      if (row[r] >= nq)
+        continue;
+      const float inv = 1.0f / l[r];
+      uint32_t *dst = (uint32_t *) (ob + row[r] * ld + 2 * t);
+      for (int j = 0; j < HD / 8; j++)
+        dst[4 * j] = ds_pack2 (T (), acc[j][2 * r] * inv, acc[j][2 * r + 1] * inv);
+    }
+}
+
+extern "C" bool
+ds_cuda_flash_attention_supported (DsDType dt, int64_t head_dim)
+{
+  return (dt == DS_DTYPE_F16 || dt == DS_DTYPE_BF16) && head_dim == HD;
+}
+
+extern "C" cudaError_t
+ds_cuda_flash_attention (DsDType dt, const void *q, const void *k, const void *v, void *o,
+                         int64_t nb, int64_t nq, int64_t nk, int64_t heads, float scale,
+                         bool causal, cudaStream_t stream)
+{
+  if (nb <= 0 || nq <= 0 || heads <= 0)
+    return cudaSuccess;
+  if (nk <= 0 || nb > 65535 || heads > 65535 || (nq + BR - 1) / BR > INT32_MAX)
+    return cudaErrorInvalidValue;
+  const dim3 grid ((unsigned) ((nq + BR - 1) / BR), (unsigned) heads, (unsigned) nb);
+  const float scale_log2 = scale * 1.4426950408889634f; /* exp(x) = exp2(x log2 e) */
+  const uint16_t *qq = (const uint16_t *) q, *kk = (const uint16_t *) k;
+  const uint16_t *vv = (const uint16_t *) v;
+  uint16_t *oo = (uint16_t *) o;
+  switch (dt)
+    {
+    case DS_DTYPE_F16:
+      flash_kernel<__half><<<grid, NTHREADS, 0, stream>>> (qq, kk, vv, oo, nq, nk, heads,
+                                                           scale_log2, causal);
+      break;
+    case DS_DTYPE_BF16:
+      flash_kernel<__nv_bfloat16><<<grid, NTHREADS, 0, stream>>> (qq, kk, vv, oo, nq, nk, heads,
+                                                                  scale_log2, causal);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+    }
+  return ds_cuda_launched ();
+}

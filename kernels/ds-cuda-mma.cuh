@@ -1,0 +1,73 @@
+/* ds-cuda-mma.cuh: one warp-wide tensor-core product, m16n8k16 (C++ only).
+ *
+ * D[16x8] (f32) += A[16x16] (f16 or bf16, row-major) . B[16x8] (same type,
+ * "col": indexed [k][n]) through `mma.sync.aligned.m16n8k16` (sm_80 and newer).
+ * All 32 lanes of the warp call it together. The register fragments follow
+ * the PTX ISA layout; with g = lane / 4 and t = lane % 4, and each 32-bit
+ * register holding two elements (the first in the low 16 bits):
+ *   a[0] = A[g][2t..2t+1]     a[1] = A[g+8][2t..2t+1]
+ *   a[2] = A[g][2t+8..2t+9]   a[3] = A[g+8][2t+8..2t+9]
+ *   b[0] = B[2t..2t+1][g]     b[1] = B[2t+8..2t+9][g]
+ *   d[0] = D[g][2t]  d[1] = D[g][2t+1]  d[2] = D[g+8][2t]  d[3] = D[g+8][2t+1]
+ * Under the host emulator (DS_CUDA_EMU, tests/cuda-emu) the same layout is
+ * computed by a warp-collective function, so kernels built on this are tested
+ * on machines without a GPU.
+ */
+#pragma once
+
+#include "ds-cuda-util.cuh"
+
+template <typename T> struct DsMma;
+
+template <> struct DsMma<__half>
+{
+  static __device__ __forceinline__ void
+  run (float d[4], const uint32_t a[4], const uint32_t b[2])
+  {
+#ifdef DS_CUDA_EMU
+    ds_emu_mma_m16n8k16_f32_f16 (d, a, b, d);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    __trap ();
+#endif
+  }
+};
+
+template <> struct DsMma<__nv_bfloat16>
+{
+  static __device__ __forceinline__ void
+  run (float d[4], const uint32_t a[4], const uint32_t b[2])
+  {
+#ifdef DS_CUDA_EMU
+    ds_emu_mma_m16n8k16_f32_bf16 (d, a, b, d);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    __trap ();
+#endif
+  }
+};
+
+/* Two f32 values rounded into one register of T pairs, lo in the low half. */
+static __device__ __forceinline__ uint32_t
+ds_pack2 (__half, float lo, float hi)
+{
+  union { __half2 h; uint32_t u; } r;
+  r.h = __floats2half2_rn (lo, hi);
+  return r.u;
+}
+
+static __device__ __forceinline__ uint32_t
+ds_pack2 (__nv_bfloat16, float lo, float hi)
+{
+  union { __nv_bfloat162 h; uint32_t u; } r;
+  r.h = __floats2bfloat162_rn (lo, hi);
+  return r.u;
+}
