@@ -11,6 +11,9 @@
 
 #include "ds-atomic.h"
 #include "ds-safetensors.h"
+#ifdef DS_HAVE_CUDA
+#include "ds-cuda.h"
+#endif
 
 #ifndef DS_DATA_DIR
 #define DS_DATA_DIR "resources"
@@ -93,7 +96,8 @@ cli_parse_args (int argc, char **argv, CliOptions *o)
 {
   enum { O_MODEL = 256, O_DEMO, O_IMAGE, O_PROMPT, O_UNCOND, O_T, O_MENG, O_SEED, O_SIZE,
          O_CROP, O_PROBE, O_MAPS, O_OUT, O_NOISE, O_S, O_COLORMAP, O_WORDS, O_CKA, O_OUT_DIR,
-         O_OPACITY, O_HEAT_RES, O_CAPTION, O_TIMESTEPS, O_TRIALS, O_SHARD, O_JSON, O_DAAM, O_PAIRS };
+         O_OPACITY, O_HEAT_RES, O_CAPTION, O_TIMESTEPS, O_TRIALS, O_SHARD, O_JSON, O_DAAM, O_PAIRS,
+         O_DEVICE, O_PRECISION };
   static const struct option opts[] = {
     { "model", required_argument, 0, O_MODEL }, { "demo", no_argument, 0, O_DEMO },
     { "image", required_argument, 0, O_IMAGE }, { "prompt", required_argument, 0, O_PROMPT },
@@ -109,6 +113,8 @@ cli_parse_args (int argc, char **argv, CliOptions *o)
     { "timesteps", required_argument, 0, O_TIMESTEPS }, { "trials", required_argument, 0, O_TRIALS },
     { "shard", required_argument, 0, O_SHARD }, { "json", no_argument, 0, O_JSON },
     { "daam", no_argument, 0, O_DAAM }, { "pairs", required_argument, 0, O_PAIRS },
+    { "device", required_argument, 0, O_DEVICE },
+    { "precision", required_argument, 0, O_PRECISION },
     { 0, 0, 0, 0 },
   };
   *o = (CliOptions){ .t = 50, .size = 512, .uncond = "", .colormap = "viridis", .opacity = 0.6,
@@ -168,6 +174,8 @@ cli_parse_args (int argc, char **argv, CliOptions *o)
         case O_JSON: o->json = true; break;
         case O_DAAM: o->daam = true; break;
         case O_PAIRS: o->pairs = optarg; break;
+        case O_DEVICE: o->device = optarg; break;
+        case O_PRECISION: o->precision = optarg; break;
         default:
           fprintf (stderr, "diffscope-cli: unknown or incomplete option \"%s\"\n",
                    argv[optind - 1]);
@@ -181,6 +189,20 @@ cli_parse_args (int argc, char **argv, CliOptions *o)
   if (optind < argc)
     {
       fprintf (stderr, "diffscope-cli: unexpected argument \"%s\"\n", argv[optind]);
+      return 2;
+    }
+  const char *dev = o->device ? o->device : getenv ("DIFFSCOPE_DEVICE");
+  if (dev && *dev && strcmp (dev, "auto") && strcmp (dev, "cpu") && strcmp (dev, "cuda"))
+    {
+      fprintf (stderr, "diffscope-cli: %s must be auto, cpu or cuda, got \"%s\"\n",
+               o->device ? "--device" : "DIFFSCOPE_DEVICE", dev);
+      return 2;
+    }
+  if (o->precision && strcmp (o->precision, "f16") && strcmp (o->precision, "bf16")
+      && strcmp (o->precision, "f32"))
+    {
+      fprintf (stderr, "diffscope-cli: --precision must be f16, bf16 or f32, got \"%s\"\n",
+               o->precision);
       return 2;
     }
   if (o->demo && o->model)
@@ -205,11 +227,55 @@ data_dir (void)
   return d && *d ? d : DS_DATA_DIR;
 }
 
+/* See cli_open_pipeline. The options were validated by cli_parse_args. */
+static DsBackend *
+cli_backend_new (const CliOptions *o, DsError *err)
+{
+  const char *dev = o->device ? o->device : getenv ("DIFFSCOPE_DEVICE");
+  if (!dev || !*dev)
+    dev = "auto";
+  const char *prec = o->precision;
+  if (!strcmp (dev, "cpu"))
+    {
+      if (prec && strcmp (prec, "f32"))
+        {
+          ds_error_set (err, DS_ERR_UNSUPPORTED,
+                        "the CPU backend computes in f32 only (asked for --precision %s)", prec);
+          return NULL;
+        }
+      return ds_backend_cpu_new (err);
+    }
+#ifdef DS_HAVE_CUDA
+  const DsDType dt = !prec || !strcmp (prec, "f16") ? DS_DTYPE_F16
+                     : !strcmp (prec, "bf16")       ? DS_DTYPE_BF16
+                                                    : DS_DTYPE_F32;
+  if (!strcmp (dev, "cuda"))
+    return ds_backend_cuda_new (0, dt, err);
+  if (ds_cuda_device_count () > 0)
+    {
+      DsBackend *be = ds_backend_cuda_new (0, dt, err);
+      if (be)
+        return be;
+      fprintf (stderr, "diffscope-cli: %s; running on the CPU (f32)\n", err->message);
+    }
+  else
+    fprintf (stderr, "diffscope-cli: no CUDA device answers; running on the CPU (f32)\n");
+#else
+  if (!strcmp (dev, "cuda"))
+    {
+      ds_error_set (err, DS_ERR_UNSUPPORTED,
+                    "this diffscope-cli was built without CUDA (--device cuda)");
+      return NULL;
+    }
+#endif
+  return ds_backend_cpu_new (err); /* auto without a GPU: f32, whatever --precision said */
+}
+
 DsStatus
 cli_open_pipeline (const CliOptions *o, DsBackend **be, DsPipeline **p, DsError *err)
 {
   *p = NULL;
-  if (!(*be = ds_backend_cpu_new (err)))
+  if (!(*be = cli_backend_new (o, err)))
     return err->code;
   DsStatus st = o->demo ? ds_pipeline_open_demo (o->seed ^ 0x5eedULL, data_dir (), *be, p, err)
                         : ds_pipeline_open (o->model, *be, p, err);

@@ -17,7 +17,7 @@ cli_cmd_info (const CliOptions *o)
     return cli_fail (&err);
   const DsModelDir *m = ds_pipeline_model (p);
   printf ("model:   %s\n", ds_pipeline_label (p));
-  printf ("device:  %s\n", be->name);
+  printf ("device:  %s (%s)\n", be->name, ds_dtype_name (be->act_dtype));
   printf ("unet:    %d levels, channels", m->unet.n_levels);
   for (int i = 0; i < m->unet.n_levels; i++)
     printf (" %d", m->unet.block_out_channels[i]);

@@ -15,6 +15,7 @@
 
 typedef struct {
   const char *model, *prompt, *uncond, *out, *out_dir, *noise, *colormap, *shard, *pairs;
+  const char *device, *precision; /* NULL: DIFFSCOPE_DEVICE or auto; f16 on CUDA */
   const char *images[CLI_MAX_LIST];
   int n_images;
   const char *captions[CLI_MAX_LIST];
@@ -37,8 +38,12 @@ typedef struct {
 int cli_parse_args (int argc, char **argv, CliOptions *o);
 /* Prints "diffscope-cli: <message>" and returns 1. */
 int cli_fail (const DsError *err);
-/* The model the options name (or the demo) on the CPU backend. On failure *be
- * and *p are released and NULL. */
+/* The model the options name (or the demo) on the device they choose:
+ * --device auto (the default, or DIFFSCOPE_DEVICE) takes CUDA when a device
+ * answers and the CPU otherwise, saying so on stderr when a CUDA build finds
+ * no GPU; --device cuda fails when none answers; --precision f16|bf16|f32
+ * picks what CUDA computes in (f16 by default; the CPU computes in f32). On
+ * failure *be and *p are released and NULL. */
 DsStatus cli_open_pipeline (const CliOptions *o, DsBackend **be, DsPipeline **p, DsError *err);
 void cli_close_pipeline (DsBackend *be, DsPipeline *p);
 /* want[i] for each --probe name; an unknown name is DS_ERR_NOT_FOUND with the

@@ -64,6 +64,34 @@ test_usage_errors (void)
   EXPECT ("probes --demo --size 100", 1, "multiple of 64");
 }
 
+/* --device / --precision / DIFFSCOPE_DEVICE: bad values, the CPU's f32-only
+ * rule, and --device cuda either working or saying why not. */
+static void
+test_device_choice (void)
+{
+  EXPECT ("probes --demo --device gpu", 2, "--device must be auto, cpu or cuda, got \"gpu\"");
+  EXPECT ("probes --demo --precision f8", 2, "--precision must be f16, bf16 or f32");
+  EXPECT ("info --demo --device cpu --precision f16", 1, "the CPU backend computes in f32 only");
+  EXPECT ("info --demo --device cpu", 0, "device:  CPU (f32)");
+  EXPECT ("info --demo --device cpu --precision f32", 0, "device:  CPU (f32)");
+  int rc = run ("info --demo --device cuda");
+  if (rc == 0)
+    DS_CHECK_CONTAINS (output, "device:  CUDA · ");
+  else
+    {
+      DS_CHECK (rc == 1, "--device cuda without a GPU exits 1, got %d: %s", rc, output);
+      DS_CHECK (strstr (output, "no CUDA device") || strstr (output, "built without CUDA"),
+                "--device cuda says why: %s", output);
+    }
+  /* auto always gives a device, and names it */
+  EXPECT ("info --demo", 0, "device:  ");
+  char env[64];
+  snprintf (env, sizeof env, "DIFFSCOPE_DEVICE=tpu");
+  putenv (env);
+  EXPECT ("probes --demo", 2, "DIFFSCOPE_DEVICE must be auto, cpu or cuda, got \"tpu\"");
+  unsetenv ("DIFFSCOPE_DEVICE");
+}
+
 static void
 test_input_errors (void)
 {
@@ -399,6 +427,7 @@ main (int argc, char **argv)
   if (!mkdtemp (tmpdir))
     return 1;
   test_usage_errors ();
+  test_device_choice ();
   test_input_errors ();
   test_demo ();
   test_against_diffusers ();
