@@ -92,6 +92,12 @@ profile_enabled (void)
   return enabled;
 }
 
+bool
+ds_op_profiling (void)
+{
+  return profile_enabled ();
+}
+
 static double
 now_ms (void)
 {

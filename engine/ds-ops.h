@@ -95,6 +95,14 @@ struct DsBackend {
   DsStatus (*download) (DsBackend *be, const DsTensor *src, void *host, DsError *err);
   DsStatus (*synchronize) (DsBackend *be, DsError *err);
   void (*destroy) (DsBackend *be);
+  /* Optional (NULL where unsupported): between graph_begin and graph_end the
+   * ops are recorded instead of run (no upload, download or synchronize in
+   * between); graph_launch replays the recording on the same tensors, and
+   * graph_free releases it. The CUDA backend maps these to CUDA graphs. */
+  DsStatus (*graph_begin) (DsBackend *be, DsError *err);
+  DsStatus (*graph_end) (DsBackend *be, void **graph, DsError *err);
+  DsStatus (*graph_launch) (DsBackend *be, void *graph, DsError *err);
+  void (*graph_free) (DsBackend *be, void *graph);
   void *impl;
 };
 
@@ -112,6 +120,9 @@ void ds_backend_arena_free (DsBackend *be, DsArena *a);
  * dtype on the backend, rounding to t's dtype; and back, widening to f32. */
 DsStatus ds_backend_upload_f32 (DsBackend *be, DsTensor *t, const float *host, DsError *err);
 DsStatus ds_backend_download_f32 (DsBackend *be, const DsTensor *t, float *host, DsError *err);
+
+/* True when DIFFSCOPE_PROFILE asks ds_op_run to time (and synchronise) every op. */
+bool ds_op_profiling (void);
 
 /* Runs one call on `be` after checking shapes; the typed wrappers use it. */
 DsStatus ds_op_run (DsBackend *be, const DsOpCall *call, DsError *err);

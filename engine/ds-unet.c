@@ -4,6 +4,19 @@
  * tokens, X the text width (cross_attention_dim), Nc the text length (77).
  * The probe counter `f->probe` advances at every probe point in the order of
  * ds_probe_list_build, which is how a point knows its index.
+ *
+ * Replayed forwards: on a backend with graphs (CUDA), a forward is recorded
+ * once and replayed, since launching a thousand small ops one by one costs
+ * more than running them. Then wanted probes cannot be handed out while the
+ * forward runs (the sink downloads, which a recording forbids): they are
+ * copied into staging tensors at the bottom of the arena and emitted, in
+ * order, after the forward. A cache keyed by everything a recording bakes in
+ * (tensor addresses, shapes, the arena position, the probe set) holds a few
+ * recordings: the first forward with a key runs eagerly (which also sizes the
+ * backend's scratch buffers), the second records, the later ones replay.
+ * Not recorded: forwards that collect the cross-attention logsumexp (they
+ * download mid-forward), DIFFSCOPE_PROFILE runs (they time op by op), and
+ * DS_CUDA_GRAPHS=0 in the environment.
  */
 #include "ds-unet.h"
 
@@ -17,6 +30,9 @@
 #include "ds-weights.h"
 
 #define MAX_REPEATS 4
+#define GRAPH_SLOTS 4
+/* Staged probes may take this much memory; beyond it the forward runs eagerly. */
+#define STAGE_BUDGET ((size_t) 1 << 30)
 
 typedef struct {
   int C, heads;
@@ -38,8 +54,26 @@ typedef struct {
   DsConvW sampler; /* down: 3x3 stride 2; up: 3x3 after nearest x2 */
 } LevelW;
 
+/* What a recorded forward depends on. */
+typedef struct {
+  const void *sample, *ctx, *out;
+  const void *arena_base;
+  size_t arena_size, arena_mark;
+  int64_t shape[4], n_ctx;
+  uint64_t want_hash;
+  int last;
+} GraphKey;
+
+typedef struct {
+  GraphKey key;
+  void *graph; /* NULL until recorded (the key's first forward ran eagerly) */
+  uint64_t used; /* for eviction: the clock at the last use */
+} GraphSlot;
+
 struct DsUnet {
   DsUnetConfig cfg;
+  GraphSlot graphs[GRAPH_SLOTS];
+  uint64_t clock;
   DsWeights w;
   DsConvW conv_in, conv_out;
   DsLinearW time1, time2;
@@ -254,6 +288,9 @@ ds_unet_free (DsUnet *unet)
 {
   if (!unet)
     return;
+  for (int i = 0; i < GRAPH_SLOTS; i++)
+    if (unet->graphs[i].graph)
+      unet->w.be->graph_free (unet->w.be, unet->graphs[i].graph);
   ds_weights_free (&unet->w);
   free (unet);
 }
@@ -283,6 +320,9 @@ typedef struct {
   int cross_layer;     /* index of the next cross-attention layer (for cross_lse) */
   bool done;           /* the deepest wanted probe has been emitted */
   bool measuring;
+  DsTensor *staged;    /* per probe index: where a wanted probe is copied; NULL:
+                          probes are emitted as they come */
+  int n_probes;        /* entries of the sink's want (set when staging) */
   DsError *err;
 } Fwd;
 
@@ -302,7 +342,20 @@ probe (Fwd *f, const DsTensor *t, bool tokens, int64_t H, int64_t W)
 {
   int index = f->probe++;
   DsStatus st = DS_OK;
-  if (wants (f, index))
+  if (wants (f, index) && f->staged)
+    {
+      /* copied now, emitted after the forward (see the top of the file) */
+      DsTensor *dst = &f->staged[index];
+      if (tokens)
+        {
+          DsTensor m = ds_tensor_reshape (dst, 3, (int64_t[]){ t->shape[0], t->shape[2],
+                                                                t->shape[1] });
+          st = ds_permute (f->be, t, (int[]){ 0, 2, 1, 3 }, &m, f->err);
+        }
+      else
+        st = ds_permute (f->be, t, (int[]){ 0, 1, 2, 3 }, dst, f->err);
+    }
+  else if (wants (f, index))
     {
       if (tokens)
         {
@@ -536,8 +589,10 @@ attn_step (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor *out)
       return DS_OK;                                                                            \
   } while (0)
 
+/* ts [B] on the backend: the timesteps, uploaded by the caller (outside any
+ * recording). */
 static DsStatus
-forward (Fwd *f, const DsTensor *sample, const float *timesteps, DsTensor *out)
+forward (Fwd *f, const DsTensor *sample, const DsTensor *ts, DsTensor *out)
 {
   const DsUnet *u = f->u;
   const DsUnetConfig *c = &u->cfg;
@@ -549,11 +604,9 @@ forward (Fwd *f, const DsTensor *sample, const float *timesteps, DsTensor *out)
   int64_t H = sample->shape[2], W = sample->shape[3];
 
   /* time embedding: sinusoid -> linear -> SiLU -> linear, then SiLU for the resnets */
-  DsTensor ts, temb0, temb1;
-  TRY (ds_arena_act (a, &ts, err, 1, B));
-  TRY (ds_backend_upload_f32 (be, &ts, timesteps, err));
+  DsTensor temb0, temb1;
   TRY (ds_arena_act (a, &temb0, err, 2, B, (int64_t) c->block_out_channels[0]));
-  TRY (ds_timestep_embedding (be, &ts, c->flip_sin_to_cos, c->freq_shift, 10000.0f, &temb0, err));
+  TRY (ds_timestep_embedding (be, ts, c->flip_sin_to_cos, c->freq_shift, 10000.0f, &temb0, err));
   TRY (ds_arena_act (a, &temb1, err, 2, B, T));
   TRY (ds_linear (be, &temb0, &u->time1.w, &u->time1.b, &temb1, err));
   TRY (ds_silu (be, &temb1, &temb1, err));
@@ -667,16 +720,173 @@ check_inputs (const DsUnet *u, const DsTensor *sample, const DsTensor *context, 
   return DS_OK;
 }
 
+/* Whether forwards with this sink are recorded and replayed (see the top). */
+static bool
+use_graphs (const DsUnet *u, const DsProbeSink *sink)
+{
+  const char *env = getenv ("DS_CUDA_GRAPHS");
+  return u->w.be->graph_begin && !(env && strcmp (env, "0") == 0) && !ds_op_profiling ()
+         && !(sink && sink->cross_lse);
+}
+
+/* Staging tensors from the arena for the wanted probes, when they fit the
+ * budget; *staged stays NULL otherwise (or when none is wanted). The caller
+ * frees *staged (and resets the arena). */
+static DsStatus
+stage_probes (const DsUnet *u, DsArena *a, const DsProbeSink *sink, int64_t B, int64_t h,
+              int64_t w, int64_t n_ctx, DsTensor **staged, int *n_probes, DsError *err)
+{
+  *staged = NULL;
+  *n_probes = 0;
+  if (!sink || !sink->want)
+    return DS_OK;
+  DsProbeList list;
+  TRY (ds_probe_list_build (&u->cfg, (int) h, (int) w, (int) n_ctx, &list, err));
+  *n_probes = list.n;
+  size_t bytes = 0;
+  int n = 0;
+  const size_t el = ds_dtype_size (a->dtype);
+  for (int i = 0; i < list.n; i++)
+    if (sink->want[i])
+      {
+        const int64_t *s = list.probes[i].shape;
+        bytes += (size_t) (B * s[0] * s[1] * s[2]) * el;
+        n++;
+      }
+  DsStatus st = DS_OK;
+  if (n > 0 && bytes <= STAGE_BUDGET)
+    {
+      *staged = calloc ((size_t) list.n, sizeof **staged);
+      if (!*staged)
+        st = ds_error_set (err, DS_ERR_NOMEM, "out of memory staging probes");
+      for (int i = 0; st == DS_OK && i < list.n; i++)
+        if (sink->want[i])
+          {
+            const int64_t *s = list.probes[i].shape;
+            st = ds_arena_act (a, &(*staged)[i], err, 4, B, s[0], s[1], s[2]);
+          }
+      if (st != DS_OK)
+        {
+          free (*staged);
+          *staged = NULL;
+        }
+    }
+  ds_probe_list_free (&list);
+  return st;
+}
+
+static uint64_t
+hash_wants (const DsProbeSink *sink, int n)
+{
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (int i = 0; sink && sink->want && i < n; i++)
+    h = (h ^ (uint64_t) (sink->want[i] ? i + 1 : 0)) * 0x100000001b3ull;
+  return h;
+}
+
+/* The cache slot for `k`: its own, or a free or least recently used one,
+ * emptied (*fresh). */
+static GraphSlot *
+graph_slot (DsUnet *u, const GraphKey *k, bool *fresh)
+{
+  GraphSlot *victim = &u->graphs[0];
+  u->clock++;
+  for (int i = 0; i < GRAPH_SLOTS; i++)
+    {
+      GraphSlot *g = &u->graphs[i];
+      if (g->used && memcmp (&g->key, k, sizeof *k) == 0)
+        {
+          g->used = u->clock;
+          *fresh = false;
+          return g;
+        }
+      if (g->used < victim->used)
+        victim = g;
+    }
+  if (victim->graph)
+    u->w.be->graph_free (u->w.be, victim->graph);
+  *victim = (GraphSlot){ .key = *k, .used = u->clock };
+  *fresh = true;
+  return victim;
+}
+
+/* The body of a forward (everything after the timestep upload), eagerly, by
+ * recording it, or by replaying the recording. */
+static DsStatus
+run_body (DsUnet *u, Fwd *f, const DsTensor *sample, const DsTensor *ts, const DsTensor *context,
+          DsTensor *out, bool graphs)
+{
+  DsBackend *be = f->be;
+  if (!graphs || f->measuring)
+    return forward (f, sample, ts, out);
+  GraphKey k;
+  memset (&k, 0, sizeof k); /* padding too: keys are compared with memcmp */
+  k.sample = sample->data;
+  k.ctx = context->data;
+  k.out = out ? out->data : NULL;
+  k.arena_base = f->a->base;
+  k.arena_size = f->a->size;
+  k.arena_mark = ds_arena_mark (f->a);
+  memcpy (k.shape, sample->shape, sizeof k.shape);
+  k.n_ctx = context->shape[1];
+  k.want_hash = hash_wants (f->sink, f->n_probes);
+  k.last = f->sink ? f->sink->last : -1;
+  bool fresh;
+  GraphSlot *g = graph_slot (u, &k, &fresh);
+  if (fresh)
+    return forward (f, sample, ts, out); /* eager; the next one records */
+  if (!g->graph)
+    {
+      TRY (be->graph_begin (be, f->err));
+      DsStatus st = forward (f, sample, ts, out);
+      DsError end_err = { 0 };
+      DsStatus st2 = be->graph_end (be, &g->graph, &end_err);
+      if (st != DS_OK)
+        {
+          if (g->graph)
+            be->graph_free (be, g->graph);
+          g->graph = NULL;
+          return st;
+        }
+      if (st2 != DS_OK)
+        {
+          if (f->err)
+            *f->err = end_err;
+          return st2;
+        }
+    }
+  TRY (check_cancel (f));
+  return be->graph_launch (be, g->graph, f->err);
+}
+
 DsStatus
 ds_unet_forward (DsUnet *unet, DsBackend *be, DsArena *a, const DsTensor *sample,
                  const float *timesteps, const DsTensor *context, const DsProbeSink *sink,
                  DsTensor *out, DsError *err)
 {
   TRY (check_inputs (unet, sample, context, err));
+  const bool measuring = ds_arena_is_measuring (a);
   Fwd f = { .u = unet, .be = be, .a = a, .sink = sink, .ctx = context, .err = err,
-            .measuring = ds_arena_is_measuring (a) };
+            .measuring = measuring };
+  const int64_t B = sample->shape[0];
+  const bool graphs = use_graphs (unet, sink);
   size_t mark = ds_arena_mark (a);
-  DsStatus st = forward (&f, sample, timesteps, out);
+  DsTensor ts;
+  DsStatus st = graphs ? stage_probes (unet, a, sink, B, sample->shape[2], sample->shape[3],
+                                       context->shape[1], &f.staged, &f.n_probes, err)
+                       : DS_OK;
+  if (st == DS_OK)
+    st = ds_arena_act (a, &ts, err, 1, B);
+  if (st == DS_OK && !measuring)
+    st = ds_backend_upload_f32 (be, &ts, timesteps, err);
+  if (st == DS_OK)
+    st = run_body (unet, &f, sample, &ts, context, out, graphs);
+  /* Staged probes go out in forward order, up to the deepest wanted one (a
+   * replayed forward ran exactly as far as the recorded one did). */
+  for (int i = 0; st == DS_OK && f.staged && !measuring && i < f.n_probes; i++)
+    if (sink->want[i] && (sink->last < 0 || i <= sink->last))
+      st = sink->emit (sink->user, i, &f.staged[i], err);
+  free (f.staged);
   ds_arena_reset_to (a, mark);
   return st;
 }
@@ -694,19 +904,28 @@ ds_unet_arena_bytes (DsUnet *unet, int64_t B, int64_t h, int64_t w, int64_t n_ct
    * is not part of the answer. */
   DsTensor sample, ctx;
   DsError err;
-  /* Wanted maps need their buffers: measure with the sink's wants, no emits. */
+  /* Wanted maps need their buffers: measure with the sink's wants, no emits.
+   * Staging follows the real backend's choice (null has no graphs itself). */
   DsProbeSink measure = sink ? *sink : (DsProbeSink){ .last = -1 };
   size_t bytes = 0;
   if (!ds_arena_act (&a, &sample, &err, 4, B, (int64_t) unet->cfg.in_channels, h, w)
       && !ds_arena_act (&a, &ctx, &err, 3, B, n_ctx, (int64_t) unet->cfg.cross_attention_dim))
     {
-      /* The null backend's upload reads nothing, so no timestep values are needed. */
-      const float *no_timesteps = NULL;
+      const size_t inputs = ds_arena_mark (&a);
+      DsTensor *staged = NULL;
+      DsTensor ts;
+      int n_probes;
       Fwd f = { .u = unet, .be = null, .a = &a, .sink = &measure, .ctx = &ctx, .err = &err,
                 .measuring = true };
-      size_t inputs = ds_arena_mark (&a);
-      if (forward (&f, &sample, no_timesteps, NULL) == DS_OK)
-        bytes = a.peak - inputs;
+      if ((!use_graphs (unet, sink)
+           || !stage_probes (unet, &a, sink, B, h, w, n_ctx, &staged, &n_probes, &err))
+          && !ds_arena_act (&a, &ts, &err, 1, B))
+        {
+          f.staged = staged;
+          if (forward (&f, &sample, &ts, NULL) == DS_OK)
+            bytes = a.peak - inputs;
+        }
+      free (staged);
     }
   ds_backend_free (null);
   return bytes;

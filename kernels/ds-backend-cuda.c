@@ -22,8 +22,9 @@
  * Memory: conv2d's im2col columns and attention's scores use one scratch
  * buffer owned by the backend, in bounded pieces (COL_BUDGET_BYTES of columns,
  * ATTN_BUDGET_FLOATS of scores). It grows on demand: the first forward at a
- * given size pays the cudaMalloc (after waiting for queued work that may still
- * read the old buffer); later forwards of that size never allocate.
+ * given size pays the cudaMalloc; later forwards of that size never allocate.
+ * An outgrown buffer is kept until the backend is destroyed, since queued work
+ * or a recorded CUDA graph may still point into it.
  *
  * Every CUDA and cuBLAS status is checked; failures become DS_ERR_DEVICE
  * naming the op and the call (out of memory also says how much was asked and
@@ -62,7 +63,11 @@ typedef struct {
   cublasHandle_t blas;
   void *scratch;         /* (scratch_bytes) device, contents undefined between ops */
   size_t scratch_bytes;
+  void **retired;        /* (n_retired) outgrown scratch buffers, freed at destroy */
+  int n_retired;
   bool sync_each_op;     /* DS_CUDA_SYNC: synchronize and check after every op */
+  bool capturing;        /* between graph_begin and graph_end */
+  void *blas_workspace;  /* cuBLAS's, set once so captured GEMMs never allocate */
   bool no_flash;         /* DS_CUDA_FLASH=0: always the materialised attention */
 } CudaImpl;
 
@@ -147,14 +152,18 @@ cuda_scratch (CudaImpl *impl, size_t bytes, DsError *err)
 {
   if (bytes <= impl->scratch_bytes)
     return impl->scratch;
-  /* Queued kernels may still read the old buffer. */
-  cudaError_t e = cudaStreamSynchronize (impl->stream);
-  if (e == cudaSuccess)
-    e = cudaFree (impl->scratch);
-  if (e != cudaSuccess)
+  /* A recorded graph may point into the old buffer: keep it until the
+   * backend goes (growth is rare and the sizes only grow). */
+  if (impl->scratch)
     {
-      cuda_fail (e, err, "releasing the scratch buffer");
-      return NULL;
+      void **r = realloc (impl->retired, (size_t) (impl->n_retired + 1) * sizeof *r);
+      if (!r)
+        {
+          ds_error_set (err, DS_ERR_NOMEM, "out of host memory growing the scratch buffer");
+          return NULL;
+        }
+      impl->retired = r;
+      impl->retired[impl->n_retired++] = impl->scratch;
     }
   impl->scratch = NULL;
   impl->scratch_bytes = 0;
@@ -715,7 +724,7 @@ cuda_run (DsBackend *be, const DsOpCall *c, DsError *err)
   DsStatus st = enter (impl, err);
   if (st == DS_OK)
     st = dispatch (impl, c, err);
-  if (st == DS_OK && impl->sync_each_op)
+  if (st == DS_OK && impl->sync_each_op && !impl->capturing)
     {
       cudaError_t e = cudaStreamSynchronize (impl->stream);
       if (e == cudaSuccess)
@@ -813,6 +822,68 @@ cuda_synchronize (DsBackend *be, DsError *err)
   return DS_OK;
 }
 
+/* ---- CUDA graphs by stream capture ----
+ *
+ * Everything the backend enqueues goes to its one stream, so capturing that
+ * stream records a whole forward: kernels and cuBLAS calls (cuBLAS has its own
+ * workspace, set at creation, so it does not allocate while capturing). The
+ * caller must have run the same forward once eagerly, so the scratch buffer
+ * already has its size: growing it would synchronise, which capture forbids
+ * (the failure is reported, and the capture abandoned). */
+static DsStatus
+cuda_graph_begin (DsBackend *be, DsError *err)
+{
+  CudaImpl *impl = impl_of (be);
+  DS_TRY (enter (impl, err));
+  CUDA_TRY (cudaStreamBeginCapture (impl->stream, cudaStreamCaptureModeThreadLocal),
+            "cudaStreamBeginCapture");
+  impl->capturing = true;
+  return DS_OK;
+}
+
+static DsStatus
+cuda_graph_end (DsBackend *be, void **graph, DsError *err)
+{
+  CudaImpl *impl = impl_of (be);
+  cudaGraph_t g = NULL;
+  cudaGraphExec_t exec = NULL;
+  *graph = NULL;
+  impl->capturing = false;
+  cudaError_t e = cudaStreamEndCapture (impl->stream, &g);
+  if (e == cudaSuccess)
+    e = cudaGraphInstantiate (&exec, g, 0);
+  if (g)
+    cudaGraphDestroy (g);
+  if (e != cudaSuccess)
+    {
+      cudaGetLastError ();
+      return cuda_fail (e, err, "capturing a CUDA graph");
+    }
+  *graph = exec;
+  return DS_OK;
+}
+
+static DsStatus
+cuda_graph_launch (DsBackend *be, void *graph, DsError *err)
+{
+  CudaImpl *impl = impl_of (be);
+  DS_TRY (enter (impl, err));
+  CUDA_TRY (cudaGraphLaunch ((cudaGraphExec_t) graph, impl->stream), "cudaGraphLaunch");
+  return DS_OK;
+}
+
+static void
+cuda_graph_free (DsBackend *be, void *graph)
+{
+  CudaImpl *impl = impl_of (be);
+  if (graph && cudaSetDevice (impl->device) == cudaSuccess)
+    {
+      cudaStreamSynchronize (impl->stream);
+      cudaGraphExecDestroy ((cudaGraphExec_t) graph);
+    }
+  cudaGetLastError ();
+}
+
 static void
 cuda_destroy (DsBackend *be)
 {
@@ -821,7 +892,11 @@ cuda_destroy (DsBackend *be)
     cudaStreamSynchronize (impl->stream);
   if (impl->blas)
     cublasDestroy (impl->blas);
+  cudaFree (impl->blas_workspace);
   cudaFree (impl->scratch);
+  for (int i = 0; i < impl->n_retired; i++)
+    cudaFree (impl->retired[i]);
+  free (impl->retired);
   if (impl->stream)
     cudaStreamDestroy (impl->stream);
   cudaGetLastError (); /* nothing left to report a teardown failure to */
@@ -841,6 +916,12 @@ cuda_setup (CudaImpl *impl, DsError *err)
     }
   if ((s = cublasSetStream (impl->blas, impl->stream)) != CUBLAS_STATUS_SUCCESS)
     return blas_fail (s, err, "set stream");
+  /* A workspace of its own (32 MiB, NVIDIA's advice for Hopper) so cuBLAS never
+   * allocates inside a captured graph. */
+  const size_t ws = (size_t) 32 << 20;
+  DS_TRY (device_malloc (&impl->blas_workspace, ws, "cuBLAS's workspace", err));
+  if ((s = cublasSetWorkspace (impl->blas, impl->blas_workspace, ws)) != CUBLAS_STATUS_SUCCESS)
+    return blas_fail (s, err, "set workspace");
   /* f32 GEMMs ask for CUBLAS_COMPUTE_32F_PEDANTIC themselves (no TF32, so they
    * match the CPU to rounding); f16/bf16 ones use tensor cores. */
   const char *sync = getenv ("DS_CUDA_SYNC");
@@ -905,6 +986,10 @@ ds_backend_cuda_new (int device, DsDType act_dtype, DsError *err)
     .download = cuda_download,
     .synchronize = cuda_synchronize,
     .destroy = cuda_destroy,
+    .graph_begin = cuda_graph_begin,
+    .graph_end = cuda_graph_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_free = cuda_graph_free,
     .impl = impl,
   };
   if (cuda_setup (impl, err) != DS_OK)

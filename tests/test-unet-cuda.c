@@ -10,7 +10,11 @@
  * backend does 1e-8), <= 1e-4 in f16 and <= 1e-3 in bf16 (the issue's bar
  * for fp16 against fp32 is 1e-3); the cross-attention logsumexp statistic
  * within 1e-4 in f32 and 2e-2 in f16/bf16 (its logits are stored narrow). A
- * failure names the probe and dtype. Exits 77 where no CUDA device answers.
+ * failure names the probe and dtype. The forward runs three times with the
+ * same tensors: eagerly, recorded as a CUDA graph, and replayed (ds-unet.c);
+ * every run is checked, and the three outputs must be bit-identical; the same
+ * for a forward that stops early at a U-L1 probe. Exits 77 where no CUDA
+ * device answers.
  */
 #include "ds-test.h"
 
@@ -150,14 +154,53 @@ run_model (const char *dir, const char *expected_path, const char *scores_path)
   DsTensor out;
   DS_CHECK_OK (gpu->tensor_alloc (gpu, &out, gpu->act_dtype, 4, xt.shape, &err), &err);
   float ts[2] = { 50, 50 };
-  DS_CHECK_OK (ds_unet_forward (unet, gpu, &arena, &xt, ts, &ctx, &sink, &out, &err), &err);
-  DS_CHECK (arena.peak == bytes, "planned %zu bytes, used %zu", bytes, arena.peak);
-  DS_CHECK (cmp.n_emitted == list.n, "emitted %d of %d probes", cmp.n_emitted, list.n);
-  DS_CHECK (cmp.n_compared >= list.n - 10, "only %d probes had references", cmp.n_compared);
-  printf ("  %d probes compared, worst NMSE %.3g (%s)\n", cmp.n_compared, cmp.worst, cmp.worst_id);
-  double nmse = nmse_device (&out, &ref_out, &err);
+  const int64_t n_out = ds_tensor_numel (&out);
+  float *first = malloc ((size_t) n_out * sizeof *first), *again = malloc ((size_t) n_out * 4);
+  double nmse = 0;
+  static const char *const how[] = { "eager", "recorded", "replayed" };
+  for (int rep = 0; rep < 3; rep++)
+    {
+      cmp.n_emitted = cmp.n_compared = 0;
+      cmp.worst = 0;
+      DS_CHECK_OK (ds_unet_forward (unet, gpu, &arena, &xt, ts, &ctx, &sink, &out, &err), &err);
+      DS_CHECK (arena.peak == bytes, "planned %zu bytes, used %zu", bytes, arena.peak);
+      DS_CHECK (cmp.n_emitted == list.n, "%s: emitted %d of %d probes", how[rep], cmp.n_emitted,
+                list.n);
+      DS_CHECK (cmp.n_compared >= list.n - 10, "only %d probes had references", cmp.n_compared);
+      printf ("  %-8s %d probes compared, worst NMSE %.3g (%s)\n", how[rep], cmp.n_compared,
+              cmp.worst, cmp.worst_id);
+      nmse = nmse_device (&out, &ref_out, &err);
+      DS_CHECK_OK (ds_backend_download_f32 (gpu, &out, rep ? again : first, &err), &err);
+      if (rep)
+        DS_CHECK (memcmp (first, again, (size_t) n_out * 4) == 0,
+                  "%s forward differs from the eager one", how[rep]);
+      DS_CHECK (nmse <= probe_tol, "%s unet.out NMSE %.3g", how[rep], nmse);
+    }
   printf ("  unet.out NMSE %.3g, device arena %.1f MiB\n", nmse, bytes / 1048576.0);
-  DS_CHECK (nmse <= probe_tol, "unet.out NMSE %.3g", nmse);
+
+  /* An early stop (the deepest U-L1 probe), three times: emitted probes only
+   * up to it, identical every time. */
+  int l1 = ds_probe_list_find (&list, "U-L1-R2-B0-Cross-Q");
+  if (l1 >= 0)
+    {
+      DsProbeSink early = sink;
+      early.last = l1;
+      size_t eb = ds_unet_arena_bytes (unet, 2, h, w, 77, &early);
+      DS_CHECK (eb <= bytes, "early stop plans %zu bytes, more than the full %zu", eb, bytes);
+      for (int rep = 0; rep < 3; rep++)
+        {
+          cmp.n_emitted = cmp.n_compared = 0;
+          cmp.worst = 0;
+          DS_CHECK_OK (ds_unet_forward (unet, gpu, &arena, &xt, ts, &ctx, &early, NULL, &err),
+                       &err);
+          DS_CHECK (cmp.n_emitted == l1 + 1, "%s early stop: emitted %d probes, expected %d",
+                    how[rep], cmp.n_emitted, l1 + 1);
+          printf ("  %-8s stop at U-L1-R2-B0-Cross-Q: %d probes, worst NMSE %.3g\n", how[rep],
+                  cmp.n_emitted, cmp.worst);
+        }
+    }
+  free (first);
+  free (again);
 
   /* The other end of the schedule, without probes, where present. */
   if (ds_safetensors_find (ex, "unet.out_t999"))
