@@ -41,6 +41,9 @@
 #include <string.h>
 
 #include "ds-cuda-kernels.h"
+#ifdef DS_HAVE_CUDNN
+#include "ds-cudnn.h"
+#endif
 
 /* im2col columns per block of output rows (the CPU reference uses the same).
  * Both budgets may be set smaller at compile time to exercise the blocked
@@ -69,6 +72,10 @@ typedef struct {
   bool capturing;        /* between graph_begin and graph_end */
   void *blas_workspace;  /* cuBLAS's, set once so captured GEMMs never allocate */
   bool no_flash;         /* DS_CUDA_FLASH=0: always the materialised attention */
+#ifdef DS_HAVE_CUDNN
+  DsCudnn *cudnn;        /* NULL: convolutions by im2col + GEMM */
+#endif
+  char conv_path[256];   /* how convolutions run, for ds_cuda_backend_conv_path */
 } CudaImpl;
 
 static CudaImpl *
@@ -274,6 +281,29 @@ cuda_conv2d (CudaImpl *impl, const DsOpCall *c, DsError *err)
   const bool direct = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad_top == 0
                       && g.pad_left == 0 && c->p.conv2d.pad_bottom == 0
                       && c->p.conv2d.pad_right == 0;
+#ifdef DS_HAVE_CUDNN
+  /* cuDNN where its symmetric padding fits; im2col for the rest */
+  if (impl->cudnn && kdim > 0 && !direct && g.pad_top == c->p.conv2d.pad_bottom
+      && g.pad_left == c->p.conv2d.pad_right)
+    {
+      const DsCudnnConv cv = { .dtype = dt, .nb = nb, .co = co, .g = g };
+      size_t ws = 0;
+      char why[256];
+      if (ds_cudnn_conv_plan (impl->cudnn, &cv, &ws, why, sizeof why))
+        {
+          void *work = ws ? cuda_scratch (impl, ws, err) : NULL;
+          if (ws && !work)
+            return err ? err->code : DS_ERR_DEVICE;
+          if (ds_cudnn_conv_run (impl->cudnn, &cv, xt->data, wt->data, y, work, ws, why,
+                                 sizeof why))
+            return ds_error_set (err, DS_ERR_DEVICE, "CUDA backend: %s", why);
+          if (bt)
+            CUDA_TRY (ds_cuda_add (dt, y, bt->data, y, nb * co * npix, npix, co, impl->stream),
+                      "bias launch");
+          return DS_OK;
+        }
+    }
+#endif
 
   const size_t row_bytes = (size_t) (kdim * g.wo) * ds_dtype_size (dt);
   int64_t block = row_bytes ? (int64_t) (COL_BUDGET_BYTES / row_bytes) : g.ho;
@@ -892,6 +922,9 @@ cuda_destroy (DsBackend *be)
     cudaStreamSynchronize (impl->stream);
   if (impl->blas)
     cublasDestroy (impl->blas);
+#ifdef DS_HAVE_CUDNN
+  ds_cudnn_free (impl->cudnn);
+#endif
   cudaFree (impl->blas_workspace);
   cudaFree (impl->scratch);
   for (int i = 0; i < impl->n_retired; i++)
@@ -928,6 +961,22 @@ cuda_setup (CudaImpl *impl, DsError *err)
   impl->sync_each_op = sync && *sync && strcmp (sync, "0") != 0;
   const char *flash = getenv ("DS_CUDA_FLASH");
   impl->no_flash = flash && strcmp (flash, "0") == 0;
+  snprintf (impl->conv_path, sizeof impl->conv_path, "im2col + cuBLAS (built without cuDNN)");
+#ifdef DS_HAVE_CUDNN
+  const char *conv = getenv ("DS_CUDA_CONV");
+  if (conv && strcmp (conv, "im2col") == 0)
+    snprintf (impl->conv_path, sizeof impl->conv_path, "im2col + cuBLAS (DS_CUDA_CONV=im2col)");
+  else
+    {
+      char why[200];
+      impl->cudnn = ds_cudnn_new (impl->stream, why, sizeof why);
+      if (impl->cudnn)
+        snprintf (impl->conv_path, sizeof impl->conv_path,
+                  "cuDNN %d (im2col + cuBLAS for asymmetric padding)", ds_cudnn_version ());
+      else
+        snprintf (impl->conv_path, sizeof impl->conv_path, "im2col + cuBLAS (%s)", why);
+    }
+#endif
   return DS_OK;
 }
 
@@ -999,4 +1048,10 @@ ds_backend_cuda_new (int device, DsDType act_dtype, DsError *err)
       return NULL;
     }
   return &impl->be;
+}
+
+const char *
+ds_cuda_backend_conv_path (DsBackend *be)
+{
+  return impl_of (be)->conv_path;
 }

@@ -56,6 +56,11 @@ int ds_cuda_memory_in_use (size_t *used, size_t *total);
  * answers at that index. Arenas: ds_backend_arena_init (ds-ops.h). */
 DsBackend *ds_backend_cuda_new (int device, DsDType act_dtype, DsError *err);
 
+/* How a CUDA backend runs convolutions: "cuDNN <version> (...)" or
+ * "im2col + cuBLAS (<why not cuDNN>)". DS_CUDA_CONV=im2col at creation picks
+ * im2col + cuBLAS even where cuDNN is there (for comparisons). */
+const char *ds_cuda_backend_conv_path (DsBackend *be);
+
 #ifdef __cplusplus
 }
 #endif

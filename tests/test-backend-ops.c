@@ -891,12 +891,30 @@ main (void)
   emulated = ds_cuda_device_info (0, &dev) == 0 && strstr (dev.name, "emulator") != NULL;
 
   test_backend_basics ();
+  printf ("convolutions: %s\n", ds_cuda_backend_conv_path (gpu));
+  /* the same backend with im2col + GEMM convolutions, where cuDNN is the default */
+  DsBackend *im2col = NULL;
+  if (strncmp (ds_cuda_backend_conv_path (gpu), "cuDNN", 5) == 0)
+    {
+      setenv ("DS_CUDA_CONV", "im2col", 1);
+      im2col = ds_backend_cuda_new (0, DS_DTYPE_F32, &err);
+      unsetenv ("DS_CUDA_CONV");
+      DS_CHECK (im2col != NULL, "im2col backend: %s", err.message);
+    }
   const DsDType dtypes[] = { DS_DTYPE_F32, DS_DTYPE_F16, DS_DTYPE_BF16 };
   for (int i = 0; i < 3; i++)
     {
       case_dt = dtypes[i];
       memset (op_tested, 0, sizeof op_tested);
       test_conv2d ();
+      if (im2col)
+        {
+          DsBackend *main_gpu = gpu;
+          gpu = im2col;
+          printf ("(again with %s)\n", ds_cuda_backend_conv_path (gpu));
+          test_conv2d ();
+          gpu = main_gpu;
+        }
       test_norms ();
       test_gemms ();
       test_softmax_attention ();
@@ -909,6 +927,7 @@ main (void)
                   ds_dtype_name (case_dt));
     }
 
+  ds_backend_free (im2col);
   ds_backend_free (gpu);
   ds_backend_free (cpu);
   return ds_test_finish ();

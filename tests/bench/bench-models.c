@@ -255,6 +255,15 @@ main (int argc, char **argv)
     }
   printf ("# backend %s, %s; SD 2.1-base configs, random weights; 512x512 image, batch 2 "
           "[uncond, cond]\n", b.be->name, ds_dtype_name (dt));
+#ifdef DS_HAVE_CUDA
+  if (b.cuda)
+    printf ("# convolutions: %s; attention: %s; CUDA graphs: %s\n",
+            ds_cuda_backend_conv_path (b.be),
+            getenv ("DS_CUDA_FLASH") && !strcmp (getenv ("DS_CUDA_FLASH"), "0")
+              ? "materialised (DS_CUDA_FLASH=0)" : "fused where f16/bf16 and head size 64",
+            getenv ("DS_CUDA_GRAPHS") && !strcmp (getenv ("DS_CUDA_GRAPHS"), "0")
+              ? "off (DS_CUDA_GRAPHS=0)" : "UNet forwards replayed");
+#endif
 
   size_t arena = 0;
   const bool want_unet = !only || !strncmp (only, "unet", 4);
