@@ -278,17 +278,30 @@ cpu_layer_norm (const DsOpCall *c)
 static DsStatus
 cpu_linear (const DsOpCall *c)
 {
-  const DsTensor *xt = c->src[0], *wt = c->src[1], *bt = c->src[2];
-  const int64_t k = wt->shape[1], n = wt->shape[0], m = ds_tensor_numel (xt) / k;
+  const DsTensor *xt = c->src[0], *wt = c->src[1], *bt = c->src[2], *rt = c->src[3];
+  const int64_t k = wt->shape[1], n = wt->shape[0], m = ds_tensor_numel (c->dst) / n;
   float *y = ds_tensor_f32 (c->dst);
   if (m == 0 || n == 0)
     return DS_OK;
-  if (bt)
+  /* y starts as the residual plus the bias (or the bias, or nothing), then
+   * y[M,N] (+)= x[M,K] . w[N,K]^T */
+  if (rt && rt->data != c->dst->data)
+    memcpy (y, rt->data, ds_tensor_nbytes (c->dst));
+  if (bt && rt)
+    for (int64_t r = 0; r < m; r++)
+      for (int64_t j = 0; j < n; j++)
+        y[r * n + j] += ds_tensor_f32 (bt)[j];
+  else if (bt)
     for (int64_t r = 0; r < m; r++)
       memcpy (y + r * n, bt->data, (size_t) n * sizeof (float));
-  /* y[M,N] (+)= x[M,K] . w[N,K]^T */
+  if (k == 0)
+    {
+      if (!bt && !rt)
+        memset (y, 0, ds_tensor_nbytes (c->dst));
+      return DS_OK;
+    }
   sgemm (false, true, m, n, k, 1.0f, ds_tensor_f32 (xt), k, ds_tensor_f32 (wt), k,
-         bt ? 1.0f : 0.0f, y, n);
+         bt || rt ? 1.0f : 0.0f, y, n);
   return DS_OK;
 }
 

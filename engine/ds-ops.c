@@ -230,6 +230,8 @@ check_linear (const DsBackend *be, const DsOpCall *c)
   assert (dims_equal (x->shape, y->shape, x->ndim - 1));
   assert (y->shape[y->ndim - 1] == w->shape[0]);
   assert (!overlaps (y, x) && !overlaps (y, w) && (!b || !overlaps (y, b)));
+  const DsTensor *r = c->src[3];
+  assert (!r || (is_float_on (be, r) && ds_tensor_same_shape (r, y) && alias_ok (y, r)));
 }
 
 static void
@@ -385,6 +387,7 @@ check_call (const DsBackend *be, const DsOpCall *c)
 {
   assert (c->dst);
   assert (c->op == DS_OP_ATTENTION || !c->dst2);
+  assert (c->op == DS_OP_LINEAR || !c->src[3]);
   call_dtype = c->dst->dtype;
   assert (ds_dtype_is_float (call_dtype));
   switch (c->op)
@@ -564,6 +567,14 @@ ds_matmul (DsBackend *be, const DsTensor *a, const DsTensor *b, bool trans_a, bo
   c.p.matmul.trans_a = trans_a;
   c.p.matmul.trans_b = trans_b;
   c.p.matmul.alpha = alpha;
+  return ds_op_run (be, &c, err);
+}
+
+DsStatus
+ds_linear_add (DsBackend *be, const DsTensor *x, const DsTensor *w, const DsTensor *b,
+               const DsTensor *r, DsTensor *y, DsError *err)
+{
+  DsOpCall c = { .op = DS_OP_LINEAR, .src = { x, w, b, r }, .dst = y };
   return ds_op_run (be, &c, err);
 }
 

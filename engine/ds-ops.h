@@ -10,7 +10,8 @@
  * dispatch. Destinations are preallocated by the caller (usually from an arena)
  * with the documented shape, on the backend's device. dst may be exactly the
  * same buffer as a source for gelu, quick_gelu, silu, scale, add, mul and
- * softmax; no other op allows aliasing, and no op allows a partial overlap.
+ * softmax, and as the residual of linear; no other aliasing is allowed, and no
+ * op allows a partial overlap.
  * ds_op_run checks shapes, never contents: checks that read data (embedding
  * ids in range) are each backend's job.
  *
@@ -39,7 +40,7 @@ typedef enum {
   DS_OP_CONV2D,             /* x[B,Ci,H,W] * w[Co,Ci,kh,kw] + b[Co]? -> [B,Co,Ho,Wo] */
   DS_OP_GROUP_NORM,         /* x[B,C,...] -> same; per-group mean/var, affine, optional SiLU */
   DS_OP_LAYER_NORM,         /* x[..., C] -> same; over the last dim, affine */
-  DS_OP_LINEAR,             /* x[..., K] . w[N,K]^T + b[N]? -> [..., N] */
+  DS_OP_LINEAR,             /* x[..., K] . w[N,K]^T + b[N]? + r[..., N]? -> [..., N] */
   DS_OP_MATMUL,             /* a[Bt,M,K] (or ^T) . b[Bt,K,N] (or ^T) * alpha -> [Bt,M,N] */
   DS_OP_SOFTMAX,            /* over the last dim */
   DS_OP_ATTENTION,          /* q[B,Nq,H*D], k,v[B,Nk,H*D] -> o[B,Nq,H*D]; probs [B,H,Nq,Nk]? */
@@ -63,7 +64,7 @@ const char *ds_op_name (DsOp op); /* "conv2d", "group_norm", ... */
 
 typedef struct {
   DsOp op;
-  const DsTensor *src[3];
+  const DsTensor *src[4]; /* DS_OP_LINEAR's src[3]: the residual r, or NULL */
   DsTensor *dst;
   DsTensor *dst2; /* DS_OP_ATTENTION: optional softmax probabilities [B,H,Nq,Nk] */
   union {
@@ -140,6 +141,11 @@ DsStatus ds_layer_norm (DsBackend *be, const DsTensor *x, const DsTensor *gamma,
                         const DsTensor *beta, float eps, DsTensor *y, DsError *err);
 DsStatus ds_linear (DsBackend *be, const DsTensor *x, const DsTensor *w,
                     const DsTensor *b, DsTensor *y, DsError *err);
+/* y = x . w^T + b + r: a linear layer with its residual added in the same op
+ * (on CUDA: r copied into y unless y is r, the bias added, then the GEMM
+ * accumulates into y). r has y's shape and may be y itself. */
+DsStatus ds_linear_add (DsBackend *be, const DsTensor *x, const DsTensor *w,
+                        const DsTensor *b, const DsTensor *r, DsTensor *y, DsError *err);
 DsStatus ds_matmul (DsBackend *be, const DsTensor *a, const DsTensor *b,
                     bool trans_a, bool trans_b, float alpha, DsTensor *y,
                     DsError *err);

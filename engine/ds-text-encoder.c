@@ -197,8 +197,7 @@ layer_forward (const DsTextEncoder *te, DsBackend *be, const TextLayer *l, DsTen
       || (st = ds_linear (be, h, &l->k.w, ds_bias (&l->k.b), k, err))
       || (st = ds_linear (be, h, &l->v.w, ds_bias (&l->v.b), v, err))
       || (st = ds_attention (be, q, k, v, heads, scale, true, h, NULL, err))
-      || (st = ds_linear (be, h, &l->out.w, ds_bias (&l->out.b), q, err))
-      || (st = ds_add (be, x, q, x, err)))
+      || (st = ds_linear_add (be, h, &l->out.w, ds_bias (&l->out.b), x, x, err)))
     return st;
   if ((st = ds_layer_norm (be, x, &l->ln2.g, &l->ln2.b, eps, h, err))
       || (st = ds_linear (be, h, &l->fc1.w, ds_bias (&l->fc1.b), f, err)))
@@ -206,8 +205,7 @@ layer_forward (const DsTextEncoder *te, DsBackend *be, const TextLayer *l, DsTen
   st = c->hidden_act == DS_ACT_QUICK_GELU ? ds_quick_gelu (be, f, f, err)
                                           : ds_gelu (be, f, f, err);
   if (st
-      || (st = ds_linear (be, f, &l->fc2.w, ds_bias (&l->fc2.b), q, err))
-      || (st = ds_add (be, x, q, x, err)))
+      || (st = ds_linear_add (be, f, &l->fc2.w, ds_bias (&l->fc2.b), x, x, err)))
     return st;
   return DS_OK;
 }

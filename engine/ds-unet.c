@@ -494,8 +494,7 @@ transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor 
     TRY (ds_arena_act (a, &probs, err, 4, B, (int64_t) t->heads, N, N));
   TRY (ds_attention (be, &q, &k, &v, t->heads, scale, false, &att, want_map ? &probs : NULL, err));
   PROBE (&probs, false, 0, 0);
-  TRY (ds_linear (be, &att, &t->o1.w, &t->o1.b, &o, err));
-  TRY (ds_add (be, &h, &o, &h, err));
+  TRY (ds_linear_add (be, &att, &t->o1.w, &t->o1.b, &h, &h, err));
 
   /* cross-attention: queries from the image tokens, keys and values from the text */
   TRY (ds_layer_norm (be, &h, &t->norm2.g, &t->norm2.b, 1e-5f, &t1, err));
@@ -514,8 +513,7 @@ transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor 
   TRY (ds_attention (be, &q, &kc, &vc, t->heads, scale, false, &att, want_map ? &probs : NULL,
                      err));
   PROBE (&probs, false, 0, 0);
-  TRY (ds_linear (be, &att, &t->o2.w, &t->o2.b, &o, err));
-  TRY (ds_add (be, &h, &o, &h, err));
+  TRY (ds_linear_add (be, &att, &t->o2.w, &t->o2.b, &h, &h, err));
 
   /* GEGLU feed-forward */
   TRY (ds_layer_norm (be, &h, &t->norm3.g, &t->norm3.b, 1e-5f, &t1, err));
@@ -524,8 +522,7 @@ transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor 
   TRY (ds_linear (be, &t1, &t->ff_in.w, &t->ff_in.b, &g, err));
   TRY (ds_geglu (be, &g, &ff, err));
   PROBE (&ff, true, H, W);
-  TRY (ds_linear (be, &ff, &t->ff_out.w, &t->ff_out.b, &o, err));
-  TRY (ds_add (be, &h, &o, &h, err));
+  TRY (ds_linear_add (be, &ff, &t->ff_out.w, &t->ff_out.b, &h, &h, err));
   PROBE (&h, true, H, W);
 
   /* back to a map, plus the residual */

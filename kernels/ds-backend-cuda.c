@@ -369,22 +369,30 @@ cuda_layer_norm (CudaImpl *impl, const DsOpCall *c, DsError *err)
 static DsStatus
 cuda_linear (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
-  const DsTensor *xt = c->src[0], *wt = c->src[1], *bt = c->src[2];
+  const DsTensor *xt = c->src[0], *wt = c->src[1], *bt = c->src[2], *rt = c->src[3];
   const DsDType dt = c->dst->dtype;
   const int64_t k = wt->shape[1], n = wt->shape[0];
   const int64_t m = n ? ds_tensor_numel (c->dst) / n : 0;
   void *y = c->dst->data;
   if (m == 0 || n == 0)
     return DS_OK;
-  if (k == 0)
+  /* With a residual: y = r (+ b) first, then the GEMM accumulates into y —
+   * the residual add and the bias cost no pass over a separate output. */
+  if (rt && rt->data != y)
+    CUDA_TRY (cudaMemcpyAsync (y, rt->data, ds_tensor_nbytes (c->dst), cudaMemcpyDeviceToDevice,
+                               impl->stream),
+              "residual copy");
+  if (rt && bt)
+    CUDA_TRY (ds_cuda_add (dt, y, bt->data, y, m * n, 1, n, impl->stream), "bias launch");
+  if (k == 0 && !rt)
     CUDA_TRY (cudaMemsetAsync (y, 0, ds_tensor_nbytes (c->dst), impl->stream), "cudaMemsetAsync");
-  else /* y[M,N] = x[M,K] . w[N,K]^T */
+  else if (k > 0) /* y[M,N] (+)= x[M,K] . w[N,K]^T */
     DS_TRY (gemm (impl,
                   &(Gemm) { .ab = dt, .ct = dt, .tb = true, .m = m, .n = n, .k = k, .batch = 1,
-                            .alpha = 1.0f, .a = xt->data, .lda = k, .b = wt->data, .ldb = k,
-                            .c = y, .ldc = n },
+                            .alpha = 1.0f, .beta = rt ? 1.0f : 0.0f, .a = xt->data, .lda = k,
+                            .b = wt->data, .ldb = k, .c = y, .ldc = n },
                   err));
-  if (bt)
+  if (bt && !rt)
     CUDA_TRY (ds_cuda_add (dt, y, bt->data, y, m * n, 1, n, impl->stream), "bias launch");
   return DS_OK;
 }

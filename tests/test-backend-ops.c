@@ -231,9 +231,9 @@ check_case (const char *label, const DsOpCall *hc, double tol)
 {
   DsError err = { 0 };
   DsOpCall dc = *hc;
-  DsTensor dsrc[3] = { { 0 } }, ddst = { 0 }, ddst2 = { 0 };
+  DsTensor dsrc[4] = { { 0 } }, ddst = { 0 }, ddst2 = { 0 };
   int dst_src = -1;
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     if (hc->src[i])
       {
         dsrc[i] = dev_upload (hc->src[i]);
@@ -270,7 +270,7 @@ check_case (const char *label, const DsOpCall *hc, double tol)
       if (hc->dst2)
         compare (op, label, "probs", &ddst2, hc->dst2, tol, t1 - t0, t2 - t1);
     }
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     gpu->tensor_free (gpu, &dsrc[i]);
   gpu->tensor_free (gpu, &ddst);
   gpu->tensor_free (gpu, &ddst2);
@@ -380,21 +380,26 @@ test_norms (void)
     }
 }
 
+/* residual: 0 none, 1 into a fresh y, 2 in place (y is the residual) */
 static void
-linear_case (const char *label, int ndim, const int64_t *xshape, int64_t n, bool bias)
+linear_case (const char *label, int ndim, const int64_t *xshape, int64_t n, bool bias,
+             int residual)
 {
   const int64_t k = xshape[ndim - 1];
   int64_t yshape[DS_MAX_DIMS];
   memcpy (yshape, xshape, (size_t) ndim * sizeof *yshape);
   yshape[ndim - 1] = n;
-  DsTensor t[4];
+  DsTensor t[5];
   t[0] = rnd (1.0f, 0.0f, ndim, xshape);
   t[1] = rnd (1.0f / sqrtf ((float) k), 0.0f, SHAPE (n, k));
   t[2] = bias ? rnd (0.5f, 0.0f, SHAPE (n)) : (DsTensor){ 0 };
   t[3] = zeros (ndim, yshape);
-  DsOpCall c = { .op = DS_OP_LINEAR, .src = { &t[0], &t[1], bias ? &t[2] : NULL }, .dst = &t[3] };
+  t[4] = residual ? rnd (2.0f, 0.0f, ndim, yshape) : (DsTensor){ 0 };
+  DsOpCall c = { .op = DS_OP_LINEAR,
+                 .src = { &t[0], &t[1], bias ? &t[2] : NULL, residual ? &t[4] : NULL },
+                 .dst = residual == 2 ? &t[4] : &t[3] };
   check_case (label, &c, TOL_GEMM);
-  free_all (t, 4);
+  free_all (t, 5);
 }
 
 static void
@@ -420,12 +425,17 @@ static void
 test_gemms (void)
 {
   printf ("linear, matmul\n");
-  linear_case ("SD ff/proj [2, 4096, 320] x [1280, 320]^T", SHAPE (2, 4096, 320), 1280, true);
-  linear_case ("[2, 4096, 1280] x [320, 1280]^T", SHAPE (2, 4096, 1280), 320, true);
-  linear_case ("cross to_k [2, 77, 1024], no bias", SHAPE (2, 77, 1024), 320, false);
-  linear_case ("time embedding [2, 320] -> 1280", SHAPE (2, 320), 1280, true);
-  linear_case ("odd [3, 5] -> 7", SHAPE (3, 5), 7, true);
-  linear_case ("4-D [2, 3, 4, 9] -> 5", SHAPE (2, 3, 4, 9), 5, false);
+  linear_case ("SD ff/proj [2, 4096, 320] x [1280, 320]^T", SHAPE (2, 4096, 320), 1280, true, 0);
+  linear_case ("[2, 4096, 1280] x [320, 1280]^T", SHAPE (2, 4096, 1280), 320, true, 0);
+  linear_case ("cross to_k [2, 77, 1024], no bias", SHAPE (2, 77, 1024), 320, false, 0);
+  linear_case ("time embedding [2, 320] -> 1280", SHAPE (2, 320), 1280, true, 0);
+  linear_case ("odd [3, 5] -> 7", SHAPE (3, 5), 7, true, 0);
+  linear_case ("4-D [2, 3, 4, 9] -> 5", SHAPE (2, 3, 4, 9), 5, false, 0);
+  linear_case ("SD ff out + residual in place [2, 4096, 1280] -> 320", SHAPE (2, 4096, 1280), 320,
+               true, 2);
+  linear_case ("CLIP out + residual [2, 77, 1024] -> 1024", SHAPE (2, 77, 1024), 1024, true, 1);
+  linear_case ("odd + residual, no bias [3, 5] -> 7", SHAPE (3, 5), 7, false, 1);
+  linear_case ("odd + residual in place, no bias", SHAPE (4, 6), 3, false, 2);
 
   matmul_case ("q k^T per head, [10, 4096, 64] x [10, 77, 64]^T", 10, 4096, 77, 64, false, true,
                0.125f, false);

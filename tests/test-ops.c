@@ -201,6 +201,16 @@ test_gemm_hand (void)
   expect_values ("linear", &y, (float[]){ 1, 12, 103 });
   DS_CHECK_OK (ds_linear (be, &x, &w, NULL, &y, &err), &err);
   expect_values ("linear no bias", &y, (float[]){ 1, 2, 3 });
+  /* with a residual r = [1000, 2000, 3000]: separate y, then y itself as r */
+  DsTensor r = TENSOR (((float[]){ 1000, 2000, 3000 }), 1, 3);
+  DS_CHECK_OK (ds_linear_add (be, &x, &w, &b, &r, &y, &err), &err);
+  expect_values ("linear + residual", &y, (float[]){ 1001, 2012, 3103 });
+  expect_values ("residual untouched", &r, (float[]){ 1000, 2000, 3000 });
+  DS_CHECK_OK (ds_linear_add (be, &x, &w, &b, &y, &y, &err), &err);
+  expect_values ("linear + residual in place", &y, (float[]){ 1002, 2024, 3206 });
+  DS_CHECK_OK (ds_linear_add (be, &x, &w, NULL, &r, &y, &err), &err);
+  expect_values ("linear + residual, no bias", &y, (float[]){ 1001, 2002, 3003 });
+  ds_tensor_free (&r);
 
   /* A = [[1,2],[3,4]], B = [[5,6],[7,8]]:
    * AB = [[19,22],[43,50]]; A^T B = [[26,30],[38,44]]; A B^T = [[17,23],[39,53]];
