@@ -155,7 +155,7 @@ ds_resnet_forward (DsBackend *be, DsArena *a, const DsResnetW *r, const DsTensor
     }
   /* t1 is free again: reuse it for norm2's output (c_out channels fit when
    * c_out <= c_in; otherwise take a new one). */
-  DsTensor t3 = ds_tensor_make (DS_DTYPE_F32, 4, (int64_t[]){ B, r->c_out, H, W });
+  DsTensor t3 = ds_tensor_make (t1.dtype, 4, (int64_t[]){ B, r->c_out, H, W });
   t3.device = t1.device;
   t3.data = t1.data;
   if (r->c_out > r->c_in && (st = ds_arena_act (a, &t3, err, 4, B, (int64_t) r->c_out, H, W)))

@@ -9,8 +9,8 @@
  * Built twice: test-real-sd21 on the CPU backend (f32, each NMSE <= 1e-8) and,
  * with CUDA, test-real-sd21-cuda on the GPU computing in DS_TEST_DTYPE (f16 by
  * default: each NMSE <= 1e-3, the issue's bar for fp16 against diffusers'
- * fp32, and it reports whether the 1e-4 aim holds; bf16 the same bar; f32:
- * 1e-6). */
+ * fp32, and it reports whether the 1e-4 aim holds; bf16, with 8 significant
+ * bits, 3e-2 as in test-unet-cuda; f32: 1e-6). */
 #include "ds-test.h"
 
 #include <stdlib.h>
@@ -123,7 +123,7 @@ main (void)
   if (dts && !strcmp (dts, "f32"))
     dt = DS_DTYPE_F32, tol = 1e-6;
   else if (dts && !strcmp (dts, "bf16"))
-    dt = DS_DTYPE_BF16, tol = 1e-3;
+    dt = DS_DTYPE_BF16, tol = 3e-2;
   else
     tol = 1e-3;
   if (ds_cuda_device_count () <= 0)

@@ -1,0 +1,27 @@
+/* ds-emu-internal.h: what the CUDA emulator's runtime (ds-emu.cc), scheduler
+ * (ds-emu-sched.cc) and cuBLAS (ds-emu-blas.cc) share. Not for kernels. */
+#pragma once
+
+#include <functional>
+#include <mutex>
+
+#include "cuda_runtime.h"
+
+namespace ds_emu {
+
+/* One lock over all emulator state: the runtime may be called from several
+ * host threads, and kernels run on the caller's thread while holding it. */
+std::recursive_mutex &api_mutex ();
+
+/* Records `e` as the last error (cudaGetLastError) unless it is cudaSuccess,
+ * and returns it. */
+cudaError_t fail (cudaError_t e);
+
+/* Runs `work` now, or appends it to the stream's graph while the stream
+ * captures. Errors: an unknown stream, no device, an invalidated capture. */
+cudaError_t enqueue (cudaStream_t stream, std::function<void ()> work);
+
+/* Runs every block of a validated launch (ds-emu-sched.cc). */
+void run_kernel (const LaunchConfig &cfg, const std::function<void ()> &body);
+
+} // namespace ds_emu
