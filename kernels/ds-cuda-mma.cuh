@@ -17,6 +17,20 @@
 
 #include "ds-cuda-util.cuh"
 
+/* One specialization per input type: the emulator's function and the PTX
+ * type name are all that differ. */
+#ifdef DS_CUDA_EMU
+#define DS_MMA_RUN(ptx_type, emu_fn) emu_fn (d, a, b, d)
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define DS_MMA_RUN(ptx_type, emu_fn)                                                           \
+  asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32." ptx_type "." ptx_type ".f32 "         \
+                "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"           \
+                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                               \
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
+#else
+#define DS_MMA_RUN(ptx_type, emu_fn) __trap ()
+#endif
+
 template <typename T> struct DsMma;
 
 template <> struct DsMma<__half>
@@ -24,16 +38,7 @@ template <> struct DsMma<__half>
   static __device__ __forceinline__ void
   run (float d[4], const uint32_t a[4], const uint32_t b[2])
   {
-#ifdef DS_CUDA_EMU
-    ds_emu_mma_m16n8k16_f32_f16 (d, a, b, d);
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-    __trap ();
-#endif
+    DS_MMA_RUN ("f16", ds_emu_mma_m16n8k16_f32_f16);
   }
 };
 
@@ -42,16 +47,7 @@ template <> struct DsMma<__nv_bfloat16>
   static __device__ __forceinline__ void
   run (float d[4], const uint32_t a[4], const uint32_t b[2])
   {
-#ifdef DS_CUDA_EMU
-    ds_emu_mma_m16n8k16_f32_bf16 (d, a, b, d);
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-    __trap ();
-#endif
+    DS_MMA_RUN ("bf16", ds_emu_mma_m16n8k16_f32_bf16);
   }
 };
 

@@ -648,12 +648,13 @@ cudaStreamDestroy (cudaStream_t stream)
   return cudaSuccess;
 }
 
-cudaError_t
-cudaStreamSynchronize (cudaStream_t stream)
+/* A synchronising call on `stream`: refused (and the capture invalidated)
+ * while the stream is capturing, as the real runtime does. */
+static cudaError_t
+sync_point (cudaStream_t stream, CUstream_st **out)
 {
-  LOCK;
-  NEED_DEVICE;
   CUstream_st *s = stream_of (stream);
+  *out = s;
   if (!s)
     return fail (cudaErrorInvalidResourceHandle);
   if (s->capture != cudaStreamCaptureStatusNone)
@@ -661,6 +662,17 @@ cudaStreamSynchronize (cudaStream_t stream)
       s->capture = cudaStreamCaptureStatusInvalidated;
       return fail (cudaErrorStreamCaptureUnsupported);
     }
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaStreamSynchronize (cudaStream_t stream)
+{
+  LOCK;
+  NEED_DEVICE;
+  CUstream_st *s;
+  if (cudaError_t e = sync_point (stream, &s))
+    return e;
   /* Synchronizing the legacy stream waits for the capturing streams too. */
   if (s == &state ().legacy && refuse_during_capture ())
     return fail (cudaErrorStreamCaptureUnsupported);
@@ -672,15 +684,8 @@ cudaStreamQuery (cudaStream_t stream)
 {
   LOCK;
   NEED_DEVICE;
-  CUstream_st *s = stream_of (stream);
-  if (!s)
-    return fail (cudaErrorInvalidResourceHandle);
-  if (s->capture != cudaStreamCaptureStatusNone)
-    {
-      s->capture = cudaStreamCaptureStatusInvalidated;
-      return fail (cudaErrorStreamCaptureUnsupported);
-    }
-  return cudaSuccess;
+  CUstream_st *s;
+  return sync_point (stream, &s);
 }
 
 /* ---- events ---- */
