@@ -714,6 +714,27 @@ cpu_permute (const DsOpCall *c)
   return DS_OK;
 }
 
+/* x [B, H, R] -> y [B, R]: the sum over h in order, in f32, then / H (the CUDA
+ * kernel does the same). */
+static DsStatus
+cpu_mean_heads (const DsOpCall *c)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t nb = xt->shape[0], h = xt->shape[1];
+  const int64_t r = nb && h ? ds_tensor_numel (xt) / (nb * h) : 0;
+  const float *x = ds_tensor_f32 (xt);
+  float *y = ds_tensor_f32 (c->dst);
+  for (int64_t b = 0; b < nb; b++)
+    for (int64_t i = 0; i < r; i++)
+      {
+        float s = 0.0f;
+        for (int64_t k = 0; k < h; k++)
+          s += x[(b * h + k) * r + i];
+        y[b * r + i] = s / (float) h;
+      }
+  return DS_OK;
+}
+
 /* ---- the backend interface ---- */
 
 static bool
@@ -749,6 +770,7 @@ cpu_run (DsBackend *be, const DsOpCall *c, DsError *err)
     case DS_OP_TIMESTEP_EMBEDDING: return cpu_timestep (be, c, err);
     case DS_OP_EMBEDDING: return cpu_embedding (c, err);
     case DS_OP_PERMUTE: return cpu_permute (c);
+    case DS_OP_MEAN_HEADS: return cpu_mean_heads (c);
     default: break;
     }
   return ds_error_set (err, DS_ERR_UNSUPPORTED, "CPU backend: unknown op %d", (int) c->op);

@@ -53,6 +53,7 @@ static const char *const op_names[] = {
   [DS_OP_TIMESTEP_EMBEDDING] = "timestep_embedding",
   [DS_OP_EMBEDDING] = "embedding",
   [DS_OP_PERMUTE] = "permute",
+  [DS_OP_MEAN_HEADS] = "mean_heads",
 };
 _Static_assert (sizeof op_names / sizeof op_names[0] == DS_OP_COUNT, "one name per DsOp");
 
@@ -383,6 +384,16 @@ check_permute (const DsBackend *be, const DsOpCall *c)
 }
 
 static void
+check_mean_heads (const DsBackend *be, const DsOpCall *c)
+{
+  const DsTensor *x = c->src[0], *y = c->dst;
+  assert (is_float_on (be, x) && x->ndim >= 2 && is_float_on (be, y) && y->ndim == x->ndim);
+  assert (y->shape[0] == x->shape[0] && y->shape[1] == 1 && x->shape[1] >= 1);
+  assert (dims_equal (x->shape + 2, y->shape + 2, x->ndim - 2));
+  assert (!overlaps (y, x));
+}
+
+static void
 check_call (const DsBackend *be, const DsOpCall *c)
 {
   assert (c->dst);
@@ -411,6 +422,7 @@ check_call (const DsBackend *be, const DsOpCall *c)
     case DS_OP_TIMESTEP_EMBEDDING: check_timestep (be, c); break;
     case DS_OP_EMBEDDING: check_embedding (be, c); break;
     case DS_OP_PERMUTE: check_permute (be, c); break;
+    case DS_OP_MEAN_HEADS: check_mean_heads (be, c); break;
     default: assert (!"unknown op");
     }
 }
@@ -680,6 +692,12 @@ ds_embedding (DsBackend *be, const DsTensor *ids, const DsTensor *table, DsTenso
 {
   DsOpCall c = { .op = DS_OP_EMBEDDING, .src = { ids, table }, .dst = y };
   return ds_op_run (be, &c, err);
+}
+
+DsStatus
+ds_mean_heads (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err)
+{
+  return run_unary (be, DS_OP_MEAN_HEADS, x, y, err);
 }
 
 DsStatus

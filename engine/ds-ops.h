@@ -57,6 +57,7 @@ typedef enum {
   DS_OP_TIMESTEP_EMBEDDING, /* t[B] f32 -> [B, dim] sinusoidal */
   DS_OP_EMBEDDING,          /* ids[...] i32 gather rows of table[V,C] -> [..., C] */
   DS_OP_PERMUTE,            /* generic permutation of up to 4 dims */
+  DS_OP_MEAN_HEADS,         /* x[B,H,...] -> y[B,1,...]: mean over dim 1 (attention maps' heads) */
   DS_OP_COUNT
 } DsOp;
 
@@ -175,6 +176,8 @@ DsStatus ds_embedding (DsBackend *be, const DsTensor *ids, const DsTensor *table
                        DsTensor *y, DsError *err);
 DsStatus ds_permute (DsBackend *be, const DsTensor *x, const int *perm, DsTensor *y,
                      DsError *err);
+/* y[b, 0, ...] = mean over h of x[b, h, ...], summed in f32 in order of h. */
+DsStatus ds_mean_heads (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err);
 
 #ifdef __cplusplus
 }

@@ -90,6 +90,10 @@ typedef struct {
    * q·k·scale. Sized n_cross_layers * B by the caller; the cross-attention
    * layers are the list's DS_PROBE_CROSS_MAP probes, in the same order. */
   double *cross_lse;
+  /* Attention maps (self and cross) averaged over heads on the backend before
+   * they go out: [B, 1, Nq, Nk] instead of [B, heads, Nq, Nk] — what a
+   * heatmap needs, heads times fewer bytes to copy out. */
+  bool head_mean_maps;
 } DsProbeSink;
 
 #ifdef __cplusplus

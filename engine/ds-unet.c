@@ -62,6 +62,7 @@ typedef struct {
   int64_t shape[4], n_ctx;
   uint64_t want_hash;
   int last;
+  bool head_mean_maps;
 } GraphKey;
 
 typedef struct {
@@ -378,6 +379,25 @@ probe (Fwd *f, const DsTensor *t, bool tokens, int64_t H, int64_t W)
   return st;
 }
 
+/* An attention-map probe point, probs [B,heads,Nq,Nk]: with the sink's
+ * head_mean_maps, the mean over heads [B,1,Nq,Nk] is what goes out. */
+static DsStatus
+probe_map (Fwd *f, const DsTensor *probs)
+{
+  if (!wants (f, f->probe) || !f->sink->head_mean_maps)
+    return probe (f, probs, false, 0, 0);
+  const int64_t B = probs->shape[0], Nq = probs->shape[2], Nk = probs->shape[3];
+  size_t mark = ds_arena_mark (f->a);
+  DsTensor m;
+  DsStatus st = ds_arena_act (f->a, &m, f->err, 4, B, (int64_t) 1, Nq, Nk);
+  if (st == DS_OK)
+    st = ds_mean_heads (f->be, probs, &m, f->err);
+  if (st == DS_OK)
+    st = probe (f, &m, false, 0, 0);
+  ds_arena_reset_to (f->a, mark);
+  return st;
+}
+
 static DsStatus
 check_cancel (const Fwd *f)
 {
@@ -398,6 +418,12 @@ check_cancel (const Fwd *f)
 #define PROBE(t, tokens, H, W)                                                                 \
   do {                                                                                         \
     TRY (probe (f, (t), (tokens), (H), (W)));                                                  \
+    if (f->done)                                                                               \
+      return DS_OK;                                                                            \
+  } while (0)
+#define PROBE_MAP(t)                                                                           \
+  do {                                                                                         \
+    TRY (probe_map (f, (t)));                                                                  \
     if (f->done)                                                                               \
       return DS_OK;                                                                            \
   } while (0)
@@ -493,7 +519,7 @@ transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor 
   if (want_map)
     TRY (ds_arena_act (a, &probs, err, 4, B, (int64_t) t->heads, N, N));
   TRY (ds_attention (be, &q, &k, &v, t->heads, scale, false, &att, want_map ? &probs : NULL, err));
-  PROBE (&probs, false, 0, 0);
+  PROBE_MAP (&probs);
   TRY (ds_linear_add (be, &att, &t->o1.w, &t->o1.b, &h, &h, err));
 
   /* cross-attention: queries from the image tokens, keys and values from the text */
@@ -512,7 +538,7 @@ transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor 
   f->cross_layer++;
   TRY (ds_attention (be, &q, &kc, &vc, t->heads, scale, false, &att, want_map ? &probs : NULL,
                      err));
-  PROBE (&probs, false, 0, 0);
+  PROBE_MAP (&probs);
   TRY (ds_linear_add (be, &att, &t->o2.w, &t->o2.b, &h, &h, err));
 
   /* GEGLU feed-forward */
@@ -743,13 +769,18 @@ stage_probes (const DsUnet *u, DsArena *a, const DsProbeSink *sink, int64_t B, i
   size_t bytes = 0;
   int n = 0;
   const size_t el = ds_dtype_size (a->dtype);
+  /* what each wanted probe emits: maps may be averaged over their heads */
   for (int i = 0; i < list.n; i++)
-    if (sink->want[i])
-      {
-        const int64_t *s = list.probes[i].shape;
-        bytes += (size_t) (B * s[0] * s[1] * s[2]) * el;
-        n++;
-      }
+    {
+      DsProbeInfo *p = &list.probes[i];
+      if (sink->head_mean_maps && (p->kind == DS_PROBE_SELF_MAP || p->kind == DS_PROBE_CROSS_MAP))
+        p->shape[0] = 1;
+      if (sink->want[i])
+        {
+          bytes += (size_t) (B * p->shape[0] * p->shape[1] * p->shape[2]) * el;
+          n++;
+        }
+    }
   DsStatus st = DS_OK;
   if (n > 0 && bytes <= STAGE_BUDGET)
     {
@@ -828,6 +859,7 @@ run_body (DsUnet *u, Fwd *f, const DsTensor *sample, const DsTensor *ts, const D
   k.n_ctx = context->shape[1];
   k.want_hash = hash_wants (f->sink, f->n_probes);
   k.last = f->sink ? f->sink->last : -1;
+  k.head_mean_maps = f->sink && f->sink->head_mean_maps;
   bool fresh;
   GraphSlot *g = graph_slot (u, &k, &fresh);
   if (fresh)

@@ -718,6 +718,17 @@ cuda_permute (CudaImpl *impl, const DsOpCall *c, DsError *err)
   return DS_OK;
 }
 
+static DsStatus
+cuda_mean_heads (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t nb = xt->shape[0], h = xt->shape[1];
+  const int64_t r = nb && h ? ds_tensor_numel (xt) / (nb * h) : 0;
+  CUDA_TRY (ds_cuda_mean_heads (c->dst->dtype, xt->data, c->dst->data, nb, h, r, impl->stream),
+            "mean over heads launch");
+  return DS_OK;
+}
+
 /* ---- the backend interface ---- */
 
 static bool
@@ -750,6 +761,7 @@ dispatch (CudaImpl *impl, const DsOpCall *c, DsError *err)
     case DS_OP_TIMESTEP_EMBEDDING: return cuda_timestep (impl, c, err);
     case DS_OP_EMBEDDING: return cuda_embedding (impl, c, err);
     case DS_OP_PERMUTE: return cuda_permute (impl, c, err);
+    case DS_OP_MEAN_HEADS: return cuda_mean_heads (impl, c, err);
     default: break;
     }
   return ds_error_set (err, DS_ERR_UNSUPPORTED, "CUDA backend: unknown op %d", (int) c->op);

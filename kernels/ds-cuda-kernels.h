@@ -138,6 +138,12 @@ typedef struct {
 cudaError_t ds_cuda_permute (DsDType dt, const void *x, void *y, const DsCudaPermute *p,
                              cudaStream_t stream);
 
+/* mean-heads.cu ----------------------------------------------------------- */
+
+/* x [nb, h, r] -> y [nb, r]: sum over h in order in f32, then / h (as the CPU). */
+cudaError_t ds_cuda_mean_heads (DsDType dt, const void *x, void *y, int64_t nb, int64_t h,
+                                int64_t r, cudaStream_t stream);
+
 /* attention.cu ------------------------------------------------------------ */
 
 /* Fused (flash-style) attention for f16/bf16 with head size 64:

@@ -8,8 +8,11 @@
 #pragma once
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "ds-tensor.h"
 
 #define DS_TEST_SKIP 77
 
@@ -74,6 +77,28 @@ ds_test_nmse (const float *a, const float *b, long n)
         DS_CHECK (n_ <= (tol), "%s: NMSE %g > %g", (what), n_, (double) (tol)); \
       }                                                                        \
   } while (0)
+
+/* The mean over dim 1 of a host f32 tensor x [B, H, ...], as a new tensor
+ * [B, 1, ...] (sums in double): the reference for head-averaged maps. */
+static inline DsTensor
+ds_test_mean_dim1 (const DsTensor *x)
+{
+  int64_t shape[DS_MAX_DIMS];
+  memcpy (shape, x->shape, sizeof shape);
+  shape[1] = 1;
+  DsTensor y;
+  ds_tensor_alloc (&y, DS_DTYPE_F32, x->ndim, shape, NULL);
+  const int64_t nb = x->shape[0], h = x->shape[1], r = ds_tensor_numel (&y) / (nb ? nb : 1);
+  for (int64_t b = 0; b < nb; b++)
+    for (int64_t i = 0; i < r; i++)
+      {
+        double acc = 0;
+        for (int64_t k = 0; k < h; k++)
+          acc += ds_tensor_f32 (x)[(b * h + k) * r + i];
+        ds_tensor_f32 (&y)[b * r + i] = (float) (acc / (double) h);
+      }
+  return y;
+}
 
 static inline int
 ds_test_finish (void)

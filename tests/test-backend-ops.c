@@ -614,6 +614,30 @@ permute_case (const char *label, int ndim, const int64_t *shape, const int *perm
 }
 
 static void
+mean_heads_case (const char *label, int ndim, const int64_t *shape)
+{
+  int64_t sy[DS_MAX_DIMS];
+  memcpy (sy, shape, (size_t) ndim * sizeof *sy);
+  sy[1] = 1;
+  DsTensor t[2];
+  t[0] = rnd (1.0f, 0.5f, ndim, shape);
+  t[1] = zeros (ndim, sy);
+  DsOpCall c = { .op = DS_OP_MEAN_HEADS, .src = { &t[0] }, .dst = &t[1] };
+  check_case (label, &c, TOL_MAP);
+  free_all (t, 2);
+}
+
+static void
+test_mean_heads (void)
+{
+  printf ("mean_heads\n");
+  mean_heads_case ("SD cross maps [2, 20, 256, 77]", 4, (int64_t[]){ 2, 20, 256, 77 });
+  mean_heads_case ("SD cross maps [2, 5, 4096, 77]", 4, (int64_t[]){ 2, 5, 4096, 77 });
+  mean_heads_case ("one head [3, 1, 5, 4]", 4, (int64_t[]){ 3, 1, 5, 4 });
+  mean_heads_case ("3-D [4, 7, 9]", 3, (int64_t[]){ 4, 7, 9 });
+}
+
+static void
 test_data_movement (void)
 {
   printf ("concat, upsample, permute\n");
@@ -930,6 +954,7 @@ main (void)
       test_softmax_attention ();
       test_elementwise ();
       test_data_movement ();
+      test_mean_heads ();
       test_embeddings ();
       test_device_arena ();
       for (int op = 0; op < DS_OP_COUNT; op++)

@@ -212,6 +212,14 @@ test_gemm_hand (void)
   expect_values ("linear + residual, no bias", &y, (float[]){ 1001, 2002, 3003 });
   ds_tensor_free (&r);
 
+  /* mean over heads: x [2, 2, 3] -> [2, 1, 3] */
+  DsTensor hx = TENSOR (((float[]){ 1, 2, 3, 5, 6, 7, -1, 0, 1, 1, 0, 3 }), 2, 2, 3);
+  DsTensor hy = TENSOR (NULL, 2, 1, 3);
+  DS_CHECK_OK (ds_mean_heads (be, &hx, &hy, &err), &err);
+  expect_values ("mean over heads", &hy, (float[]){ 3, 4, 5, 0, 0, 2 });
+  ds_tensor_free (&hx);
+  ds_tensor_free (&hy);
+
   /* A = [[1,2],[3,4]], B = [[5,6],[7,8]]:
    * AB = [[19,22],[43,50]]; A^T B = [[26,30],[38,44]]; A B^T = [[17,23],[39,53]];
    * A^T B^T = (BA)^T = [[23,31],[34,46]]. */

@@ -36,7 +36,7 @@ static double probe_tol, lse_tol;
 typedef struct {
   const DsProbeList *list;
   const DsSafetensors *expected;
-  int n_emitted, n_compared;
+  int n_emitted, n_compared, n_means;
   double worst;
   char worst_id[96];
 } Compare;
@@ -53,11 +53,23 @@ compare_probe (void *user, int index, const DsTensor *t, DsError *err)
   const DsSafetensorsEntry *e = ds_safetensors_find (c->expected, name);
   if (!e)
     return DS_OK;
+  /* A head-averaged map (sink.head_mean_maps) is checked against the mean of
+   * the reference's heads. */
+  const bool mean = (p->kind == DS_PROBE_SELF_MAP || p->kind == DS_PROBE_CROSS_MAP)
+                    && t->shape[1] == 1 && p->shape[0] > 1;
+  int64_t shape[4] = { t->shape[0], mean ? p->shape[0] : t->shape[1], t->shape[2], t->shape[3] };
   DsTensor ref, got;
-  DsStatus st = ds_safetensors_load_f32 (c->expected, name, t->ndim, t->shape, &ref, err);
+  DsStatus st = ds_safetensors_load_f32 (c->expected, name, t->ndim, shape, &ref, err);
   DS_CHECK_OK (st, err);
   if (st)
     return DS_OK;
+  if (mean)
+    {
+      DsTensor m = ds_test_mean_dim1 (&ref);
+      ds_tensor_free (&ref);
+      ref = m;
+      c->n_means++;
+    }
   DS_CHECK (t->dtype == gpu->act_dtype, "probe %s is %s", p->id, ds_dtype_name (t->dtype));
   ds_tensor_alloc (&got, DS_DTYPE_F32, t->ndim, t->shape, NULL);
   st = ds_backend_download_f32 (gpu, t, ds_tensor_f32 (&got), err);
@@ -181,6 +193,34 @@ run_model (const char *dir, const char *expected_path, const char *scores_path)
       DS_CHECK (nmse <= probe_tol, "%s unet.out NMSE %.3g", how[rep], nmse);
     }
   printf ("  unet.out NMSE %.3g, device arena %.1f MiB\n", nmse, bytes / 1048576.0);
+
+  /* Maps averaged over heads on the device (three times in f16, the
+   * explorer's mode: eager, recorded, replayed; once otherwise). */
+  {
+    int n_multi = 0;
+    for (int i = 0; i < list.n; i++)
+      n_multi += (list.probes[i].kind == DS_PROBE_SELF_MAP
+                  || list.probes[i].kind == DS_PROBE_CROSS_MAP)
+                 && list.probes[i].shape[0] > 1;
+    DsProbeSink hm = sink;
+    hm.head_mean_maps = true;
+    const size_t hb = ds_unet_arena_bytes (unet, 2, h, w, 77, &hm);
+    DsArena ha;
+    DS_CHECK_OK (ds_backend_arena_init (gpu, &ha, hb, &err), &err);
+    for (int rep = 0; rep < (gpu->act_dtype == DS_DTYPE_F16 ? 3 : 1); rep++)
+      {
+        cmp.n_emitted = cmp.n_compared = cmp.n_means = 0;
+        cmp.worst = 0;
+        DS_CHECK_OK (ds_unet_forward (unet, gpu, &ha, &xt, ts, &ctx, &hm, NULL, &err), &err);
+        DS_CHECK (ha.peak == hb, "head-mean maps: planned %zu bytes, used %zu", hb, ha.peak);
+        DS_CHECK (cmp.n_emitted == list.n && cmp.n_means == n_multi,
+                  "%s head-mean run: %d probes, %d of %d maps averaged", how[rep],
+                  cmp.n_emitted, cmp.n_means, n_multi);
+        printf ("  %-8s head-mean maps: %d averaged, worst NMSE %.3g (%s)\n", how[rep],
+                cmp.n_means, cmp.worst, cmp.worst_id);
+      }
+    ds_backend_arena_free (gpu, &ha);
+  }
 
   /* An early stop (the deepest U-L1 probe), three times: emitted probes only
    * up to it, identical every time. */

@@ -16,7 +16,7 @@
 typedef struct {
   const DsProbeList *list;
   const DsSafetensors *expected;
-  int n_emitted, n_compared;
+  int n_emitted, n_compared, n_means;
   double worst;
   char worst_id[96];
 } Compare;
@@ -35,11 +35,23 @@ compare_probe (void *user, int index, const DsTensor *t, DsError *err)
       printf ("  (no reference for %s)\n", p->id);
       return DS_OK;
     }
+  /* A head-averaged map (sink.head_mean_maps) is checked against the mean of
+   * the reference's heads. */
+  const bool mean = (p->kind == DS_PROBE_SELF_MAP || p->kind == DS_PROBE_CROSS_MAP)
+                    && t->shape[1] == 1 && p->shape[0] > 1;
+  int64_t shape[4] = { t->shape[0], mean ? p->shape[0] : t->shape[1], t->shape[2], t->shape[3] };
   DsTensor ref;
-  DsStatus st = ds_safetensors_load_f32 (c->expected, name, t->ndim, t->shape, &ref, err);
+  DsStatus st = ds_safetensors_load_f32 (c->expected, name, t->ndim, shape, &ref, err);
   DS_CHECK_OK (st, err);
   if (st)
     return DS_OK;
+  if (mean)
+    {
+      DsTensor m = ds_test_mean_dim1 (&ref);
+      ds_tensor_free (&ref);
+      ref = m;
+      c->n_means++;
+    }
   double nmse = ds_test_nmse (ds_tensor_f32 (t), ds_tensor_f32 (&ref), ds_tensor_numel (t));
   DS_CHECK (nmse <= 1e-8, "probe %s (%s): NMSE %.3g", p->id, p->name, nmse);
   if (nmse > c->worst || c->n_compared == 0)
@@ -142,6 +154,31 @@ run_model (const char *dir, const char *expected_path)
   double nmse = ds_test_nmse (ds_tensor_f32 (&out), ds_tensor_f32 (&ref_out), ds_tensor_numel (&out));
   printf ("  unet.out NMSE %.3g, planned arena %.1f MiB\n", nmse, bytes / 1048576.0);
   DS_CHECK (nmse <= 1e-8, "unet.out NMSE %.3g", nmse);
+
+  /* Maps averaged over heads in the forward: each equals the mean of the
+   * reference's heads, and the features are unchanged. */
+  {
+    Compare cm = { .list = &list, .expected = ex };
+    DsProbeSink hm = sink;
+    hm.user = &cm;
+    hm.head_mean_maps = true;
+    size_t hb = ds_unet_arena_bytes (unet, 2, h, w, 77, &hm);
+    DsArena ha;
+    DS_CHECK_OK (ds_arena_init (&ha, hb, &err), &err);
+    DS_CHECK_OK (ds_unet_forward (unet, be, &ha, &xt, ts, &ctx, &hm, NULL, &err), &err);
+    DS_CHECK (ha.peak == hb, "head-mean maps: planned %zu bytes, used %zu", hb, ha.peak);
+    int n_multi = 0; /* maps of several heads: those must come out averaged */
+    for (int i = 0; i < list.n; i++)
+      n_multi += (list.probes[i].kind == DS_PROBE_SELF_MAP
+                  || list.probes[i].kind == DS_PROBE_CROSS_MAP)
+                 && list.probes[i].shape[0] > 1;
+    printf ("  head-mean maps: %d maps of several heads averaged, worst NMSE %.3g (%s)\n",
+            cm.n_means, cm.worst, cm.worst_id);
+    DS_CHECK (cm.n_emitted == list.n && cm.n_means == n_multi,
+              "head-mean run: %d probes, %d of %d maps averaged", cm.n_emitted, cm.n_means,
+              n_multi);
+    ds_arena_free (&ha);
+  }
 
   /* No probes: full forward; the output is the same. */
   DsTensor out2;
