@@ -121,7 +121,7 @@ score_by_hand (void)
       goto out;
     }
   /* positions of the six among the cross-attention layers, in forward order */
-  int pos[6], n_cross = 0;
+  int pos[6] = { -1, -1, -1, -1, -1, -1 }, n_cross = 0;
   for (int i = 0; i < list->n; i++)
     if (list->probes[i].kind == DS_PROBE_CROSS_MAP)
       {
@@ -131,6 +131,12 @@ score_by_hand (void)
         n_cross++;
       }
   DS_CHECK (n_cross == 16, "the demo has 16 cross-attention layers, got %d", n_cross);
+  for (int j = 0; j < 6; j++)
+    if (pos[j] < 0)
+      {
+        DS_CHECK (pos[j] >= 0, "no cross-attention layer %s", six[j]);
+        goto out;
+      }
   total = 0;
   const int ts[2] = { 100, 600 };
   for (int k = 0; k < 2; k++)
