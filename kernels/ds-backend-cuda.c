@@ -348,9 +348,16 @@ cuda_group_norm (CudaImpl *impl, const DsOpCall *c, DsError *err)
   const DsTensor *xt = c->src[0];
   const int64_t nb = xt->shape[0], ch = xt->shape[1];
   const int64_t spatial = nb > 0 && ch > 0 ? ds_tensor_numel (xt) / (nb * ch) : 0;
+  const int groups = c->p.group_norm.groups;
+  const size_t bytes = ds_cuda_group_norm_scratch (nb, ch, spatial, groups);
+  if (bytes == 0)
+    return DS_OK;
+  void *scratch = cuda_scratch (impl, bytes, err);
+  if (!scratch)
+    return err ? err->code : DS_ERR_DEVICE;
   CUDA_TRY (ds_cuda_group_norm (c->dst->dtype, xt->data, c->src[1]->data, c->src[2]->data,
-                                c->dst->data, nb, ch, spatial, c->p.group_norm.groups,
-                                c->p.group_norm.eps, c->p.group_norm.silu, impl->stream),
+                                c->dst->data, nb, ch, spatial, groups, c->p.group_norm.eps,
+                                c->p.group_norm.silu, scratch, impl->stream),
             "group norm launch");
   return DS_OK;
 }

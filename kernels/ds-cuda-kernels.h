@@ -48,11 +48,13 @@ cudaError_t ds_cuda_im2col (DsDType dt, const DsCudaConvGeom *g, const void *x, 
 /* group-norm.cu ----------------------------------------------------------- */
 
 /* x, y [nb, ch, spatial]; gamma, beta [ch]. Per (item, group) of ch/groups
- * channels: mean and biased variance in double (two passes), then
- * y = (x - mean) * rstd * gamma + beta, followed by SiLU when `silu`. */
+ * channels: mean and biased variance in double, then
+ * y = (x - mean) * rstd * gamma + beta, followed by SiLU when `silu`.
+ * scratch: device memory of ds_cuda_group_norm_scratch bytes (the partial sums). */
+size_t ds_cuda_group_norm_scratch (int64_t nb, int64_t ch, int64_t spatial, int groups);
 cudaError_t ds_cuda_group_norm (DsDType dt, const void *x, const void *gamma, const void *beta,
                                 void *y, int64_t nb, int64_t ch, int64_t spatial, int groups,
-                                float eps, bool silu, cudaStream_t stream);
+                                float eps, bool silu, void *scratch, cudaStream_t stream);
 
 /* layer-norm.cu ----------------------------------------------------------- */
 

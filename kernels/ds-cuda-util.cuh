@@ -92,6 +92,16 @@ ds_warp_sum (T v)
   return v;
 }
 
+/* The sum over the warp, in every lane (butterfly; the same order in each). */
+template <typename T>
+static __device__ __forceinline__ T
+ds_warp_allsum (T v)
+{
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync (0xffffffffu, v, o);
+  return v;
+}
+
 static __device__ __forceinline__ float
 ds_warp_max (float v)
 {

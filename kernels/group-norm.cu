@@ -1,59 +1,134 @@
 /* group-norm.cu: GroupNorm over [B, C, spatial...] with optional fused SiLU.
  *
- * One block per (group, batch item); the group's channels are contiguous, so it
- * reads cg * spatial consecutive values three times: sum, sum of squared
- * deviations (both in double, as the CPU reference does), then the affine map.
- * SD has only B * 32 groups, so this leaves most of a big GPU idle: fine for
- * a first, exact version.
+ * A group's channels are contiguous: cg * spatial values (40960 for SD's
+ * [2, 320, 64, 64] with 32 groups). SD has only B * 32 groups, so one block
+ * per group would leave most of a big GPU idle and each block latency-bound;
+ * instead three launches spread the work over the whole GPU:
+ *   1. partials: `chunks` blocks per (item, group) each sum x and x² over a
+ *      slice, in double, into scratch;
+ *   2. stats: one thread per (item, group) adds its partials in order (so the
+ *      result does not depend on scheduling) -> mean and rstd as floats;
+ *   3. normalize: one thread per element, y = (x - mean) * rstd * gamma + beta
+ *      (+ SiLU).
+ * The variance is E[x²] - mean² in double: for these values the cancellation
+ * costs ~1e-15 relative, far under the float the result is rounded to (the
+ * CPU reference's two-pass double gives the same floats but in rare ties).
  */
 #include "ds-cuda-util.cuh"
 
+/* Values per block in pass 1; the number of chunks follows from it. */
+#define GN_CHUNK 4096
+#define GN_MAX_CHUNKS 64
+
+static int64_t
+gn_chunks (int64_t count)
+{
+  int64_t c = (count + GN_CHUNK - 1) / GN_CHUNK;
+  return c < 1 ? 1 : c > GN_MAX_CHUNKS ? GN_MAX_CHUNKS : c;
+}
+
+extern "C" size_t
+ds_cuda_group_norm_scratch (int64_t nb, int64_t ch, int64_t spatial, int groups)
+{
+  if (nb <= 0 || ch <= 0 || spatial <= 0 || groups < 1)
+    return 0;
+  const int64_t ng = nb * groups, chunks = gn_chunks (ch / groups * spatial);
+  return (size_t) (ng * chunks) * 2 * sizeof (double) + (size_t) ng * 2 * sizeof (float);
+}
+
+/* grid (chunks, nb * groups): partial[(ng) * chunks + chunk] = { sum, sum of squares } */
 template <typename T>
 static __global__ void
-group_norm_kernel (const T *__restrict__ x, const T *__restrict__ gamma,
-                   const T *__restrict__ beta, T *__restrict__ y, int64_t ch,
-                   int64_t spatial, int64_t cg, float eps, bool silu)
+gn_partial_kernel (const T *__restrict__ x, double *__restrict__ partial, int64_t count,
+                   int64_t chunk_len)
 {
   __shared__ double red[32];
-  const int64_t g = blockIdx.x, n = blockIdx.y, count = cg * spatial;
-  const int64_t base = (n * ch + g * cg) * spatial;
-  const T *xg = x + base;
-  T *yg = y + base;
-
-  double s = 0;
-  for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
-    s += ds_ld (xg + i);
-  const double mean = ds_block_sum (s, red) / (double) count;
-  double v = 0;
-  for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
+  const int64_t ng = blockIdx.y, c = blockIdx.x;
+  const T *xg = x + ng * count;
+  const int64_t lo = c * chunk_len, hi = lo + chunk_len < count ? lo + chunk_len : count;
+  double s = 0, q = 0;
+  for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x)
     {
-      double d = ds_ld (xg + i) - mean;
-      v += d * d;
+      const double v = ds_ld (xg + i);
+      s += v;
+      q += v * v;
     }
-  const double var = ds_block_sum (v, red) / (double) count;
-  const float meanf = (float) mean, rstd = (float) (1.0 / sqrt (var + eps));
-
-  for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
+  s = ds_block_sum (s, red);
+  q = ds_block_sum (q, red);
+  if (threadIdx.x == 0)
     {
-      const int64_t c = g * cg + i / spatial;
-      float r = (ds_ld (xg + i) - meanf) * rstd * ds_ld (gamma + c) + ds_ld (beta + c);
-      ds_st (yg + i, silu ? ds_silu_f (r) : r);
+      partial[2 * (ng * gridDim.x + c)] = s;
+      partial[2 * (ng * gridDim.x + c) + 1] = q;
+    }
+}
+
+/* one thread per (item, group): stats[2 ng] = mean, stats[2 ng + 1] = rstd */
+static __global__ void
+gn_stats_kernel (const double *__restrict__ partial, float *__restrict__ stats, int64_t n_groups,
+                 int64_t chunks, int64_t count, float eps)
+{
+  for (int64_t ng = ds_cuda_tid (); ng < n_groups; ng += ds_cuda_nthreads ())
+    {
+      double s = 0, q = 0;
+      for (int64_t c = 0; c < chunks; c++)
+        {
+          s += partial[2 * (ng * chunks + c)];
+          q += partial[2 * (ng * chunks + c) + 1];
+        }
+      const double mean = s / (double) count;
+      double var = q / (double) count - mean * mean;
+      var = var > 0 ? var : 0;
+      stats[2 * ng] = (float) mean;
+      stats[2 * ng + 1] = (float) (1.0 / sqrt (var + eps));
+    }
+}
+
+template <typename T>
+static __global__ void
+gn_normalize_kernel (const T *__restrict__ x, const T *__restrict__ gamma,
+                     const T *__restrict__ beta, const float *__restrict__ stats,
+                     T *__restrict__ y, int64_t n, int64_t ch, int64_t spatial, int64_t cg,
+                     bool silu)
+{
+  for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
+    {
+      const int64_t c = (i / spatial) % ch, item = i / (spatial * ch);
+      const int64_t ng = item * (ch / cg) + c / cg;
+      const float mean = stats[2 * ng], rstd = stats[2 * ng + 1];
+      float r = (ds_ld (x + i) - mean) * rstd * ds_ld (gamma + c) + ds_ld (beta + c);
+      ds_st (y + i, silu ? ds_silu_f (r) : r);
     }
 }
 
 extern "C" cudaError_t
 ds_cuda_group_norm (DsDType dt, const void *x, const void *gamma, const void *beta, void *y,
                     int64_t nb, int64_t ch, int64_t spatial, int groups, float eps, bool silu,
-                    cudaStream_t stream)
+                    void *scratch, cudaStream_t stream)
 {
   if (nb <= 0 || ch <= 0 || spatial <= 0)
     return cudaSuccess;
-  if (groups < 1 || ch % groups || nb > 65535)
+  if (groups < 1 || ch % groups || !scratch)
     return cudaErrorInvalidValue;
-  dim3 grid ((unsigned) groups, (unsigned) nb);
+  const int64_t cg = ch / groups, count = cg * spatial, ng = nb * groups;
+  const int64_t chunks = gn_chunks (count), chunk_len = (count + chunks - 1) / chunks;
+  if (ng > 65535)
+    return cudaErrorInvalidValue;
+  double *partial = (double *) scratch;
+  float *stats = (float *) (partial + 2 * ng * chunks);
+  cudaError_t e;
   DS_CUDA_DISPATCH (dt, T,
-    group_norm_kernel<T><<<grid, 512, 0, stream>>> ((const T *) x, (const T *) gamma,
-                                                    (const T *) beta, (T *) y, ch, spatial,
-                                                    ch / groups, eps, silu));
+    gn_partial_kernel<T><<<dim3 ((unsigned) chunks, (unsigned) ng), DS_CUDA_THREADS, 0,
+                           stream>>> ((const T *) x, partial, count, chunk_len));
+  if ((e = ds_cuda_launched ()) != cudaSuccess)
+    return e;
+  gn_stats_kernel<<<ds_cuda_blocks (ng), DS_CUDA_THREADS, 0, stream>>> (partial, stats, ng,
+                                                                        chunks, count, eps);
+  if ((e = ds_cuda_launched ()) != cudaSuccess)
+    return e;
+  const int64_t n = nb * ch * spatial;
+  DS_CUDA_DISPATCH (dt, T,
+    gn_normalize_kernel<T><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) x, (const T *) gamma, (const T *) beta, stats, (T *) y, n, ch, spatial, cg,
+      silu));
   return ds_cuda_launched ();
 }

@@ -1,33 +1,42 @@
 /* layer-norm.cu: LayerNorm over the last dimension.
  *
- * One block per row; mean and biased variance in double with two passes, as
- * the CPU reference does, then the affine map in float.
+ * One warp per row (8 rows per block): SD's rows are short (320 to 1280
+ * values), so a whole block per row would spend its time in barriers. Each
+ * lane sums its strided share, the warp adds with shuffles; mean and biased
+ * variance in double with two passes, as the CPU reference does (the second
+ * pass rereads the row from cache), then the affine map in float.
  */
 #include "ds-cuda-util.cuh"
+
+#define LN_ROWS_PER_BLOCK 8
 
 template <typename T>
 static __global__ void
 layer_norm_kernel (const T *__restrict__ x, const T *__restrict__ gamma,
-                   const T *__restrict__ beta, T *__restrict__ y, int64_t ch, float eps)
+                   const T *__restrict__ beta, T *__restrict__ y, int64_t rows, int64_t ch,
+                   float eps)
 {
-  __shared__ double red[32];
-  const T *xr = x + (int64_t) blockIdx.x * ch;
-  T *yr = y + (int64_t) blockIdx.x * ch;
+  const int lane = threadIdx.x % 32;
+  const int64_t row = (int64_t) blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.x / 32;
+  if (row >= rows)
+    return; /* the whole warp leaves together: no shuffle is left waiting */
+  const T *xr = x + row * ch;
+  T *yr = y + row * ch;
 
   double s = 0;
-  for (int64_t i = threadIdx.x; i < ch; i += blockDim.x)
+  for (int64_t i = lane; i < ch; i += 32)
     s += ds_ld (xr + i);
-  const double mean = ds_block_sum (s, red) / (double) ch;
+  const double mean = ds_warp_allsum (s) / (double) ch;
   double v = 0;
-  for (int64_t i = threadIdx.x; i < ch; i += blockDim.x)
+  for (int64_t i = lane; i < ch; i += 32)
     {
       double d = ds_ld (xr + i) - mean;
       v += d * d;
     }
-  const double var = ds_block_sum (v, red) / (double) ch;
+  const double var = ds_warp_allsum (v) / (double) ch;
   const float meanf = (float) mean, rstd = (float) (1.0 / sqrt (var + eps));
 
-  for (int64_t i = threadIdx.x; i < ch; i += blockDim.x)
+  for (int64_t i = lane; i < ch; i += 32)
     ds_st (yr + i, (ds_ld (xr + i) - meanf) * rstd * ds_ld (gamma + i) + ds_ld (beta + i));
 }
 
@@ -37,10 +46,11 @@ ds_cuda_layer_norm (DsDType dt, const void *x, const void *gamma, const void *be
 {
   if (rows <= 0 || ch <= 0)
     return cudaSuccess;
-  if (rows > INT32_MAX)
+  const int64_t blocks = (rows + LN_ROWS_PER_BLOCK - 1) / LN_ROWS_PER_BLOCK;
+  if (blocks > INT32_MAX)
     return cudaErrorInvalidValue;
   DS_CUDA_DISPATCH (dt, T,
-    layer_norm_kernel<T><<<(unsigned) rows, DS_CUDA_THREADS, 0, stream>>> (
-      (const T *) x, (const T *) gamma, (const T *) beta, (T *) y, ch, eps));
+    layer_norm_kernel<T><<<(unsigned) blocks, 32 * LN_ROWS_PER_BLOCK, 0, stream>>> (
+      (const T *) x, (const T *) gamma, (const T *) beta, (T *) y, rows, ch, eps));
   return ds_cuda_launched ();
 }
