@@ -671,6 +671,12 @@ test_data_movement (void)
   permute_case ("[2, 3, 4, 5] by (3, 1, 0, 2)", 4, (int64_t[]){ 2, 3, 4, 5 },
                 (int[]){ 3, 1, 0, 2 });
   permute_case ("2-D transpose [33, 65]", 2, (int64_t[]){ 33, 65 }, (int[]){ 1, 0 });
+  permute_case ("last two swapped, partial tiles [3, 37, 45]", 3, (int64_t[]){ 3, 37, 45 },
+                (int[]){ 0, 2, 1 });
+  permute_case ("last two swapped, 4-D [2, 5, 33, 70]", 4, (int64_t[]){ 2, 5, 33, 70 },
+                (int[]){ 0, 1, 3, 2 });
+  permute_case ("first and last swapped [4, 6, 9] (not a batched transpose)", 3,
+                (int64_t[]){ 4, 6, 9 }, (int[]){ 2, 1, 0 });
   permute_case ("1-D identity", 1, (int64_t[]){ 7 }, (int[]){ 0 });
 }
 
