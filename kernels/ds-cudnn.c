@@ -7,6 +7,7 @@
 #include <string.h>
 
 #define N_PLANS 64
+#define WORKSPACE_CAP ((size_t) 256 << 20)
 
 typedef struct {
   DsCudnnConv key;
@@ -137,11 +138,13 @@ plan_make (DsCudnn *c, const DsCudnnConv *k, Plan *p, const char **what)
   STEP (cudnnGetConvolutionForwardAlgorithm_v7 (c->handle, p->x, p->w, p->conv, p->y, 8, &n,
                                                 perf),
         "algorithm heuristics");
-  /* the heuristics' order, first one that is supported with this math and
-   * deterministic (the same inputs must give the same maps) */
+  /* the heuristics' order, first one that is supported with this math,
+   * deterministic (the same inputs must give the same maps) and content with
+   * a workspace of at most WORKSPACE_CAP (FFT algorithms can ask for GBs) */
   for (int i = 0; i < n; i++)
     if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC
-        && (k->dtype != DS_DTYPE_F32 || perf[i].mathType != CUDNN_TENSOR_OP_MATH))
+        && (k->dtype != DS_DTYPE_F32 || perf[i].mathType != CUDNN_TENSOR_OP_MATH)
+        && perf[i].memory <= WORKSPACE_CAP)
       {
         p->algo = perf[i].algo;
         STEP (cudnnGetConvolutionForwardWorkspaceSize (c->handle, p->x, p->w, p->conv, p->y,
