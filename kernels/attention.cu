@@ -14,11 +14,13 @@
  * tile may be partial (cross-attention has 77 keys). Probabilities are not
  * produced: attention maps use the unfused path in ds-backend-cuda.c.
  *
- * This is the plain version: no cp.async double buffering, no ldmatrix; V's
- * fragments are gathered with 16-bit shared loads. Rows of q, k, v and o are
- * heads * 64 elements, so every row start is 16-byte aligned for the uint4
- * tile loads.
+ * Tiles arrive by cp.async into two shared buffers, the next tile's copy in
+ * flight while the current one is computed on (45 KiB of static shared
+ * memory). No ldmatrix yet: V's fragments are gathered with 16-bit shared
+ * loads. Rows of q, k, v and o are heads * 64 elements, so every row start is
+ * 16-byte aligned for the 16-byte copies.
  */
+#include "ds-cuda-async.cuh"
 #include "ds-cuda-mma.cuh"
 
 #define HD 64       /* head size */
@@ -27,18 +29,16 @@
 #define LDS (HD + 8) /* shared row stride in elements: 144 bytes, rows stay 16-byte aligned */
 #define NTHREADS 128
 
-/* rows [r0, r0 + BR) of head columns [h*HD, h*HD + HD) of a [n, ld] matrix
- * into dst[BR][LDS]; rows at or past n become zeros. */
+/* Starts copying rows [r0, r0 + BR) of head columns [h*HD, h*HD + HD) of a
+ * [n, ld] matrix into dst[BR][LDS]; rows at or past n become zeros. */
 static __device__ __forceinline__ void
 load_tile (uint16_t *dst, const uint16_t *src, int64_t r0, int64_t n, int64_t ld)
 {
   for (int c = threadIdx.x; c < BR * HD / 8; c += NTHREADS)
     {
       const int r = c / (HD / 8), col = (c % (HD / 8)) * 8;
-      uint4 v = make_uint4 (0, 0, 0, 0);
-      if (r0 + r < n)
-        v = *(const uint4 *) (src + (r0 + r) * ld + col);
-      *(uint4 *) (dst + r * LDS + col) = v;
+      const bool valid = r0 + r < n;
+      ds_cp_async16 (dst + r * LDS + col, src + (valid ? (r0 + r) * ld + col : 0), valid);
     }
 }
 
@@ -55,8 +55,8 @@ flash_kernel (const uint16_t *__restrict__ q, const uint16_t *__restrict__ k,
               int64_t heads, float scale_log2, bool causal)
 {
   __shared__ __align__ (16) uint16_t qs[BR * LDS];
-  __shared__ __align__ (16) uint16_t ks[BC * LDS];
-  __shared__ __align__ (16) uint16_t vs[BC * LDS];
+  __shared__ __align__ (16) uint16_t kbuf[2][BC * LDS];
+  __shared__ __align__ (16) uint16_t vbuf[2][BC * LDS];
   const int64_t ld = heads * HD, h = blockIdx.y, b = blockIdx.z;
   const int64_t q0 = (int64_t) blockIdx.x * BR;
   const uint16_t *qb = q + b * nq * ld + h * HD, *kb = k + b * nk * ld + h * HD;
@@ -64,16 +64,7 @@ flash_kernel (const uint16_t *__restrict__ q, const uint16_t *__restrict__ k,
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int wr = warp * 16; /* the warp's first row within the block */
 
-  load_tile (qs, qb, q0, nq, ld);
-  __syncthreads ();
   uint32_t qa[HD / 16][4];
-  for (int s = 0; s < HD / 16; s++)
-    {
-      qa[s][0] = ld32 (qs + (wr + g) * LDS + 16 * s + 2 * t);
-      qa[s][1] = ld32 (qs + (wr + g + 8) * LDS + 16 * s + 2 * t);
-      qa[s][2] = ld32 (qs + (wr + g) * LDS + 16 * s + 2 * t + 8);
-      qa[s][3] = ld32 (qs + (wr + g + 8) * LDS + 16 * s + 2 * t + 8);
-    }
 
   float acc[HD / 8][4];
   for (int j = 0; j < HD / 8; j++)
@@ -83,12 +74,35 @@ flash_kernel (const uint16_t *__restrict__ q, const uint16_t *__restrict__ k,
   /* With the causal mask no key after the block's last query matters. */
   const int64_t kend = causal && q0 + BR < nk ? q0 + BR : nk;
 
-  for (int64_t k0 = 0; k0 < kend; k0 += BC)
+  /* group 0: Q and the first key/value tile */
+  load_tile (qs, qb, q0, nq, ld);
+  load_tile (kbuf[0], kb, 0, nk, ld);
+  load_tile (vbuf[0], vb, 0, nk, ld);
+  ds_cp_async_commit ();
+  int buf = 0;
+  for (int64_t k0 = 0; k0 < kend; k0 += BC, buf ^= 1)
     {
-      __syncthreads (); /* everyone is done with the previous tile */
-      load_tile (ks, kb, k0, nk, ld);
-      load_tile (vs, vb, k0, nk, ld);
+      /* the next tile into the other buffer (free: everyone passed the
+       * barrier at the end of the previous step), then wait for this one */
+      if (k0 + BC < kend)
+        {
+          load_tile (kbuf[buf ^ 1], kb, k0 + BC, nk, ld);
+          load_tile (vbuf[buf ^ 1], vb, k0 + BC, nk, ld);
+          ds_cp_async_commit ();
+          ds_cp_async_wait<1> ();
+        }
+      else
+        ds_cp_async_wait<0> ();
       __syncthreads ();
+      if (k0 == 0)
+        for (int s = 0; s < HD / 16; s++)
+          {
+            qa[s][0] = ld32 (qs + (wr + g) * LDS + 16 * s + 2 * t);
+            qa[s][1] = ld32 (qs + (wr + g + 8) * LDS + 16 * s + 2 * t);
+            qa[s][2] = ld32 (qs + (wr + g) * LDS + 16 * s + 2 * t + 8);
+            qa[s][3] = ld32 (qs + (wr + g + 8) * LDS + 16 * s + 2 * t + 8);
+          }
+      const uint16_t *ks = kbuf[buf], *vs = vbuf[buf];
 
       float s[BC / 8][4];
       for (int j = 0; j < BC / 8; j++)
@@ -163,6 +177,7 @@ flash_kernel (const uint16_t *__restrict__ q, const uint16_t *__restrict__ k,
               DsMma<T>::run (acc[j], pa, bf);
             }
         }
+      __syncthreads (); /* this buffer is refilled two steps on */
     }
 
   /* each row's sum is spread over its four lanes */

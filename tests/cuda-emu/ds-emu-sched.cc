@@ -625,3 +625,78 @@ ds_emu_mma_m16n8k16_f32_bf16 (float d[4], const uint32_t a[4], const uint32_t b[
 {
   mma_m16n8k16<bf16_to_float> (d, a, b, c);
 }
+
+/* ---- cp.async ----
+ *
+ * A copy lands in shared memory only when its thread waits for its group, so
+ * a kernel that reads a tile before waiting for it sees stale data here, as
+ * it might on a GPU. The source is read at issue (global memory does not
+ * change under a running kernel here). State per thread of the current block;
+ * a new block starts empty. */
+namespace {
+
+struct AsyncCopy {
+  void *dst;
+  unsigned char bytes[16];
+  int n;       /* bytes to write: 16 (copy or zero fill) */
+  long group;  /* the commit count when issued */
+};
+
+struct AsyncThread {
+  uint3 block;
+  std::vector<AsyncCopy> pending;
+  long committed = 0;
+};
+
+std::vector<AsyncThread> async_threads;
+
+AsyncThread &
+async_self ()
+{
+  const size_t t = threadIdx.x + (size_t) blockDim.x * (threadIdx.y + (size_t) blockDim.y
+                                                                          * threadIdx.z);
+  if (async_threads.size () <= t)
+    async_threads.resize (t + 1);
+  AsyncThread &a = async_threads[t];
+  if (a.block.x != blockIdx.x || a.block.y != blockIdx.y || a.block.z != blockIdx.z)
+    a = AsyncThread{ blockIdx, {}, 0 };
+  return a;
+}
+
+} // namespace
+
+void
+ds_emu_cp_async16 (void *smem, const void *gmem, int src_bytes)
+{
+  AsyncThread &a = async_self ();
+  AsyncCopy c = { smem, { 0 }, 16, a.committed };
+  if (src_bytes < 0 || src_bytes > 16)
+    {
+      fprintf (stderr, "ds-emu: cp.async with a source size of %d bytes (0..16)\n", src_bytes);
+      abort ();
+    }
+  memcpy (c.bytes, gmem, (size_t) src_bytes); /* the rest zero-filled */
+  a.pending.push_back (c);
+}
+
+void
+ds_emu_cp_async_commit ()
+{
+  async_self ().committed++;
+}
+
+void
+ds_emu_cp_async_wait (int newest_left)
+{
+  AsyncThread &a = async_self ();
+  /* groups committed before the newest `newest_left` ones land now; copies not
+   * yet committed stay pending, as cp.async.wait_group leaves them */
+  const long limit = a.committed - newest_left;
+  std::vector<AsyncCopy> keep;
+  for (const AsyncCopy &c : a.pending)
+    if (c.group < limit)
+      memcpy (c.dst, c.bytes, (size_t) c.n);
+    else
+      keep.push_back (c);
+  a.pending.swap (keep);
+}

@@ -268,3 +268,32 @@ emu_test_overflow (int *out, int depth)
   overflow_kernel<<<1, 1>>> (out, depth);
   return cudaGetLastError ();
 }
+
+/* cp.async: thread t copies 16 bytes from src + 4t (valid) or zero-fills
+ * (t odd, invalid) into shared memory filled with -1 first; out[3t..3t+2]
+ * records shared word 4t before any wait, after wait_group 1 (its group 0 has
+ * landed, group 1 not) and after wait_group 0. */
+static __global__ void
+cp_async_kernel (const float *src, float *out)
+{
+  __shared__ __align__ (16) float s0[4 * 32], s1[4 * 32];
+  const int t = threadIdx.x;
+  for (int i = 0; i < 4; i++)
+    s0[4 * t + i] = s1[4 * t + i] = -1.0f;
+  ds_emu_cp_async16 (s0 + 4 * t, src + 4 * t, t % 2 ? 0 : 16);
+  ds_emu_cp_async_commit ();
+  ds_emu_cp_async16 (s1 + 4 * t, src + 4 * t, 16);
+  ds_emu_cp_async_commit ();
+  out[3 * t] = s0[4 * t];
+  ds_emu_cp_async_wait (1);
+  out[3 * t + 1] = s0[4 * t] + 100.0f * (s1[4 * t] == -1.0f);
+  ds_emu_cp_async_wait (0);
+  out[3 * t + 2] = s1[4 * t];
+}
+
+cudaError_t
+emu_test_cp_async (const float *src, float *out)
+{
+  cp_async_kernel<<<1, 32>>> (src, out);
+  return cudaGetLastError ();
+}

@@ -377,6 +377,32 @@ test_mma (bool bf)
   cudaFree (dd);
 }
 
+/* ---- cp.async: copies land at the wait for their group, not before ---- */
+
+static void
+test_cp_async ()
+{
+  float *src, *out, h_src[128], h_out[96];
+  for (int i = 0; i < 128; i++)
+    h_src[i] = (float) i;
+  CHECK_CUDA (cudaMalloc ((void **) &src, sizeof h_src));
+  CHECK_CUDA (cudaMalloc ((void **) &out, sizeof h_out));
+  CHECK_CUDA (cudaMemcpy (src, h_src, sizeof h_src, cudaMemcpyHostToDevice));
+  CHECK_CUDA (emu_test_cp_async (src, out));
+  CHECK_CUDA (cudaMemcpy (h_out, out, sizeof h_out, cudaMemcpyDeviceToHost));
+  int bad = 0;
+  for (int t = 0; t < 32; t++)
+    {
+      const float copied = t % 2 ? 0.0f : (float) (4 * t); /* odd threads zero-fill */
+      bad += h_out[3 * t] != -1.0f;            /* nothing landed before a wait */
+      bad += h_out[3 * t + 1] != copied + 100; /* group 0 landed, group 1 not yet */
+      bad += h_out[3 * t + 2] != (float) (4 * t);
+    }
+  CHECK (bad == 0, "cp.async: %d of 96 values wrong", bad);
+  cudaFree (src);
+  cudaFree (out);
+}
+
 /* ---- fp16 / bf16 ---- */
 
 static uint32_t
@@ -847,6 +873,7 @@ main ()
     test_collectives (threads);
   test_mma<__half> (false);
   test_mma<__nv_bfloat16> (true);
+  test_cp_async ();
   test_half ();
   test_cublas ();
   test_graphs ();

@@ -385,3 +385,13 @@ void ds_emu_mma_m16n8k16_f32_f16 (float d[4], const uint32_t a[4], const uint32_
                                   const float c[4]);
 void ds_emu_mma_m16n8k16_f32_bf16 (float d[4], const uint32_t a[4], const uint32_t b[2],
                                    const float c[4]);
+
+/* ---- asynchronous copies (cp.async) ----
+ *
+ * 16 bytes from global to shared memory, the first src_bytes copied and the
+ * rest zero-filled; they land when the thread waits for their group (commit
+ * closes a group; wait leaves the newest `newest_left` groups in flight), so
+ * reading before the wait sees stale shared memory. */
+void ds_emu_cp_async16 (void *smem, const void *gmem, int src_bytes);
+void ds_emu_cp_async_commit ();
+void ds_emu_cp_async_wait (int newest_left);
