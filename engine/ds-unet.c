@@ -31,7 +31,8 @@
 
 #define MAX_REPEATS 4
 #define GRAPH_SLOTS 4
-/* Staged probes may take this much memory; beyond it the forward runs eagerly. */
+/* Staged probes may take this much memory by default (ds_unet_set_stage_budget);
+ * beyond it the forward runs eagerly, emitting as it goes. */
 #define STAGE_BUDGET ((size_t) 1 << 30)
 
 typedef struct {
@@ -75,6 +76,7 @@ struct DsUnet {
   DsUnetConfig cfg;
   GraphSlot graphs[GRAPH_SLOTS];
   uint64_t clock;
+  size_t stage_budget;
   DsWeights w;
   DsConvW conv_in, conv_out;
   DsLinearW time1, time2;
@@ -242,6 +244,7 @@ unet_new (const DsUnetConfig *cfg, DsWeights *w, DsUnet **out, DsError *err)
     }
   u->cfg = *cfg;
   u->w = *w;
+  u->stage_budget = STAGE_BUDGET;
   DsStatus st = load_all (u, err);
   u->w.st = NULL;
   if (st)
@@ -294,6 +297,12 @@ ds_unet_free (DsUnet *unet)
       unet->w.be->graph_free (unet->w.be, unet->graphs[i].graph);
   ds_weights_free (&unet->w);
   free (unet);
+}
+
+void
+ds_unet_set_stage_budget (DsUnet *unet, size_t bytes)
+{
+  unet->stage_budget = bytes;
 }
 
 const DsUnetConfig *
@@ -782,7 +791,7 @@ stage_probes (const DsUnet *u, DsArena *a, const DsProbeSink *sink, int64_t B, i
         }
     }
   DsStatus st = DS_OK;
-  if (n > 0 && bytes <= STAGE_BUDGET)
+  if (n > 0 && bytes <= u->stage_budget)
     {
       *staged = calloc ((size_t) list.n, sizeof **staged);
       if (!*staged)
@@ -898,12 +907,16 @@ ds_unet_forward (DsUnet *unet, DsBackend *be, DsArena *a, const DsTensor *sample
   Fwd f = { .u = unet, .be = be, .a = a, .sink = sink, .ctx = context, .err = err,
             .measuring = measuring };
   const int64_t B = sample->shape[0];
-  const bool graphs = use_graphs (unet, sink);
+  bool graphs = use_graphs (unet, sink);
   size_t mark = ds_arena_mark (a);
   DsTensor ts;
   DsStatus st = graphs ? stage_probes (unet, a, sink, B, sample->shape[2], sample->shape[3],
                                        context->shape[1], &f.staged, &f.n_probes, err)
                        : DS_OK;
+  /* wanted probes that could not be staged go out as they come: no recording */
+  for (int i = 0; graphs && !f.staged && sink && sink->want && i < f.n_probes; i++)
+    if (sink->want[i])
+      graphs = false;
   if (st == DS_OK)
     st = ds_arena_act (a, &ts, err, 1, B);
   if (st == DS_OK && !measuring)

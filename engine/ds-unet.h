@@ -33,6 +33,11 @@ DsStatus ds_unet_load (const DsUnetConfig *cfg, const char *weights_path, DsBack
 DsStatus ds_unet_new_random (const DsUnetConfig *cfg, uint64_t seed, DsBackend *be,
                              DsUnet **out, DsError *err);
 void ds_unet_free (DsUnet *unet);
+/* On a backend that records forwards (CUDA graphs), wanted probes are copied
+ * into the arena and handed out after the forward, up to this many bytes
+ * (default 1 GiB); a probe set above it runs eagerly, handed out as it comes
+ * (and ds_unet_arena_bytes plans it so). */
+void ds_unet_set_stage_budget (DsUnet *unet, size_t bytes);
 const DsUnetConfig *ds_unet_config (const DsUnet *unet);
 size_t ds_unet_n_params (const DsUnet *unet);
 

@@ -222,6 +222,22 @@ run_model (const char *dir, const char *expected_path, const char *scores_path)
     ds_backend_arena_free (gpu, &ha);
   }
 
+  /* Probes over the staging budget: handed out as they come, no recording;
+   * three times, each checked. */
+  ds_unet_set_stage_budget (unet, 1024);
+  for (int rep = 0; rep < 3; rep++)
+    {
+      cmp.n_emitted = cmp.n_compared = 0;
+      cmp.worst = 0;
+      size_t sb = ds_unet_arena_bytes (unet, 2, h, w, 77, &sink);
+      DS_CHECK (sb <= bytes, "unstaged plan %zu above the staged %zu", sb, bytes);
+      DS_CHECK_OK (ds_unet_forward (unet, gpu, &arena, &xt, ts, &ctx, &sink, &out, &err), &err);
+      DS_CHECK (cmp.n_emitted == list.n, "over the staging budget: emitted %d of %d probes",
+                cmp.n_emitted, list.n);
+    }
+  printf ("  over the staging budget: %d probes, worst NMSE %.3g\n", cmp.n_emitted, cmp.worst);
+  ds_unet_set_stage_budget (unet, (size_t) 1 << 30);
+
   /* An early stop (the deepest U-L1 probe), three times: emitted probes only
    * up to it, identical every time. */
   int l1 = ds_probe_list_find (&list, "U-L1-R2-B0-Cross-Q");
