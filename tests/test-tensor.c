@@ -19,6 +19,27 @@ test_f16 (void)
   DS_CHECK (ds_f16_to_f32 (0x3555) == 0.333251953125f, "1/3 in half");
   DS_CHECK (ds_f16_to_f32 (0x0001) == 5.9604645e-08f, "subnormal decode");
   DS_CHECK (isinf (ds_f16_to_f32 (0xfc00)) && ds_f16_to_f32 (0xfc00) < 0, "-inf");
+  /* every pattern against the definition: (-1)^s 2^(e-15) (1 + m/1024), subnormals
+   * m 2^-24, Inf/NaN with the payload shifted into place */
+  int wrong = 0;
+  for (uint32_t h = 0; h < 65536; h++)
+    {
+      const uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
+      float want;
+      if (e == 31)
+        {
+          uint32_t b = ((h & 0x8000) << 16) | 0x7f800000u | (m << 13);
+          memcpy (&want, &b, 4);
+        }
+      else
+        {
+          want = e ? ldexpf (1.0f + (float) m / 1024.0f, (int) e - 15) : ldexpf ((float) m, -24);
+          want = h & 0x8000 ? -want : want;
+        }
+      const float got = ds_f16_to_f32 ((uint16_t) h);
+      wrong += memcmp (&got, &want, 4) != 0;
+    }
+  DS_CHECK (wrong == 0, "f16 decode: %d of 65536 patterns wrong", wrong);
   /* Every finite half survives a round trip. */
   int bad = 0;
   for (uint32_t h = 0; h < 0x10000; h++)
