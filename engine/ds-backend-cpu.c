@@ -529,13 +529,23 @@ cpu_geglu (const DsOpCall *c)
 {
   const int64_t f = c->dst->shape[c->dst->ndim - 1];
   const int64_t rows = f ? ds_tensor_numel (c->dst) / f : 0;
+  const float *b = c->src[1] ? ds_tensor_f32 (c->src[1]) : NULL;
   for (int64_t r = 0; r < rows; r++)
     {
       const float *x = ds_tensor_f32 (c->src[0]) + r * 2 * f; /* [value | gate] */
       float *y = ds_tensor_f32 (c->dst) + r * f;
+      if (b)
+        {
 #pragma omp simd
-      for (int64_t i = 0; i < f; i++)
-        y[i] = x[i] * gelu_f (x[f + i]);
+          for (int64_t i = 0; i < f; i++)
+            y[i] = (x[i] + b[i]) * gelu_f (x[f + i] + b[f + i]);
+        }
+      else
+        {
+#pragma omp simd
+          for (int64_t i = 0; i < f; i++)
+            y[i] = x[i] * gelu_f (x[f + i]);
+        }
     }
   return DS_OK;
 }

@@ -294,6 +294,8 @@ check_geglu (const DsBackend *be, const DsOpCall *c)
   assert (dims_equal (x->shape, y->shape, x->ndim - 1));
   assert (y->shape[y->ndim - 1] * 2 == x->shape[x->ndim - 1]);
   assert (!overlaps (y, x));
+  const DsTensor *b = c->src[1];
+  assert (!b || (is_float_on (be, b) && b->ndim == 1 && b->shape[0] == x->shape[x->ndim - 1]));
 }
 
 static void
@@ -636,6 +638,13 @@ DsStatus
 ds_geglu (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err)
 {
   return run_unary (be, DS_OP_GEGLU, x, y, err);
+}
+
+DsStatus
+ds_geglu_bias (DsBackend *be, const DsTensor *x, const DsTensor *b, DsTensor *y, DsError *err)
+{
+  DsOpCall c = { .op = DS_OP_GEGLU, .src = { x, b }, .dst = y };
+  return ds_op_run (be, &c, err);
 }
 
 DsStatus

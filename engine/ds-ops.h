@@ -47,7 +47,7 @@ typedef enum {
   DS_OP_GELU,               /* exact (erf) GELU */
   DS_OP_QUICK_GELU,         /* x * sigmoid(1.702 x) */
   DS_OP_SILU,               /* x * sigmoid(x) */
-  DS_OP_GEGLU,              /* x[..., 2F] -> x[..., :F] * gelu(x[..., F:]) = [..., F] */
+  DS_OP_GEGLU,              /* x[..., 2F] (+ b[2F]?) -> v * gelu(g) = [..., F], [v | g] = x + b */
   DS_OP_ADD,                /* a + b; b same shape, or b[last dim] (a bias; wins when both
                                readings fit), or b = a's leading dims, broadcast over the rest */
   DS_OP_MUL,                /* a * b, same shape */
@@ -159,6 +159,10 @@ DsStatus ds_gelu (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err);
 DsStatus ds_quick_gelu (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err);
 DsStatus ds_silu (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err);
 DsStatus ds_geglu (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err);
+/* GEGLU of x + b, b [2F]: the bias of the projection before it, added here
+ * instead of in its own pass over the projection's [..., 2F] output. */
+DsStatus ds_geglu_bias (DsBackend *be, const DsTensor *x, const DsTensor *b, DsTensor *y,
+                        DsError *err);
 DsStatus ds_add (DsBackend *be, const DsTensor *a, const DsTensor *b, DsTensor *y,
                  DsError *err);
 DsStatus ds_mul (DsBackend *be, const DsTensor *a, const DsTensor *b, DsTensor *y,

@@ -554,8 +554,9 @@ transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor 
   TRY (ds_layer_norm (be, &h, &t->norm3.g, &t->norm3.b, 1e-5f, &t1, err));
   TRY (ds_arena_act (a, &g, err, 3, B, N, 8 * C));
   TRY (ds_arena_act (a, &ff, err, 3, B, N, 4 * C));
-  TRY (ds_linear (be, &t1, &t->ff_in.w, &t->ff_in.b, &g, err));
-  TRY (ds_geglu (be, &g, &ff, err));
+  /* ff_in's bias is added inside GEGLU: one pass less over [B, N, 8C] */
+  TRY (ds_linear (be, &t1, &t->ff_in.w, NULL, &g, err));
+  TRY (ds_geglu_bias (be, &g, &t->ff_in.b, &ff, err));
   PROBE (&ff, true, H, W);
   TRY (ds_linear_add (be, &ff, &t->ff_out.w, &t->ff_out.b, &h, &h, err));
   PROBE (&h, true, H, W);

@@ -585,7 +585,8 @@ cuda_geglu (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
   const int64_t f = c->dst->shape[c->dst->ndim - 1];
   const int64_t rows = f ? ds_tensor_numel (c->dst) / f : 0;
-  CUDA_TRY (ds_cuda_geglu (c->dst->dtype, c->src[0]->data, c->dst->data, rows, f, impl->stream),
+  CUDA_TRY (ds_cuda_geglu (c->dst->dtype, c->src[0]->data, c->src[1] ? c->src[1]->data : NULL,
+                           c->dst->data, rows, f, impl->stream),
             "geglu launch");
   return DS_OK;
 }

@@ -94,9 +94,10 @@ cudaError_t ds_cuda_mul (DsDType dt, const void *a, const void *b, void *y, int6
  * equal a (or b, when run is 1 and nb is n). */
 cudaError_t ds_cuda_add (DsDType dt, const void *a, const void *b, void *y, int64_t n,
                          int64_t run, int64_t nb, cudaStream_t stream);
-/* x [rows, 2f] = [value | gate] -> y [rows, f] = value * gelu(gate). */
-cudaError_t ds_cuda_geglu (DsDType dt, const void *x, void *y, int64_t rows, int64_t f,
-                           cudaStream_t stream);
+/* x [rows, 2f] = [value | gate] (+ b [2f] when b is not NULL)
+ * -> y [rows, f] = value * gelu(gate). */
+cudaError_t ds_cuda_geglu (DsDType dt, const void *x, const void *b, void *y, int64_t rows,
+                           int64_t f, cudaStream_t stream);
 
 /* concat.cu --------------------------------------------------------------- */
 

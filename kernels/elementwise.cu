@@ -109,24 +109,29 @@ ds_cuda_add (DsDType dt, const void *a, const void *b, void *y, int64_t n, int64
 
 template <typename T>
 static __global__ void
-geglu_kernel (const T *__restrict__ x, T *__restrict__ y, int64_t rows, int64_t f)
+geglu_kernel (const T *__restrict__ x, const T *__restrict__ b, T *__restrict__ y, int64_t rows,
+              int64_t f)
 {
   const int64_t n = rows * f;
   for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
     {
       const int64_t r = i / f, c = i % f;
       const T *xr = x + r * 2 * f; /* [value | gate] */
-      ds_st (y + i, ds_ld (xr + c) * ds_gelu_f (ds_ld (xr + f + c)));
+      float v = ds_ld (xr + c), g = ds_ld (xr + f + c);
+      if (b)
+        v += ds_ld (b + c), g += ds_ld (b + f + c);
+      ds_st (y + i, v * ds_gelu_f (g));
     }
 }
 
 extern "C" cudaError_t
-ds_cuda_geglu (DsDType dt, const void *x, void *y, int64_t rows, int64_t f, cudaStream_t stream)
+ds_cuda_geglu (DsDType dt, const void *x, const void *b, void *y, int64_t rows, int64_t f,
+               cudaStream_t stream)
 {
   if (rows <= 0 || f <= 0)
     return cudaSuccess;
   DS_CUDA_DISPATCH (dt, T,
     geglu_kernel<T><<<ds_cuda_blocks (rows * f), DS_CUDA_THREADS, 0, stream>>> (
-      (const T *) x, (T *) y, rows, f));
+      (const T *) x, (const T *) b, (T *) y, rows, f));
   return ds_cuda_launched ();
 }

@@ -552,18 +552,22 @@ test_elementwise (void)
   unary_case ("x 0.18215", DS_OP_SCALE, SHAPE (2, 4, 64, 64), 0.18215f, false, TOL_EXACT);
   unary_case ("in place x -3", DS_OP_SCALE, SHAPE (3, 11), -3.0f, true, TOL_EXACT);
 
-  struct { const char *label; int64_t rows, f; } gg[] = {
-    { "SD [2, 4096, 2560] -> 1280", 2 * 4096, 1280 },
-    { "[3, 10] -> 5", 3, 5 },
+  struct { const char *label; int64_t rows, f; bool bias; } gg[] = {
+    { "SD [2, 4096, 2560] -> 1280", 2 * 4096, 1280, false },
+    { "SD with bias [2, 4096, 2560] -> 1280", 2 * 4096, 1280, true },
+    { "[3, 10] -> 5", 3, 5, false },
+    { "with bias [3, 10] -> 5", 3, 5, true },
   };
   for (size_t i = 0; i < sizeof gg / sizeof gg[0]; i++)
     {
-      DsTensor t[2];
+      DsTensor t[3];
       t[0] = rnd (3.0f, 0.0f, SHAPE (gg[i].rows, 2 * gg[i].f));
       t[1] = zeros (SHAPE (gg[i].rows, gg[i].f));
-      DsOpCall c = { .op = DS_OP_GEGLU, .src = { &t[0] }, .dst = &t[1] };
+      t[2] = gg[i].bias ? rnd (0.5f, 0.0f, SHAPE (2 * gg[i].f)) : (DsTensor){ 0 };
+      DsOpCall c = { .op = DS_OP_GEGLU, .src = { &t[0], gg[i].bias ? &t[2] : NULL },
+                     .dst = &t[1] };
       check_case (gg[i].label, &c, TOL_MAP);
-      free_all (t, 2);
+      free_all (t, 3);
     }
 
   binary_case ("same shape", DS_OP_ADD, SHAPE (2, 320, 64, 64), SHAPE (2, 320, 64, 64), 0);

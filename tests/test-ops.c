@@ -313,6 +313,11 @@ test_elementwise_hand (void)
   DsTensor gy = TENSOR (NULL, 1, 2);
   DS_CHECK_OK (ds_geglu (be, &gx, &gy, &err), &err);
   expect_values ("geglu", &gy, (float[]){ 1.68268949f, -0.47596576f });
+  /* with a bias [1, -1 | 0, 2]: [3 gelu(1), 2 gelu(1)] = [2.52403424, 1.68268949] */
+  DsTensor gb = TENSOR (((float[]){ 1, -1, 0, 2 }), 4);
+  DS_CHECK_OK (ds_geglu_bias (be, &gx, &gb, &gy, &err), &err);
+  expect_values ("geglu with bias", &gy, (float[]){ 2.52403424f, 1.68268949f });
+  ds_tensor_free (&gb);
 
   /* add: a = [[1,2,3],[4,5,6]].
    *   b [2] (leading dims: b[i] added to row i) -> [[11,12,13],[24,25,26]]
