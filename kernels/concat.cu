@@ -5,15 +5,15 @@
  */
 #include "ds-cuda-util.cuh"
 
-template <typename T>
+template <typename T, typename I>
 static __global__ void
-concat_kernel (const T *__restrict__ a, const T *__restrict__ b, T *__restrict__ y,
-               int64_t outer, int64_t na, int64_t nb)
+concat_kernel (const T *__restrict__ a, const T *__restrict__ b, T *__restrict__ y, I outer, I na,
+               I nb)
 {
-  const int64_t slab = na + nb, n = outer * slab;
-  for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
+  const I slab = na + nb, n = outer * slab;
+  for (I i = (I) ds_cuda_tid (); i < n; i += (I) ds_cuda_nthreads ())
     {
-      const int64_t o = i / slab, j = i % slab;
+      const I o = i / slab, j = i % slab;
       y[i] = j < na ? a[o * na + j] : b[o * nb + (j - na)];
     }
 }
@@ -25,8 +25,8 @@ ds_cuda_concat (DsDType dt, const void *a, const void *b, void *y, int64_t outer
   const int64_t n = outer * (na + nb);
   if (n <= 0)
     return cudaSuccess;
-  DS_CUDA_DISPATCH_BITS (dt, T,
-    concat_kernel<T><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
-      (const T *) a, (const T *) b, (T *) y, outer, na, nb));
+  DS_CUDA_DISPATCH_BITS (dt, T, DS_CUDA_INDEX (n, I,
+    concat_kernel<T, I><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) a, (const T *) b, (T *) y, (I) outer, (I) na, (I) nb)));
   return ds_cuda_launched ();
 }

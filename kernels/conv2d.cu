@@ -8,22 +8,22 @@
 #include "ds-cuda-util.cuh"
 
 /* col [ci*kh*kw, rows*wo]; see ds_cuda_im2col. */
-template <typename T>
+template <typename T, typename I>
 static __global__ void
-im2col_kernel (DsCudaConvGeom g, const T *__restrict__ x, int64_t r0, int64_t rows,
-               T *__restrict__ col)
+im2col_kernel (DsCudaConvGeom g, const T *__restrict__ x, I r0, I rows, T *__restrict__ col)
 {
-  const int64_t ncol = rows * g.wo, total = g.ci * g.kh * g.kw * ncol;
-  for (int64_t i = ds_cuda_tid (); i < total; i += ds_cuda_nthreads ())
+  const I wo = (I) g.wo, kw = (I) g.kw, kh = (I) g.kh, h = (I) g.h, w = (I) g.w;
+  const I ncol = rows * wo, total = (I) g.ci * kh * kw * ncol;
+  for (I i = (I) ds_cuda_tid (); i < total; i += (I) ds_cuda_nthreads ())
     {
-      const int64_t row = i / ncol, p = i % ncol;
-      const int64_t r = p / g.wo, ox = p % g.wo;
-      const int64_t kx = row % g.kw, ky = (row / g.kw) % g.kh, c = row / (g.kw * g.kh);
-      const int64_t iy = (r0 + r) * g.stride - g.pad_top + ky;
-      const int64_t ix = ox * g.stride - g.pad_left + kx;
+      const I row = i / ncol, p = i % ncol;
+      const I r = p / wo, ox = p % wo;
+      const I kx = row % kw, kk = row / kw, ky = kk % kh, c = kk / kh;
+      const I iy = (r0 + r) * (I) g.stride - (I) g.pad_top + ky;
+      const I ix = ox * (I) g.stride - (I) g.pad_left + kx;
       T v = T (0); /* +0.0 in every storage type */
-      if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
-        v = x[(c * g.h + iy) * g.w + ix];
+      if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+        v = x[((int64_t) c * h + iy) * w + ix];
       col[i] = v;
     }
 }
@@ -35,8 +35,10 @@ ds_cuda_im2col (DsDType dt, const DsCudaConvGeom *g, const void *x, int64_t r0, 
   const int64_t total = g->ci * g->kh * g->kw * rows * g->wo;
   if (total <= 0)
     return cudaSuccess;
-  DS_CUDA_DISPATCH_BITS (dt, T,
-    im2col_kernel<T><<<ds_cuda_blocks (total), DS_CUDA_THREADS, 0, stream>>> (
-      *g, (const T *) x, r0, rows, (T *) col));
+  /* 32-bit indices need the image and the columns to fit */
+  const int64_t span = total > g->ci * g->h * g->w ? total : g->ci * g->h * g->w;
+  DS_CUDA_DISPATCH_BITS (dt, T, DS_CUDA_INDEX (span + r0 * g->wo, I,
+    im2col_kernel<T, I><<<ds_cuda_blocks (total), DS_CUDA_THREADS, 0, stream>>> (
+      *g, (const T *) x, (I) r0, (I) rows, (T *) col)));
   return ds_cuda_launched ();
 }

@@ -46,6 +46,24 @@ ds_st (__nv_bfloat16 *p, float v)
       }                                                                                        \
   } while (0)
 
+/* Runs `body` with I bound to the index type for n elements: int32_t where
+ * every index, and a grid-stride step past the last, fits; int64_t beyond.
+ * 64-bit division and remainder are emulated in dozens of instructions, and
+ * the index arithmetic of these kernels is full of them. */
+#define DS_CUDA_INDEX(n, I, ...)                                                               \
+  do {                                                                                         \
+    if ((int64_t) (n) < ((int64_t) 1 << 30))                                                   \
+      {                                                                                        \
+        typedef int32_t I;                                                                     \
+        __VA_ARGS__;                                                                           \
+      }                                                                                        \
+    else                                                                                       \
+      {                                                                                        \
+        typedef int64_t I;                                                                     \
+        __VA_ARGS__;                                                                           \
+      }                                                                                        \
+  } while (0)
+
 /* The same for pure data movement, by element size: u32 words for f32,
  * u16 halves for f16/bf16 (moved bit for bit). */
 #define DS_CUDA_DISPATCH_BITS(dt, T, ...)                                                      \

@@ -85,11 +85,11 @@ ds_cuda_mul (DsDType dt, const void *a, const void *b, void *y, int64_t n, cudaS
   return ds_cuda_launched ();
 }
 
-template <typename T>
+template <typename T, typename I>
 static __global__ void
-add_kernel (const T *a, const T *b, T *y, int64_t n, int64_t run, int64_t nb)
+add_kernel (const T *a, const T *b, T *y, I n, I run, I nb)
 {
-  for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
+  for (I i = (I) ds_cuda_tid (); i < n; i += (I) ds_cuda_nthreads ())
     ds_st (y + i, ds_ld (a + i) + ds_ld (b + (i / run) % nb));
 }
 
@@ -101,21 +101,20 @@ ds_cuda_add (DsDType dt, const void *a, const void *b, void *y, int64_t n, int64
     return cudaSuccess;
   if (run <= 0 || nb <= 0)
     return cudaErrorInvalidValue;
-  DS_CUDA_DISPATCH (dt, T,
-    add_kernel<T><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
-      (const T *) a, (const T *) b, (T *) y, n, run, nb));
+  DS_CUDA_DISPATCH (dt, T, DS_CUDA_INDEX (n, I,
+    add_kernel<T, I><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) a, (const T *) b, (T *) y, (I) n, (I) run, (I) nb)));
   return ds_cuda_launched ();
 }
 
-template <typename T>
+template <typename T, typename I>
 static __global__ void
-geglu_kernel (const T *__restrict__ x, const T *__restrict__ b, T *__restrict__ y, int64_t rows,
-              int64_t f)
+geglu_kernel (const T *__restrict__ x, const T *__restrict__ b, T *__restrict__ y, I rows, I f)
 {
-  const int64_t n = rows * f;
-  for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
+  const I n = rows * f;
+  for (I i = (I) ds_cuda_tid (); i < n; i += (I) ds_cuda_nthreads ())
     {
-      const int64_t r = i / f, c = i % f;
+      const I r = i / f, c = i % f;
       const T *xr = x + r * 2 * f; /* [value | gate] */
       float v = ds_ld (xr + c), g = ds_ld (xr + f + c);
       if (b)
@@ -130,8 +129,8 @@ ds_cuda_geglu (DsDType dt, const void *x, const void *b, void *y, int64_t rows, 
 {
   if (rows <= 0 || f <= 0)
     return cudaSuccess;
-  DS_CUDA_DISPATCH (dt, T,
-    geglu_kernel<T><<<ds_cuda_blocks (rows * f), DS_CUDA_THREADS, 0, stream>>> (
-      (const T *) x, (const T *) b, (T *) y, rows, f));
+  DS_CUDA_DISPATCH (dt, T, DS_CUDA_INDEX (2 * rows * f, I,
+    geglu_kernel<T, I><<<ds_cuda_blocks (rows * f), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) x, (const T *) b, (T *) y, (I) rows, (I) f)));
   return ds_cuda_launched ();
 }

@@ -83,17 +83,16 @@ gn_stats_kernel (const double *__restrict__ partial, float *__restrict__ stats, 
     }
 }
 
-template <typename T>
+template <typename T, typename I>
 static __global__ void
 gn_normalize_kernel (const T *__restrict__ x, const T *__restrict__ gamma,
                      const T *__restrict__ beta, const float *__restrict__ stats,
-                     T *__restrict__ y, int64_t n, int64_t ch, int64_t spatial, int64_t cg,
-                     bool silu)
+                     T *__restrict__ y, I n, I ch, I spatial, I cg, bool silu)
 {
-  for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
+  for (I i = (I) ds_cuda_tid (); i < n; i += (I) ds_cuda_nthreads ())
     {
-      const int64_t c = (i / spatial) % ch, item = i / (spatial * ch);
-      const int64_t ng = item * (ch / cg) + c / cg;
+      const I plane = i / spatial, c = plane % ch, item = plane / ch;
+      const I ng = item * (ch / cg) + c / cg;
       const float mean = stats[2 * ng], rstd = stats[2 * ng + 1];
       float r = (ds_ld (x + i) - mean) * rstd * ds_ld (gamma + c) + ds_ld (beta + c);
       ds_st (y + i, silu ? ds_silu_f (r) : r);
@@ -126,9 +125,9 @@ ds_cuda_group_norm (DsDType dt, const void *x, const void *gamma, const void *be
   if ((e = ds_cuda_launched ()) != cudaSuccess)
     return e;
   const int64_t n = nb * ch * spatial;
-  DS_CUDA_DISPATCH (dt, T,
-    gn_normalize_kernel<T><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
-      (const T *) x, (const T *) gamma, (const T *) beta, stats, (T *) y, n, ch, spatial, cg,
-      silu));
+  DS_CUDA_DISPATCH (dt, T, DS_CUDA_INDEX (n, I,
+    gn_normalize_kernel<T, I><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) x, (const T *) gamma, (const T *) beta, stats, (T *) y, (I) n, (I) ch,
+      (I) spatial, (I) cg, silu)));
   return ds_cuda_launched ();
 }

@@ -7,17 +7,17 @@
  */
 #include "ds-cuda-util.cuh"
 
-template <typename T>
+template <typename T, typename I>
 static __global__ void
-mean_heads_kernel (const T *__restrict__ x, T *__restrict__ y, int64_t nb, int64_t h, int64_t r)
+mean_heads_kernel (const T *__restrict__ x, T *__restrict__ y, I nb, I h, I r)
 {
-  const int64_t n = nb * r;
-  for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
+  const I n = nb * r;
+  for (I i = (I) ds_cuda_tid (); i < n; i += (I) ds_cuda_nthreads ())
     {
-      const int64_t b = i / r, j = i % r;
+      const I b = i / r, j = i % r;
       const T *xb = x + b * h * r + j;
       float s = 0.0f;
-      for (int64_t k = 0; k < h; k++)
+      for (I k = 0; k < h; k++)
         s += ds_ld (xb + k * r);
       ds_st (y + i, s / (float) h);
     }
@@ -31,8 +31,8 @@ ds_cuda_mean_heads (DsDType dt, const void *x, void *y, int64_t nb, int64_t h, i
     return cudaSuccess;
   if (h <= 0)
     return cudaErrorInvalidValue;
-  DS_CUDA_DISPATCH (dt, T,
-    mean_heads_kernel<T><<<ds_cuda_blocks (nb * r), DS_CUDA_THREADS, 0, stream>>> (
-      (const T *) x, (T *) y, nb, h, r));
+  DS_CUDA_DISPATCH (dt, T, DS_CUDA_INDEX (nb * h * r, I,
+    mean_heads_kernel<T, I><<<ds_cuda_blocks (nb * r), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) x, (T *) y, (I) nb, (I) h, (I) r)));
   return ds_cuda_launched ();
 }

@@ -1,15 +1,14 @@
 /* upsample.cu: nearest-neighbour 2x upsampling of [planes, H, W] images. */
 #include "ds-cuda-util.cuh"
 
-template <typename T>
+template <typename T, typename I>
 static __global__ void
-upsample_kernel (const T *__restrict__ x, T *__restrict__ y, int64_t planes, int64_t h,
-                 int64_t w)
+upsample_kernel (const T *__restrict__ x, T *__restrict__ y, I planes, I h, I w)
 {
-  const int64_t w2 = 2 * w, h2 = 2 * h, n = planes * h2 * w2;
-  for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
+  const I w2 = 2 * w, h2 = 2 * h, n = planes * h2 * w2;
+  for (I i = (I) ds_cuda_tid (); i < n; i += (I) ds_cuda_nthreads ())
     {
-      const int64_t ox = i % w2, t = i / w2, oy = t % h2, p = t / h2;
+      const I ox = i % w2, t = i / w2, oy = t % h2, p = t / h2;
       y[i] = x[(p * h + oy / 2) * w + ox / 2];
     }
 }
@@ -21,8 +20,8 @@ ds_cuda_upsample_nearest2x (DsDType dt, const void *x, void *y, int64_t planes, 
   const int64_t n = planes * 4 * h * w;
   if (n <= 0)
     return cudaSuccess;
-  DS_CUDA_DISPATCH_BITS (dt, T,
-    upsample_kernel<T><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
-      (const T *) x, (T *) y, planes, h, w));
+  DS_CUDA_DISPATCH_BITS (dt, T, DS_CUDA_INDEX (n, I,
+    upsample_kernel<T, I><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) x, (T *) y, (I) planes, (I) h, (I) w)));
   return ds_cuda_launched ();
 }
