@@ -9,17 +9,20 @@
  */
 #include "ds-cuda-util.cuh"
 
-template <typename T>
+template <typename T, typename I>
 static __global__ void
-permute_kernel (const T *__restrict__ x, T *__restrict__ y, DsCudaPermute p, int64_t n)
+permute_kernel (const T *__restrict__ x, T *__restrict__ y, DsCudaPermute p, I n)
 {
-  for (int64_t i = ds_cuda_tid (); i < n; i += ds_cuda_nthreads ())
+  I shape[4], stride[4];
+  for (int d = 0; d < 4; d++)
+    shape[d] = (I) p.shape[d], stride[d] = (I) p.stride[d];
+  for (I i = (I) ds_cuda_tid (); i < n; i += (I) ds_cuda_nthreads ())
     {
-      int64_t rest = i, src = 0;
+      I rest = i, src = 0;
       for (int d = 3; d >= 0; d--)
         {
-          src += (rest % p.shape[d]) * p.stride[d];
-          rest /= p.shape[d];
+          src += (rest % shape[d]) * stride[d];
+          rest /= shape[d];
         }
       y[i] = x[src];
     }
@@ -54,6 +57,14 @@ ds_cuda_permute (DsDType dt, const void *x, void *y, const DsCudaPermute *p, cud
     n *= p->shape[d];
   if (n <= 0)
     return cudaSuccess;
+  /* The identity (the UNet's copies of wanted probes) is a plain copy. */
+  const bool identity = p->stride[3] == 1 && (p->shape[2] == 1 || p->stride[2] == p->shape[3])
+                        && (p->shape[1] == 1 || p->stride[1] == p->shape[2] * p->shape[3])
+                        && (p->shape[0] == 1 || p->stride[0] == p->shape[1] * p->shape[2]
+                                                                 * p->shape[3]);
+  if (identity)
+    return cudaMemcpyAsync (y, x, (size_t) n * ds_dtype_size (dt), cudaMemcpyDeviceToDevice,
+                            stream);
   /* Output (a, b, c, d) reading x at a*s0 + b*s1 + c + d*shape[2]: a batch of
    * [shape[3], shape[2]] matrices transposed. */
   const int64_t rows = p->shape[3], cols = p->shape[2], mat = rows * cols;
@@ -72,8 +83,8 @@ ds_cuda_permute (DsDType dt, const void *x, void *y, const DsCudaPermute *p, cud
           (const T *) x, (T *) y, rows, cols));
       return ds_cuda_launched ();
     }
-  DS_CUDA_DISPATCH_BITS (dt, T,
-    permute_kernel<T><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
-      (const T *) x, (T *) y, *p, n));
+  DS_CUDA_DISPATCH_BITS (dt, T, DS_CUDA_INDEX (n, I,
+    permute_kernel<T, I><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) x, (T *) y, *p, (I) n)));
   return ds_cuda_launched ();
 }
