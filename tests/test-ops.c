@@ -933,6 +933,23 @@ test_attention_blocks (void)
   ds_tensor_free (&p);
 }
 
+/* The CPU backend computes in f32: an f16 call is refused with a message
+ * naming the op and the dtype, and writes nothing. */
+static void
+test_cpu_refuses_f16 (void)
+{
+  DsError err = { 0 };
+  DsTensor x, y;
+  DS_CHECK_OK (ds_tensor_alloc (&x, DS_DTYPE_F16, 1, (int64_t[]){ 4 }, &err), &err);
+  DS_CHECK_OK (ds_tensor_alloc (&y, DS_DTYPE_F16, 1, (int64_t[]){ 4 }, &err), &err);
+  memset (y.data, 0x7f, ds_tensor_nbytes (&y));
+  DS_CHECK_STATUS (ds_gelu (be, &x, &y, &err), DS_ERR_UNSUPPORTED, &err);
+  DS_CHECK_CONTAINS (err.message, "gelu in f16");
+  DS_CHECK (((uint8_t *) y.data)[0] == 0x7f, "a refused call wrote its output");
+  ds_tensor_free (&x);
+  ds_tensor_free (&y);
+}
+
 int
 main (void)
 {
@@ -947,6 +964,7 @@ main (void)
   test_conv2d_hand ();
   test_norms_hand ();
   test_gemm_hand ();
+  test_cpu_refuses_f16 ();
   test_softmax_attention_hand ();
   test_elementwise_hand ();
   test_layout_hand ();
