@@ -12,6 +12,7 @@
  * GPU (or the CLI has no CUDA).
  */
 #include "ds-test.h"
+#include "ds-test-cli.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -27,17 +28,7 @@ static char output[65536];
 static int
 run (const char *args)
 {
-  char cmd[8192], log[512];
-  snprintf (log, sizeof log, "%s/log", tmpdir);
-  snprintf (cmd, sizeof cmd, "DIFFSCOPE_DATA_DIR=%s '%s' %s >'%s' 2>&1 </dev/null",
-            DS_RESOURCES_DIR, cli, args, log);
-  int status = system (cmd);
-  FILE *f = fopen (log, "r");
-  size_t n = f ? fread (output, 1, sizeof output - 1, f) : 0;
-  output[n] = '\0';
-  if (f)
-    fclose (f);
-  return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+  return ds_test_cli_run (cli, tmpdir, args, output, sizeof output);
 }
 
 /* Every tensor of b/<job>.safetensors against a/<job>.safetensors (the

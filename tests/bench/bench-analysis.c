@@ -12,31 +12,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench-util.h"
+
 #include "ds-analysis.h"
 #include "ds-heatmap.h"
 #include "ds-pca.h"
 #include "ds-render.h"
 #include "ds-schedule.h"
 
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
-static int
-cmp_double (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-  return (x > y) - (x < y);
-}
 
 static void
 report (const char *name, double *t, int runs)
 {
-  qsort (t, (size_t) runs, sizeof *t, cmp_double);
+  bench_sort (t, runs);
   printf ("%-52s median %8.2f ms   min %8.2f ms   runs %d\n", name, t[runs / 2], t[0], runs);
 }
 
@@ -54,7 +42,7 @@ bench_slider (int64_t c, int side, int runs)
   DsError err;
   for (int r = 0; r < runs; r++)
     {
-      double t0 = now_ms ();
+      double t0 = bench_now_ms ();
       ds_guidance_amplify (xu, xc, 1.0f + 0.01f * r, xs, c * n);
       if (ds_pca_rgb (xs, c, n, rgb01, NULL, &err))
         {
@@ -63,7 +51,7 @@ bench_slider (int64_t c, int side, int runs)
         }
       ds_render_rgb01 (rgb01, (size_t) n, small);
       ds_render_resize_nearest (small, side, side, 3, 512, 512, big, &err);
-      t[r] = now_ms () - t0;
+      t[r] = bench_now_ms () - t0;
     }
   char name[128];
   snprintf (name, sizeof name, "s slider: amplify + PCA + picture [%lld, %dx%d]", (long long) c,
@@ -91,12 +79,12 @@ bench_heat (int runs)
   DsError err;
   for (int r = 0; r < runs; r++)
     {
-      double t0 = now_ms ();
+      double t0 = bench_now_ms ();
       ds_heatmap_mean (layers, L, m, &err);
       ds_heatmap_word (m, N, K, &w, word, &err);
       ds_heatmap_normalize (word, N, DS_HEATMAP_NORM_MINMAX);
       ds_render_heatmap (word, 16, 16, 512, 512, DS_COLORMAP_VIRIDIS, NAN, NAN, rgba, &err);
-      t[r] = now_ms () - t0;
+      t[r] = bench_now_ms () - t0;
     }
   report ("token click: word heatmap, 5 layers x 20 heads, to 512²", t, runs);
   free (maps), free (m), free (rgba), free (t);

@@ -23,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench-util.h"
+
 #include "ds-nn.h"
 #include "ds-probes.h"
 #include "ds-test-sd21.h"
@@ -35,20 +37,6 @@
 
 #define MAX_RUNS 200
 
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
-static int
-cmp_double (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-  return (x > y) - (x < y);
-}
 
 static const DsVaeConfig sd21_vae = {
   .in_channels = 3, .latent_channels = 4, .n_levels = 4,
@@ -93,7 +81,7 @@ measure (const char *name, RunFn fn, Bench *b, int warmup, int runs)
   double t[MAX_RUNS];
   for (int i = 0; i < warmup + runs; i++)
     {
-      double t0 = now_ms ();
+      double t0 = bench_now_ms ();
       DsStatus st = fn (b, &err);
       if (st == DS_OK)
         st = b->be->synchronize (b->be, &err);
@@ -103,9 +91,9 @@ measure (const char *name, RunFn fn, Bench *b, int warmup, int runs)
           return false;
         }
       if (i >= warmup)
-        t[i - warmup] = now_ms () - t0;
+        t[i - warmup] = bench_now_ms () - t0;
     }
-  qsort (t, (size_t) runs, sizeof t[0], cmp_double);
+  bench_sort (t, runs);
   printf ("%-40s median %9.2f ms   min %9.2f ms   runs %d\n", name, t[runs / 2], t[0], runs);
   fflush (stdout);
   note_memory (b);

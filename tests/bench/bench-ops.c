@@ -17,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench-util.h"
+
 #include "ds-ops.h"
 #ifdef DS_HAVE_CUDA
 #include "ds-cuda.h"
@@ -31,20 +33,6 @@ static int runs = 20, warmup = 3;
 static const char *only;
 static uint64_t seed = 1;
 
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
-static int
-cmp_double (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-  return (x > y) - (x < y);
-}
 
 /* A backend tensor of the backend's dtype, values in [-1, 1). */
 static DsTensor
@@ -91,16 +79,16 @@ run (const char *name, const DsOpCall *c, double flops, double bytes)
   double t[MAX_RUNS];
   for (int i = 0; i < warmup + runs; i++)
     {
-      double t0 = now_ms ();
+      double t0 = bench_now_ms ();
       if (ds_op_run (be, c, &err) || be->synchronize (be, &err))
         {
           printf ("%-58s failed: %s\n", name, err.message);
           return;
         }
       if (i >= warmup)
-        t[i - warmup] = now_ms () - t0;
+        t[i - warmup] = bench_now_ms () - t0;
     }
-  qsort (t, (size_t) runs, sizeof t[0], cmp_double);
+  bench_sort (t, runs);
   const double med = t[runs / 2];
   printf ("%-58s median %8.3f ms  min %8.3f ms", name, med, t[0]);
   if (flops > 0)
