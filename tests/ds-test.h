@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ds-probes.h"
+#include "ds-safetensors.h"
 #include "ds-tensor.h"
 
 #define DS_TEST_SKIP 77
@@ -98,6 +100,30 @@ ds_test_mean_dim1 (const DsTensor *x)
         ds_tensor_f32 (&y)[b * r + i] = (float) (acc / (double) h);
       }
   return y;
+}
+
+/* The reference of probe p for an emitted tensor t [B, ...] from a fixture
+ * file, as a new host tensor in *ref: the stored tensor, or, when t is a map
+ * averaged over its heads (DsProbeSink.head_mean_maps) while p has several,
+ * the mean of the stored heads (*averaged set). DS_OK or the load's error. */
+static inline DsStatus
+ds_test_probe_ref (const DsSafetensors *fixture, const char *name, const DsProbeInfo *p,
+                   const DsTensor *t, DsTensor *ref, bool *averaged, DsError *err)
+{
+  *averaged = (p->kind == DS_PROBE_SELF_MAP || p->kind == DS_PROBE_CROSS_MAP)
+              && t->shape[1] == 1 && p->shape[0] > 1;
+  int64_t shape[DS_MAX_DIMS];
+  memcpy (shape, t->shape, sizeof shape);
+  if (*averaged)
+    shape[1] = p->shape[0];
+  DsStatus st = ds_safetensors_load_f32 (fixture, name, t->ndim, shape, ref, err);
+  if (st == DS_OK && *averaged)
+    {
+      DsTensor m = ds_test_mean_dim1 (ref);
+      ds_tensor_free (ref);
+      *ref = m;
+    }
+  return st;
 }
 
 static inline int

@@ -53,23 +53,15 @@ compare_probe (void *user, int index, const DsTensor *t, DsError *err)
   const DsSafetensorsEntry *e = ds_safetensors_find (c->expected, name);
   if (!e)
     return DS_OK;
-  /* A head-averaged map (sink.head_mean_maps) is checked against the mean of
-   * the reference's heads. */
-  const bool mean = (p->kind == DS_PROBE_SELF_MAP || p->kind == DS_PROBE_CROSS_MAP)
-                    && t->shape[1] == 1 && p->shape[0] > 1;
-  int64_t shape[4] = { t->shape[0], mean ? p->shape[0] : t->shape[1], t->shape[2], t->shape[3] };
+  /* a head-averaged map (sink.head_mean_maps) against the mean of the
+   * reference's heads */
   DsTensor ref, got;
-  DsStatus st = ds_safetensors_load_f32 (c->expected, name, t->ndim, shape, &ref, err);
+  bool averaged;
+  DsStatus st = ds_test_probe_ref (c->expected, name, p, t, &ref, &averaged, err);
   DS_CHECK_OK (st, err);
   if (st)
     return DS_OK;
-  if (mean)
-    {
-      DsTensor m = ds_test_mean_dim1 (&ref);
-      ds_tensor_free (&ref);
-      ref = m;
-      c->n_means++;
-    }
+  c->n_means += averaged;
   DS_CHECK (t->dtype == gpu->act_dtype, "probe %s is %s", p->id, ds_dtype_name (t->dtype));
   ds_tensor_alloc (&got, DS_DTYPE_F32, t->ndim, t->shape, NULL);
   st = ds_backend_download_f32 (gpu, t, ds_tensor_f32 (&got), err);

@@ -35,23 +35,15 @@ compare_probe (void *user, int index, const DsTensor *t, DsError *err)
       printf ("  (no reference for %s)\n", p->id);
       return DS_OK;
     }
-  /* A head-averaged map (sink.head_mean_maps) is checked against the mean of
-   * the reference's heads. */
-  const bool mean = (p->kind == DS_PROBE_SELF_MAP || p->kind == DS_PROBE_CROSS_MAP)
-                    && t->shape[1] == 1 && p->shape[0] > 1;
-  int64_t shape[4] = { t->shape[0], mean ? p->shape[0] : t->shape[1], t->shape[2], t->shape[3] };
+  /* a head-averaged map (sink.head_mean_maps) against the mean of the
+   * reference's heads */
   DsTensor ref;
-  DsStatus st = ds_safetensors_load_f32 (c->expected, name, t->ndim, shape, &ref, err);
+  bool averaged;
+  DsStatus st = ds_test_probe_ref (c->expected, name, p, t, &ref, &averaged, err);
   DS_CHECK_OK (st, err);
   if (st)
     return DS_OK;
-  if (mean)
-    {
-      DsTensor m = ds_test_mean_dim1 (&ref);
-      ds_tensor_free (&ref);
-      ref = m;
-      c->n_means++;
-    }
+  c->n_means += averaged;
   double nmse = ds_test_nmse (ds_tensor_f32 (t), ds_tensor_f32 (&ref), ds_tensor_numel (t));
   DS_CHECK (nmse <= 1e-8, "probe %s (%s): NMSE %.3g", p->id, p->name, nmse);
   if (nmse > c->worst || c->n_compared == 0)
