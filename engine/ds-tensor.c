@@ -217,8 +217,13 @@ ds_convert_to_f32 (float *dst, const void *src, DsDType src_dtype, int64_t n,
       memcpy (dst, src, (size_t) n * 4);
       return DS_OK;
     case DS_DTYPE_F16:
+      /* src may be unaligned (a tensor inside a mapped safetensors file) */
       for (int64_t i = 0; i < n; i++)
-        dst[i] = ds_f16_to_f32 (((const uint16_t *) src)[i]);
+        {
+          uint16_t h;
+          memcpy (&h, (const uint8_t *) src + 2 * i, 2);
+          dst[i] = ds_f16_to_f32 (h);
+        }
       return DS_OK;
     case DS_DTYPE_BF16:
       for (int64_t i = 0; i < n; i++)
