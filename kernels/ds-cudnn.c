@@ -16,6 +16,8 @@ typedef struct {
   cudnnConvolutionDescriptor_t conv;
   cudnnConvolutionFwdAlgo_t algo;
   size_t workspace;
+  bool failed;       /* cuDNN cannot run this shape: im2col, without asking again */
+  char why[200];
 } Plan;
 
 struct DsCudnn {
@@ -162,7 +164,12 @@ plan_for (DsCudnn *c, const DsCudnnConv *k, char *why, size_t why_len)
 {
   for (int i = 0; i < c->n_plans; i++)
     if (same_key (&c->plans[i].key, k))
-      return &c->plans[i];
+      {
+        if (!c->plans[i].failed)
+          return &c->plans[i];
+        snprintf (why, why_len, "%s", c->plans[i].why);
+        return NULL;
+      }
   Plan *p;
   if (c->n_plans < N_PLANS)
     p = &c->plans[c->n_plans++];
@@ -178,7 +185,9 @@ plan_for (DsCudnn *c, const DsCudnnConv *k, char *why, size_t why_len)
     {
       say (why, why_len, what, s);
       plan_clear (p);
-      p->key.nb = -1; /* matches nothing */
+      p->key = *k; /* remembered as failed */
+      p->failed = true;
+      snprintf (p->why, sizeof p->why, "%s", why ? why : "");
       return NULL;
     }
   return p;
