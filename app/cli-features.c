@@ -103,6 +103,17 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log
     goto out;
   if ((st = cli_want_probes (list, o->probes, o->n_probes, &want, err)))
     goto out;
+  /* --maps alone wants head means only: the backend averages the heads (heads
+   * times fewer bytes to copy out); an attention map asked for by name keeps
+   * its heads */
+  bool head_mean = o->maps;
+  for (int k = 0; k < o->n_probes; k++)
+    {
+      const int i = ds_probe_list_find (list, o->probes[k]);
+      if (i >= 0 && (list->probes[i].kind == DS_PROBE_CROSS_MAP
+                     || list->probes[i].kind == DS_PROBE_SELF_MAP))
+        head_mean = false;
+    }
   if (o->maps)
     for (int i = 0; i < list->n; i++)
       if (list->probes[i].kind == DS_PROBE_CROSS_MAP)
@@ -116,7 +127,7 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log
     .image = &img, .size = o->size, .fit = o->crop ? DS_FIT_CENTER_CROP : DS_FIT_STRETCH,
     .prompt = o->prompt, .uncond_prompt = o->uncond, .t = o->t,
     .convention = o->meng ? DS_TIMESTEP_MENG : DS_TIMESTEP_DIRECT, .seed = o->seed, .want = want,
-    .noise = noise.data,
+    .noise = noise.data, .head_mean_maps = head_mean,
   };
   if ((st = ds_pipeline_features (p, &req, &feats, err)))
     goto out;
@@ -151,8 +162,9 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log
           }
       if (o->maps && q->kind == DS_PROBE_CROSS_MAP)
         {
-          /* head mean of the cond half: [heads, Nq, Nk] -> [Nq, Nk] */
-          int64_t H = q->shape[0], Nq = q->shape[1], Nk = q->shape[2];
+          /* head mean of the cond half: [heads, Nq, Nk] -> [Nq, Nk] (one head
+           * when the backend averaged them already) */
+          int64_t H = v->shape[1], Nq = q->shape[1], Nk = q->shape[2];
           DsTensor *m = &views[n_items];
           ds_tensor_alloc (m, DS_DTYPE_F32, 2, (int64_t[]){ Nq, Nk }, NULL);
           const float *src = ds_tensor_f32 (v) + H * Nq * Nk;
@@ -173,7 +185,7 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log
       char shape[64];
       json_array_append_new (probes_json,
                              json_pack ("{s:s, s:s, s:s}", "name", q->name, "id", q->id, "shape",
-                                        ds_shape_str (3, q->shape, shape, sizeof shape)));
+                                        ds_shape_str (3, v->shape + 1, shape, sizeof shape)));
     }
 
   const DsModelDir *md = ds_pipeline_model (p);

@@ -393,7 +393,8 @@ ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *ou
     last = -1; /* ε̂ needs the whole UNet */
   EmitCtx ectx = { p, out };
   DsProbeSink sink = { .want = req->want, .last = last, .emit = emit_copy, .user = &ectx,
-                       .cancel = req->cancel, .cross_lse = req->cross_lse };
+                       .cancel = req->cancel, .cross_lse = req->cross_lse,
+                       .head_mean_maps = req->head_mean_maps };
   size_t need = ds_unet_arena_bytes (p->unet, 2, ls.h, ls.w, DS_CLIP_CONTEXT, &sink);
   size_t io = (size_t) (4 * n + 2 * DS_CLIP_CONTEXT * X) * 4 + 256;
   DsTensor xt, ctx, eps;

@@ -63,6 +63,8 @@ typedef struct {
   const bool *want;         /* one per probe of ds_pipeline_probes (size); NULL: none */
   bool want_eps;            /* run the whole UNet and return ε̂ for both halves */
   double *cross_lse;        /* optional: DsProbeSink.cross_lse, [n_cross_layers * 2] */
+  bool head_mean_maps;      /* DsProbeSink.head_mean_maps: wanted attention maps come
+                               averaged over heads, [2, 1, Nq, Nk] */
   const volatile int *cancel;
 } DsFeatureRequest;
 

@@ -152,6 +152,42 @@ test_demo (void)
   snprintf (path, sizeof path, "%s/demo.safetensors.json", tmpdir);
   struct stat sb;
   DS_CHECK (stat (path, &sb) == 0 && sb.st_size > 100, "JSON sidecar written");
+
+  /* --maps with a map asked for by name keeps the heads (and averages them on
+   * the host); --maps alone has the backend average them: the same maps */
+  char per_head[512];
+  snprintf (per_head, sizeof per_head, "%s/per-head.safetensors", tmpdir);
+  snprintf (args, sizeof args,
+            FEATURES_DEMO "--probe D-L2-R0-B0-Cross-Q --probe U-L3-R2-B0-Cross-Map --maps --out %s",
+            per_head);
+  EXPECT (args, 0, "wrote");
+  DsSafetensors *a = NULL, *b = NULL;
+  DS_CHECK_OK (ds_safetensors_open (per_head, &a, &err), &err);
+  snprintf (path, sizeof path, "%s/demo.safetensors", tmpdir);
+  DS_CHECK_OK (ds_safetensors_open (path, &b, &err), &err);
+  int n_maps = 0;
+  for (int i = 0; a && b && i < ds_safetensors_count (b); i++)
+    {
+      const DsSafetensorsEntry *me = ds_safetensors_entry (b, i);
+      if (strncmp (me->name, "maps.", 5) != 0)
+        continue;
+      DsTensor x = { 0 }, y = { 0 };
+      DS_CHECK_OK (ds_safetensors_load_f32 (b, me->name, 0, NULL, &x, &err), &err);
+      DS_CHECK_OK (ds_safetensors_load_f32 (a, me->name, me->ndim, me->shape, &y, &err), &err);
+      if (x.data && y.data)
+        {
+          double nmse = ds_test_nmse (ds_tensor_f32 (&x), ds_tensor_f32 (&y), ds_tensor_numel (&x));
+          DS_CHECK (nmse < 1e-12, "%s: device head mean vs host head mean NMSE %g", me->name,
+                    nmse);
+          n_maps++;
+        }
+      ds_tensor_free (&x);
+      ds_tensor_free (&y);
+    }
+  DS_CHECK (n_maps == 16, "16 cross-attention maps compared, got %d", n_maps);
+  DS_CHECK (a && ds_safetensors_find (a, "cond.U-L3-R2-B0-Cross-Map"), "the named map kept");
+  ds_safetensors_close (a);
+  ds_safetensors_close (b);
 }
 
 static void
