@@ -101,19 +101,11 @@ ds_cuda_nthreads (void)
   return (int64_t) gridDim.x * blockDim.x;
 }
 
+/* The sum and the max over the warp, in every lane (butterflies: each lane
+ * adds in the same order, so all get the same bits). */
 template <typename T>
 static __device__ __forceinline__ T
 ds_warp_sum (T v)
-{
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_down_sync (0xffffffffu, v, o);
-  return v;
-}
-
-/* The sum over the warp, in every lane (butterfly; the same order in each). */
-template <typename T>
-static __device__ __forceinline__ T
-ds_warp_allsum (T v)
 {
   for (int o = 16; o > 0; o >>= 1)
     v += __shfl_xor_sync (0xffffffffu, v, o);
@@ -124,7 +116,7 @@ static __device__ __forceinline__ float
 ds_warp_max (float v)
 {
   for (int o = 16; o > 0; o >>= 1)
-    v = fmaxf (v, __shfl_down_sync (0xffffffffu, v, o));
+    v = fmaxf (v, __shfl_xor_sync (0xffffffffu, v, o));
   return v;
 }
 

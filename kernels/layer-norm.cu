@@ -26,14 +26,14 @@ layer_norm_kernel (const T *__restrict__ x, const T *__restrict__ gamma,
   double s = 0;
   for (int64_t i = lane; i < ch; i += 32)
     s += ds_ld (xr + i);
-  const double mean = ds_warp_allsum (s) / (double) ch;
+  const double mean = ds_warp_sum (s) / (double) ch;
   double v = 0;
   for (int64_t i = lane; i < ch; i += 32)
     {
       double d = ds_ld (xr + i) - mean;
       v += d * d;
     }
-  const double var = ds_warp_allsum (v) / (double) ch;
+  const double var = ds_warp_sum (v) / (double) ch;
   const float meanf = (float) mean, rstd = (float) (1.0 / sqrt (var + eps));
 
   for (int64_t i = lane; i < ch; i += 32)

@@ -11,6 +11,65 @@
  */
 #include "ds-cuda-util.cuh"
 
+#define SHORT_ROW 1024
+#define WARP_ROWS 8
+
+/* Who works on one row: a whole block, or one warp. Each gives every thread
+ * its first index and stride and the row's max and sum in every thread. */
+struct BlockRow
+{
+  float *redf;
+  double *redd;
+  __device__ int64_t first () const { return threadIdx.x; }
+  __device__ int64_t stride () const { return blockDim.x; }
+  __device__ float max (float v) const { return ds_block_max (v, redf); }
+  __device__ double sum (double v) const { return ds_block_sum (v, redd); }
+};
+
+struct WarpRow
+{
+  __device__ int64_t first () const { return threadIdx.x % 32; }
+  __device__ int64_t stride () const { return 32; }
+  __device__ float max (float v) const { return ds_warp_max (v); }
+  __device__ double sum (double v) const { return ds_warp_sum (v); }
+};
+
+/* One row of n values, of which the first `seen` take part (the causal mask);
+ * the recipe of the top of the file. */
+template <typename Tx, typename Ty, typename Row>
+static __device__ __forceinline__ void
+softmax_row (const Tx *xr, Ty *yr, int64_t n, int64_t seen, bool in_place, Row row)
+{
+  float mx = -INFINITY;
+  for (int64_t i = row.first (); i < seen; i += row.stride ())
+    mx = fmaxf (mx, ds_ld (xr + i));
+  mx = row.max (mx);
+  double s = 0;
+  for (int64_t i = row.first (); i < seen; i += row.stride ())
+    {
+      float e = expf (ds_ld (xr + i) - mx);
+      if (in_place)
+        ds_st (yr + i, e);
+      s += e;
+    }
+  const float inv = (float) (1.0 / row.sum (s));
+  for (int64_t i = row.first (); i < n; i += row.stride ())
+    {
+      float e = 0.0f;
+      if (i < seen)
+        e = in_place ? ds_ld (yr + i) : expf (ds_ld (xr + i) - mx);
+      ds_st (yr + i, i < seen ? e * inv : 0.0f);
+    }
+}
+
+/* Causal: query causal_q0 + r sees keys 0 .. causal_q0 + r. */
+static __device__ __forceinline__ int64_t
+seen_of (int64_t r, int64_t n, int64_t causal_q0)
+{
+  return causal_q0 >= 0 && causal_q0 + r + 1 < n ? causal_q0 + r + 1 : n;
+}
+
+/* one block per row */
 template <typename Tx, typename Ty>
 static __global__ void
 softmax_kernel (const Tx *x, Ty *y, int64_t n, int64_t row_stride, int64_t batch_stride,
@@ -20,75 +79,22 @@ softmax_kernel (const Tx *x, Ty *y, int64_t n, int64_t row_stride, int64_t batch
   __shared__ double redd[32];
   const int64_t r = blockIdx.x;
   const int64_t off = (int64_t) blockIdx.y * batch_stride + r * row_stride;
-  const Tx *xr = x + off;
-  Ty *yr = y + off;
-  const bool in_place = (const void *) x == (const void *) y;
-  /* Causal: query causal_q0 + r sees keys 0 .. causal_q0 + r. */
-  const int64_t seen = causal_q0 >= 0 && causal_q0 + r + 1 < n ? causal_q0 + r + 1 : n;
-
-  float mx = -INFINITY;
-  for (int64_t i = threadIdx.x; i < seen; i += blockDim.x)
-    mx = fmaxf (mx, ds_ld (xr + i));
-  mx = ds_block_max (mx, redf);
-
-  double s = 0;
-  for (int64_t i = threadIdx.x; i < seen; i += blockDim.x)
-    {
-      float e = expf (ds_ld (xr + i) - mx);
-      if (in_place)
-        ds_st (yr + i, e);
-      s += e;
-    }
-  const float inv = (float) (1.0 / ds_block_sum (s, redd));
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
-    {
-      float e = 0.0f;
-      if (i < seen)
-        e = in_place ? ds_ld (yr + i) : expf (ds_ld (xr + i) - mx);
-      ds_st (yr + i, i < seen ? e * inv : 0.0f);
-    }
+  softmax_row (x + off, y + off, n, seen_of (r, n, causal_q0),
+               (const void *) x == (const void *) y, BlockRow{ redf, redd });
 }
 
-#define SHORT_ROW 1024
-#define WARP_ROWS 8
-
-/* The same recipe with a warp per row; every lane gets the reductions. */
+/* one warp per row, WARP_ROWS rows per block */
 template <typename Tx, typename Ty>
 static __global__ void
 softmax_warp_kernel (const Tx *x, Ty *y, int64_t rows, int64_t n, int64_t row_stride,
                      int64_t batch_stride, int64_t causal_q0)
 {
-  const int lane = threadIdx.x % 32;
   const int64_t r = (int64_t) blockIdx.x * WARP_ROWS + threadIdx.x / 32;
   if (r >= rows)
     return; /* whole warps only: no shuffle is left waiting */
   const int64_t off = (int64_t) blockIdx.y * batch_stride + r * row_stride;
-  const Tx *xr = x + off;
-  Ty *yr = y + off;
-  const bool in_place = (const void *) x == (const void *) y;
-  const int64_t seen = causal_q0 >= 0 && causal_q0 + r + 1 < n ? causal_q0 + r + 1 : n;
-
-  float mx = -INFINITY;
-  for (int64_t i = lane; i < seen; i += 32)
-    mx = fmaxf (mx, ds_ld (xr + i));
-  for (int o = 16; o > 0; o >>= 1)
-    mx = fmaxf (mx, __shfl_xor_sync (0xffffffffu, mx, o));
-  double s = 0;
-  for (int64_t i = lane; i < seen; i += 32)
-    {
-      float e = expf (ds_ld (xr + i) - mx);
-      if (in_place)
-        ds_st (yr + i, e);
-      s += e;
-    }
-  const float inv = (float) (1.0 / ds_warp_allsum (s));
-  for (int64_t i = lane; i < n; i += 32)
-    {
-      float e = 0.0f;
-      if (i < seen)
-        e = in_place ? ds_ld (yr + i) : expf (ds_ld (xr + i) - mx);
-      ds_st (yr + i, i < seen ? e * inv : 0.0f);
-    }
+  softmax_row (x + off, y + off, n, seen_of (r, n, causal_q0),
+               (const void *) x == (const void *) y, WarpRow{});
 }
 
 extern "C" cudaError_t
