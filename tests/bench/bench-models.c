@@ -74,8 +74,10 @@ note_memory (Bench *b)
 #endif
 }
 
+/* target_ms: DESIGN.md's GPU target for the measurement, printed beside a
+ * CUDA result (0: none). */
 static bool
-measure (const char *name, RunFn fn, Bench *b, int warmup, int runs)
+measure (const char *name, double target_ms, RunFn fn, Bench *b, int warmup, int runs)
 {
   DsError err = { 0 };
   double t[MAX_RUNS];
@@ -94,7 +96,10 @@ measure (const char *name, RunFn fn, Bench *b, int warmup, int runs)
         t[i - warmup] = bench_now_ms () - t0;
     }
   bench_sort (t, runs);
-  printf ("%-40s median %9.2f ms   min %9.2f ms   runs %d\n", name, t[runs / 2], t[0], runs);
+  printf ("%-40s median %9.2f ms   min %9.2f ms   runs %d", name, t[runs / 2], t[0], runs);
+  if (b->cuda && target_ms > 0)
+    printf ("   target <= %g ms: %s", target_ms, t[runs / 2] <= target_ms ? "met" : "missed");
+  printf ("\n");
   fflush (stdout);
   note_memory (b);
   return true;
@@ -307,20 +312,20 @@ main (int argc, char **argv)
   note_memory (&b);
 
   if (b.te)
-    measure ("text encoder, batch 2", run_text, &b, warmup, runs);
+    measure ("text encoder, batch 2", 2, run_text, &b, warmup, runs);
   if (b.vae)
-    measure ("VAE encoder, 512x512", run_vae, &b, warmup, runs);
+    measure ("VAE encoder, 512x512", 5, run_vae, &b, warmup, runs);
   if (b.unet && (!only || !strcmp (only, "unet")))
-    measure ("UNet full, batch 2", run_unet, &b, warmup, runs);
+    measure ("UNet full, batch 2", 8, run_unet, &b, warmup, runs);
   if (b.unet && (!only || !strcmp (only, "unet-l1")))
     {
       b.sink = &sink_l1;
-      measure ("UNet to U-L1 probes, batch 2", run_unet, &b, warmup, runs);
+      measure ("UNet to U-L1 probes, batch 2", 5, run_unet, &b, warmup, runs);
     }
   if (b.unet && (!only || !strcmp (only, "unet-maps")))
     {
       b.sink = &sink_maps;
-      measure ("UNet full + all cross-attn maps, batch 2", run_unet, &b, warmup, runs);
+      measure ("UNet full + all cross-attn maps, batch 2", 9, run_unet, &b, warmup, runs);
     }
   b.sink = NULL;
   printf ("# peak arena use %.0f MiB\n", b.arena.peak / 1048576.0);
