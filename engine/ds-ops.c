@@ -480,9 +480,7 @@ ds_backend_arena_free (DsBackend *be, DsArena *a)
 {
   if (be->device == DS_DEVICE_CPU || !a->base)
     {
-      if (a->base)
-        ds_arena_free (a);
-      memset (a, 0, sizeof *a);
+      ds_arena_free (a); /* frees nothing for an empty arena, and clears it */
       return;
     }
   const int64_t words = (int64_t) ((a->size + 3) / 4);

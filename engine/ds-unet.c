@@ -947,28 +947,16 @@ ds_unet_arena_bytes (DsUnet *unet, int64_t B, int64_t h, int64_t w, int64_t n_ct
    * is not part of the answer. */
   DsTensor sample, ctx;
   DsError err;
-  /* Wanted maps need their buffers: measure with the sink's wants, no emits.
-   * Staging follows the real backend's choice (null has no graphs itself). */
-  DsProbeSink measure = sink ? *sink : (DsProbeSink){ .last = -1 };
+  /* The forward itself on the null backend and the measuring arena: it stages
+   * wanted probes as the real backend would (null has no graphs itself) and
+   * allocates their maps' buffers, but uploads and emits nothing. */
   size_t bytes = 0;
   if (!ds_arena_act (&a, &sample, &err, 4, B, (int64_t) unet->cfg.in_channels, h, w)
       && !ds_arena_act (&a, &ctx, &err, 3, B, n_ctx, (int64_t) unet->cfg.cross_attention_dim))
     {
       const size_t inputs = ds_arena_mark (&a);
-      DsTensor *staged = NULL;
-      DsTensor ts;
-      int n_probes;
-      Fwd f = { .u = unet, .be = null, .a = &a, .sink = &measure, .ctx = &ctx, .err = &err,
-                .measuring = true };
-      if ((!use_graphs (unet, sink)
-           || !stage_probes (unet, &a, sink, B, h, w, n_ctx, &staged, &n_probes, &err))
-          && !ds_arena_act (&a, &ts, &err, 1, B))
-        {
-          f.staged = staged;
-          if (forward (&f, &sample, &ts, NULL) == DS_OK)
-            bytes = a.peak - inputs;
-        }
-      free (staged);
+      if (ds_unet_forward (unet, null, &a, &sample, NULL, &ctx, sink, NULL, &err) == DS_OK)
+        bytes = a.peak - inputs;
     }
   ds_backend_free (null);
   return bytes;
