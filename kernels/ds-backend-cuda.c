@@ -258,11 +258,82 @@ at (const void *base, int64_t elems, DsDType dt)
 
 /* ---- ops ---- */
 
+/* y = conv(x, w) without the bias through cuDNN, where its symmetric padding
+ * fits and it has a plan for the shape; *ran says whether it did. */
+static DsStatus
+conv_cudnn (CudaImpl *impl, const DsOpCall *c, const DsCudaConvGeom *g, bool *ran, DsError *err)
+{
+  *ran = false;
+#ifdef DS_HAVE_CUDNN
+  if (!impl->cudnn || g->pad_top != c->p.conv2d.pad_bottom
+      || g->pad_left != c->p.conv2d.pad_right)
+    return DS_OK;
+  const DsCudnnConv cv = { .dtype = c->dst->dtype, .nb = c->src[0]->shape[0],
+                           .co = c->src[1]->shape[0], .g = *g };
+  size_t ws = 0;
+  char why[256];
+  if (!ds_cudnn_conv_plan (impl->cudnn, &cv, &ws, why, sizeof why))
+    return DS_OK; /* im2col, then */
+  void *work = ws ? cuda_scratch (impl, ws, err) : NULL;
+  if (ws && !work)
+    return err ? err->code : DS_ERR_DEVICE;
+  if (ds_cudnn_conv_run (impl->cudnn, &cv, c->src[0]->data, c->src[1]->data, c->dst->data, work,
+                         ws, why, sizeof why))
+    return ds_error_set (err, DS_ERR_DEVICE, "CUDA backend: %s", why);
+  *ran = true;
+#endif
+  return DS_OK;
+}
+
+/* y = conv(x, w) without the bias as GEMMs: on the image itself for a 1x1,
+ * stride-1, unpadded convolution (`direct`), else on im2col columns in blocks
+ * of output rows. */
+static DsStatus
+conv_gemm (CudaImpl *impl, const DsOpCall *c, const DsCudaConvGeom *g, bool direct,
+           DsError *err)
+{
+  const DsTensor *xt = c->src[0], *wt = c->src[1];
+  const DsDType dt = c->dst->dtype;
+  const int64_t nb = xt->shape[0], co = wt->shape[0];
+  const int64_t kdim = g->ci * g->kh * g->kw, npix = g->ho * g->wo;
+  const size_t row_bytes = (size_t) (kdim * g->wo) * ds_dtype_size (dt);
+  int64_t block = row_bytes ? (int64_t) (COL_BUDGET_BYTES / row_bytes) : g->ho;
+  if (block < 1)
+    block = 1;
+  if (block > g->ho)
+    block = g->ho;
+  void *col = NULL;
+  if (!direct && !(col = cuda_scratch (impl, row_bytes * (size_t) block, err)))
+    return err ? err->code : DS_ERR_DEVICE;
+
+  /* y_n[Co, pixels] = w[Co, kdim] . columns[kdim, pixels] */
+  Gemm gm = { .ab = dt, .ct = dt, .m = co, .k = kdim, .batch = 1, .alpha = 1.0f,
+              .a = wt->data, .lda = kdim, .ldc = npix };
+  for (int64_t n = 0; n < nb; n++)
+    {
+      const void *xn = at (xt->data, n * g->ci * g->h * g->w, dt);
+      void *yn = at (c->dst->data, n * co * npix, dt); /* [Co, Ho*Wo] */
+      if (direct)
+        {
+          gm.n = npix, gm.b = xn, gm.ldb = npix, gm.c = yn;
+          DS_TRY (gemm (impl, &gm, err));
+          continue;
+        }
+      for (int64_t r0 = 0; r0 < g->ho; r0 += block)
+        {
+          const int64_t rows = g->ho - r0 < block ? g->ho - r0 : block;
+          CUDA_TRY (ds_cuda_im2col (dt, g, xn, r0, rows, col, impl->stream), "im2col launch");
+          gm.n = rows * g->wo, gm.b = col, gm.ldb = rows * g->wo, gm.c = at (yn, r0 * g->wo, dt);
+          DS_TRY (gemm (impl, &gm, err));
+        }
+    }
+  return DS_OK;
+}
+
 static DsStatus
 cuda_conv2d (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
   const DsTensor *xt = c->src[0], *wt = c->src[1], *bt = c->src[2];
-  const DsDType dt = c->dst->dtype;
   const DsCudaConvGeom g = {
     .ci = xt->shape[1], .h = xt->shape[2], .w = xt->shape[3],
     .kh = wt->shape[2], .kw = wt->shape[3],
@@ -270,74 +341,26 @@ cuda_conv2d (CudaImpl *impl, const DsOpCall *c, DsError *err)
     .stride = c->p.conv2d.stride, .pad_top = c->p.conv2d.pad_top,
     .pad_left = c->p.conv2d.pad_left,
   };
-  const int64_t nb = xt->shape[0], co = wt->shape[0];
-  const int64_t kdim = g.ci * g.kh * g.kw, npix = g.ho * g.wo;
+  const int64_t nb = xt->shape[0], co = wt->shape[0], npix = g.ho * g.wo;
   void *y = c->dst->data;
   if (nb == 0 || co == 0 || npix == 0)
     return DS_OK;
-  if (kdim == 0)
+  if (g.ci * g.kh * g.kw == 0)
     CUDA_TRY (cudaMemsetAsync (y, 0, ds_tensor_nbytes (c->dst), impl->stream), "cudaMemsetAsync");
-  /* A 1x1, stride-1, unpadded convolution is a GEMM on the image itself. */
-  const bool direct = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad_top == 0
-                      && g.pad_left == 0 && c->p.conv2d.pad_bottom == 0
-                      && c->p.conv2d.pad_right == 0;
-#ifdef DS_HAVE_CUDNN
-  /* cuDNN where its symmetric padding fits; im2col for the rest */
-  if (impl->cudnn && kdim > 0 && !direct && g.pad_top == c->p.conv2d.pad_bottom
-      && g.pad_left == c->p.conv2d.pad_right)
+  else
     {
-      const DsCudnnConv cv = { .dtype = dt, .nb = nb, .co = co, .g = g };
-      size_t ws = 0;
-      char why[256];
-      if (ds_cudnn_conv_plan (impl->cudnn, &cv, &ws, why, sizeof why))
-        {
-          void *work = ws ? cuda_scratch (impl, ws, err) : NULL;
-          if (ws && !work)
-            return err ? err->code : DS_ERR_DEVICE;
-          if (ds_cudnn_conv_run (impl->cudnn, &cv, xt->data, wt->data, y, work, ws, why,
-                                 sizeof why))
-            return ds_error_set (err, DS_ERR_DEVICE, "CUDA backend: %s", why);
-          if (bt)
-            CUDA_TRY (ds_cuda_add (dt, y, bt->data, y, nb * co * npix, npix, co, impl->stream),
-                      "bias launch");
-          return DS_OK;
-        }
-    }
-#endif
-
-  const size_t row_bytes = (size_t) (kdim * g.wo) * ds_dtype_size (dt);
-  int64_t block = row_bytes ? (int64_t) (COL_BUDGET_BYTES / row_bytes) : g.ho;
-  if (block < 1)
-    block = 1;
-  if (block > g.ho)
-    block = g.ho;
-  void *col = NULL;
-  if (kdim > 0 && !direct && !(col = cuda_scratch (impl, row_bytes * (size_t) block, err)))
-    return err ? err->code : DS_ERR_DEVICE;
-
-  /* y_n[Co, pixels] = w[Co, kdim] . columns[kdim, pixels] */
-  Gemm gm = { .ab = dt, .ct = dt, .m = co, .k = kdim, .batch = 1, .alpha = 1.0f,
-              .a = wt->data, .lda = kdim, .ldc = npix };
-  for (int64_t n = 0; kdim > 0 && n < nb; n++)
-    {
-      const void *xn = at (xt->data, n * g.ci * g.h * g.w, dt);
-      void *yn = at (y, n * co * npix, dt); /* [Co, Ho*Wo] */
-      if (direct)
-        {
-          gm.n = npix, gm.b = xn, gm.ldb = npix, gm.c = yn;
-          DS_TRY (gemm (impl, &gm, err));
-          continue;
-        }
-      for (int64_t r0 = 0; r0 < g.ho; r0 += block)
-        {
-          const int64_t rows = g.ho - r0 < block ? g.ho - r0 : block;
-          CUDA_TRY (ds_cuda_im2col (dt, &g, xn, r0, rows, col, impl->stream), "im2col launch");
-          gm.n = rows * g.wo, gm.b = col, gm.ldb = rows * g.wo, gm.c = at (yn, r0 * g.wo, dt);
-          DS_TRY (gemm (impl, &gm, err));
-        }
+      const bool direct = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad_top == 0
+                          && g.pad_left == 0 && c->p.conv2d.pad_bottom == 0
+                          && c->p.conv2d.pad_right == 0;
+      bool ran = false;
+      if (!direct)
+        DS_TRY (conv_cudnn (impl, c, &g, &ran, err));
+      if (!ran)
+        DS_TRY (conv_gemm (impl, c, &g, direct, err));
     }
   if (bt)
-    CUDA_TRY (ds_cuda_add (dt, y, bt->data, y, nb * co * npix, npix, co, impl->stream),
+    CUDA_TRY (ds_cuda_add (c->dst->dtype, y, bt->data, y, nb * co * npix, npix, co,
+                           impl->stream),
               "bias launch");
   return DS_OK;
 }
