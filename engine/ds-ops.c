@@ -438,6 +438,7 @@ ds_op_run (DsBackend *be, const DsOpCall *call, DsError *err)
   if (!be->supports (be, call->op))
     return ds_error_set (err, DS_ERR_UNSUPPORTED, "op %s is not supported by the %s backend",
                          ds_op_name (call->op), be->name);
+  be->n_ops++;
   if (!profile_enabled () || be->planning)
     return be->run (be, call, err);
   double t0 = now_ms ();

@@ -4,6 +4,8 @@
  * Memory plan: the residual stream x [B,77,C] lives in the arena for the whole
  * forward; four [B,77,C] scratch tensors and one [B,77,I] MLP tensor are shared
  * by every layer; final_layer_norm writes straight into the caller's output.
+ * On a backend with graphs (CUDA) the forward after the ids' upload is
+ * recorded once per (output, arena position, batch) and replayed (ds-graph.h).
  */
 #include "ds-text-encoder.h"
 
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ds-graph.h"
 #include "ds-safetensors.h"
 
 typedef struct {
@@ -29,6 +32,7 @@ struct DsTextEncoder {
   DsTensor pos_emb;          /* [77, C]: the first rows of [max_positions, C] */
   TextLayer *layers;         /* [num_hidden_layers] */
   DsNormW final_ln;          /* [C] */
+  DsGraphCache graphs;       /* recorded forwards (ds-graph.h) */
 };
 
 /* ---- loading ---- */
@@ -167,6 +171,7 @@ ds_text_encoder_free (DsTextEncoder *te)
 {
   if (!te)
     return;
+  ds_graph_cache_clear (&te->graphs, te->w.be);
   ds_weights_free (&te->w);
   free (te->layers);
   free (te);
@@ -210,40 +215,78 @@ layer_forward (const DsTextEncoder *te, DsBackend *be, const TextLayer *l, DsTen
   return DS_OK;
 }
 
-/* The graph. host_ids may be NULL when planning on the null backend. */
-static DsStatus
-forward (DsTextEncoder *te, DsBackend *be, DsArena *a, const int32_t *host_ids, int64_t B,
-         DsTensor *out, DsError *err)
-{
-  const int64_t N = DS_TEXT_LEN, C = te->cfg.hidden_size, I = te->cfg.intermediate_size;
+/* What the layers run on: the ids and the arena tensors, all in place. */
+typedef struct {
+  DsTextEncoder *te;
+  DsBackend *be;
   DsTensor ids, x, h, q, k, v, f;
-  DsStatus st;
-  if ((st = ds_arena_tensor (a, &ids, DS_DTYPE_I32, 2, (int64_t[]){ B, N }, err)))
-    return st;
-  if (host_ids && (st = be->upload (be, &ids, host_ids, err)))
-    return st;
-  if ((st = ds_arena_act (a, &x, err, 3, B, N, C))
-      || (st = ds_arena_act (a, &h, err, 3, B, N, C))
-      || (st = ds_arena_act (a, &q, err, 3, B, N, C))
-      || (st = ds_arena_act (a, &k, err, 3, B, N, C))
-      || (st = ds_arena_act (a, &v, err, 3, B, N, C))
-      || (st = ds_arena_act (a, &f, err, 3, B, N, I)))
-    return st;
+  DsTensor *out;
+} Fwd;
 
-  if ((st = ds_embedding (be, &ids, &te->tok_emb, &x, err)))
+/* Everything after the ids' upload (a DsGraphBody). */
+static DsStatus
+body (void *user, DsError *err)
+{
+  Fwd *d = user;
+  DsTextEncoder *te = d->te;
+  DsBackend *be = d->be;
+  const int64_t B = d->x.shape[0], N = DS_TEXT_LEN, C = te->cfg.hidden_size;
+  DsStatus st;
+  if ((st = ds_embedding (be, &d->ids, &te->tok_emb, &d->x, err)))
     return st;
   for (int64_t b = 0; b < B; b++)
     {
-      DsTensor row = ds_tensor_slice0 (&x, b, 1);
+      DsTensor row = ds_tensor_slice0 (&d->x, b, 1);
       row = ds_tensor_reshape (&row, 2, (int64_t[]){ N, C });
       if ((st = ds_add (be, &row, &te->pos_emb, &row, err)))
         return st;
     }
   for (int l = 0; l < te->cfg.num_hidden_layers; l++)
-    if ((st = layer_forward (te, be, &te->layers[l], &x, &h, &q, &k, &v, &f, err)))
+    if ((st = layer_forward (te, be, &te->layers[l], &d->x, &d->h, &d->q, &d->k, &d->v, &d->f,
+                             err)))
       return st;
-  return ds_layer_norm (be, &x, &te->final_ln.g, &te->final_ln.b, te->cfg.layer_norm_eps,
-                        out, err);
+  return ds_layer_norm (be, &d->x, &te->final_ln.g, &te->final_ln.b, te->cfg.layer_norm_eps,
+                        d->out, err);
+}
+
+/* What a recorded forward bakes in (ds-graph.h). */
+typedef struct {
+  const void *out, *arena_base;
+  size_t arena_size, arena_mark;
+  int64_t B;
+} GraphKey;
+_Static_assert (sizeof (GraphKey) <= DS_GRAPH_KEY_BYTES, "a text graph key fits the cache");
+
+/* The graph. host_ids may be NULL when planning on the null backend. On a
+ * backend with graphs, the forward after the upload is recorded and replayed. */
+static DsStatus
+forward (DsTextEncoder *te, DsBackend *be, DsArena *a, const int32_t *host_ids, int64_t B,
+         DsTensor *out, DsError *err)
+{
+  const int64_t N = DS_TEXT_LEN, C = te->cfg.hidden_size, I = te->cfg.intermediate_size;
+  Fwd d = { .te = te, .be = be, .out = out };
+  DsStatus st;
+  if ((st = ds_arena_tensor (a, &d.ids, DS_DTYPE_I32, 2, (int64_t[]){ B, N }, err)))
+    return st;
+  if (host_ids && (st = be->upload (be, &d.ids, host_ids, err)))
+    return st;
+  if ((st = ds_arena_act (a, &d.x, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &d.h, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &d.q, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &d.k, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &d.v, err, 3, B, N, C))
+      || (st = ds_arena_act (a, &d.f, err, 3, B, N, I)))
+    return st;
+  if (!host_ids || !ds_graph_available (be))
+    return body (&d, err);
+  GraphKey k;
+  memset (&k, 0, sizeof k); /* padding too: keys are compared byte for byte */
+  k.out = out->data;
+  k.arena_base = a->base;
+  k.arena_size = a->size;
+  k.arena_mark = ds_arena_mark (a);
+  k.B = B;
+  return ds_graph_run (&te->graphs, be, &k, sizeof k, body, &d, err);
 }
 
 DsStatus

@@ -25,12 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ds-graph.h"
 #include "ds-nn.h"
 #include "ds-safetensors.h"
 #include "ds-weights.h"
 
 #define MAX_REPEATS 4
-#define GRAPH_SLOTS 4
 /* Staged probes may take this much memory by default (ds_unet_set_stage_budget);
  * beyond it the forward runs eagerly, emitting as it goes. */
 #define STAGE_BUDGET ((size_t) 1 << 30)
@@ -65,17 +65,11 @@ typedef struct {
   int last;
   bool head_mean_maps;
 } GraphKey;
-
-typedef struct {
-  GraphKey key;
-  void *graph; /* NULL until recorded (the key's first forward ran eagerly) */
-  uint64_t used; /* for eviction: the clock at the last use */
-} GraphSlot;
+_Static_assert (sizeof (GraphKey) <= DS_GRAPH_KEY_BYTES, "a UNet graph key fits the cache");
 
 struct DsUnet {
   DsUnetConfig cfg;
-  GraphSlot graphs[GRAPH_SLOTS];
-  uint64_t clock;
+  DsGraphCache graphs;
   size_t stage_budget;
   DsWeights w;
   DsConvW conv_in, conv_out;
@@ -292,9 +286,7 @@ ds_unet_free (DsUnet *unet)
 {
   if (!unet)
     return;
-  for (int i = 0; i < GRAPH_SLOTS; i++)
-    if (unet->graphs[i].graph)
-      unet->w.be->graph_free (unet->w.be, unet->graphs[i].graph);
+  ds_graph_cache_clear (&unet->graphs, unet->w.be);
   ds_weights_free (&unet->w);
   free (unet);
 }
@@ -757,9 +749,7 @@ check_inputs (const DsUnet *u, const DsTensor *sample, const DsTensor *context, 
 static bool
 use_graphs (const DsUnet *u, const DsProbeSink *sink)
 {
-  const char *env = getenv ("DS_CUDA_GRAPHS");
-  return u->w.be->graph_begin && !(env && strcmp (env, "0") == 0) && !ds_op_profiling ()
-         && !(sink && sink->cross_lse);
+  return ds_graph_available (u->w.be) && !(sink && sink->cross_lse);
 }
 
 /* Staging tensors from the arena for the wanted probes, when they fit the
@@ -822,43 +812,31 @@ hash_wants (const DsProbeSink *sink, int n)
   return h;
 }
 
-/* The cache slot for `k`: its own, or a free or least recently used one,
- * emptied (*fresh). */
-static GraphSlot *
-graph_slot (DsUnet *u, const GraphKey *k, bool *fresh)
+/* The forward after the timestep upload, as a DsGraphBody. */
+typedef struct {
+  Fwd *f;
+  const DsTensor *sample, *ts;
+  DsTensor *out;
+} Body;
+
+static DsStatus
+body_run (void *user, DsError *err)
 {
-  GraphSlot *victim = &u->graphs[0];
-  u->clock++;
-  for (int i = 0; i < GRAPH_SLOTS; i++)
-    {
-      GraphSlot *g = &u->graphs[i];
-      if (g->used && memcmp (&g->key, k, sizeof *k) == 0)
-        {
-          g->used = u->clock;
-          *fresh = false;
-          return g;
-        }
-      if (g->used < victim->used)
-        victim = g;
-    }
-  if (victim->graph)
-    u->w.be->graph_free (u->w.be, victim->graph);
-  *victim = (GraphSlot){ .key = *k, .used = u->clock };
-  *fresh = true;
-  return victim;
+  (void) err; /* the forward reports through f->err, the same error */
+  Body *b = user;
+  return forward (b->f, b->sample, b->ts, b->out);
 }
 
-/* The body of a forward (everything after the timestep upload), eagerly, by
- * recording it, or by replaying the recording. */
+/* The body of a forward, eagerly, by recording it, or by replaying the
+ * recording (ds-graph.h). */
 static DsStatus
 run_body (DsUnet *u, Fwd *f, const DsTensor *sample, const DsTensor *ts, const DsTensor *context,
           DsTensor *out, bool graphs)
 {
-  DsBackend *be = f->be;
   if (!graphs || f->measuring)
     return forward (f, sample, ts, out);
   GraphKey k;
-  memset (&k, 0, sizeof k); /* padding too: keys are compared with memcmp */
+  memset (&k, 0, sizeof k); /* padding too: keys are compared byte for byte */
   k.sample = sample->data;
   k.ctx = context->data;
   k.out = out ? out->data : NULL;
@@ -870,32 +848,9 @@ run_body (DsUnet *u, Fwd *f, const DsTensor *sample, const DsTensor *ts, const D
   k.want_hash = hash_wants (f->sink, f->n_probes);
   k.last = f->sink ? f->sink->last : -1;
   k.head_mean_maps = f->sink && f->sink->head_mean_maps;
-  bool fresh;
-  GraphSlot *g = graph_slot (u, &k, &fresh);
-  if (fresh)
-    return forward (f, sample, ts, out); /* eager; the next one records */
-  if (!g->graph)
-    {
-      TRY (be->graph_begin (be, f->err));
-      DsStatus st = forward (f, sample, ts, out);
-      DsError end_err = { 0 };
-      DsStatus st2 = be->graph_end (be, &g->graph, &end_err);
-      if (st != DS_OK)
-        {
-          if (g->graph)
-            be->graph_free (be, g->graph);
-          g->graph = NULL;
-          return st;
-        }
-      if (st2 != DS_OK)
-        {
-          if (f->err)
-            *f->err = end_err;
-          return st2;
-        }
-    }
   TRY (check_cancel (f));
-  return be->graph_launch (be, g->graph, f->err);
+  Body b = { f, sample, ts, out };
+  return ds_graph_run (&u->graphs, f->be, &k, sizeof k, body_run, &b, f->err);
 }
 
 DsStatus

@@ -5,6 +5,8 @@
  * input and output; a block's temporaries sit above them and are released before
  * the next block. The arena's peak is therefore 2 x max activation + the largest
  * block's temporaries, measured exactly by ds_vae_arena_bytes.
+ * On a backend with graphs (CUDA) an encode is recorded once per (tensors,
+ * arena position, shape) and replayed (ds-graph.h).
  */
 #include "ds-vae.h"
 
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ds-graph.h"
 #include "ds-safetensors.h"
 
 /* diffusers' Encoder passes resnet_eps=1e-6 to every block and the mid-block
@@ -33,6 +36,7 @@ struct DsVae {
   DsNormW norm_out;            /* [c_last] */
   DsConvW conv_out;            /* [2 * latent, c_last, 3, 3] */
   DsConvW quant_conv;          /* [2 * latent, 2 * latent, 1, 1]; w.data NULL when unused */
+  DsGraphCache graphs;         /* recorded encodes (ds-graph.h) */
 };
 
 /* ---- loading ---- */
@@ -212,6 +216,7 @@ ds_vae_free (DsVae *vae)
 {
   if (!vae)
     return;
+  ds_graph_cache_clear (&vae->graphs, vae->w.be);
   ds_weights_free (&vae->w);
   free (vae->resnets);
   free (vae);
@@ -400,6 +405,29 @@ encode (DsVae *vae, DsBackend *be, DsArena *a, const DsTensor *pixels, DsTensor 
   return DS_OK;
 }
 
+/* encode as a DsGraphBody, and what its recording bakes in (ds-graph.h). */
+typedef struct {
+  DsVae *vae;
+  DsBackend *be;
+  DsArena *a;
+  const DsTensor *pixels;
+  DsTensor *latent;
+} Enc;
+
+static DsStatus
+encode_body (void *user, DsError *err)
+{
+  Enc *e = user;
+  return encode (e->vae, e->be, e->a, e->pixels, e->latent, err);
+}
+
+typedef struct {
+  const void *pixels, *latent, *arena_base;
+  size_t arena_size, arena_mark;
+  int64_t shape[4];
+} GraphKey;
+_Static_assert (sizeof (GraphKey) <= DS_GRAPH_KEY_BYTES, "a VAE graph key fits the cache");
+
 /* Checks the caller's tensors; DS_ERR_INVALID names what is wrong. */
 static DsStatus
 check_io (const DsVae *vae, const DsTensor *pixels, const DsTensor *latent, DsError *err)
@@ -440,7 +468,21 @@ ds_vae_encode (DsVae *vae, DsBackend *be, DsArena *a, const DsTensor *pixels,
   if (st != DS_OK)
     return st;
   size_t mark = ds_arena_mark (a);
-  st = encode (vae, be, a, pixels, latent, err);
+  if (ds_graph_available (be))
+    {
+      GraphKey k;
+      memset (&k, 0, sizeof k); /* padding too: keys are compared byte for byte */
+      k.pixels = pixels->data;
+      k.latent = latent->data;
+      k.arena_base = a->base;
+      k.arena_size = a->size;
+      k.arena_mark = mark;
+      memcpy (k.shape, pixels->shape, sizeof k.shape);
+      Enc e = { vae, be, a, pixels, latent };
+      st = ds_graph_run (&vae->graphs, be, &k, sizeof k, encode_body, &e, err);
+    }
+  else
+    st = encode (vae, be, a, pixels, latent, err);
   ds_arena_reset_to (a, mark);
   return st;
 }

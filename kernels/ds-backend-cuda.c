@@ -687,14 +687,15 @@ cuda_timestep (CudaImpl *impl, const DsOpCall *c, DsError *err)
 }
 
 /* Ids can come from user input: they are copied to the host and checked, all
- * before anything is written, with the CPU backend's message. */
+ * before anything is written, with the CPU backend's message. Not while a
+ * graph is recorded (no copy can run then, and a replay would not repeat the
+ * check): there the model checks its ids on the host before every run (the
+ * text encoder does), and the kernel's own guard writes a zero row for an id
+ * outside the table instead of reading outside it. */
 static DsStatus
-cuda_embedding (CudaImpl *impl, const DsOpCall *c, DsError *err)
+check_ids (CudaImpl *impl, const DsTensor *idt, int64_t v, DsError *err)
 {
-  const DsTensor *idt = c->src[0], *table = c->src[1];
-  const int64_t n = ds_tensor_numel (idt), v = table->shape[0], ch = table->shape[1];
-  if (n == 0)
-    return DS_OK;
+  const int64_t n = ds_tensor_numel (idt);
   int32_t *ids = malloc ((size_t) n * sizeof *ids);
   if (!ids)
     return ds_error_set (err, DS_ERR_NOMEM, "CUDA backend: out of host memory checking %lld ids",
@@ -703,22 +704,29 @@ cuda_embedding (CudaImpl *impl, const DsOpCall *c, DsError *err)
                                    cudaMemcpyDeviceToHost, impl->stream);
   if (e == cudaSuccess)
     e = cudaStreamSynchronize (impl->stream);
-  if (e != cudaSuccess)
-    {
-      free (ids);
-      return cuda_fail (e, err, "copying embedding ids to the host");
-    }
-  for (int64_t i = 0; i < n; i++)
+  DsStatus st = e != cudaSuccess ? cuda_fail (e, err, "copying embedding ids to the host") : DS_OK;
+  for (int64_t i = 0; st == DS_OK && i < n; i++)
     if (ids[i] < 0 || ids[i] >= v)
-      {
-        DsStatus st = ds_error_set (err, DS_ERR_INVALID,
-                                    "embedding: id %d at position %lld is outside the table's "
-                                    "%lld rows",
-                                    (int) ids[i], (long long) i, (long long) v);
-        free (ids);
-        return st;
-      }
+      st = ds_error_set (err, DS_ERR_INVALID,
+                         "embedding: id %d at position %lld is outside the table's %lld rows",
+                         (int) ids[i], (long long) i, (long long) v);
   free (ids);
+  return st;
+}
+
+static DsStatus
+cuda_embedding (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *idt = c->src[0], *table = c->src[1];
+  const int64_t n = ds_tensor_numel (idt), v = table->shape[0], ch = table->shape[1];
+  if (n == 0)
+    return DS_OK;
+  if (!impl->capturing)
+    {
+      DsStatus st = check_ids (impl, idt, v, err);
+      if (st != DS_OK)
+        return st;
+    }
   CUDA_TRY (ds_cuda_embedding (c->dst->dtype, idt->data, table->data, c->dst->data, n, ch, v,
                                impl->stream),
             "embedding launch");

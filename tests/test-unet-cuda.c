@@ -16,6 +16,8 @@
  * narrow). A
  * failure names the probe and dtype. The forward runs three times with the
  * same tensors: eagerly, recorded as a CUDA graph, and replayed (ds-unet.c);
+ * the backend's counters show each ran so (ops issued; one launch; no op
+ * issued and one launch, or eagerly all three times with DS_CUDA_GRAPHS=0);
  * every run is checked, and the three outputs must be bit-identical; the same
  * for a forward that stops early at a U-L1 probe. Exits 77 where no CUDA
  * device answers.
@@ -166,11 +168,25 @@ run_model (const char *dir, const char *expected_path, const char *scores_path)
   float *first = malloc ((size_t) n_out * sizeof *first), *again = malloc ((size_t) n_out * 4);
   double nmse = 0;
   static const char *const how[] = { "eager", "recorded", "replayed" };
+  const char *graphs_env = getenv ("DS_CUDA_GRAPHS");
+  const bool graphs = !(graphs_env && strcmp (graphs_env, "0") == 0);
+  uint64_t eager_ops = 0;
   for (int rep = 0; rep < 3; rep++)
     {
       cmp.n_emitted = cmp.n_compared = 0;
       cmp.worst = 0;
+      const uint64_t ops0 = gpu->n_ops, launches0 = gpu->n_graph_launches;
       DS_CHECK_OK (ds_unet_forward (unet, gpu, &arena, &xt, ts, &ctx, &sink, &out, &err), &err);
+      /* how it ran: ops issued one by one (eager, recorded) or a launch */
+      const uint64_t ops = gpu->n_ops - ops0, launches = gpu->n_graph_launches - launches0;
+      if (rep == 0)
+        eager_ops = ops;
+      const bool as_expected = rep == 0 || !graphs ? ops == eager_ops && launches == 0
+                               : rep == 1          ? ops == eager_ops && launches == 1
+                                                   : ops == 0 && launches == 1;
+      DS_CHECK (eager_ops > 0 && as_expected, "%s forward: %llu ops (eager %llu), %llu launches",
+                how[rep], (unsigned long long) ops, (unsigned long long) eager_ops,
+                (unsigned long long) launches);
       DS_CHECK (arena.peak == bytes, "planned %zu bytes, used %zu", bytes, arena.peak);
       DS_CHECK (cmp.n_emitted == list.n, "%s: emitted %d of %d probes", how[rep], cmp.n_emitted,
                 list.n);

@@ -215,6 +215,11 @@ main (int argc, char **argv)
   if (dtype)
     dt = !strcmp (dtype, "f32") ? DS_DTYPE_F32 : !strcmp (dtype, "bf16") ? DS_DTYPE_BF16
                                                                          : DS_DTYPE_F16;
+  if (!cuda && dt != DS_DTYPE_F32)
+    {
+      fprintf (stderr, "bench-ops: the CPU backend computes in f32 only\n");
+      return 2;
+    }
   DsError err = { 0 };
   DsBackend *im2col = NULL, *unfused = NULL;
 #ifdef DS_HAVE_CUDA
