@@ -3,7 +3,8 @@
  * 77-token prompts).
  *
  *   build/tests/bench/bench-models [--runs N] [--warmup N] [--backend cpu|cuda]
- *       [--dtype f32|f16|bf16] [--only text|vae|unet|unet-l1|unet-maps]
+ *       [--dtype f32|f16|bf16] [--only WHAT[,WHAT...]]
+ *   WHAT: text, vae, unet, unet-l1, unet-maps (default: all five)
  *
  * Measures, each after warm-up, with the backend synchronised at the end of
  * every run: the text encoder (batch 2), the VAE encoder (one 512² image), the
@@ -16,7 +17,9 @@
  * included) and the activation arena's size. CUDA defaults to f16, the CPU
  * to f32.
  *
- * Prints one line per measurement: name, median ms, min ms, runs. Not a test:
+ * Prints one line per measurement: name, median ms, min ms, runs, and how the
+ * timed runs went: "replayed" when each launched a recording and issued no op
+ * (ds-graph.h), else "eager, N ops". Not a test:
  * timings never gate anything; BENCHMARKS.md records them with the command. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +77,24 @@ note_memory (Bench *b)
 #endif
 }
 
+/* Whether the comma-separated list `only` (NULL: everything) names `what`. */
+static bool
+wanted (const char *only, const char *what)
+{
+  if (!only)
+    return true;
+  const size_t n = strlen (what);
+  for (const char *p = only; *p;)
+    {
+      const char *end = strchr (p, ',');
+      const size_t len = end ? (size_t) (end - p) : strlen (p);
+      if (len == n && !strncmp (p, what, n))
+        return true;
+      p += len + (end != NULL);
+    }
+  return false;
+}
+
 /* target_ms: DESIGN.md's GPU target for the measurement, printed beside a
  * CUDA result (0: none). */
 static bool
@@ -81,8 +102,11 @@ measure (const char *name, double target_ms, RunFn fn, Bench *b, int warmup, int
 {
   DsError err = { 0 };
   double t[MAX_RUNS];
+  uint64_t ops0 = 0, launches0 = 0;
   for (int i = 0; i < warmup + runs; i++)
     {
+      if (i == warmup)
+        ops0 = b->be->n_ops, launches0 = b->be->n_graph_launches;
       double t0 = bench_now_ms ();
       DsStatus st = fn (b, &err);
       if (st == DS_OK)
@@ -96,7 +120,17 @@ measure (const char *name, double target_ms, RunFn fn, Bench *b, int warmup, int
         t[i - warmup] = bench_now_ms () - t0;
     }
   bench_sort (t, runs);
-  printf ("%-40s median %9.2f ms   min %9.2f ms   runs %d", name, t[runs / 2], t[0], runs);
+  const uint64_t ops = b->be->n_ops - ops0, launches = b->be->n_graph_launches - launches0;
+  char how[64];
+  if (ops == 0 && launches == (uint64_t) runs)
+    snprintf (how, sizeof how, "replayed");
+  else if (launches == 0)
+    snprintf (how, sizeof how, "eager, %llu ops", (unsigned long long) (ops / (uint64_t) runs));
+  else
+    snprintf (how, sizeof how, "%llu ops, %llu launches in all", (unsigned long long) ops,
+              (unsigned long long) launches);
+  printf ("%-40s median %9.2f ms   min %9.2f ms   runs %d   %s", name, t[runs / 2], t[0], runs,
+          how);
   if (b->cuda && target_ms > 0)
     printf ("   target <= %g ms: %s", target_ms, t[runs / 2] <= target_ms ? "met" : "missed");
   printf ("\n");
@@ -185,14 +219,15 @@ static int
 usage (void)
 {
   fprintf (stderr, "usage: bench-models [--runs N] [--warmup N] [--backend cpu|cuda] "
-                   "[--dtype f32|f16|bf16] [--only text|vae|unet|unet-l1|unet-maps]\n");
+                   "[--dtype f32|f16|bf16] [--only WHAT[,WHAT...]]\n"
+                   "  WHAT: text, vae, unet, unet-l1, unet-maps\n");
   return 2;
 }
 
 int
 main (int argc, char **argv)
 {
-  int runs = 3, warmup = 1;
+  int runs = 3, warmup = 2; /* on CUDA the first run is eager, the second records */
   const char *only = NULL, *backend = "cpu", *dtype = NULL;
   for (int i = 1; i < argc; i++)
     {
@@ -255,11 +290,12 @@ main (int argc, char **argv)
             getenv ("DS_CUDA_FLASH") && !strcmp (getenv ("DS_CUDA_FLASH"), "0")
               ? "materialised (DS_CUDA_FLASH=0)" : "fused where f16/bf16 and head size 64",
             getenv ("DS_CUDA_GRAPHS") && !strcmp (getenv ("DS_CUDA_GRAPHS"), "0")
-              ? "off (DS_CUDA_GRAPHS=0)" : "UNet forwards replayed");
+              ? "off (DS_CUDA_GRAPHS=0)" : "forwards recorded and replayed");
 #endif
 
   size_t arena = 0;
-  const bool want_unet = !only || !strncmp (only, "unet", 4);
+  const bool want_unet = wanted (only, "unet") || wanted (only, "unet-l1")
+                         || wanted (only, "unet-maps");
   if (want_unet)
     {
       if (ds_unet_new_random (&unet_cfg, 1, b.be, &b.unet, &err))
@@ -268,7 +304,7 @@ main (int argc, char **argv)
           || input (b.be, &b.ctx, 3, (int64_t[]){ 2, 77, 1024 }, 2, &err))
         goto fail;
     }
-  if (!only || !strcmp (only, "vae"))
+  if (wanted (only, "vae"))
     {
       if (ds_vae_new_random (&sd21_vae, 3, b.be, &b.vae, &err))
         goto fail;
@@ -278,7 +314,7 @@ main (int argc, char **argv)
       size_t s = ds_vae_arena_bytes (b.vae, 1, 512, 512);
       arena = s > arena ? s : arena;
     }
-  if (!only || !strcmp (only, "text"))
+  if (wanted (only, "text"))
     {
       if (ds_text_encoder_new_random (&sd21_text, 4, b.be, &b.te, &err))
         goto fail;
@@ -315,14 +351,14 @@ main (int argc, char **argv)
     measure ("text encoder, batch 2", 2, run_text, &b, warmup, runs);
   if (b.vae)
     measure ("VAE encoder, 512x512", 5, run_vae, &b, warmup, runs);
-  if (b.unet && (!only || !strcmp (only, "unet")))
+  if (b.unet && wanted (only, "unet"))
     measure ("UNet full, batch 2", 8, run_unet, &b, warmup, runs);
-  if (b.unet && (!only || !strcmp (only, "unet-l1")))
+  if (b.unet && wanted (only, "unet-l1"))
     {
       b.sink = &sink_l1;
       measure ("UNet to U-L1 probes, batch 2", 5, run_unet, &b, warmup, runs);
     }
-  if (b.unet && (!only || !strcmp (only, "unet-maps")))
+  if (b.unet && wanted (only, "unet-maps"))
     {
       b.sink = &sink_maps;
       measure ("UNet full + all cross-attn maps, batch 2", 9, run_unet, &b, warmup, runs);
