@@ -16,9 +16,11 @@
  *
  * Tiles arrive by cp.async into two shared buffers, the next tile's copy in
  * flight while the current one is computed on (45 KiB of static shared
- * memory). No ldmatrix yet: V's fragments are gathered with 16-bit shared
- * loads. Rows of q, k, v and o are heads * 64 elements, so every row start is
- * 16-byte aligned for the 16-byte copies.
+ * memory). Fragments come out of shared memory by ldmatrix (V's transposed),
+ * four 8x8 matrices per instruction; the 144-byte row stride puts the eight
+ * rows each 8-lane phase reads in distinct banks. Rows of q, k, v and o are
+ * heads * 64 elements, so every row start is 16-byte aligned for the 16-byte
+ * copies.
  */
 #include "ds-cuda-async.cuh"
 #include "ds-cuda-mma.cuh"
@@ -42,13 +44,18 @@ load_tile (uint16_t *dst, const uint16_t *src, int64_t r0, int64_t n, int64_t ld
     }
 }
 
+/* two consecutive elements, 4-byte aligned (the path without ldmatrix) */
 static __device__ __forceinline__ uint32_t
-ld32 (const uint16_t *p) /* two consecutive elements, 4-byte aligned */
+ld32 (const uint16_t *p)
 {
   return *(const uint32_t *) p;
 }
 
-template <typename T>
+/* LDSM: fragments by ldmatrix (the default), else by 32-bit and 16-bit shared
+ * loads (DS_CUDA_LDMATRIX=0; kept until a GPU profile picks one: ldmatrix
+ * issues 6x fewer shared-memory instructions, but takes 138 registers to the
+ * plain loads' 128, 3 blocks per SM instead of 4). */
+template <typename T, bool LDSM>
 static __global__ void __launch_bounds__ (NTHREADS)
 flash_kernel (const uint16_t *__restrict__ q, const uint16_t *__restrict__ k,
               const uint16_t *__restrict__ v, uint16_t *__restrict__ o, int64_t nq, int64_t nk,
@@ -62,6 +69,7 @@ flash_kernel (const uint16_t *__restrict__ q, const uint16_t *__restrict__ k,
   const uint16_t *qb = q + b * nq * ld + h * HD, *kb = k + b * nk * ld + h * HD;
   const uint16_t *vb = v + b * nk * ld + h * HD;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int li = lane / 8, lm = lane % 8; /* the matrix and row this lane addresses in ldmatrix */
   const int wr = warp * 16; /* the warp's first row within the block */
 
   uint32_t qa[HD / 16][4];
@@ -94,25 +102,36 @@ flash_kernel (const uint16_t *__restrict__ q, const uint16_t *__restrict__ k,
       else
         ds_cp_async_wait<0> ();
       __syncthreads ();
+      /* Q's a fragments, once: matrix i of step s is rows wr + 8 (i & 1),
+       * columns 16 s + 8 (i >> 1) */
       if (k0 == 0)
         for (int s = 0; s < HD / 16; s++)
           {
-            qa[s][0] = ld32 (qs + (wr + g) * LDS + 16 * s + 2 * t);
-            qa[s][1] = ld32 (qs + (wr + g + 8) * LDS + 16 * s + 2 * t);
-            qa[s][2] = ld32 (qs + (wr + g) * LDS + 16 * s + 2 * t + 8);
-            qa[s][3] = ld32 (qs + (wr + g + 8) * LDS + 16 * s + 2 * t + 8);
+            if constexpr (LDSM)
+              ds_ldmatrix_x4 (qa[s], qs + (wr + lm + 8 * (li & 1)) * LDS + 16 * s + 8 * (li >> 1));
+            else
+              for (int r = 0; r < 4; r++) /* rows wr + g + 8 (r & 1), columns + 8 (r >> 1) */
+                qa[s][r] = ld32 (qs + (wr + g + 8 * (r & 1)) * LDS + 16 * s + 8 * (r >> 1) + 2 * t);
           }
       const uint16_t *ks = kbuf[buf], *vs = vbuf[buf];
 
+      /* S = Q K^T: K's rows are B's columns, stored k-contiguous; one
+       * ldmatrix gives keys 8j.. over head columns 32p .. 32p + 31, the b
+       * fragments of steps 2p and 2p + 1 */
       float s[BC / 8][4];
       for (int j = 0; j < BC / 8; j++)
         {
           s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-          for (int kk = 0; kk < HD / 16; kk++)
+          for (int p = 0; p < HD / 32; p++)
             {
-              const uint32_t bf[2] = { ld32 (ks + (8 * j + g) * LDS + 16 * kk + 2 * t),
-                                       ld32 (ks + (8 * j + g) * LDS + 16 * kk + 2 * t + 8) };
-              DsMma<T>::run (s[j], qa[kk], bf);
+              uint32_t kf[4];
+              if constexpr (LDSM)
+                ds_ldmatrix_x4 (kf, ks + (8 * j + lm) * LDS + 32 * p + 8 * li);
+              else
+                for (int r = 0; r < 4; r++)
+                  kf[r] = ld32 (ks + (8 * j + g) * LDS + 32 * p + 8 * r + 2 * t);
+              DsMma<T>::run (s[j], qa[2 * p], kf);
+              DsMma<T>::run (s[j], qa[2 * p + 1], kf + 2);
             }
         }
 
@@ -166,15 +185,25 @@ flash_kernel (const uint16_t *__restrict__ q, const uint16_t *__restrict__ k,
             ds_pack2 (T (), s[2 * kk + 1][0], s[2 * kk + 1][1]),
             ds_pack2 (T (), s[2 * kk + 1][2], s[2 * kk + 1][3]),
           };
-          const uint16_t *v0 = vs + (16 * kk + 2 * t) * LDS + g;
-          for (int j = 0; j < HD / 8; j++)
+          /* V is stored [key][column]: transposed loads give the b
+           * fragments; matrix i is keys 16 kk + 8 (i & 1), columns
+           * 8 (2 jp + (i >> 1)), so one load serves column tiles 2jp, 2jp + 1 */
+          for (int jp = 0; jp < HD / 16; jp++)
             {
-              const uint16_t *vj = v0 + 8 * j;
-              const uint32_t bf[2] = {
-                (uint32_t) vj[0] | (uint32_t) vj[LDS] << 16,
-                (uint32_t) vj[8 * LDS] | (uint32_t) vj[9 * LDS] << 16,
-              };
-              DsMma<T>::run (acc[j], pa, bf);
+              uint32_t vf[4];
+              if constexpr (LDSM)
+                ds_ldmatrix_x4_trans (vf, vs + (16 * kk + 8 * (li & 1) + lm) * LDS
+                                            + 8 * (2 * jp + (li >> 1)));
+              else
+                for (int r = 0; r < 4; r++)
+                  {
+                    /* column 8 (2 jp + (r >> 1)) + g, keys 16 kk + 8 (r & 1) + 2t, +1 */
+                    const uint16_t *e = vs + (16 * kk + 8 * (r & 1) + 2 * t) * LDS
+                                        + 8 * (2 * jp + (r >> 1)) + g;
+                    vf[r] = (uint32_t) e[0] | (uint32_t) e[LDS] << 16;
+                  }
+              DsMma<T>::run (acc[2 * jp], pa, vf);
+              DsMma<T>::run (acc[2 * jp + 1], pa, vf + 2);
             }
         }
       __syncthreads (); /* this buffer is refilled two steps on */
@@ -207,7 +236,7 @@ ds_cuda_flash_attention_supported (DsDType dt, int64_t head_dim)
 extern "C" cudaError_t
 ds_cuda_flash_attention (DsDType dt, const void *q, const void *k, const void *v, void *o,
                          int64_t nb, int64_t nq, int64_t nk, int64_t heads, float scale,
-                         bool causal, cudaStream_t stream)
+                         bool causal, bool ldmatrix, cudaStream_t stream)
 {
   if (nb <= 0 || nq <= 0 || heads <= 0)
     return cudaSuccess;
@@ -218,18 +247,12 @@ ds_cuda_flash_attention (DsDType dt, const void *q, const void *k, const void *v
   const uint16_t *qq = (const uint16_t *) q, *kk = (const uint16_t *) k;
   const uint16_t *vv = (const uint16_t *) v;
   uint16_t *oo = (uint16_t *) o;
-  switch (dt)
-    {
-    case DS_DTYPE_F16:
-      flash_kernel<__half><<<grid, NTHREADS, 0, stream>>> (qq, kk, vv, oo, nq, nk, heads,
-                                                           scale_log2, causal);
-      break;
-    case DS_DTYPE_BF16:
-      flash_kernel<__nv_bfloat16><<<grid, NTHREADS, 0, stream>>> (qq, kk, vv, oo, nq, nk, heads,
-                                                                  scale_log2, causal);
-      break;
-    default:
-      return cudaErrorInvalidValue;
-    }
+  if (dt != DS_DTYPE_F16 && dt != DS_DTYPE_BF16)
+    return cudaErrorInvalidValue;
+  auto kernel = dt == DS_DTYPE_F16 ? (ldmatrix ? flash_kernel<__half, true>
+                                               : flash_kernel<__half, false>)
+                                   : (ldmatrix ? flash_kernel<__nv_bfloat16, true>
+                                               : flash_kernel<__nv_bfloat16, false>);
+  kernel<<<grid, NTHREADS, 0, stream>>> (qq, kk, vv, oo, nq, nk, heads, scale_log2, causal);
   return ds_cuda_launched ();
 }

@@ -17,7 +17,8 @@
  * Attention: f16/bf16 with head size 64 and no probabilities wanted runs the
  * fused kernel (attention.cu); otherwise scores are materialised (GEMM,
  * softmax, GEMM), which is also how attention maps are handed back.
- * DS_CUDA_FLASH=0 in the environment forces the materialised path.
+ * DS_CUDA_FLASH=0 in the environment forces the materialised path;
+ * DS_CUDA_LDMATRIX=0 has the fused kernel read its fragments without ldmatrix.
  *
  * Memory: conv2d's im2col columns and attention's scores use one scratch
  * buffer owned by the backend, in bounded pieces (COL_BUDGET_BYTES of columns,
@@ -72,6 +73,7 @@ typedef struct {
   bool capturing;        /* between graph_begin and graph_end */
   void *blas_workspace;  /* cuBLAS's, set once so captured GEMMs never allocate */
   bool no_flash;         /* DS_CUDA_FLASH=0: always the materialised attention */
+  bool no_ldmatrix;      /* DS_CUDA_LDMATRIX=0: the fused attention without ldmatrix */
 #ifdef DS_HAVE_CUDNN
   DsCudnn *cudnn;        /* NULL: convolutions by im2col + GEMM */
 #endif
@@ -576,7 +578,8 @@ cuda_attention (CudaImpl *impl, const DsOpCall *c, DsError *err)
     {
       CUDA_TRY (ds_cuda_flash_attention (dt, qt->data, kt->data, c->src[2]->data, c->dst->data,
                                          nb, nq, nk, heads, c->p.attention.scale,
-                                         c->p.attention.causal, impl->stream),
+                                         c->p.attention.causal, !impl->no_ldmatrix,
+                                         impl->stream),
                 "fused attention launch");
       return DS_OK;
     }
@@ -1020,6 +1023,8 @@ cuda_setup (CudaImpl *impl, DsError *err)
   impl->sync_each_op = sync && *sync && strcmp (sync, "0") != 0;
   const char *flash = getenv ("DS_CUDA_FLASH");
   impl->no_flash = flash && strcmp (flash, "0") == 0;
+  const char *ldmatrix = getenv ("DS_CUDA_LDMATRIX");
+  impl->no_ldmatrix = ldmatrix && strcmp (ldmatrix, "0") == 0;
   snprintf (impl->conv_path, sizeof impl->conv_path, "im2col + cuBLAS (built without cuDNN)");
 #ifdef DS_HAVE_CUDNN
   const char *conv = getenv ("DS_CUDA_CONV");

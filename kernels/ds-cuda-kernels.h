@@ -154,11 +154,13 @@ cudaError_t ds_cuda_mean_heads (DsDType dt, const void *x, void *y, int64_t nb, 
  * o_h = softmax(scale * q_h k_h^T (+ causal mask)) v_h, without materialising
  * the scores: tensor-core MMAs with f32 accumulation and an online softmax in
  * f32. Rows of all four tensors must be 16-byte aligned (heads*64 elements
- * are). True when the fused kernel handles this shape and dtype. */
+ * are). True when the fused kernel handles this shape and dtype. `ldmatrix`
+ * picks how fragments leave shared memory (see attention.cu). */
 bool ds_cuda_flash_attention_supported (DsDType dt, int64_t head_dim);
 cudaError_t ds_cuda_flash_attention (DsDType dt, const void *q, const void *k, const void *v,
                                      void *o, int64_t nb, int64_t nq, int64_t nk, int64_t heads,
-                                     float scale, bool causal, cudaStream_t stream);
+                                     float scale, bool causal, bool ldmatrix,
+                                     cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,5 @@
-/* ds-cuda-mma.cuh: one warp-wide tensor-core product, m16n8k16 (C++ only).
+/* ds-cuda-mma.cuh: one warp-wide tensor-core product, m16n8k16, and the
+ * shared-memory loads that feed it, ldmatrix (C++ only).
  *
  * D[16x8] (f32) += A[16x16] (f16 or bf16, row-major) . B[16x8] (same type,
  * "col": indexed [k][n]) through `mma.sync.aligned.m16n8k16` (sm_80 and newer).
@@ -50,6 +51,38 @@ template <> struct DsMma<__nv_bfloat16>
     DS_MMA_RUN ("bf16", ds_emu_mma_m16n8k16_f32_bf16);
   }
 };
+
+/* ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: four 8x8 matrices of
+ * 16-bit elements from shared memory, one register each, all 32 lanes
+ * together (sm_75 and newer). Lane 8i + j passes the address of row j of
+ * matrix i: 8 contiguous elements, 16-byte aligned. Lane (g, t) receives in
+ * r[i] row g, columns 2t and 2t + 1 of matrix i: the a and b fragments above
+ * of tiles stored with k contiguous (A [m][k], B as [n][k]). With trans it
+ * receives column g, rows 2t and 2t + 1: the b fragment of a tile stored
+ * [k][n] with n contiguous. */
+#ifdef DS_CUDA_EMU
+#define DS_LDMATRIX(trans_suffix, trans) ds_emu_ldmatrix_x4 (r, row, trans)
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
+#define DS_LDMATRIX(trans_suffix, trans)                                                       \
+  asm volatile ("ldmatrix.sync.aligned.m8n8.x4" trans_suffix ".shared.b16 "                  \
+                "{%0, %1, %2, %3}, [%4];\n"                                                   \
+                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])                               \
+                : "r"((unsigned) __cvta_generic_to_shared (row)))
+#else
+#define DS_LDMATRIX(trans_suffix, trans) __trap ()
+#endif
+
+static __device__ __forceinline__ void
+ds_ldmatrix_x4 (uint32_t r[4], const uint16_t *row)
+{
+  DS_LDMATRIX ("", 0);
+}
+
+static __device__ __forceinline__ void
+ds_ldmatrix_x4_trans (uint32_t r[4], const uint16_t *row)
+{
+  DS_LDMATRIX (".trans", 1);
+}
 
 /* Two f32 values rounded into one register of T pairs, lo in the low half. */
 static __device__ __forceinline__ uint32_t

@@ -20,7 +20,8 @@
  *     f16 alone gives NMSE ~1e-7; attention also rounds its probabilities);
  *     in bf16: 3e-5 (8-bit significands: ~2e-6 from the final rounding).
  * f16/bf16 attention with head size 64 and no probabilities runs the fused
- * kernel (attention.cu); the others the materialised path: both are covered.
+ * kernel (attention.cu), again with DS_CUDA_LDMATRIX=0 (its plain-load
+ * fragments); the others the materialised path: all are covered.
  * Device destinations are first filled with NaN, so an element a kernel
  * forgets to write fails the comparison. Shapes include the real SD 2.1 ones
  * (64x64 latents, 4096-token self-attention, 77-token cross-attention, CLIP's
@@ -945,6 +946,11 @@ main (void)
       unsetenv ("DS_CUDA_CONV");
       DS_CHECK (im2col != NULL, "im2col backend: %s", err.message);
     }
+  /* and one whose fused attention reads its fragments without ldmatrix */
+  setenv ("DS_CUDA_LDMATRIX", "0", 1);
+  DsBackend *no_ldmatrix = ds_backend_cuda_new (0, DS_DTYPE_F32, &err);
+  unsetenv ("DS_CUDA_LDMATRIX");
+  DS_CHECK (no_ldmatrix != NULL, "backend without ldmatrix: %s", err.message);
   const DsDType dtypes[] = { DS_DTYPE_F32, DS_DTYPE_F16, DS_DTYPE_BF16 };
   for (int i = 0; i < 3; i++)
     {
@@ -962,6 +968,14 @@ main (void)
       test_norms ();
       test_gemms ();
       test_softmax_attention ();
+      if (no_ldmatrix && case_dt != DS_DTYPE_F32) /* the fused kernel's other path */
+        {
+          DsBackend *main_gpu = gpu;
+          gpu = no_ldmatrix;
+          printf ("(again with DS_CUDA_LDMATRIX=0)\n");
+          test_softmax_attention ();
+          gpu = main_gpu;
+        }
       test_elementwise ();
       test_data_movement ();
       test_mean_heads ();
@@ -973,6 +987,7 @@ main (void)
     }
 
   ds_backend_free (im2col);
+  ds_backend_free (no_ldmatrix);
   ds_backend_free (gpu);
   ds_backend_free (cpu);
   return ds_test_finish ();

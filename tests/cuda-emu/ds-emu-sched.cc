@@ -626,6 +626,33 @@ ds_emu_mma_m16n8k16_f32_bf16 (float d[4], const uint32_t a[4], const uint32_t b[
   mma_m16n8k16<bf16_to_float> (d, a, b, c);
 }
 
+/* ---- ldmatrix ----
+ *
+ * Each lane deposits the 16-byte row its address names; each then picks its
+ * four registers' elements out of the 32 deposited rows. */
+void
+ds_emu_ldmatrix_x4 (uint32_t r[4], const void *row, int trans)
+{
+  if ((uintptr_t) row % 16)
+    ds_emu::device_trap ("ldmatrix: a row address is not 16-byte aligned");
+  unsigned char mine[16];
+  memcpy (mine, row, sizeof mine);
+  unsigned part;
+  const unsigned char *slots = ds_emu::warp_collective (0xffffffffu, mine, sizeof mine, &part);
+  if (part != 0xffffffffu)
+    ds_emu::device_trap ("ldmatrix needs all 32 lanes of the warp");
+  /* element c of row j of matrix i, deposited by lane 8i + j */
+  auto at = [slots] (unsigned i, unsigned j, unsigned c) {
+    uint16_t v;
+    memcpy (&v, slots + (size_t) (8 * i + j) * ds_emu::kSlotBytes + 2 * c, sizeof v);
+    return (uint32_t) v;
+  };
+  const unsigned lane = ds_emu::lane_id (), g = lane >> 2, t = lane & 3;
+  for (unsigned i = 0; i < 4; i++)
+    r[i] = trans ? at (i, 2 * t, g) | at (i, 2 * t + 1, g) << 16
+                 : at (i, g, 2 * t) | at (i, g, 2 * t + 1) << 16;
+}
+
 /* ---- cp.async ----
  *
  * A copy lands in shared memory only when its thread waits for its group, so

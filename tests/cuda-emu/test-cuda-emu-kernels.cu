@@ -187,6 +187,41 @@ emu_test_mma_bf16 (const void *A, const void *B, const float *C, float *D)
   return cudaGetLastError ();
 }
 
+/* ldmatrix.x4 (plain and trans) against the PTX ISA's layout, built here from
+ * its definition: shared memory holds 32 rows of 8 distinct 16-bit values,
+ * lane 8i + j passes row (7 * (8i + j) + 3) % 32 (every row once, out of
+ * order) as row j of matrix i. out[0] counts wrong registers. */
+static __global__ void
+ldmatrix_kernel (int *out)
+{
+  __shared__ __align__ (16) uint16_t rows[32 * 8];
+  const unsigned lane = threadIdx.x, g = lane >> 2, t = lane & 3;
+  for (unsigned c = 0; c < 8; c++)
+    rows[lane * 8 + c] = (uint16_t) (1000 + lane * 8 + c);
+  __syncwarp ();
+  auto row_of = [] (unsigned i, unsigned j) { return (7 * (8 * i + j) + 3) % 32; };
+  auto at = [&] (unsigned i, unsigned j, unsigned c) { return (uint32_t) rows[row_of (i, j) * 8 + c]; };
+  for (int trans = 0; trans < 2; trans++)
+    {
+      uint32_t r[4];
+      ds_emu_ldmatrix_x4 (r, &rows[row_of (lane / 8, lane % 8) * 8], trans);
+      for (unsigned i = 0; i < 4; i++)
+        {
+          const uint32_t want = trans ? at (i, 2 * t, g) | at (i, 2 * t + 1, g) << 16
+                                      : at (i, g, 2 * t) | at (i, g, 2 * t + 1) << 16;
+          if (r[i] != want)
+            atomicAdd (out, 1);
+        }
+    }
+}
+
+cudaError_t
+emu_test_ldmatrix (int *out)
+{
+  ldmatrix_kernel<<<1, 32>>> (out);
+  return cudaGetLastError ();
+}
+
 static __global__ void
 atomic_kernel (float *sum, int *mx, unsigned long long *cnt)
 {

@@ -377,6 +377,20 @@ test_mma (bool bf)
   cudaFree (dd);
 }
 
+/* ---- ldmatrix: each lane's registers by the PTX layout ---- */
+
+static void
+test_ldmatrix ()
+{
+  int *d, bad = -1;
+  cudaMalloc (&d, sizeof *d);
+  cudaMemset (d, 0, sizeof *d);
+  CHECK_CUDA (emu_test_ldmatrix (d));
+  cudaMemcpy (&bad, d, sizeof bad, cudaMemcpyDeviceToHost);
+  CHECK (bad == 0, "ldmatrix: %d of 256 registers wrong", bad);
+  cudaFree (d);
+}
+
 /* ---- cp.async: copies land at the wait for their group, not before ---- */
 
 static void
@@ -873,6 +887,7 @@ main ()
     test_collectives (threads);
   test_mma<__half> (false);
   test_mma<__nv_bfloat16> (true);
+  test_ldmatrix ();
   test_cp_async ();
   test_half ();
   test_cublas ();

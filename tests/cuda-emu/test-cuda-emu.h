@@ -12,6 +12,7 @@ cudaError_t emu_test_big_smem (float *y, size_t smem, int set_attr);
 cudaError_t emu_test_collectives (float *out, int threads);
 cudaError_t emu_test_mma_f16 (const void *A, const void *B, const float *C, float *D);
 cudaError_t emu_test_mma_bf16 (const void *A, const void *B, const float *C, float *D);
+cudaError_t emu_test_ldmatrix (int *out);
 cudaError_t emu_test_cp_async (const float *src, float *out);
 cudaError_t emu_test_atomics (float *sum, int *mx, unsigned long long *cnt);
 cudaError_t emu_test_deadlock (int *p);

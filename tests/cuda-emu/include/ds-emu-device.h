@@ -386,6 +386,13 @@ void ds_emu_mma_m16n8k16_f32_f16 (float d[4], const uint32_t a[4], const uint32_
 void ds_emu_mma_m16n8k16_f32_bf16 (float d[4], const uint32_t a[4], const uint32_t b[2],
                                    const float c[4]);
 
+/* Warp-collective ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 (all 32
+ * lanes call it): lane 8i + j passes row j of 8x8 matrix i (8 16-bit
+ * elements, 16-byte aligned), which is read when the lane arrives; lane
+ * (g = lane / 4, t = lane % 4) receives in r[i] row g, columns 2t and 2t + 1
+ * of matrix i (low half first), or with trans column g, rows 2t and 2t + 1. */
+void ds_emu_ldmatrix_x4 (uint32_t r[4], const void *row, int trans);
+
 /* ---- asynchronous copies (cp.async) ----
  *
  * 16 bytes from global to shared memory, the first src_bytes copied and the
