@@ -8,7 +8,7 @@
  *     text.cond, then on cond alone (a second batch size: another recording);
  *   - the VAE encoder on input.pixels must match vae.latent, then on the image
  *     twice (both halves checked).
- * Bars as in test-unet-cuda.c: NMSE <= 1e-6 in f32, 1e-4 in f16, 3e-2 in bf16.
+ * Bars (ds-test-cuda.h): NMSE <= 1e-6 in f32, 1e-4 in f16, 3e-2 in bf16.
  * Each forward runs three times on the same tensors, and the counters of the
  * backend show how (ds-graph.h): eagerly (ops issued, nothing launched),
  * recorded (the same ops issued, one launch), replayed (no op issued, one
@@ -16,12 +16,11 @@
  * must be bit-identical. With DS_CUDA_GRAPHS=0 all three must run eagerly.
  * Exits 77 where no CUDA device answers.
  */
-#include "ds-test.h"
+#include "ds-test-cuda.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "ds-cuda.h"
 #include "ds-model-dir.h"
 #include "ds-safetensors.h"
 #include "ds-text-encoder.h"
@@ -272,26 +271,16 @@ test_model (const char *model)
 int
 main (void)
 {
-  if (ds_cuda_device_count () <= 0)
-    {
-      printf ("no CUDA device answers: skipping\n");
-      return DS_TEST_SKIP;
-    }
-  setenv ("DS_CUDA_SYNC", "1", 0); /* name the op if a kernel fails */
-  const struct { DsDType dt; double tol; } modes[] = {
-    { DS_DTYPE_F32, 1e-6 },
-    { DS_DTYPE_F16, 1e-4 },
-    { DS_DTYPE_BF16, 3e-2 },
-  };
+  ds_test_cuda_begin ();
   for (int i = 0; i < 3; i++)
     {
       DsError err = { 0 };
-      gpu = ds_backend_cuda_new (0, modes[i].dt, &err);
+      gpu = ds_backend_cuda_new (0, ds_test_cuda_modes[i].dt, &err);
       DS_CHECK (gpu != NULL, "CUDA backend: %s", err.message);
       if (!gpu)
         return ds_test_finish ();
-      tol = modes[i].tol;
-      printf ("%s\n", ds_dtype_name (modes[i].dt));
+      tol = ds_test_cuda_modes[i].tol;
+      printf ("%s\n", ds_dtype_name (gpu->act_dtype));
       test_model ("sd2-tiny");
       test_model ("sd1-tiny");
       ds_backend_free (gpu);

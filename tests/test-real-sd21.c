@@ -22,7 +22,7 @@
 #include "ds-unet.h"
 #include "ds-vae.h"
 #ifdef DS_HAVE_CUDA
-#include "ds-cuda.h"
+#include "ds-test-cuda.h"
 #endif
 
 static const DsSafetensors *expected;
@@ -126,11 +126,7 @@ main (void)
     dt = DS_DTYPE_BF16, tol = 3e-2;
   else
     tol = 1e-3;
-  if (ds_cuda_device_count () <= 0)
-    {
-      printf ("no CUDA device answers: skipping\n");
-      return DS_TEST_SKIP;
-    }
+  ds_test_cuda_begin ();
   be = ds_backend_cuda_new (0, dt, &err);
 #else
   be = ds_backend_cpu_new (&err);
