@@ -34,3 +34,22 @@ ds_test_cuda_begin (void)
     }
   setenv ("DS_CUDA_SYNC", "1", 0);
 }
+
+/* Calls fn (be, tol) with a fresh CUDA backend computing in each dtype of
+ * ds_test_cuda_modes in turn, freed after; stops at a backend that cannot be
+ * made (a failed check). */
+static inline void
+ds_test_cuda_each_mode (void (*fn) (DsBackend *be, double tol))
+{
+  for (int i = 0; i < 3; i++)
+    {
+      DsError err = { 0 };
+      DsBackend *be = ds_backend_cuda_new (0, ds_test_cuda_modes[i].dt, &err);
+      DS_CHECK (be != NULL, "CUDA backend: %s", err.message);
+      if (!be)
+        return;
+      printf ("%s, computing in %s\n", be->name, ds_dtype_name (be->act_dtype));
+      fn (be, ds_test_cuda_modes[i].tol);
+      ds_backend_free (be);
+    }
+}

@@ -268,22 +268,19 @@ test_model (const char *model)
   free (md);
 }
 
+static void
+run_mode (DsBackend *be, double mode_tol)
+{
+  gpu = be;
+  tol = mode_tol;
+  test_model ("sd2-tiny");
+  test_model ("sd1-tiny");
+}
+
 int
 main (void)
 {
   ds_test_cuda_begin ();
-  for (int i = 0; i < 3; i++)
-    {
-      DsError err = { 0 };
-      gpu = ds_backend_cuda_new (0, ds_test_cuda_modes[i].dt, &err);
-      DS_CHECK (gpu != NULL, "CUDA backend: %s", err.message);
-      if (!gpu)
-        return ds_test_finish ();
-      tol = ds_test_cuda_modes[i].tol;
-      printf ("%s\n", ds_dtype_name (gpu->act_dtype));
-      test_model ("sd2-tiny");
-      test_model ("sd1-tiny");
-      ds_backend_free (gpu);
-    }
+  ds_test_cuda_each_mode (run_mode);
   return ds_test_finish ();
 }

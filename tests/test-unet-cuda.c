@@ -330,26 +330,23 @@ run_model (const char *dir, const char *expected_path, const char *scores_path)
   ds_safetensors_close (ex);
 }
 
+static void
+run_mode (DsBackend *be, double tol)
+{
+  gpu = be;
+  probe_tol = tol;
+  /* the logsumexp's logits are stored narrow in f16/bf16 */
+  lse_tol = be->act_dtype == DS_DTYPE_F32 ? 1e-4 : 2e-2;
+  run_model (DS_TEST_DATA_DIR "/sd2-tiny", DS_TEST_DATA_DIR "/sd2-tiny-expected.safetensors",
+             DS_TEST_DATA_DIR "/sd2-tiny-scores.safetensors");
+  run_model (DS_TEST_DATA_DIR "/sd1-tiny", DS_TEST_DATA_DIR "/sd1-tiny-expected.safetensors",
+             NULL);
+}
+
 int
 main (void)
 {
   ds_test_cuda_begin ();
-  for (int i = 0; i < 3; i++)
-    {
-      DsError err = { 0 };
-      gpu = ds_backend_cuda_new (0, ds_test_cuda_modes[i].dt, &err);
-      DS_CHECK (gpu != NULL, "CUDA backend: %s", err.message);
-      if (!gpu)
-        return ds_test_finish ();
-      probe_tol = ds_test_cuda_modes[i].tol;
-      /* the logsumexp's logits are stored narrow in f16/bf16 */
-      lse_tol = gpu->act_dtype == DS_DTYPE_F32 ? 1e-4 : 2e-2;
-      printf ("%s, computing in %s\n", gpu->name, ds_dtype_name (gpu->act_dtype));
-      run_model (DS_TEST_DATA_DIR "/sd2-tiny", DS_TEST_DATA_DIR "/sd2-tiny-expected.safetensors",
-                 DS_TEST_DATA_DIR "/sd2-tiny-scores.safetensors");
-      run_model (DS_TEST_DATA_DIR "/sd1-tiny", DS_TEST_DATA_DIR "/sd1-tiny-expected.safetensors",
-                 NULL);
-      ds_backend_free (gpu);
-    }
+  ds_test_cuda_each_mode (run_mode);
   return ds_test_finish ();
 }
