@@ -34,14 +34,39 @@ find_slot (DsGraphCache *c, DsBackend *be, const unsigned char *key, bool *fresh
   if (victim->graph)
     be->graph_free (be, victim->graph);
   victim->graph = NULL;
+  victim->eager_only = false;
   victim->used = c->clock;
   memcpy (victim->key, key, DS_GRAPH_KEY_BYTES);
   *fresh = true;
   return victim;
 }
 
+/* Records body into s->graph; on failure leaves none. */
+static DsStatus
+record (DsGraphSlot *s, DsBackend *be, DsGraphBody body, void *user, DsError *err)
+{
+  DsStatus st = be->graph_begin (be, err);
+  if (st != DS_OK)
+    return st;
+  st = body (user, err);
+  DsError end_err = { 0 };
+  DsStatus end = be->graph_end (be, &s->graph, &end_err);
+  if (st == DS_OK && end != DS_OK)
+    {
+      st = end;
+      if (err)
+        *err = end_err;
+    }
+  if (st != DS_OK && s->graph)
+    {
+      be->graph_free (be, s->graph);
+      s->graph = NULL;
+    }
+  return st;
+}
+
 DsStatus
-ds_graph_run (DsGraphCache *c, DsBackend *be, const void *key, size_t key_size,
+ds_graph_run (DsGraphCache *c, DsBackend *be, DsArena *a, const void *key, size_t key_size,
               DsGraphBody body, void *user, DsError *err)
 {
   assert (key_size <= DS_GRAPH_KEY_BYTES);
@@ -51,29 +76,25 @@ ds_graph_run (DsGraphCache *c, DsBackend *be, const void *key, size_t key_size,
   memcpy (k, key, key_size);
   bool fresh;
   DsGraphSlot *s = find_slot (c, be, k, &fresh);
-  if (fresh)
-    return body (user, err); /* eager; the next run records */
+  if (fresh || s->eager_only)
+    return body (user, err); /* fresh: eager; the next run records */
   if (!s->graph)
     {
-      DsStatus st = be->graph_begin (be, err);
+      const size_t mark = a ? ds_arena_mark (a) : 0;
+      DsStatus st = record (s, be, body, user, err);
+      if (st == DS_ERR_DEVICE)
+        {
+          /* nothing ran while recording: this run and the later ones go eagerly */
+          s->eager_only = true;
+          be->n_graph_failures++;
+          if (err)
+            memset (err, 0, sizeof *err);
+          if (a)
+            ds_arena_reset_to (a, mark);
+          return body (user, err);
+        }
       if (st != DS_OK)
         return st;
-      st = body (user, err);
-      DsError end_err = { 0 };
-      DsStatus end = be->graph_end (be, &s->graph, &end_err);
-      if (st == DS_OK && end != DS_OK)
-        {
-          st = end;
-          if (err)
-            *err = end_err;
-        }
-      if (st != DS_OK)
-        {
-          if (s->graph)
-            be->graph_free (be, s->graph);
-          s->graph = NULL;
-          return st;
-        }
     }
   be->n_graph_launches++;
   return be->graph_launch (be, s->graph, err);

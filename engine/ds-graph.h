@@ -17,7 +17,8 @@
  *   Key k;
  *   memset (&k, 0, sizeof k);
  *   k.in = x->data; ...
- *   st = ds_graph_available (be) ? ds_graph_run (&m->graphs, be, &k, sizeof k, body, &ctx, err)
+ *   st = ds_graph_available (be) ? ds_graph_run (&m->graphs, be, a, &k, sizeof k, body, &ctx,
+ *                                               err)
  *                                : body (&ctx, err);
  */
 #pragma once
@@ -38,13 +39,15 @@ extern "C" {
 /* The forward to run, record or replay: it must issue the same ops on the
  * same tensors every time it is called with the same key, and must not read
  * from or write to host memory on the way (a recording only replays the
- * device's work). */
+ * device's work). It may be called twice in one ds_graph_run (a recording
+ * that failed, then eagerly), so each call must start from the same state. */
 typedef DsStatus (*DsGraphBody) (void *user, DsError *err);
 
 typedef struct {
   unsigned char key[DS_GRAPH_KEY_BYTES];
-  void *graph;   /* NULL until recorded (the key's first run was eager) */
-  uint64_t used; /* the cache's clock at the last use; 0: an empty slot */
+  void *graph;     /* NULL until recorded (the key's first run was eager) */
+  bool eager_only; /* recording failed on the device: this key runs eagerly */
+  uint64_t used;   /* the cache's clock at the last use; 0: an empty slot */
 } DsGraphSlot;
 
 /* Zero-initialised is empty. Owned by the model that runs through it. */
@@ -60,10 +63,15 @@ bool ds_graph_available (const DsBackend *be);
 
 /* Runs body (user) through the cache under `key` (key_size bytes, at most
  * DS_GRAPH_KEY_BYTES), eagerly, by recording it, or by replaying it (see the
- * top). On `be` without graphs it simply calls body. A body that fails while
- * recording leaves no recording behind; its error is returned. */
-DsStatus ds_graph_run (DsGraphCache *c, DsBackend *be, const void *key, size_t key_size,
-                       DsGraphBody body, void *user, DsError *err);
+ * top). On `be` without graphs it simply calls body. A recording that fails
+ * on the device (DS_ERR_DEVICE: a call the driver would not record, say)
+ * leaves none behind; the run goes on eagerly, as does every later run with
+ * that key (be->n_graph_failures counts these); `a`, the arena the body
+ * allocates from (NULL: none), is first returned to where it was. Other
+ * errors of the body are returned as they are (a cancelled forward, bad
+ * input). */
+DsStatus ds_graph_run (DsGraphCache *c, DsBackend *be, DsArena *a, const void *key,
+                       size_t key_size, DsGraphBody body, void *user, DsError *err);
 
 /* Frees every recording (the backend must be the one they were made on). */
 void ds_graph_cache_clear (DsGraphCache *c, DsBackend *be);

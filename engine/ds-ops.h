@@ -106,8 +106,9 @@ struct DsBackend {
   DsStatus (*graph_launch) (DsBackend *be, void *graph, DsError *err);
   void (*graph_free) (DsBackend *be, void *graph);
   /* Counters for tests and benchmarks: ops issued through ds_op_run (those
-   * being recorded included), recorded forwards launched by ds_graph_run. */
-  uint64_t n_ops, n_graph_launches;
+   * being recorded included), recorded forwards launched by ds_graph_run,
+   * recordings that failed on the device (ds-graph.h: those run eagerly). */
+  uint64_t n_ops, n_graph_launches, n_graph_failures;
   void *impl;
 };
 

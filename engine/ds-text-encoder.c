@@ -286,7 +286,7 @@ forward (DsTextEncoder *te, DsBackend *be, DsArena *a, const int32_t *host_ids, 
   k.arena_size = a->size;
   k.arena_mark = ds_arena_mark (a);
   k.B = B;
-  return ds_graph_run (&te->graphs, be, &k, sizeof k, body, &d, err);
+  return ds_graph_run (&te->graphs, be, a, &k, sizeof k, body, &d, err);
 }
 
 DsStatus

@@ -812,9 +812,11 @@ hash_wants (const DsProbeSink *sink, int n)
   return h;
 }
 
-/* The forward after the timestep upload, as a DsGraphBody. */
+/* The forward after the timestep upload, as a DsGraphBody. It may run twice
+ * (a failed recording, then eagerly): each run starts from the same state. */
 typedef struct {
   Fwd *f;
+  Fwd start;
   const DsTensor *sample, *ts;
   DsTensor *out;
 } Body;
@@ -824,6 +826,7 @@ body_run (void *user, DsError *err)
 {
   (void) err; /* the forward reports through f->err, the same error */
   Body *b = user;
+  *b->f = b->start;
   return forward (b->f, b->sample, b->ts, b->out);
 }
 
@@ -849,8 +852,8 @@ run_body (DsUnet *u, Fwd *f, const DsTensor *sample, const DsTensor *ts, const D
   k.last = f->sink ? f->sink->last : -1;
   k.head_mean_maps = f->sink && f->sink->head_mean_maps;
   TRY (check_cancel (f));
-  Body b = { f, sample, ts, out };
-  return ds_graph_run (&u->graphs, f->be, &k, sizeof k, body_run, &b, f->err);
+  Body b = { f, *f, sample, ts, out };
+  return ds_graph_run (&u->graphs, f->be, f->a, &k, sizeof k, body_run, &b, f->err);
 }
 
 DsStatus

@@ -479,7 +479,7 @@ ds_vae_encode (DsVae *vae, DsBackend *be, DsArena *a, const DsTensor *pixels,
       k.arena_mark = mark;
       memcpy (k.shape, pixels->shape, sizeof k.shape);
       Enc e = { vae, be, a, pixels, latent };
-      st = ds_graph_run (&vae->graphs, be, &k, sizeof k, encode_body, &e, err);
+      st = ds_graph_run (&vae->graphs, be, a, &k, sizeof k, encode_body, &e, err);
     }
   else
     st = encode (vae, be, a, pixels, latent, err);

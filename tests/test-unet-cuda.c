@@ -19,8 +19,9 @@
  * the backend's counters show each ran so (ops issued; one launch; no op
  * issued and one launch, or eagerly all three times with DS_CUDA_GRAPHS=0);
  * every run is checked, and the three outputs must be bit-identical; the same
- * for a forward that stops early at a U-L1 probe. Exits 77 where no CUDA
- * device answers.
+ * for a forward that stops early at a U-L1 probe. On the emulator, forwards
+ * whose recordings fail (DS_CUDA_EMU_CAPTURE_FAIL=1) must run eagerly with the
+ * same probes. Exits 77 where no CUDA device answers.
  */
 #include "ds-test-cuda.h"
 
@@ -264,6 +265,32 @@ run_model (const char *dir, const char *expected_path, const char *scores_path)
                     how[rep], cmp.n_emitted, l1 + 1);
           printf ("  %-8s stop at U-L1-R2-B0-Cross-Q: %d probes, worst NMSE %.3g\n", how[rep],
                   cmp.n_emitted, cmp.worst);
+        }
+      /* On the emulator, with every recording failing (a new key: one probe
+       * less), three times: the forwards go on eagerly with the same probes. */
+      DsCudaDevice dev;
+      if (ds_cuda_device_info (0, &dev) == 0 && strstr (dev.name, "emulator"))
+        {
+          setenv ("DS_CUDA_EMU_CAPTURE_FAIL", "1", 1);
+          early.last = l1 - 1;
+          const uint64_t failures0 = gpu->n_graph_failures, launches0 = gpu->n_graph_launches;
+          for (int rep = 0; rep < 3; rep++)
+            {
+              cmp.n_emitted = cmp.n_compared = 0;
+              cmp.worst = 0;
+              DS_CHECK_OK (ds_unet_forward (unet, gpu, &arena, &xt, ts, &ctx, &early, NULL, &err),
+                           &err);
+              DS_CHECK (cmp.n_emitted == l1, "recordings failing: emitted %d probes, expected %d",
+                        cmp.n_emitted, l1);
+            }
+          DS_CHECK (gpu->n_graph_failures - failures0 == 1
+                      && gpu->n_graph_launches == launches0,
+                    "recordings failing: %llu failures, %llu launches",
+                    (unsigned long long) (gpu->n_graph_failures - failures0),
+                    (unsigned long long) (gpu->n_graph_launches - launches0));
+          printf ("  recordings failing: 3 eager forwards, %d probes, worst NMSE %.3g\n",
+                  cmp.n_emitted, cmp.worst);
+          unsetenv ("DS_CUDA_EMU_CAPTURE_FAIL");
         }
     }
   free (first);

@@ -811,7 +811,11 @@ cudaStreamEndCapture (cudaStream_t stream, cudaGraph_t *pGraph)
   *pGraph = nullptr;
   if (s->capture == cudaStreamCaptureStatusNone)
     return fail (cudaErrorIllegalState);
-  const bool ok = s->capture == cudaStreamCaptureStatusActive;
+  /* DS_CUDA_EMU_CAPTURE_FAIL=1: every capture ends invalidated, as when a
+   * call the driver cannot record was made during it */
+  const char *fail_env = getenv ("DS_CUDA_EMU_CAPTURE_FAIL");
+  const bool ok = s->capture == cudaStreamCaptureStatusActive
+                  && !(fail_env && strcmp (fail_env, "1") == 0);
   s->capture = cudaStreamCaptureStatusNone;
   if (!ok)
     {
