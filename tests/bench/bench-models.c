@@ -364,6 +364,9 @@ main (int argc, char **argv)
       measure ("UNet full + all cross-attn maps, batch 2", 9, run_unet, &b, warmup, runs);
     }
   b.sink = NULL;
+  if (b.be->n_graph_failures)
+    printf ("# %llu recordings failed on the device: those forwards ran eagerly\n",
+            (unsigned long long) b.be->n_graph_failures);
   printf ("# peak arena use %.0f MiB\n", b.arena.peak / 1048576.0);
   if (b.cuda)
     printf ("# peak device memory in use %.0f MiB (weights, arena, scratch, CUDA context)\n",
