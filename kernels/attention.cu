@@ -206,7 +206,7 @@ flash_kernel (const uint16_t *__restrict__ q, const uint16_t *__restrict__ k,
               DsMma<T>::run (acc[2 * jp + 1], pa, vf + 2);
             }
         }
-      __syncthreads (); /* this buffer is refilled two steps on */
+      __syncthreads (); /* the next step's prefetch refills this buffer */
     }
 
   /* each row's sum is spread over its four lanes */
@@ -233,6 +233,13 @@ ds_cuda_flash_attention_supported (DsDType dt, int64_t head_dim)
   return (dt == DS_DTYPE_F16 || dt == DS_DTYPE_BF16) && head_dim == HD;
 }
 
+extern "C" bool
+ds_cuda_flash_attention_aligned (const void *q, const void *k, const void *v, const void *o)
+{
+  /* 16-byte cp.async copies from q, k, v; 32-bit stores to o */
+  return (((uintptr_t) q | (uintptr_t) k | (uintptr_t) v) & 15) == 0 && ((uintptr_t) o & 3) == 0;
+}
+
 extern "C" cudaError_t
 ds_cuda_flash_attention (DsDType dt, const void *q, const void *k, const void *v, void *o,
                          int64_t nb, int64_t nq, int64_t nk, int64_t heads, float scale,
@@ -241,6 +248,8 @@ ds_cuda_flash_attention (DsDType dt, const void *q, const void *k, const void *v
   if (nb <= 0 || nq <= 0 || heads <= 0)
     return cudaSuccess;
   if (nk <= 0 || nb > 65535 || heads > 65535 || (nq + BR - 1) / BR > INT32_MAX)
+    return cudaErrorInvalidValue;
+  if (!ds_cuda_flash_attention_aligned (q, k, v, o))
     return cudaErrorInvalidValue;
   const dim3 grid ((unsigned) ((nq + BR - 1) / BR), (unsigned) heads, (unsigned) nb);
   const float scale_log2 = scale * 1.4426950408889634f; /* exp(x) = exp2(x log2 e) */

@@ -574,7 +574,8 @@ cuda_attention (CudaImpl *impl, const DsOpCall *c, DsError *err)
                          "CUDA backend: attention with %lld heads and batch %lld",
                          (long long) heads, (long long) nb);
   if (!c->dst2 && !impl->no_flash && impl->cc_major >= 8
-      && ds_cuda_flash_attention_supported (dt, d))
+      && ds_cuda_flash_attention_supported (dt, d)
+      && ds_cuda_flash_attention_aligned (qt->data, kt->data, c->src[2]->data, c->dst->data))
     {
       CUDA_TRY (ds_cuda_flash_attention (dt, qt->data, kt->data, c->src[2]->data, c->dst->data,
                                          nb, nq, nk, heads, c->p.attention.scale,

@@ -20,7 +20,7 @@ ds_cp_async16 (void *smem, const void *gmem, bool valid)
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned s = (unsigned) __cvta_generic_to_shared (smem);
   asm volatile ("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
-                :: "r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+                :: "r"(s), "l"(gmem), "r"(valid ? 16 : 0) : "memory");
 #else
   __trap ();
 #endif
@@ -32,7 +32,7 @@ ds_cp_async_commit (void)
 #ifdef DS_CUDA_EMU
   ds_emu_cp_async_commit ();
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile ("cp.async.commit_group;\n" ::);
+  asm volatile ("cp.async.commit_group;\n" ::: "memory");
 #endif
 }
 
@@ -43,6 +43,6 @@ ds_cp_async_wait (void)
 #ifdef DS_CUDA_EMU
   ds_emu_cp_async_wait (N);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile ("cp.async.wait_group %0;\n" :: "n"(N));
+  asm volatile ("cp.async.wait_group %0;\n" :: "n"(N) : "memory");
 #endif
 }

@@ -157,6 +157,10 @@ cudaError_t ds_cuda_mean_heads (DsDType dt, const void *x, void *y, int64_t nb, 
  * are). True when the fused kernel handles this shape and dtype. `ldmatrix`
  * picks how fragments leave shared memory (see attention.cu). */
 bool ds_cuda_flash_attention_supported (DsDType dt, int64_t head_dim);
+/* True when the tensors' addresses suit the fused kernel (q, k, v 16-byte
+ * aligned, o 4-byte): arena and cudaMalloc tensors are; a view may not be. */
+bool ds_cuda_flash_attention_aligned (const void *q, const void *k, const void *v,
+                                      const void *o);
 cudaError_t ds_cuda_flash_attention (DsDType dt, const void *q, const void *k, const void *v,
                                      void *o, int64_t nb, int64_t nq, int64_t nk, int64_t heads,
                                      float scale, bool causal, bool ldmatrix,

@@ -67,7 +67,8 @@ template <> struct DsMma<__nv_bfloat16>
   asm volatile ("ldmatrix.sync.aligned.m8n8.x4" trans_suffix ".shared.b16 "                  \
                 "{%0, %1, %2, %3}, [%4];\n"                                                   \
                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])                               \
-                : "r"((unsigned) __cvta_generic_to_shared (row)))
+                : "r"((unsigned) __cvta_generic_to_shared (row))                               \
+                : "memory")
 #else
 #define DS_LDMATRIX(trans_suffix, trans) __trap ()
 #endif

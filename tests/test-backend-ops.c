@@ -483,6 +483,41 @@ attention_case (const char *label, int64_t nb, int64_t nq, int64_t nk, int heads
   free_all (t, 5);
 }
 
+/* A q that starts one element into its buffer (a view) cannot feed the fused
+ * kernel's 16-byte copies: the backend must take the materialised path, and
+ * the emulator traps a misaligned cp.async, so a wrong choice fails here. */
+static void
+attention_misaligned_case (void)
+{
+  const int64_t nb = 2, nq = 70, nk = 50, heads = 2, d = 64, ch = heads * d;
+  DsTensor t[4];
+  t[0] = rnd (3.0f, 0.0f, SHAPE (nb, nq, ch));
+  t[1] = rnd (3.0f, 0.0f, SHAPE (nb, nk, ch));
+  t[2] = rnd (1.0f, 0.0f, SHAPE (nb, nk, ch));
+  t[3] = zeros (SHAPE (nb, nq, ch));
+  DsOpCall hc = { .op = DS_OP_ATTENTION, .src = { &t[0], &t[1], &t[2] }, .dst = &t[3] };
+  hc.p.attention.heads = (int) heads;
+  hc.p.attention.scale = 0.125f;
+  DsError err = { 0 };
+  DsTensor buf, q, k = dev_upload (&t[1]), v = dev_upload (&t[2]), o = dev_nan (&t[3]);
+  DS_CHECK_OK (gpu->tensor_alloc (gpu, &buf, case_dt, 1, (int64_t[]){ nb * nq * ch + 8 }, &err),
+               &err);
+  q = ds_tensor_make (case_dt, 3, t[0].shape);
+  q.device = buf.device;
+  q.data = (char *) buf.data + ds_dtype_size (case_dt);
+  DS_CHECK_OK (ds_backend_upload_f32 (gpu, &q, ds_tensor_f32 (&t[0]), &err), &err);
+  DsOpCall dc = hc;
+  dc.src[0] = &q, dc.src[1] = &k, dc.src[2] = &v, dc.dst = &o;
+  DS_CHECK_OK (ds_op_run (gpu, &dc, &err), &err);
+  DS_CHECK_OK (ds_op_run (cpu, &hc, &err), &err);
+  compare ("attention", "D 64, q one element off alignment", "out", &o, &t[3], TOL_GEMM, 0, 0);
+  gpu->tensor_free (gpu, &buf);
+  gpu->tensor_free (gpu, &k);
+  gpu->tensor_free (gpu, &v);
+  gpu->tensor_free (gpu, &o);
+  free_all (t, 4);
+}
+
 static void
 test_softmax_attention (void)
 {
@@ -512,6 +547,7 @@ test_softmax_attention (void)
   attention_case ("D 64: one key", 1, 65, 1, 2, 64, false, false);
   attention_case ("D 64: 1 query, 300 keys", 3, 1, 300, 4, 64, false, false);
   attention_case ("D 64: 8 heads 256x256", 1, 256, 256, 8, 64, false, false);
+  attention_misaligned_case ();
 }
 
 static void

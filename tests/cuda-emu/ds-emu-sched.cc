@@ -702,6 +702,8 @@ ds_emu_cp_async16 (void *smem, const void *gmem, int src_bytes)
       fprintf (stderr, "ds-emu: cp.async with a source size of %d bytes (0..16)\n", src_bytes);
       abort ();
     }
+  if ((uintptr_t) smem % 16 || (uintptr_t) gmem % 16)
+    ds_emu::device_trap ("cp.async (16 bytes): an address is not 16-byte aligned");
   memcpy (c.bytes, gmem, (size_t) src_bytes); /* the rest zero-filled */
   a.pending.push_back (c);
 }

@@ -398,7 +398,8 @@ void ds_emu_ldmatrix_x4 (uint32_t r[4], const void *row, int trans);
  * 16 bytes from global to shared memory, the first src_bytes copied and the
  * rest zero-filled; they land when the thread waits for their group (commit
  * closes a group; wait leaves the newest `newest_left` groups in flight), so
- * reading before the wait sees stale shared memory. */
+ * reading before the wait sees stale shared memory. Both addresses must be
+ * 16-byte aligned (a device trap otherwise, as on a GPU). */
 void ds_emu_cp_async16 (void *smem, const void *gmem, int src_bytes);
 void ds_emu_cp_async_commit ();
 void ds_emu_cp_async_wait (int newest_left);
