@@ -3,13 +3,15 @@
  * A group's channels are contiguous: cg * spatial values (40960 for SD's
  * [2, 320, 64, 64] with 32 groups). SD has only B * 32 groups, so one block
  * per group would leave most of a big GPU idle and each block latency-bound;
- * instead three launches spread the work over the whole GPU:
- *   1. partials: `chunks` blocks per (item, group) each sum x and x² over a
- *      slice, in double, into scratch;
- *   2. stats: one thread per (item, group) adds its partials in order (so the
- *      result does not depend on scheduling) -> mean and rstd as floats;
- *   3. normalize: one thread per element, y = (x - mean) * rstd * gamma + beta
- *      (+ SiLU).
+ * instead two launches spread the work over the whole GPU, on the same grid
+ * of `chunks` blocks per (item, group), each block on one slice of a group:
+ *   1. partials: each block sums x and x² over its slice, in double, into
+ *      scratch;
+ *   2. normalize: each block adds its group's partials in order (so every
+ *      block, whatever the schedule, gets the same mean and rstd as floats),
+ *      then writes y = (x - mean) * rstd * gamma + beta (+ SiLU) over its
+ *      slice. (A separate stats launch between the two would cost a launch
+ *      per GroupNorm for a few dozen additions per block.)
  * The variance is E[x²] - mean² in double: for these values the cancellation
  * costs ~1e-15 relative, far under the float the result is rounded to (the
  * CPU reference's two-pass double gives the same floats but in rare ties).
@@ -33,7 +35,7 @@ ds_cuda_group_norm_scratch (int64_t nb, int64_t ch, int64_t spatial, int groups)
   if (nb <= 0 || ch <= 0 || spatial <= 0 || groups < 1)
     return 0;
   const int64_t ng = nb * groups, chunks = gn_chunks (ch / groups * spatial);
-  return (size_t) (ng * chunks) * 2 * sizeof (double) + (size_t) ng * 2 * sizeof (float);
+  return (size_t) (ng * chunks) * 2 * sizeof (double);
 }
 
 /* grid (chunks, nb * groups): partial[(ng) * chunks + chunk] = { sum, sum of squares } */
@@ -62,15 +64,24 @@ gn_partial_kernel (const T *__restrict__ x, double *__restrict__ partial, int64_
     }
 }
 
-/* one thread per (item, group): stats[2 ng] = mean, stats[2 ng + 1] = rstd */
+/* grid (chunks, nb * groups), the partials' grid: block (c, ng) first turns
+ * group ng's partials into its mean and rstd (thread 0 adds them in chunk
+ * order, so every block of the group gets the same floats whatever the
+ * schedule), then normalizes the slice its partial covered:
+ * y = (x - mean) * rstd * gamma + beta (+ SiLU). */
+template <typename T, typename I>
 static __global__ void
-gn_stats_kernel (const double *__restrict__ partial, float *__restrict__ stats, int64_t n_groups,
-                 int64_t chunks, int64_t count, float eps)
+gn_normalize_kernel (const T *__restrict__ x, const T *__restrict__ gamma,
+                     const T *__restrict__ beta, const double *__restrict__ partial,
+                     T *__restrict__ y, I count, I chunk_len, I spatial, I cg, int groups,
+                     float eps, bool silu)
 {
-  for (int64_t ng = ds_cuda_tid (); ng < n_groups; ng += ds_cuda_nthreads ())
+  __shared__ float stats[2];
+  const I ng = (I) blockIdx.y, chunks = (I) gridDim.x;
+  if (threadIdx.x == 0)
     {
       double s = 0, q = 0;
-      for (int64_t c = 0; c < chunks; c++)
+      for (I c = 0; c < chunks; c++)
         {
           s += partial[2 * (ng * chunks + c)];
           q += partial[2 * (ng * chunks + c) + 1];
@@ -78,24 +89,20 @@ gn_stats_kernel (const double *__restrict__ partial, float *__restrict__ stats, 
       const double mean = s / (double) count;
       double var = q / (double) count - mean * mean;
       var = var > 0 ? var : 0;
-      stats[2 * ng] = (float) mean;
-      stats[2 * ng + 1] = (float) (1.0 / sqrt (var + eps));
+      stats[0] = (float) mean;
+      stats[1] = (float) (1.0 / sqrt (var + eps));
     }
-}
-
-template <typename T, typename I>
-static __global__ void
-gn_normalize_kernel (const T *__restrict__ x, const T *__restrict__ gamma,
-                     const T *__restrict__ beta, const float *__restrict__ stats,
-                     T *__restrict__ y, I n, I ch, I spatial, I cg, bool silu)
-{
-  for (I i = (I) ds_cuda_tid (); i < n; i += (I) ds_cuda_nthreads ())
+  __syncthreads ();
+  const float mean = stats[0], rstd = stats[1];
+  const I lo = (I) blockIdx.x * chunk_len, hi = lo + chunk_len < count ? lo + chunk_len : count;
+  const I c0 = ng % (I) groups * cg; /* the group's first channel */
+  const T *xg = x + ng * count;
+  T *yg = y + ng * count;
+  for (I i = lo + (I) threadIdx.x; i < hi; i += (I) blockDim.x)
     {
-      const I plane = i / spatial, c = plane % ch, item = plane / ch;
-      const I ng = item * (ch / cg) + c / cg;
-      const float mean = stats[2 * ng], rstd = stats[2 * ng + 1];
-      float r = (ds_ld (x + i) - mean) * rstd * ds_ld (gamma + c) + ds_ld (beta + c);
-      ds_st (y + i, silu ? ds_silu_f (r) : r);
+      const I c = c0 + i / spatial;
+      const float r = (ds_ld (xg + i) - mean) * rstd * ds_ld (gamma + c) + ds_ld (beta + c);
+      ds_st (yg + i, silu ? ds_silu_f (r) : r);
     }
 }
 
@@ -113,21 +120,17 @@ ds_cuda_group_norm (DsDType dt, const void *x, const void *gamma, const void *be
   if (ng > 65535)
     return cudaErrorInvalidValue;
   double *partial = (double *) scratch;
-  float *stats = (float *) (partial + 2 * ng * chunks);
+  const dim3 grid ((unsigned) chunks, (unsigned) ng);
   cudaError_t e;
   DS_CUDA_DISPATCH (dt, T,
-    gn_partial_kernel<T><<<dim3 ((unsigned) chunks, (unsigned) ng), DS_CUDA_THREADS, 0,
-                           stream>>> ((const T *) x, partial, count, chunk_len));
-  if ((e = ds_cuda_launched ()) != cudaSuccess)
-    return e;
-  gn_stats_kernel<<<ds_cuda_blocks (ng), DS_CUDA_THREADS, 0, stream>>> (partial, stats, ng,
-                                                                        chunks, count, eps);
+    gn_partial_kernel<T><<<grid, DS_CUDA_THREADS, 0, stream>>> ((const T *) x, partial, count,
+                                                               chunk_len));
   if ((e = ds_cuda_launched ()) != cudaSuccess)
     return e;
   const int64_t n = nb * ch * spatial;
   DS_CUDA_DISPATCH (dt, T, DS_CUDA_INDEX (n, I,
-    gn_normalize_kernel<T, I><<<ds_cuda_blocks (n), DS_CUDA_THREADS, 0, stream>>> (
-      (const T *) x, (const T *) gamma, (const T *) beta, stats, (T *) y, (I) n, (I) ch,
-      (I) spatial, (I) cg, silu)));
+    gn_normalize_kernel<T, I><<<grid, DS_CUDA_THREADS, 0, stream>>> (
+      (const T *) x, (const T *) gamma, (const T *) beta, partial, (T *) y, (I) count,
+      (I) chunk_len, (I) spatial, (I) cg, groups, eps, silu)));
   return ds_cuda_launched ();
 }

@@ -358,6 +358,9 @@ test_norms (void)
   group_norm_case ("3-D [B, C, N], 8 groups", SHAPE (2, 64, 100), 8, 1e-5f, false, -1.0f);
   group_norm_case ("2-D, no spatial dims", SHAPE (3, 12), 4, 1e-5f, true, 0.0f);
   group_norm_case ("one channel per group", SHAPE (1, 6, 5, 3), 6, 1e-5f, false, 0.0f);
+  /* 16 channels x 32768 per group: more slices than the 64 a group may have,
+   * so each is longer than 4096 and the last ends short (as the VAE at 512²) */
+  group_norm_case ("64 slices per group, uneven", SHAPE (1, 32, 257, 127), 2, 1e-6f, true, 0.5f);
 
   struct { const char *label; int ndim; int64_t shape[DS_MAX_DIMS]; float shift; } ln[] = {
     { "SD tokens", 3, { 2, 4096, 320 }, 0.0f },
