@@ -13,6 +13,7 @@
 
 #include "ds-model-dir.h"
 #include "ds-safetensors.h"
+#include "ds-test-rewrite.h"
 #include "ds-test.h"
 #include "ds-text-encoder.h"
 
@@ -162,68 +163,32 @@ file_prefix (const char *path)
   return classic ? "text_model." : "";
 }
 
-typedef struct {
-  const char *drop;   /* leave this tensor out */
-  const char *shrink; /* halve this tensor's first dimension */
-  bool swap_prefix;   /* add or strip "text_model.", add the position_ids buffer */
-} Edit;
-
-/* Writes a copy of src to dst with `e` applied; returns false on failure. */
-static bool
-write_edited (const char *src, const char *dst, const Edit *e)
+/* Adds or strips "text_model." (a DsTestRename). */
+static void
+swap_prefix (void *user, DsTensor *t, char *name)
 {
-  DsError err = { 0 };
-  DsSafetensors *st;
-  if (ds_safetensors_open (src, &st, &err) != DS_OK)
-    {
-      fprintf (stderr, "%s\n", err.message);
-      return false;
-    }
-  int n = ds_safetensors_count (st), m = 0;
-  DsSafetensorsItem *items = calloc ((size_t) n + 1, sizeof *items);
-  DsTensor *tensors = calloc ((size_t) n + 1, sizeof *tensors);
-  char (*names)[256] = calloc ((size_t) n + 1, sizeof *names);
+  (void) user, (void) t;
+  const char *p = "text_model.";
+  char old[256];
+  snprintf (old, sizeof old, "%s", name);
+  if (strncmp (old, p, strlen (p)) == 0)
+    snprintf (name, 256, "%s", old + strlen (p));
+  else
+    snprintf (name, 256, "%s%.240s", p, old); /* names here are short */
+}
+
+/* src with the other naming convention, plus the int64 position_ids buffer
+ * of the classic files. */
+static bool
+write_swapped (const char *src, const char *dst)
+{
   int64_t position_ids[DS_TEXT_LEN];
-  for (int i = 0; i < n; i++)
-    {
-      const DsSafetensorsEntry *en = ds_safetensors_entry (st, i);
-      if (e->drop && strcmp (en->name, e->drop) == 0)
-        continue;
-      tensors[m] = ds_tensor_make (en->dtype, en->ndim, en->shape);
-      tensors[m].data = (void *) en->data;
-      if (e->shrink && strcmp (en->name, e->shrink) == 0)
-        tensors[m].shape[0] /= 2;
-      const char *p = "text_model.";
-      if (!e->swap_prefix)
-        snprintf (names[m], sizeof names[m], "%s", en->name);
-      else if (strncmp (en->name, p, strlen (p)) == 0)
-        snprintf (names[m], sizeof names[m], "%s", en->name + strlen (p));
-      else
-        snprintf (names[m], sizeof names[m], "%s%s", p, en->name);
-      m++;
-    }
-  if (e->swap_prefix)
-    {
-      for (int i = 0; i < DS_TEXT_LEN; i++)
-        position_ids[i] = i;
-      tensors[m] = ds_tensor_make (DS_DTYPE_I64, 2, (int64_t[]){ 1, DS_TEXT_LEN });
-      tensors[m].data = position_ids;
-      snprintf (names[m], sizeof names[m], "text_model.embeddings.position_ids");
-      m++;
-    }
-  for (int i = 0; i < m; i++)
-    {
-      items[i].name = names[i];
-      items[i].tensor = &tensors[i];
-    }
-  DsStatus s = ds_safetensors_write (dst, items, m, NULL, &err);
-  if (s != DS_OK)
-    fprintf (stderr, "%s\n", err.message);
-  ds_safetensors_close (st);
-  free (items);
-  free (tensors);
-  free (names);
-  return s == DS_OK;
+  for (int i = 0; i < DS_TEXT_LEN; i++)
+    position_ids[i] = i;
+  DsTensor ids = ds_tensor_make (DS_DTYPE_I64, 2, (int64_t[]){ 1, DS_TEXT_LEN });
+  ids.data = position_ids;
+  const DsSafetensorsItem extra = { "text_model.embeddings.position_ids", &ids };
+  return ds_test_rewrite (src, dst, &(DsTestEdit){ 0 }, swap_prefix, NULL, &extra, 1);
 }
 
 /* Rewritten copies of the SD 1 file (fp16): the other naming convention loads
@@ -254,7 +219,7 @@ test_edited_files (void)
 
   /* The other naming convention (with an int64 position_ids buffer, as in the
    * SD 2.1-base release) gives the same hidden states. */
-  if (write_edited (src, path, &(Edit){ .swap_prefix = true }))
+  if (write_swapped (src, path))
     {
       st = ds_text_encoder_load (&md->text, path, be, &te, &err);
       DS_CHECK_OK (st, &err);
@@ -269,7 +234,7 @@ test_edited_files (void)
     }
 
   snprintf (name, sizeof name, "%sencoder.layers.1.mlp.fc1.bias", prefix);
-  if (write_edited (src, path, &(Edit){ .drop = name }))
+  if (ds_test_rewrite (src, path, &(DsTestEdit){ .drop = name }, NULL, NULL, NULL, 0))
     {
       st = ds_text_encoder_load (&md->text, path, be, &te, &err);
       DS_CHECK_STATUS (st, DS_ERR_NOT_FOUND, &err);
@@ -282,7 +247,7 @@ test_edited_files (void)
       printf ("  missing tensor: %s\n", err.message);
     }
   snprintf (name, sizeof name, "%sembeddings.position_embedding.weight", prefix);
-  if (write_edited (src, path, &(Edit){ .shrink = name }))
+  if (ds_test_rewrite (src, path, &(DsTestEdit){ .shrink = name }, NULL, NULL, NULL, 0))
     {
       st = ds_text_encoder_load (&md->text, path, be, &te, &err);
       DS_CHECK_STATUS (st, DS_ERR_FORMAT, &err);

@@ -16,6 +16,7 @@
 
 #include "ds-model-dir.h"
 #include "ds-safetensors.h"
+#include "ds-test-rewrite.h"
 #include "ds-test.h"
 #include "ds-vae.h"
 
@@ -26,73 +27,34 @@ static char tmp_dir[] = "/tmp/ds-test-vae-XXXXXX";
 
 /* ---- rewriting a weights file with one change ---- */
 
-typedef struct {
-  const char *drop;       /* leave this tensor out */
-  const char *shrink;     /* halve this tensor's first dimension */
-  bool legacy;            /* rename mid-block to_q/... to query/... */
-  bool legacy_conv;       /* ... and store them as [C, C, 1, 1] */
-} Edit;
-
 static const char *const attn_names[][2] = {
   { "to_q", "query" }, { "to_k", "key" }, { "to_v", "value" }, { "to_out.0", "proj_attn" },
 };
 
-/* Writes a copy of src to dst with `e` applied; returns false on failure. */
-static bool
-write_edited (const char *src, const char *dst, const Edit *e)
+/* The mid-block attention's to_q/... renamed query/... (a DsTestRename); with
+ * *user true, its weights also stored as [C, C, 1, 1]. */
+static void
+legacy_names (void *user, DsTensor *t, char *name)
 {
-  DsError err = { 0 };
-  DsSafetensors *st;
-  if (ds_safetensors_open (src, &st, &err) != DS_OK)
+  const bool as_conv = *(const bool *) user;
+  const char *attn = "encoder.mid_block.attentions.0.";
+  if (strncmp (name, attn, strlen (attn)) != 0)
+    return;
+  char rest[256];
+  snprintf (rest, sizeof rest, "%s", name + strlen (attn));
+  for (int k = 0; k < 4; k++)
     {
-      fprintf (stderr, "%s\n", err.message);
-      return false;
+      size_t len = strlen (attn_names[k][0]);
+      if (strncmp (rest, attn_names[k][0], len) == 0 && rest[len] == '.')
+        {
+          snprintf (name, 256, "%s%s%s", attn, attn_names[k][1], rest + len);
+          if (as_conv && t->ndim == 2)
+            {
+              t->ndim = 4; /* trailing dims are already 1 */
+              t->shape[2] = t->shape[3] = 1;
+            }
+        }
     }
-  int n = ds_safetensors_count (st);
-  DsSafetensorsItem *items = calloc ((size_t) n, sizeof *items);
-  DsTensor *tensors = calloc ((size_t) n, sizeof *tensors);
-  char (*names)[256] = calloc ((size_t) n, sizeof *names);
-  int m = 0;
-  for (int i = 0; i < n; i++)
-    {
-      const DsSafetensorsEntry *en = ds_safetensors_entry (st, i);
-      if (e->drop && strcmp (en->name, e->drop) == 0)
-        continue;
-      DsTensor *t = &tensors[m];
-      *t = ds_tensor_make (en->dtype, en->ndim, en->shape);
-      t->data = (void *) en->data;
-      snprintf (names[m], sizeof names[m], "%s", en->name);
-      if (e->shrink && strcmp (en->name, e->shrink) == 0)
-        t->shape[0] /= 2;
-      const char *attn = "encoder.mid_block.attentions.0.";
-      if (e->legacy && strncmp (en->name, attn, strlen (attn)) == 0)
-        for (int k = 0; k < 4; k++)
-          {
-            const char *rest = en->name + strlen (attn);
-            size_t len = strlen (attn_names[k][0]);
-            if (strncmp (rest, attn_names[k][0], len) == 0 && rest[len] == '.')
-              {
-                snprintf (names[m], sizeof names[m], "%s%s%s", attn, attn_names[k][1],
-                          rest + len);
-                if (e->legacy_conv && t->ndim == 2)
-                  {
-                    t->ndim = 4; /* trailing dims are already 1 */
-                    t->shape[2] = t->shape[3] = 1;
-                  }
-              }
-          }
-      items[m].name = names[m];
-      items[m].tensor = t;
-      m++;
-    }
-  DsStatus s = ds_safetensors_write (dst, items, m, NULL, &err);
-  if (s != DS_OK)
-    fprintf (stderr, "%s\n", err.message);
-  ds_safetensors_close (st);
-  free (items);
-  free (tensors);
-  free (names);
-  return s == DS_OK;
 }
 
 /* ---- encoding ---- */
@@ -258,16 +220,19 @@ test_edited_files (void)
     }
   snprintf (path, sizeof path, "%s/vae.safetensors", tmp_dir);
 
-  if (write_edited (md->vae_weights, path, &(Edit){ .legacy = true }))
+  if (ds_test_rewrite (md->vae_weights, path, &(DsTestEdit){ 0 }, legacy_names, &(bool){ false },
+                       NULL, 0))
     check_file ("legacy names", md, path, &pixels, &want);
-  if (write_edited (md->vae_weights, path, &(Edit){ .legacy = true, .legacy_conv = true }))
+  if (ds_test_rewrite (md->vae_weights, path, &(DsTestEdit){ 0 }, legacy_names, &(bool){ true },
+                       NULL, 0))
     check_file ("legacy names, 1x1 conv shapes", md, path, &pixels, &want);
 
   DsVae *vae = NULL;
   /* Late in the load order, so many tensors are loaded (and must be freed)
    * before the failure. */
   const char *missing = "encoder.mid_block.resnets.1.norm2.bias";
-  if (write_edited (md->vae_weights, path, &(Edit){ .drop = missing }))
+  if (ds_test_rewrite (md->vae_weights, path, &(DsTestEdit){ .drop = missing }, NULL, NULL, NULL,
+                       0))
     {
       st = ds_vae_load (&md->vae, path, be, &vae, &err);
       DS_CHECK_STATUS (st, DS_ERR_NOT_FOUND, &err);
@@ -280,7 +245,7 @@ test_edited_files (void)
       printf ("  missing tensor: %s\n", err.message);
     }
   const char *bad = "encoder.mid_block.attentions.0.to_k.weight";
-  if (write_edited (md->vae_weights, path, &(Edit){ .shrink = bad }))
+  if (ds_test_rewrite (md->vae_weights, path, &(DsTestEdit){ .shrink = bad }, NULL, NULL, NULL, 0))
     {
       st = ds_vae_load (&md->vae, path, be, &vae, &err);
       DS_CHECK_STATUS (st, DS_ERR_FORMAT, &err);
