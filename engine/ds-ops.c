@@ -73,13 +73,39 @@ ds_conv2d_out_size (int64_t in, int k, int stride, int pad_lo, int pad_hi)
   return span < 0 ? 0 : span / stride + 1;
 }
 
-/* DIFFSCOPE_PROFILE=1: wall-clock per op type (synchronised after each op),
- * printed to stderr when a backend is freed. For finding hot spots, not for
- * benchmarks (the synchronisation costs time on a GPU). Process-wide. */
+/* DIFFSCOPE_PROFILE=1: time per op type, printed to stderr when a backend is
+ * freed. On a backend with timers (CUDA) each op is bracketed by device
+ * markers and read back in batches, so the ops run as they would (only the
+ * gaps where the device waits for the host count too: eager forwards are
+ * launch-bound for small ops); elsewhere the wall clock with a
+ * synchronisation after each op. For finding hot spots, not for benchmarks.
+ * Process-wide totals. */
 static struct {
   double ms;
   long calls;
 } profile[DS_OP_COUNT];
+
+/* Ops timed on the device and not read yet: the backend and, per slot, the op. */
+#define MAX_PENDING 4096
+static DsBackend *pending_be;
+static DsOp pending_op[MAX_PENDING];
+static int n_pending;
+
+/* Adds be's pending device timings to the profile and frees its slots. */
+static void
+read_pending (DsBackend *be)
+{
+  if (be != pending_be || !be)
+    return;
+  for (int i = 0; i < n_pending; i++)
+    {
+      profile[pending_op[i]].ms += be->timer_read (be, i);
+      profile[pending_op[i]].calls++;
+    }
+  be->timer_reset (be);
+  n_pending = 0;
+  pending_be = NULL;
+}
 
 static bool
 profile_enabled (void)
@@ -99,6 +125,14 @@ ds_op_profiling (void)
   return profile_enabled ();
 }
 
+void
+ds_op_profile_read (DsBackend *be, DsOp op, double *ms, long *calls)
+{
+  read_pending (be);
+  *ms = profile[op].ms;
+  *calls = profile[op].calls;
+}
+
 static double
 now_ms (void)
 {
@@ -114,10 +148,14 @@ ds_backend_free (DsBackend *be)
     return;
   if (profile_enabled () && !be->planning)
     {
+      read_pending (be);
       double total = 0;
       for (int i = 0; i < DS_OP_COUNT; i++)
         total += profile[i].ms;
-      fprintf (stderr, "# op profile (%s backend): %.1f ms in ops\n", be->name, total);
+      fprintf (stderr, "# op profile (%s backend, %s): %.1f ms in ops\n", be->name,
+               be->timer_begin ? "device time between markers around each op"
+                               : "wall clock, synchronised after each op",
+               total);
       for (int i = 0; i < DS_OP_COUNT; i++)
         if (profile[i].calls)
           fprintf (stderr, "#   %-22s %10.1f ms %5.1f%% %8ld calls\n", ds_op_name ((DsOp) i),
@@ -441,6 +479,26 @@ ds_op_run (DsBackend *be, const DsOpCall *call, DsError *err)
   be->n_ops++;
   if (!profile_enabled () || be->planning)
     return be->run (be, call, err);
+  if (be->timer_begin)
+    {
+      if (pending_be && pending_be != be)
+        read_pending (pending_be);
+      int slot = be->timer_begin (be);
+      if (slot < 0)
+        {
+          read_pending (be);
+          slot = be->timer_begin (be);
+        }
+      DsStatus st = be->run (be, call, err);
+      if (slot >= 0)
+        {
+          be->timer_end (be, slot);
+          assert (slot < MAX_PENDING && slot == n_pending);
+          pending_be = be;
+          pending_op[n_pending++] = call->op;
+        }
+      return st;
+    }
   double t0 = now_ms ();
   DsStatus st = be->run (be, call, err);
   if (st == DS_OK)

@@ -105,6 +105,16 @@ struct DsBackend {
   DsStatus (*graph_end) (DsBackend *be, void **graph, DsError *err);
   DsStatus (*graph_launch) (DsBackend *be, void *graph, DsError *err);
   void (*graph_free) (DsBackend *be, void *graph);
+  /* Optional (NULL where unsupported), for DIFFSCOPE_PROFILE: timing ops on
+   * the device without synchronising after each. timer_begin enqueues a start
+   * marker and returns its slot, or -1 when every slot is in use (the caller
+   * then reads them all and calls timer_reset); timer_end enqueues the slot's
+   * end marker; timer_read waits for it and returns the milliseconds the
+   * device spent between the two. The CUDA backend uses event pairs. */
+  int (*timer_begin) (DsBackend *be);
+  void (*timer_end) (DsBackend *be, int slot);
+  double (*timer_read) (DsBackend *be, int slot);
+  void (*timer_reset) (DsBackend *be);
   /* Counters for tests and benchmarks: ops issued through ds_op_run (those
    * being recorded included), recorded forwards launched by ds_graph_run,
    * recordings that failed on the device (ds-graph.h: those run eagerly). */
@@ -127,8 +137,14 @@ void ds_backend_arena_free (DsBackend *be, DsArena *a);
 DsStatus ds_backend_upload_f32 (DsBackend *be, DsTensor *t, const float *host, DsError *err);
 DsStatus ds_backend_download_f32 (DsBackend *be, const DsTensor *t, float *host, DsError *err);
 
-/* True when DIFFSCOPE_PROFILE asks ds_op_run to time (and synchronise) every op. */
+/* True when DIFFSCOPE_PROFILE asks ds_op_run to time every op: on the device
+ * where the backend has timers (no synchronisation per op), else by the wall
+ * clock with a synchronisation after each op. The totals per op type are
+ * printed to stderr when a backend is freed. */
 bool ds_op_profiling (void);
+/* The profile so far for `op` (its milliseconds and calls, every backend
+ * together), after reading be's pending device timings. */
+void ds_op_profile_read (DsBackend *be, DsOp op, double *ms, long *calls);
 
 /* Runs one call on `be` after checking shapes; the typed wrappers use it. */
 DsStatus ds_op_run (DsBackend *be, const DsOpCall *call, DsError *err);

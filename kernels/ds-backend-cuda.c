@@ -78,6 +78,8 @@ typedef struct {
   DsCudnn *cudnn;        /* NULL: convolutions by im2col + GEMM */
 #endif
   char conv_path[256];   /* how convolutions run, for ds_cuda_backend_conv_path */
+  cudaEvent_t *timer_events; /* 2 * TIMER_SLOTS start/end pairs, made on first use */
+  int timer_used;        /* slots handed out since the last timer_reset */
 } CudaImpl;
 
 static CudaImpl *
@@ -977,6 +979,71 @@ cuda_graph_free (DsBackend *be, void *graph)
   cudaGetLastError ();
 }
 
+/* ---- op timing for DIFFSCOPE_PROFILE (ds-ops.h): event pairs ---- */
+
+#define TIMER_SLOTS 1024
+
+static int
+cuda_timer_begin (DsBackend *be)
+{
+  CudaImpl *impl = impl_of (be);
+  if (impl->capturing || impl->timer_used == TIMER_SLOTS)
+    return -1;
+  if (!impl->timer_events)
+    {
+      cudaEvent_t *ev = calloc (2 * TIMER_SLOTS, sizeof *ev);
+      for (int i = 0; ev && i < 2 * TIMER_SLOTS; i++)
+        if (cudaEventCreate (&ev[i]) != cudaSuccess)
+          {
+            while (i-- > 0)
+              cudaEventDestroy (ev[i]);
+            free (ev);
+            ev = NULL;
+            cudaGetLastError ();
+          }
+      if (!ev)
+        return -1;
+      impl->timer_events = ev;
+    }
+  const int slot = impl->timer_used;
+  if (cudaEventRecord (impl->timer_events[2 * slot], impl->stream) != cudaSuccess)
+    {
+      cudaGetLastError ();
+      return -1;
+    }
+  impl->timer_used++;
+  return slot;
+}
+
+static void
+cuda_timer_end (DsBackend *be, int slot)
+{
+  CudaImpl *impl = impl_of (be);
+  if (cudaEventRecord (impl->timer_events[2 * slot + 1], impl->stream) != cudaSuccess)
+    cudaGetLastError ();
+}
+
+static double
+cuda_timer_read (DsBackend *be, int slot)
+{
+  CudaImpl *impl = impl_of (be);
+  float ms = 0;
+  if (cudaEventSynchronize (impl->timer_events[2 * slot + 1]) != cudaSuccess
+      || cudaEventElapsedTime (&ms, impl->timer_events[2 * slot],
+                               impl->timer_events[2 * slot + 1]) != cudaSuccess)
+    {
+      cudaGetLastError ();
+      return 0;
+    }
+  return ms;
+}
+
+static void
+cuda_timer_reset (DsBackend *be)
+{
+  impl_of (be)->timer_used = 0;
+}
+
 static void
 cuda_destroy (DsBackend *be)
 {
@@ -993,6 +1060,9 @@ cuda_destroy (DsBackend *be)
   for (int i = 0; i < impl->n_retired; i++)
     cudaFree (impl->retired[i]);
   free (impl->retired);
+  for (int i = 0; impl->timer_events && i < 2 * TIMER_SLOTS; i++)
+    cudaEventDestroy (impl->timer_events[i]);
+  free (impl->timer_events);
   if (impl->stream)
     cudaStreamDestroy (impl->stream);
   cudaGetLastError (); /* nothing left to report a teardown failure to */
@@ -1104,6 +1174,10 @@ ds_backend_cuda_new (int device, DsDType act_dtype, DsError *err)
     .graph_end = cuda_graph_end,
     .graph_launch = cuda_graph_launch,
     .graph_free = cuda_graph_free,
+    .timer_begin = cuda_timer_begin,
+    .timer_end = cuda_timer_end,
+    .timer_read = cuda_timer_read,
+    .timer_reset = cuda_timer_reset,
     .impl = impl,
   };
   if (cuda_setup (impl, err) != DS_OK)

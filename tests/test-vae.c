@@ -47,7 +47,7 @@ legacy_names (void *user, DsTensor *t, char *name)
       size_t len = strlen (attn_names[k][0]);
       if (strncmp (rest, attn_names[k][0], len) == 0 && rest[len] == '.')
         {
-          snprintf (name, 256, "%s%s%s", attn, attn_names[k][1], rest + len);
+          snprintf (name, 256, "%s%s%.200s", attn, attn_names[k][1], rest + len);
           if (as_conv && t->ndim == 2)
             {
               t->ndim = 4; /* trailing dims are already 1 */
