@@ -126,6 +126,13 @@ ds_op_profiling (void)
 }
 
 void
+ds_op_profile_reset (DsBackend *be)
+{
+  read_pending (be);
+  memset (profile, 0, sizeof profile);
+}
+
+void
 ds_op_profile_read (DsBackend *be, DsOp op, double *ms, long *calls)
 {
   read_pending (be);

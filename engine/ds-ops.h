@@ -145,6 +145,9 @@ bool ds_op_profiling (void);
 /* The profile so far for `op` (its milliseconds and calls, every backend
  * together), after reading be's pending device timings. */
 void ds_op_profile_read (DsBackend *be, DsOp op, double *ms, long *calls);
+/* Starts the profile afresh (be's pending device timings are dropped too),
+ * e.g. after a benchmark's warm-up. */
+void ds_op_profile_reset (DsBackend *be);
 
 /* Runs one call on `be` after checking shapes; the typed wrappers use it. */
 DsStatus ds_op_run (DsBackend *be, const DsOpCall *call, DsError *err);

@@ -54,6 +54,9 @@ main (void)
   printf ("softmax: %ld calls, %.3f ms on the device\n", calls, ms);
   DS_CHECK (calls == SOFTMAXES && ms > 0, "softmax: %ld calls (expected %d), %g ms", calls,
             SOFTMAXES, ms);
+  ds_op_profile_reset (be);
+  ds_op_profile_read (be, DS_OP_ADD, &ms, &calls);
+  DS_CHECK (calls == 0 && ms == 0, "after a reset: %ld adds, %g ms", calls, ms);
   be->tensor_free (be, &x);
   be->tensor_free (be, &y);
   ds_backend_free (be); /* prints the profile */

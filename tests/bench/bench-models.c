@@ -106,7 +106,11 @@ measure (const char *name, double target_ms, RunFn fn, Bench *b, int warmup, int
   for (int i = 0; i < warmup + runs; i++)
     {
       if (i == warmup)
-        ops0 = b->be->n_ops, launches0 = b->be->n_graph_launches;
+        {
+          ops0 = b->be->n_ops, launches0 = b->be->n_graph_launches;
+          if (ds_op_profiling ())
+            ds_op_profile_reset (b->be); /* the profile covers the timed runs only */
+        }
       double t0 = bench_now_ms ();
       DsStatus st = fn (b, &err);
       if (st == DS_OK)
@@ -383,7 +387,8 @@ main (int argc, char **argv)
   for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
     if (inputs[i]->data)
       b.be->tensor_free (b.be, inputs[i]);
-  ds_backend_free (b.be); /* prints the op profile with DIFFSCOPE_PROFILE=1 */
+  ds_backend_free (b.be); /* prints the op profile with DIFFSCOPE_PROFILE=1: the timed
+                             runs of the last measurement */
   return 0;
 
 fail:
