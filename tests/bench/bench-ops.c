@@ -1,5 +1,6 @@
-/* bench-ops: one engine op at a time at the SD 2.1 UNet's shapes (512² image,
- * batch 2), with the rate it reaches: TFLOP/s for GEMM-like ops, GB/s of
+/* bench-ops: one engine op at a time at SD 2.1's shapes (512² image: the UNet
+ * at batch 2, the VAE encoder's convolutions, the text encoder's linears), with
+ * the rate it reaches: TFLOP/s for GEMM-like ops, GB/s of
  * tensor traffic (bytes read + written once) for the memory-bound ones.
  *
  *   build/tests/bench/bench-ops [--backend cpu|cuda] [--dtype f32|f16|bf16]
@@ -242,8 +243,8 @@ main (int argc, char **argv)
                                                                   : err.message);
       return 1;
     }
-  printf ("# bench-ops on %s, %s; SD 2.1 UNet shapes, batch 2\n", be->name,
-          ds_dtype_name (be->act_dtype));
+  printf ("# bench-ops on %s, %s; SD 2.1 shapes (UNet batch 2, VAE 512², text batch 2)\n",
+          be->name, ds_dtype_name (be->act_dtype));
 #ifdef DS_HAVE_CUDA
   if (cuda)
     printf ("# convolutions: %s\n", ds_cuda_backend_conv_path (be));
@@ -254,6 +255,8 @@ main (int argc, char **argv)
   bench_linear ("linear ff out + residual [8192,1280] -> 320", 8192, 1280, 320, true);
   bench_linear ("linear 16x16 ff in [512,1280] -> 10240", 512, 1280, 10240, false);
   bench_linear ("linear cross k [154,1024] -> 320", 154, 1024, 320, false);
+  bench_linear ("linear text q/k/v [154,1024] -> 1024", 154, 1024, 1024, false);
+  bench_linear ("linear text fc1 [154,1024] -> 4096", 154, 1024, 4096, false);
 
   DsBackend *main_be = be;
   bool cudnn = false; /* a second convolution pass only where the first was cuDNN's */
@@ -277,6 +280,13 @@ main (int argc, char **argv)
       bench_conv (n, 2, 320, 64, 320, 3, 2);
       snprintf (n, sizeof n, "conv2d 1x1 640->320 32x32 B2%s", tag);
       bench_conv (n, 2, 640, 32, 320, 1, 1);
+      /* the VAE encoder's levels at 512² */
+      snprintf (n, sizeof n, "conv2d 3x3 128->128 512x512 B1 (VAE)%s", tag);
+      bench_conv (n, 1, 128, 512, 128, 3, 1);
+      snprintf (n, sizeof n, "conv2d 3x3 256->256 256x256 B1 (VAE)%s", tag);
+      bench_conv (n, 1, 256, 256, 256, 3, 1);
+      snprintf (n, sizeof n, "conv2d 3x3 512->512 128x128 B1 (VAE)%s", tag);
+      bench_conv (n, 1, 512, 128, 512, 3, 1);
     }
   for (int pass = 0; pass < (unfused ? 2 : 1); pass++)
     {
