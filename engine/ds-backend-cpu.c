@@ -3,8 +3,10 @@
  * Every op in plain fp32 C, written to be read and trusted: this is what the
  * CUDA kernels are tested against and what runs when there is no GPU. The GEMM-
  * shaped ops (conv2d via im2col, linear, matmul, attention) go through OpenBLAS,
- * which may thread internally; everything else is a single-threaded loop over
- * contiguous memory. Norms accumulate mean and (biased) variance in double.
+ * which may thread internally; the norms, activations and GEGLU split their
+ * independent items over as many threads (parallel_for), the rest are
+ * single-threaded loops over contiguous memory. Norms accumulate mean and
+ * (biased) variance in double.
  *
  * Memory: conv2d and attention work through one growable scratch buffer owned by
  * the backend, in bounded pieces (an image's im2col columns in row blocks of at
@@ -201,16 +203,74 @@ cpu_conv2d (DsBackend *be, const DsOpCall *c, DsError *err)
   return DS_OK;
 }
 
+/* ---- threads for the loops that are not GEMMs ----
+ *
+ * Norms, activations and GEGLU are loops over independent items (groups,
+ * rows, elements); with OpenBLAS idle between GEMMs they get one plain pthread
+ * per OpenBLAS thread, each on a contiguous range of items. Every item is
+ * computed exactly as on one thread, so results do not change. */
+
+static int blas_threads (void);
+
+typedef void (*RangeFn) (const DsOpCall *c, int64_t lo, int64_t hi);
+
+typedef struct {
+  RangeFn fn;
+  const DsOpCall *c;
+  int64_t lo, hi;
+} RangeJob;
+
+static void *
+range_worker (void *arg)
+{
+  const RangeJob *j = arg;
+  j->fn (j->c, j->lo, j->hi);
+  return NULL;
+}
+
+/* fn over items [0, n), split among threads when the op moves at least
+ * ~1M values (`values` in all; below that a thread costs more than it saves). */
+static void
+parallel_for (RangeFn fn, const DsOpCall *c, int64_t n, int64_t values)
+{
+  enum { MAX_WORKERS = 64 };
+  int w = blas_threads ();
+  if (values < ((int64_t) 1 << 20))
+    w = 1;
+  w = w < 1 ? 1 : w > MAX_WORKERS ? MAX_WORKERS : (int64_t) w > n ? (int) n : w;
+  if (w <= 1)
+    {
+      fn (c, 0, n);
+      return;
+    }
+  RangeJob jobs[MAX_WORKERS];
+  pthread_t tid[MAX_WORKERS];
+  for (int i = 0; i < w; i++)
+    jobs[i] = (RangeJob){ fn, c, n * i / w, n * (i + 1) / w };
+  int started = 1;
+  for (; started < w; started++)
+    if (pthread_create (&tid[started], NULL, range_worker, &jobs[started]) != 0)
+      break;
+  range_worker (&jobs[0]);
+  for (int i = started; i < w; i++) /* those that could not start run here */
+    range_worker (&jobs[i]);
+  for (int i = 1; i < started; i++)
+    pthread_join (tid[i], NULL);
+}
+
 /* ---- normalisation ---- */
 
-/* Mean and 1/sqrt(biased variance + eps) of n values, two passes in double. */
+/* Mean and 1/sqrt(biased variance + eps) of n values, two passes in double
+ * (each a SIMD reduction: several partial sums, not one long chain of adds). */
 static void
 moments (const float *x, int64_t n, float eps, float *mean_out, float *rstd_out)
 {
   double sum = 0;
+#pragma omp simd reduction(+ : sum)
   for (int64_t i = 0; i < n; i++)
     sum += x[i];
   double mean = sum / (double) n, var = 0;
+#pragma omp simd reduction(+ : var)
   for (int64_t i = 0; i < n; i++)
     {
       double d = x[i] - mean;
@@ -221,8 +281,9 @@ moments (const float *x, int64_t n, float eps, float *mean_out, float *rstd_out)
   *rstd_out = (float) (1.0 / sqrt (var + eps));
 }
 
-static DsStatus
-cpu_group_norm (const DsOpCall *c)
+/* (item, group) pairs [lo, hi) */
+static void
+group_norm_range (const DsOpCall *c, int64_t lo, int64_t hi)
 {
   const DsTensor *xt = c->src[0];
   const int64_t nb = xt->shape[0], ch = xt->shape[1];
@@ -231,45 +292,70 @@ cpu_group_norm (const DsOpCall *c)
   const float *gamma = ds_tensor_f32 (c->src[1]), *beta = ds_tensor_f32 (c->src[2]);
   const bool silu = c->p.group_norm.silu;
 
-  for (int64_t n = 0; n < nb; n++)
-    for (int64_t g = 0; g < groups; g++)
-      {
-        /* The group's channels are contiguous: cg * spatial values. */
-        int64_t base = (n * ch + g * cg) * spatial;
-        const float *x = ds_tensor_f32 (xt) + base;
-        float *y = ds_tensor_f32 (c->dst) + base;
-        float mean, rstd;
-        moments (x, cg * spatial, c->p.group_norm.eps, &mean, &rstd);
-        for (int64_t j = 0; j < cg; j++)
-          {
-            float ga = gamma[g * cg + j], bi = beta[g * cg + j];
+  for (int64_t ng = lo; ng < hi; ng++)
+    {
+      const int64_t n = ng / groups, g = ng % groups;
+      /* The group's channels are contiguous: cg * spatial values. */
+      int64_t base = (n * ch + g * cg) * spatial;
+      const float *x = ds_tensor_f32 (xt) + base;
+      float *y = ds_tensor_f32 (c->dst) + base;
+      float mean, rstd;
+      moments (x, cg * spatial, c->p.group_norm.eps, &mean, &rstd);
+      for (int64_t j = 0; j < cg; j++)
+        {
+          const float ga = gamma[g * cg + j], bi = beta[g * cg + j];
+          const int64_t i0 = j * spatial, i1 = i0 + spatial;
+          if (silu) /* two loops: a branch inside keeps expf from vectorising */
+            {
 #pragma omp simd
-            for (int64_t i = j * spatial; i < (j + 1) * spatial; i++)
-              {
-                float v = (x[i] - mean) * rstd * ga + bi;
-                y[i] = silu ? silu_f (v) : v;
-              }
-          }
-      }
+              for (int64_t i = i0; i < i1; i++)
+                y[i] = silu_f ((x[i] - mean) * rstd * ga + bi);
+            }
+          else
+            {
+#pragma omp simd
+              for (int64_t i = i0; i < i1; i++)
+                y[i] = (x[i] - mean) * rstd * ga + bi;
+            }
+        }
+    }
+}
+
+static DsStatus
+cpu_group_norm (const DsOpCall *c)
+{
+  const DsTensor *xt = c->src[0];
+  parallel_for (group_norm_range, c, xt->shape[0] * c->p.group_norm.groups,
+                ds_tensor_numel (xt));
   return DS_OK;
+}
+
+/* rows [lo, hi) */
+static void
+layer_norm_range (const DsOpCall *c, int64_t lo, int64_t hi)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t ch = xt->shape[xt->ndim - 1];
+  const float *gamma = ds_tensor_f32 (c->src[1]), *beta = ds_tensor_f32 (c->src[2]);
+
+  for (int64_t r = lo; r < hi; r++)
+    {
+      const float *x = ds_tensor_f32 (xt) + r * ch;
+      float *y = ds_tensor_f32 (c->dst) + r * ch;
+      float mean, rstd;
+      moments (x, ch, c->p.layer_norm.eps, &mean, &rstd);
+#pragma omp simd
+      for (int64_t i = 0; i < ch; i++)
+        y[i] = (x[i] - mean) * rstd * gamma[i] + beta[i];
+    }
 }
 
 static DsStatus
 cpu_layer_norm (const DsOpCall *c)
 {
   const DsTensor *xt = c->src[0];
-  const int64_t ch = xt->shape[xt->ndim - 1], rows = ds_tensor_numel (xt) / ch;
-  const float *gamma = ds_tensor_f32 (c->src[1]), *beta = ds_tensor_f32 (c->src[2]);
-
-  for (int64_t r = 0; r < rows; r++)
-    {
-      const float *x = ds_tensor_f32 (xt) + r * ch;
-      float *y = ds_tensor_f32 (c->dst) + r * ch;
-      float mean, rstd;
-      moments (x, ch, c->p.layer_norm.eps, &mean, &rstd);
-      for (int64_t i = 0; i < ch; i++)
-        y[i] = (x[i] - mean) * rstd * gamma[i] + beta[i];
-    }
+  const int64_t n = ds_tensor_numel (xt);
+  parallel_for (layer_norm_range, c, n / xt->shape[xt->ndim - 1], n);
   return DS_OK;
 }
 
@@ -491,46 +577,53 @@ cpu_attention (DsBackend *be, const DsOpCall *c, DsError *err)
 
 /* ---- elementwise ---- */
 
-static DsStatus
-cpu_unary (const DsOpCall *c)
+/* elements [lo, hi) */
+static void
+unary_range (const DsOpCall *c, int64_t lo, int64_t hi)
 {
-  const int64_t n = ds_tensor_numel (c->dst);
   const float *x = ds_tensor_f32 (c->src[0]);
   float *y = ds_tensor_f32 (c->dst);
   switch (c->op)
     {
     case DS_OP_GELU:
 #pragma omp simd
-      for (int64_t i = 0; i < n; i++)
+      for (int64_t i = lo; i < hi; i++)
         y[i] = gelu_f (x[i]);
       break;
     case DS_OP_QUICK_GELU:
 #pragma omp simd
-      for (int64_t i = 0; i < n; i++)
+      for (int64_t i = lo; i < hi; i++)
         y[i] = x[i] / (1.0f + expf (-1.702f * x[i]));
       break;
     case DS_OP_SILU:
 #pragma omp simd
-      for (int64_t i = 0; i < n; i++)
+      for (int64_t i = lo; i < hi; i++)
         y[i] = silu_f (x[i]);
       break;
     case DS_OP_SCALE:
-      for (int64_t i = 0; i < n; i++)
+      for (int64_t i = lo; i < hi; i++)
         y[i] = x[i] * c->p.scale.s;
       break;
     default:
       assert (!"not a unary op");
     }
-  return DS_OK;
 }
 
 static DsStatus
-cpu_geglu (const DsOpCall *c)
+cpu_unary (const DsOpCall *c)
+{
+  const int64_t n = ds_tensor_numel (c->dst);
+  parallel_for (unary_range, c, n, n);
+  return DS_OK;
+}
+
+/* rows [lo, hi) */
+static void
+geglu_range (const DsOpCall *c, int64_t lo, int64_t hi)
 {
   const int64_t f = c->dst->shape[c->dst->ndim - 1];
-  const int64_t rows = f ? ds_tensor_numel (c->dst) / f : 0;
   const float *b = c->src[1] ? ds_tensor_f32 (c->src[1]) : NULL;
-  for (int64_t r = 0; r < rows; r++)
+  for (int64_t r = lo; r < hi; r++)
     {
       const float *x = ds_tensor_f32 (c->src[0]) + r * 2 * f; /* [value | gate] */
       float *y = ds_tensor_f32 (c->dst) + r * f;
@@ -547,6 +640,15 @@ cpu_geglu (const DsOpCall *c)
             y[i] = x[i] * gelu_f (x[f + i]);
         }
     }
+}
+
+static DsStatus
+cpu_geglu (const DsOpCall *c)
+{
+  const int64_t f = c->dst->shape[c->dst->ndim - 1];
+  const int64_t n = ds_tensor_numel (c->dst);
+  if (f > 0)
+    parallel_for (geglu_range, c, n / f, 3 * n);
   return DS_OK;
 }
 
