@@ -258,6 +258,23 @@ main (int argc, char **argv)
   bench_linear ("linear text q/k/v [154,1024] -> 1024", 154, 1024, 1024, false);
   bench_linear ("linear text fc1 [154,1024] -> 4096", 154, 1024, 4096, false);
 
+  /* the UNet's convolutions at batch 2, then the VAE encoder's at 512² */
+  typedef struct {
+    const char *name;
+    int64_t nb, ci, hw, co;
+    int k, stride;
+  } ConvCase;
+  static const ConvCase convs[] = {
+    { "3x3 320->320 64x64 B2", 2, 320, 64, 320, 3, 1 },
+    { "3x3 640->640 32x32 B2", 2, 640, 32, 640, 3, 1 },
+    { "3x3 1280->1280 16x16 B2", 2, 1280, 16, 1280, 3, 1 },
+    { "3x3 960->320 64x64 B2 (up, skip)", 2, 960, 64, 320, 3, 1 },
+    { "3x3 stride 2 320 64x64 B2", 2, 320, 64, 320, 3, 2 },
+    { "1x1 640->320 32x32 B2", 2, 640, 32, 320, 1, 1 },
+    { "3x3 128->128 512x512 B1 (VAE)", 1, 128, 512, 128, 3, 1 },
+    { "3x3 256->256 256x256 B1 (VAE)", 1, 256, 256, 256, 3, 1 },
+    { "3x3 512->512 128x128 B1 (VAE)", 1, 512, 128, 512, 3, 1 },
+  };
   DsBackend *main_be = be;
   bool cudnn = false; /* a second convolution pass only where the first was cuDNN's */
 #ifdef DS_HAVE_CUDA
@@ -268,25 +285,12 @@ main (int argc, char **argv)
       be = pass ? im2col : main_be;
       const char *tag = pass ? " (im2col)" : "";
       char n[128];
-      snprintf (n, sizeof n, "conv2d 3x3 320->320 64x64 B2%s", tag);
-      bench_conv (n, 2, 320, 64, 320, 3, 1);
-      snprintf (n, sizeof n, "conv2d 3x3 640->640 32x32 B2%s", tag);
-      bench_conv (n, 2, 640, 32, 640, 3, 1);
-      snprintf (n, sizeof n, "conv2d 3x3 1280->1280 16x16 B2%s", tag);
-      bench_conv (n, 2, 1280, 16, 1280, 3, 1);
-      snprintf (n, sizeof n, "conv2d 3x3 960->320 64x64 B2 (up, skip)%s", tag);
-      bench_conv (n, 2, 960, 64, 320, 3, 1);
-      snprintf (n, sizeof n, "conv2d 3x3 stride 2 320 64x64 B2%s", tag);
-      bench_conv (n, 2, 320, 64, 320, 3, 2);
-      snprintf (n, sizeof n, "conv2d 1x1 640->320 32x32 B2%s", tag);
-      bench_conv (n, 2, 640, 32, 320, 1, 1);
-      /* the VAE encoder's levels at 512² */
-      snprintf (n, sizeof n, "conv2d 3x3 128->128 512x512 B1 (VAE)%s", tag);
-      bench_conv (n, 1, 128, 512, 128, 3, 1);
-      snprintf (n, sizeof n, "conv2d 3x3 256->256 256x256 B1 (VAE)%s", tag);
-      bench_conv (n, 1, 256, 256, 256, 3, 1);
-      snprintf (n, sizeof n, "conv2d 3x3 512->512 128x128 B1 (VAE)%s", tag);
-      bench_conv (n, 1, 512, 128, 512, 3, 1);
+      for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++)
+        {
+          const ConvCase *cc = &convs[i];
+          snprintf (n, sizeof n, "conv2d %s%s", cc->name, tag);
+          bench_conv (n, cc->nb, cc->ci, cc->hw, cc->co, cc->k, cc->stride);
+        }
     }
   for (int pass = 0; pass < (unfused ? 2 : 1); pass++)
     {
