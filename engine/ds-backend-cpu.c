@@ -30,7 +30,7 @@
 /* 4 MiB of scores (256 query rows at SD's 4096 keys): big enough for the two
  * GEMMs per block to run near full speed, small next to the [4096, 4096] matrix. */
 #define ATTN_BLOCK_FLOATS ((int64_t) 1 << 20)
-#define MAX_ATTN_WORKERS 64
+#define MAX_WORKERS 64 /* threads of one op */
 
 typedef struct {
   float *scratch;        /* (scratch_len) f32, contents undefined between ops */
@@ -220,6 +220,25 @@ cpu_conv2d (DsBackend *be, const DsOpCall *c, DsError *err)
 
 static int blas_threads (void);
 
+/* fn on each of the n jobs (job_size bytes apart): job 0 on the calling
+ * thread, the others on new threads (those that cannot start run here too),
+ * all finished on return. */
+static void
+run_threads (void *(*fn) (void *), void *jobs, size_t job_size, int n)
+{
+  assert (n >= 1 && n <= MAX_WORKERS);
+  pthread_t tid[MAX_WORKERS];
+  int started = 1;
+  for (; started < n; started++)
+    if (pthread_create (&tid[started], NULL, fn, (char *) jobs + started * job_size) != 0)
+      break;
+  fn (jobs);
+  for (int i = started; i < n; i++)
+    fn ((char *) jobs + i * job_size);
+  for (int i = 1; i < started; i++)
+    pthread_join (tid[i], NULL);
+}
+
 typedef void (*RangeFn) (const DsOpCall *c, int64_t lo, int64_t hi);
 
 typedef struct {
@@ -241,7 +260,6 @@ range_worker (void *arg)
 static void
 parallel_for (RangeFn fn, const DsOpCall *c, int64_t n, int64_t values)
 {
-  enum { MAX_WORKERS = 64 };
   int w = blas_threads ();
   if (values < ((int64_t) 1 << 20))
     w = 1;
@@ -252,18 +270,9 @@ parallel_for (RangeFn fn, const DsOpCall *c, int64_t n, int64_t values)
       return;
     }
   RangeJob jobs[MAX_WORKERS];
-  pthread_t tid[MAX_WORKERS];
   for (int i = 0; i < w; i++)
     jobs[i] = (RangeJob){ fn, c, n * i / w, n * (i + 1) / w };
-  int started = 1;
-  for (; started < w; started++)
-    if (pthread_create (&tid[started], NULL, range_worker, &jobs[started]) != 0)
-      break;
-  range_worker (&jobs[0]);
-  for (int i = started; i < w; i++) /* those that could not start run here */
-    range_worker (&jobs[i]);
-  for (int i = 1; i < started; i++)
-    pthread_join (tid[i], NULL);
+  run_threads (range_worker, jobs, sizeof jobs[0], w);
 }
 
 /* ---- normalisation ---- */
@@ -547,8 +556,8 @@ cpu_attention (DsBackend *be, const DsOpCall *c, DsError *err)
   if (block > nq)
     block = nq;
   int n_workers = blas_threads ();
-  if (n_workers > MAX_ATTN_WORKERS)
-    n_workers = MAX_ATTN_WORKERS;
+  if (n_workers > MAX_WORKERS)
+    n_workers = MAX_WORKERS;
   if (n_workers > nb * heads)
     n_workers = (int) (nb * heads);
   if (n_workers < 1 || nq * nk * heads * nb < ((int64_t) 1 << 22))
@@ -557,7 +566,7 @@ cpu_attention (DsBackend *be, const DsOpCall *c, DsError *err)
   if (!c->dst2 && !(scratch = cpu_scratch (be, (size_t) (n_workers * block * nk), err)))
     return err ? err->code : DS_ERR_NOMEM;
 
-  AttnJob jobs[MAX_ATTN_WORKERS];
+  AttnJob jobs[MAX_WORKERS];
   for (int w = 0; w < n_workers; w++)
     jobs[w] = (AttnJob){ c, scratch ? scratch + (size_t) w * block * nk : NULL, block, w,
                          n_workers };
@@ -568,17 +577,7 @@ cpu_attention (DsBackend *be, const DsOpCall *c, DsError *err)
     }
   int saved = blas_threads ();
   blas_set_threads (1);
-  pthread_t tid[MAX_ATTN_WORKERS];
-  int started = 0;
-  for (int w = 1; w < n_workers; w++, started++)
-    if (pthread_create (&tid[w], NULL, attention_worker, &jobs[w]) != 0)
-      break;
-  attention_worker (&jobs[0]);
-  /* a worker that could not start is run here */
-  for (int w = 1 + started; w < n_workers; w++)
-    attention_worker (&jobs[w]);
-  for (int w = 1; w <= started; w++)
-    pthread_join (tid[w], NULL);
+  run_threads (attention_worker, jobs, sizeof jobs[0], n_workers);
   blas_set_threads (saved);
   return DS_OK;
 }

@@ -70,7 +70,7 @@ ds_graph_run (DsGraphCache *c, DsBackend *be, DsArena *a, const void *key, size_
               DsGraphBody body, void *user, DsError *err)
 {
   assert (key_size <= DS_GRAPH_KEY_BYTES);
-  if (!be->graph_begin)
+  if (!ds_graph_available (be))
     return body (user, err);
   unsigned char k[DS_GRAPH_KEY_BYTES] = { 0 };
   memcpy (k, key, key_size);

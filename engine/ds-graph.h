@@ -17,9 +17,7 @@
  *   Key k;
  *   memset (&k, 0, sizeof k);
  *   k.in = x->data; ...
- *   st = ds_graph_available (be) ? ds_graph_run (&m->graphs, be, a, &k, sizeof k, body, &ctx,
- *                                               err)
- *                                : body (&ctx, err);
+ *   st = ds_graph_run (&m->graphs, be, a, &k, sizeof k, body, &ctx, err);
  */
 #pragma once
 
@@ -63,7 +61,8 @@ bool ds_graph_available (const DsBackend *be);
 
 /* Runs body (user) through the cache under `key` (key_size bytes, at most
  * DS_GRAPH_KEY_BYTES), eagerly, by recording it, or by replaying it (see the
- * top). On `be` without graphs it simply calls body. A recording that fails
+ * top). Where ds_graph_available (be) is false (no graphs, DS_CUDA_GRAPHS=0,
+ * profiling) it simply calls body. A recording that fails
  * on the device (DS_ERR_DEVICE: a call the driver would not record, say)
  * leaves none behind; the run goes on eagerly, as does every later run with
  * that key (be->n_graph_failures counts these); `a`, the arena the body

@@ -468,21 +468,16 @@ ds_vae_encode (DsVae *vae, DsBackend *be, DsArena *a, const DsTensor *pixels,
   if (st != DS_OK)
     return st;
   size_t mark = ds_arena_mark (a);
-  if (ds_graph_available (be))
-    {
-      GraphKey k;
-      memset (&k, 0, sizeof k); /* padding too: keys are compared byte for byte */
-      k.pixels = pixels->data;
-      k.latent = latent->data;
-      k.arena_base = a->base;
-      k.arena_size = a->size;
-      k.arena_mark = mark;
-      memcpy (k.shape, pixels->shape, sizeof k.shape);
-      Enc e = { vae, be, a, pixels, latent };
-      st = ds_graph_run (&vae->graphs, be, a, &k, sizeof k, encode_body, &e, err);
-    }
-  else
-    st = encode (vae, be, a, pixels, latent, err);
+  GraphKey k;
+  memset (&k, 0, sizeof k); /* padding too: keys are compared byte for byte */
+  k.pixels = pixels->data;
+  k.latent = latent->data;
+  k.arena_base = a->base;
+  k.arena_size = a->size;
+  k.arena_mark = mark;
+  memcpy (k.shape, pixels->shape, sizeof k.shape);
+  Enc e = { vae, be, a, pixels, latent };
+  st = ds_graph_run (&vae->graphs, be, a, &k, sizeof k, encode_body, &e, err);
   ds_arena_reset_to (a, mark);
   return st;
 }
