@@ -42,58 +42,41 @@ captures_fail (void)
 }
 
 /* Runs fwd three times (eager, recorded, replayed) and checks each run's
- * `out` (on the GPU) against want (host f32, numel(out) values), and from the
- * backend's counters that each run went as it should: with graphs, E ops
- * issued and nothing launched, then the same E ops recorded and one launch,
- * then no op and one launch; with DS_CUDA_GRAPHS=0, E ops each time; with
- * recordings failing, E ops, then 2E (recorded, then run eagerly) and one
- * failure, then E ops again. */
+ * `out` (on the GPU) against want (host f32, numel(out) values), the three
+ * bit-identical, and from the backend's counters that each ran as it should
+ * (ds_test_cuda_check_run). */
 static void
 check_runs (const char *what, Forward fwd, void *user, const DsTensor *out, const float *want)
 {
   static const char *const how[] = { "eager", "recorded", "replayed" };
-  const char *env = getenv ("DS_CUDA_GRAPHS");
-  const bool graphs = !(env && strcmp (env, "0") == 0), failing = graphs && captures_fail ();
+  const bool failing = ds_test_cuda_graphs () && captures_fail ();
   const int64_t n = ds_tensor_numel (out);
   float *first = malloc ((size_t) n * sizeof *first), *got = malloc ((size_t) n * sizeof *got);
-  uint64_t e = 0; /* the eager run's ops */
+  uint64_t eager_ops = 0;
   for (int rep = 0; rep < 3; rep++)
     {
       DsError err = { 0 };
-      const uint64_t ops0 = gpu->n_ops, launches0 = gpu->n_graph_launches;
-      const uint64_t failures0 = gpu->n_graph_failures;
+      const DsTestCounters before = ds_test_cuda_counters (gpu);
       DsStatus st = fwd (user, &err);
       DS_CHECK_OK (st, &err);
       if (st)
         break;
-      const uint64_t ops = gpu->n_ops - ops0, launches = gpu->n_graph_launches - launches0;
-      const uint64_t failures = gpu->n_graph_failures - failures0;
+      const DsTestCounters after = ds_test_cuda_counters (gpu);
       DS_CHECK_OK (ds_backend_download_f32 (gpu, out, got, &err), &err);
       double nmse = ds_test_nmse (got, want, n);
       printf ("    %-8s %-28s NMSE %.3g (%llu ops issued, %llu launched, %llu failed)\n",
-              failing ? "fallback" : how[rep], what, nmse, (unsigned long long) ops,
-              (unsigned long long) launches, (unsigned long long) failures);
+              failing ? "fallback" : how[rep], what, nmse,
+              (unsigned long long) (after.ops - before.ops),
+              (unsigned long long) (after.launches - before.launches),
+              (unsigned long long) (after.failures - before.failures));
       DS_CHECK (nmse <= tol, "%s %s %s: NMSE %.3g", ds_dtype_name (gpu->act_dtype), what,
                 how[rep], nmse);
       if (rep == 0)
-        {
-          memcpy (first, got, (size_t) n * sizeof *got);
-          e = ops;
-        }
+        memcpy (first, got, (size_t) n * sizeof *got);
       else
         DS_CHECK (memcmp (first, got, (size_t) n * sizeof *got) == 0,
                   "%s: the %s run differs from the eager one", what, how[rep]);
-      const uint64_t want_ops = !graphs || rep == 0 ? e
-                                : failing           ? (rep == 1 ? 2 * e : e)
-                                                    : (rep == 1 ? e : 0);
-      const uint64_t want_launches = !graphs || rep == 0 || failing ? 0 : 1;
-      const uint64_t want_failures = failing && rep == 1;
-      DS_CHECK (e > 0 && ops == want_ops && launches == want_launches
-                  && failures == want_failures,
-                "%s run %d: %llu ops, %llu launches, %llu failures; expected %llu, %llu, %llu",
-                what, rep, (unsigned long long) ops, (unsigned long long) launches,
-                (unsigned long long) failures, (unsigned long long) want_ops,
-                (unsigned long long) want_launches, (unsigned long long) want_failures);
+      ds_test_cuda_check_run (what, rep, failing, before, after, &eager_ops);
     }
   free (first);
   free (got);

@@ -168,25 +168,15 @@ run_model (const char *dir, const char *expected_path, const char *scores_path)
   float *first = malloc ((size_t) n_out * sizeof *first), *again = malloc ((size_t) n_out * 4);
   double nmse = 0;
   static const char *const how[] = { "eager", "recorded", "replayed" };
-  const char *graphs_env = getenv ("DS_CUDA_GRAPHS");
-  const bool graphs = !(graphs_env && strcmp (graphs_env, "0") == 0);
   uint64_t eager_ops = 0;
   for (int rep = 0; rep < 3; rep++)
     {
       cmp.n_emitted = cmp.n_compared = 0;
       cmp.worst = 0;
-      const uint64_t ops0 = gpu->n_ops, launches0 = gpu->n_graph_launches;
+      const DsTestCounters before = ds_test_cuda_counters (gpu);
       DS_CHECK_OK (ds_unet_forward (unet, gpu, &arena, &xt, ts, &ctx, &sink, &out, &err), &err);
-      /* how it ran: ops issued one by one (eager, recorded) or a launch */
-      const uint64_t ops = gpu->n_ops - ops0, launches = gpu->n_graph_launches - launches0;
-      if (rep == 0)
-        eager_ops = ops;
-      const bool as_expected = rep == 0 || !graphs ? ops == eager_ops && launches == 0
-                               : rep == 1          ? ops == eager_ops && launches == 1
-                                                   : ops == 0 && launches == 1;
-      DS_CHECK (eager_ops > 0 && as_expected, "%s forward: %llu ops (eager %llu), %llu launches",
-                how[rep], (unsigned long long) ops, (unsigned long long) eager_ops,
-                (unsigned long long) launches);
+      ds_test_cuda_check_run ("UNet forward", rep, false, before, ds_test_cuda_counters (gpu),
+                              &eager_ops);
       DS_CHECK (arena.peak == bytes, "planned %zu bytes, used %zu", bytes, arena.peak);
       DS_CHECK (cmp.n_emitted == list.n, "%s: emitted %d of %d probes", how[rep], cmp.n_emitted,
                 list.n);
@@ -284,7 +274,7 @@ run_model (const char *dir, const char *expected_path, const char *scores_path)
                         cmp.n_emitted, l1);
             }
           /* one failed recording (none tried with DS_CUDA_GRAPHS=0), no launch */
-          DS_CHECK (gpu->n_graph_failures - failures0 == (graphs ? 1 : 0)
+          DS_CHECK (gpu->n_graph_failures - failures0 == (ds_test_cuda_graphs () ? 1 : 0)
                       && gpu->n_graph_launches == launches0,
                     "recordings failing: %llu failures, %llu launches",
                     (unsigned long long) (gpu->n_graph_failures - failures0),
