@@ -78,6 +78,7 @@ typedef struct {
   DsCudnn *cudnn;        /* NULL: convolutions by im2col + GEMM */
 #endif
   char conv_path[256];   /* how convolutions run, for ds_cuda_backend_conv_path */
+  DsCudaConvStats conv_stats;
   cudaEvent_t *timer_events; /* 2 * TIMER_SLOTS start/end pairs, made on first use */
   int timer_used;        /* slots handed out since the last timer_reset */
 } CudaImpl;
@@ -277,7 +278,10 @@ conv_cudnn (CudaImpl *impl, const DsOpCall *c, const DsCudaConvGeom *g, bool *ra
   size_t ws = 0;
   char why[256];
   if (!ds_cudnn_conv_plan (impl->cudnn, &cv, &ws, why, sizeof why))
-    return DS_OK; /* im2col, then */
+    {
+      snprintf (impl->conv_stats.last_refusal, sizeof impl->conv_stats.last_refusal, "%s", why);
+      return DS_OK; /* im2col, then */
+    }
   void *work = ws ? cuda_scratch (impl, ws, err) : NULL;
   if (ws && !work)
     return err ? err->code : DS_ERR_DEVICE;
@@ -361,6 +365,8 @@ cuda_conv2d (CudaImpl *impl, const DsOpCall *c, DsError *err)
         DS_TRY (conv_cudnn (impl, c, &g, &ran, err));
       if (!ran)
         DS_TRY (conv_gemm (impl, c, &g, direct, err));
+      impl->conv_stats.cudnn += ran;
+      impl->conv_stats.gemm += !ran;
     }
   if (bt)
     CUDA_TRY (ds_cuda_add (c->dst->dtype, y, bt->data, y, nb * co * npix, npix, co,
@@ -1193,4 +1199,10 @@ const char *
 ds_cuda_backend_conv_path (DsBackend *be)
 {
   return impl_of (be)->conv_path;
+}
+
+void
+ds_cuda_backend_conv_stats (DsBackend *be, DsCudaConvStats *out)
+{
+  *out = impl_of (be)->conv_stats;
 }

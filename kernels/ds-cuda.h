@@ -61,6 +61,16 @@ DsBackend *ds_backend_cuda_new (int device, DsDType act_dtype, DsError *err);
  * im2col + cuBLAS even where cuDNN is there (for comparisons). */
 const char *ds_cuda_backend_conv_path (DsBackend *be);
 
+/* How the convolutions a CUDA backend was asked for ran, counted when called
+ * on the host (a replayed graph adds nothing): by cuDNN, by GEMMs (im2col, or
+ * the image itself for a 1x1 stride-1 unpadded one), and the last reason
+ * cuDNN was passed over for a shape it could have taken ("" if never). */
+typedef struct {
+  int64_t cudnn, gemm;
+  char last_refusal[256];
+} DsCudaConvStats;
+void ds_cuda_backend_conv_stats (DsBackend *be, DsCudaConvStats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -59,6 +59,9 @@ static DsDType case_dt = DS_DTYPE_F32;
 static bool emulated;
 
 static DsBackend *cpu, *gpu;
+/* gpu convolves by cuDNN wherever cuDNN takes the shape (symmetric padding,
+ * not a 1x1 the GEMM runs on the image itself) */
+static bool conv_by_cudnn;
 static bool op_tested[DS_OP_COUNT];
 
 #define NDIMS(...) ((int) (sizeof ((int64_t[]){ __VA_ARGS__ }) / sizeof (int64_t)))
@@ -303,7 +306,16 @@ conv_case (const char *label, int64_t nb, int64_t ci, int64_t h, int64_t w, int6
   c.p.conv2d.pad_left = pl;
   c.p.conv2d.pad_bottom = pb;
   c.p.conv2d.pad_right = pr;
+  DsCudaConvStats before, after;
+  ds_cuda_backend_conv_stats (gpu, &before);
   check_case (label, &c, TOL_GEMM);
+  ds_cuda_backend_conv_stats (gpu, &after);
+  const bool direct = kh == 1 && kw == 1 && stride == 1 && !pt && !pl && !pb && !pr;
+  const bool want_cudnn = conv_by_cudnn && !direct && pt == pb && pl == pr;
+  DS_CHECK (after.cudnn - before.cudnn == want_cudnn && after.gemm - before.gemm == !want_cudnn,
+            "%s: ran by %s, expected %s (last cuDNN refusal: %s)", label,
+            after.cudnn > before.cudnn ? "cuDNN" : "GEMM", want_cudnn ? "cuDNN" : "GEMM",
+            after.last_refusal[0] ? after.last_refusal : "none");
   free_all (t, 4);
 }
 
@@ -325,9 +337,85 @@ test_conv2d (void)
   conv_case ("1x1 no bias (direct GEMM)", 2, 96, 16, 16, 160, 1, 1, 1, 0, 0, 0, 0, false);
   conv_case ("1x1 pad 1 (im2col)", 1, 8, 5, 5, 6, 1, 1, 1, 1, 1, 1, 1, true);
   conv_case ("1x1 stride 2 (im2col)", 2, 8, 9, 7, 6, 1, 1, 2, 0, 0, 0, 0, true);
+  conv_case ("3x3 pad 2 rows, 1 column, each side", 2, 5, 9, 7, 6, 3, 3, 1, 2, 1, 2, 1, true);
   conv_case ("3x3 stride 3 pad (1,2,0,1) no bias", 1, 3, 17, 23, 5, 3, 3, 3, 1, 2, 0, 1, false);
   conv_case ("2x3 kernel, odd sizes", 2, 6, 9, 11, 4, 2, 3, 1, 0, 0, 0, 0, true);
   conv_case ("3x3 on 1x1 image pad 1", 3, 16, 1, 1, 8, 3, 3, 1, 1, 1, 1, 1, true);
+}
+
+/* More convolution shapes than cuDNN plans are cached (64), then the first
+ * ones again, whose plans were evicted: each must still be right. */
+static void
+test_conv_plans (void)
+{
+  printf ("conv2d, 70 shapes and 6 evicted ones again\n");
+  for (int i = 0; i < 76; i++)
+    {
+      const int h = 2 + i % 70;
+      char label[64];
+      snprintf (label, sizeof label, "3x3 pad 1 on %dx%d%s", h, h, i >= 70 ? " again" : "");
+      conv_case (label, 1, 3, h, h, 4, 3, 3, 1, 1, 1, 1, 1, i % 2 == 0);
+    }
+  /* shapes with the same output size that differ from the first in one thing
+   * the plan depends on, each run right after it */
+  printf ("conv2d, plans that differ in one dimension\n");
+  static const struct {
+    const char *what;
+    int nb, ci, h, w, co, kh, kw;
+  } v[] = {
+    { "base", 1, 3, 8, 8, 4, 3, 3 },  { "batch", 2, 3, 8, 8, 4, 3, 3 },
+    { "base", 1, 3, 8, 8, 4, 3, 3 },  { "in channels", 1, 5, 8, 8, 4, 3, 3 },
+    { "base", 1, 3, 8, 8, 4, 3, 3 },  { "height", 1, 3, 7, 8, 4, 3, 3 },
+    { "base", 1, 3, 8, 8, 4, 3, 3 },  { "width", 1, 3, 8, 7, 4, 3, 3 },
+    { "base", 1, 3, 8, 8, 4, 3, 3 },  { "out channels", 1, 3, 8, 8, 6, 3, 3 },
+    { "base", 1, 3, 8, 8, 4, 3, 3 },  { "kernel height", 1, 3, 8, 8, 4, 4, 3 },
+    { "base", 1, 3, 8, 8, 4, 3, 3 },  { "kernel width", 1, 3, 8, 8, 4, 3, 4 },
+  };
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) /* stride 2, pad 1: 4x4 out */
+    conv_case (v[i].what, v[i].nb, v[i].ci, v[i].h, v[i].w, v[i].co, v[i].kh, v[i].kw, 2, 1, 1,
+               1, 1, true);
+}
+
+/* The emulator's cuDNN stand-in unusable (DS_CUDA_EMU_CUDNN=0: the backend
+ * says why and convolves by im2col) or refusing every shape (=refuse: each
+ * convolution falls back to im2col when planned). */
+static void
+test_cudnn_fallbacks (void)
+{
+  DsBackend *main_gpu = gpu;
+  DsError err = { 0 };
+  const bool main_by_cudnn = conv_by_cudnn;
+  conv_by_cudnn = false;
+  setenv ("DS_CUDA_EMU_CUDNN", "0", 1);
+  gpu = ds_backend_cuda_new (0, DS_DTYPE_F32, &err);
+  DS_CHECK (gpu != NULL, "backend without cuDNN: %s", err.message);
+  if (gpu)
+    {
+      DS_CHECK_CONTAINS (ds_cuda_backend_conv_path (gpu),
+                         "im2col + cuBLAS (cuDNN create: CUDNN_STATUS_NOT_INITIALIZED)");
+      printf ("(again with %s)\n", ds_cuda_backend_conv_path (gpu));
+      test_conv2d ();
+      ds_backend_free (gpu);
+    }
+  setenv ("DS_CUDA_EMU_CUDNN", "refuse", 1);
+  gpu = ds_backend_cuda_new (0, DS_DTYPE_F32, &err);
+  DS_CHECK (gpu != NULL, "backend with a refusing cuDNN: %s", err.message);
+  if (gpu)
+    {
+      DS_CHECK (strncmp (ds_cuda_backend_conv_path (gpu), "cuDNN", 5) == 0, "conv path %s",
+                ds_cuda_backend_conv_path (gpu));
+      printf ("(again with a cuDNN that refuses every shape)\n");
+      conv_by_cudnn = false;
+      test_conv2d ();
+      conv_by_cudnn = true;
+      DsCudaConvStats st;
+      ds_cuda_backend_conv_stats (gpu, &st);
+      DS_CHECK_CONTAINS (st.last_refusal, "CUDNN_STATUS_NOT_SUPPORTED");
+      ds_backend_free (gpu);
+    }
+  unsetenv ("DS_CUDA_EMU_CUDNN");
+  gpu = main_gpu;
+  conv_by_cudnn = main_by_cudnn;
 }
 
 static void
@@ -978,7 +1066,8 @@ main (void)
   printf ("convolutions: %s\n", ds_cuda_backend_conv_path (gpu));
   /* the same backend with im2col + GEMM convolutions, where cuDNN is the default */
   DsBackend *im2col = NULL;
-  if (strncmp (ds_cuda_backend_conv_path (gpu), "cuDNN", 5) == 0)
+  conv_by_cudnn = strncmp (ds_cuda_backend_conv_path (gpu), "cuDNN", 5) == 0;
+  if (conv_by_cudnn)
     {
       setenv ("DS_CUDA_CONV", "im2col", 1);
       im2col = ds_backend_cuda_new (0, DS_DTYPE_F32, &err);
@@ -996,12 +1085,18 @@ main (void)
       case_dt = dtypes[i];
       memset (op_tested, 0, sizeof op_tested);
       test_conv2d ();
+      if (case_dt == DS_DTYPE_F16)
+        test_conv_plans ();
+      if (emulated && im2col && case_dt == DS_DTYPE_F32)
+        test_cudnn_fallbacks ();
       if (im2col)
         {
           DsBackend *main_gpu = gpu;
           gpu = im2col;
           printf ("(again with %s)\n", ds_cuda_backend_conv_path (gpu));
+          conv_by_cudnn = false;
           test_conv2d ();
+          conv_by_cudnn = true;
           gpu = main_gpu;
         }
       test_norms ();

@@ -375,6 +375,16 @@ main (int argc, char **argv)
   if (b.cuda)
     printf ("# peak device memory in use %.0f MiB (weights, arena, scratch, CUDA context)\n",
             b.peak_device / 1048576.0);
+#ifdef DS_HAVE_CUDA
+  if (b.cuda)
+    {
+      DsCudaConvStats cs;
+      ds_cuda_backend_conv_stats (b.be, &cs);
+      printf ("# convolution calls (eager and recorded runs): %lld by cuDNN, %lld by GEMMs%s%s\n",
+              (long long) cs.cudnn, (long long) cs.gemm,
+              cs.last_refusal[0] ? "; cuDNN last passed over: " : "", cs.last_refusal);
+    }
+#endif
 
   free (want_l1);
   free (want_maps);

@@ -21,6 +21,9 @@ cudaError_t fail (cudaError_t e);
  * captures. Errors: an unknown stream, no device, an invalidated capture. */
 cudaError_t enqueue (cudaStream_t stream, std::function<void ()> work);
 
+/* [p, p + n) inside one device allocation (not pinned host memory)? */
+bool device_range (const void *p, size_t n);
+
 /* Runs every block of a validated launch (ds-emu-sched.cc). */
 void run_kernel (const LaunchConfig &cfg, const std::function<void ()> &body);
 

@@ -194,6 +194,13 @@ check_copy (void *dst, const void *src, size_t count, cudaMemcpyKind kind)
 
 } // namespace
 
+bool
+device_range (const void *p, size_t n)
+{
+  std::lock_guard<std::recursive_mutex> lock (api_mutex ());
+  return in_allocation (p, n, false);
+}
+
 std::recursive_mutex &
 api_mutex ()
 {
