@@ -118,6 +118,12 @@ ds_resnet_load (DsWeights *w, DsResnetW *r, int c_in, int c_out, int temb_dim, D
       && (st = ds_weights_linear (w, &r->time_proj, c_out, temb_dim, true, err,
                                   SUB ("time_emb_proj"))) != DS_OK)
     return st;
+  if (r->time_proj.w.data)
+    {
+      if ((st = ds_add (w->be, &r->time_proj.b, &r->conv1.b, &r->time_proj.b, err)) != DS_OK)
+        return ds_error_prefix (err, st, "folding %s", SUB ("conv1.bias"));
+      r->conv1_bias_in_time_proj = true;
+    }
   if (c_in != c_out
       && (st = ds_weights_conv (w, &r->shortcut, c_out, c_in, 1, err, SUB ("conv_shortcut")))
            != DS_OK)
@@ -143,10 +149,12 @@ ds_resnet_forward (DsBackend *be, DsArena *a, const DsResnetW *r, const DsTensor
       || (st = ds_arena_act (a, &t2, err, 4, B, (int64_t) r->c_out, H, W)) != DS_OK)
     return st;
 
+  const bool with_temb = r->time_proj.w.data && temb_act;
+  const DsTensor *b1 = with_temb && r->conv1_bias_in_time_proj ? NULL : &r->conv1.b;
   if ((st = ds_group_norm (be, x, &r->norm1.g, &r->norm1.b, groups, eps, true, &t1, err))
-      || (st = ds_conv2d (be, &t1, &r->conv1.w, &r->conv1.b, 1, 1, 1, 1, 1, &t2, err)))
+      || (st = ds_conv2d (be, &t1, &r->conv1.w, b1, 1, 1, 1, 1, 1, &t2, err)))
     return st;
-  if (r->time_proj.w.data && temb_act)
+  if (with_temb)
     {
       if ((st = ds_arena_act (a, &tp, err, 2, B, (int64_t) r->c_out))
           || (st = ds_linear (be, temb_act, &r->time_proj.w, &r->time_proj.b, &tp, err))

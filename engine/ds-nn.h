@@ -42,6 +42,11 @@ typedef struct {
   DsConvW conv1, conv2;
   DsConvW shortcut;   /* w.data NULL when c_in == c_out */
   DsLinearW time_proj; /* w.data NULL when the block takes no time embedding */
+  /* time_proj.b holds time_emb_proj.bias + conv1.bias (summed at load), so
+   * conv1 runs without its bias when the time embedding is added: the same
+   * sum with one pass over conv1's output fewer. conv1.b stays for a forward
+   * without a time embedding. */
+  bool conv1_bias_in_time_proj;
 } DsResnetW;
 
 DsStatus ds_resnet_load (DsWeights *w, DsResnetW *r, int c_in, int c_out, int temb_dim,

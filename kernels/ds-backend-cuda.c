@@ -317,16 +317,17 @@ conv_gemm (CudaImpl *impl, const DsOpCall *c, const DsCudaConvGeom *g, bool dire
   /* y_n[Co, pixels] = w[Co, kdim] . columns[kdim, pixels] */
   Gemm gm = { .ab = dt, .ct = dt, .m = co, .k = kdim, .batch = 1, .alpha = 1.0f,
               .a = wt->data, .lda = kdim, .ldc = npix };
+  if (direct) /* the images are the columns: one GEMM per image, one launch for all */
+    {
+      gm.batch = nb, gm.stride_a = 0;
+      gm.n = npix, gm.b = xt->data, gm.ldb = npix, gm.stride_b = g->ci * npix;
+      gm.c = c->dst->data, gm.stride_c = co * npix;
+      return gemm (impl, &gm, err);
+    }
   for (int64_t n = 0; n < nb; n++)
     {
       const void *xn = at (xt->data, n * g->ci * g->h * g->w, dt);
       void *yn = at (c->dst->data, n * co * npix, dt); /* [Co, Ho*Wo] */
-      if (direct)
-        {
-          gm.n = npix, gm.b = xn, gm.ldb = npix, gm.c = yn;
-          DS_TRY (gemm (impl, &gm, err));
-          continue;
-        }
       for (int64_t r0 = 0; r0 < g->ho; r0 += block)
         {
           const int64_t rows = g->ho - r0 < block ? g->ho - r0 : block;
@@ -416,14 +417,16 @@ cuda_linear (CudaImpl *impl, const DsOpCall *c, DsError *err)
   void *y = c->dst->data;
   if (m == 0 || n == 0)
     return DS_OK;
-  /* With a residual: y = r (+ b) first, then the GEMM accumulates into y —
-   * the residual add and the bias cost no pass over a separate output. */
-  if (rt && rt->data != y)
+  /* With a residual: y = r (+ b) first, in one pass, then the GEMM
+   * accumulates into y — the residual add and the bias cost no pass over a
+   * separate output. */
+  if (rt && bt)
+    CUDA_TRY (ds_cuda_add (dt, rt->data, bt->data, y, m * n, 1, n, impl->stream),
+              "residual + bias launch");
+  else if (rt && rt->data != y)
     CUDA_TRY (cudaMemcpyAsync (y, rt->data, ds_tensor_nbytes (c->dst), cudaMemcpyDeviceToDevice,
                                impl->stream),
               "residual copy");
-  if (rt && bt)
-    CUDA_TRY (ds_cuda_add (dt, y, bt->data, y, m * n, 1, n, impl->stream), "bias launch");
   if (k == 0 && !rt)
     CUDA_TRY (cudaMemsetAsync (y, 0, ds_tensor_nbytes (c->dst), impl->stream), "cudaMemsetAsync");
   else if (k > 0) /* y[M,N] (+)= x[M,K] . w[N,K]^T */
