@@ -14,6 +14,11 @@
  * cores with f32 compute, kernels widen on load and round once on store,
  * attention scores are f32 until the probabilities.
  *
+ * Linears with a bias in f16/bf16 are one cuBLASLt call with the bias
+ * epilogue (and the residual as its C), where cuBLASLt finds an algorithm;
+ * otherwise, and in f32, a cuBLAS GEMM and a bias kernel. DS_CUDA_LT=0 in the
+ * environment keeps the latter everywhere.
+ *
  * Attention: f16/bf16 with head size 64 and no probabilities wanted runs the
  * fused kernel (attention.cu); otherwise scores are materialised (GEMM,
  * softmax, GEMM), which is also how attention maps are handed back.
@@ -34,6 +39,11 @@
 #include "ds-cuda.h"
 
 #include <assert.h>
+/* cublasLt.h declares a function with () */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <cublasLt.h>
+#pragma GCC diagnostic pop
 #include <cublas_v2.h>
 #include <limits.h>
 #include <math.h>
@@ -54,6 +64,8 @@
 #endif
 /* Attention scores for all heads of one batch item and a block of query rows:
  * 128 MiB, so SD's [5 heads, 4096, 4096] self-attention takes two blocks. */
+/* The GEMM libraries' workspace: 32 MiB, NVIDIA's advice for Hopper. */
+#define BLAS_WORKSPACE_BYTES ((size_t) 32 << 20)
 #ifndef ATTN_BUDGET_FLOATS
 #define ATTN_BUDGET_FLOATS ((int64_t) 1 << 25)
 #endif
@@ -71,7 +83,9 @@ typedef struct {
   int n_retired;
   bool sync_each_op;     /* DS_CUDA_SYNC: synchronize and check after every op */
   bool capturing;        /* between graph_begin and graph_end */
-  void *blas_workspace;  /* cuBLAS's, set once so captured GEMMs never allocate */
+  void *blas_workspace;  /* (BLAS_WORKSPACE_BYTES) cuBLAS's and cuBLASLt's, set once
+                          * so captured GEMMs never allocate */
+  cublasLtHandle_t lt;   /* NULL: no fused bias epilogues (DS_CUDA_LT=0, or no cuBLASLt) */
   bool no_flash;         /* DS_CUDA_FLASH=0: always the materialised attention */
   bool no_ldmatrix;      /* DS_CUDA_LDMATRIX=0: the fused attention without ldmatrix */
 #ifdef DS_HAVE_CUDNN
@@ -407,6 +421,82 @@ cuda_layer_norm (CudaImpl *impl, const DsOpCall *c, DsError *err)
   return DS_OK;
 }
 
+/* The largest power of two (up to 256) dividing a pointer: cuBLASLt's
+ * algorithms assume 256-byte alignment unless told less. */
+static uint32_t
+alignment (const void *p)
+{
+  uint32_t a = 256;
+  while (a > 1 && (uintptr_t) p % a)
+    a /= 2;
+  return a;
+}
+
+/* y[M,N] = x[M,K] . w[N,K]^T + b[N] (+ r[M,N]) as one cuBLASLt call with the
+ * bias epilogue, f16/bf16. Column-major, as gemm() explains: D^T[N,M] =
+ * op_T(w: K x N) . x^T (K x M) + b, the bias running down D's rows; r is C
+ * (beta 1) and may be y itself. *ran is false, with nothing launched, where
+ * cuBLASLt is off or finds no algorithm: the caller runs GEMM and bias. */
+static DsStatus
+linear_lt (CudaImpl *impl, const DsOpCall *c, int64_t m, int64_t n, int64_t k, bool *ran,
+           DsError *err)
+{
+  *ran = false;
+  const DsDType dt = c->dst->dtype;
+  const void *x = c->src[0]->data, *w = c->src[1]->data, *b = c->src[2]->data;
+  const void *r = c->src[3] ? c->src[3]->data : NULL;
+  void *y = c->dst->data;
+  if (!impl->lt || dt == DS_DTYPE_F32 || m > INT_MAX || n > INT_MAX || k > INT_MAX)
+    return DS_OK;
+  const cudaDataType_t t = cuda_type (dt);
+  const int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+  const uint64_t ws = BLAS_WORKSPACE_BYTES;
+  const uint32_t align[4] = { alignment (w), alignment (x), alignment (r ? r : y),
+                              alignment (y) };
+  cublasLtMatmulDesc_t op = NULL;
+  cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+  cublasLtMatmulPreference_t pref = NULL;
+  cublasLtMatmulHeuristicResult_t h;
+  int found = 0;
+  cublasStatus_t s = cublasLtMatmulDescCreate (&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+#define LT_STEP(call)                                                                            if (s == CUBLAS_STATUS_SUCCESS)                                                                s = (call)
+  LT_STEP (cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+  LT_STEP (cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  LT_STEP (cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                           sizeof epilogue));
+  LT_STEP (cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
+  LT_STEP (cublasLtMatrixLayoutCreate (&la, t, (uint64_t) k, (uint64_t) n, k));
+  LT_STEP (cublasLtMatrixLayoutCreate (&lb, t, (uint64_t) k, (uint64_t) m, k));
+  LT_STEP (cublasLtMatrixLayoutCreate (&lc, t, (uint64_t) n, (uint64_t) m, n));
+  LT_STEP (cublasLtMatmulPreferenceCreate (&pref));
+  LT_STEP (cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                 &ws, sizeof ws));
+  for (int i = 0; i < 4; i++)
+    LT_STEP (cublasLtMatmulPreferenceSetAttribute (
+        pref, (cublasLtMatmulPreferenceAttributes_t) (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i),
+        &align[i], sizeof align[i]));
+  LT_STEP (cublasLtMatmulAlgoGetHeuristic (impl->lt, op, la, lb, lc, lc, pref, 1, &h, &found));
+  DsStatus st = DS_OK;
+  if (s == CUBLAS_STATUS_SUCCESS && found == 1)
+    {
+      const float alpha = 1.0f, beta = r ? 1.0f : 0.0f;
+      s = cublasLtMatmul (impl->lt, op, &alpha, w, la, x, lb, &beta, r ? r : y, lc, y, lc, &h.algo,
+                          impl->blas_workspace, BLAS_WORKSPACE_BYTES, impl->stream);
+      if (s == CUBLAS_STATUS_SUCCESS)
+        *ran = true;
+      else if (s != CUBLAS_STATUS_NOT_SUPPORTED) /* refused before launching: split instead */
+        st = blas_fail (s, err, "LtMatmul");
+    }
+#undef LT_STEP
+  cublasLtMatmulPreferenceDestroy (pref);
+  cublasLtMatrixLayoutDestroy (la);
+  cublasLtMatrixLayoutDestroy (lb);
+  cublasLtMatrixLayoutDestroy (lc);
+  cublasLtMatmulDescDestroy (op);
+  return st;
+}
+
 static DsStatus
 cuda_linear (CudaImpl *impl, const DsOpCall *c, DsError *err)
 {
@@ -417,6 +507,13 @@ cuda_linear (CudaImpl *impl, const DsOpCall *c, DsError *err)
   void *y = c->dst->data;
   if (m == 0 || n == 0)
     return DS_OK;
+  if (bt && k > 0)
+    {
+      bool ran;
+      DS_TRY (linear_lt (impl, c, m, n, k, &ran, err));
+      if (ran)
+        return DS_OK;
+    }
   /* With a residual: y = r (+ b) first, in one pass, then the GEMM
    * accumulates into y — the residual add and the bias cost no pass over a
    * separate output. */
@@ -1061,6 +1158,8 @@ cuda_destroy (DsBackend *be)
     cudaStreamSynchronize (impl->stream);
   if (impl->blas)
     cublasDestroy (impl->blas);
+  if (impl->lt)
+    cublasLtDestroy (impl->lt);
 #ifdef DS_HAVE_CUDNN
   ds_cudnn_free (impl->cudnn);
 #endif
@@ -1091,12 +1190,16 @@ cuda_setup (CudaImpl *impl, DsError *err)
     }
   if ((s = cublasSetStream (impl->blas, impl->stream)) != CUBLAS_STATUS_SUCCESS)
     return blas_fail (s, err, "set stream");
-  /* A workspace of its own (32 MiB, NVIDIA's advice for Hopper) so cuBLAS never
-   * allocates inside a captured graph. */
-  const size_t ws = (size_t) 32 << 20;
-  DS_TRY (device_malloc (&impl->blas_workspace, ws, "cuBLAS's workspace", err));
-  if ((s = cublasSetWorkspace (impl->blas, impl->blas_workspace, ws)) != CUBLAS_STATUS_SUCCESS)
+  /* A workspace of its own so cuBLAS never allocates inside a captured graph;
+   * cuBLASLt is handed the same one (both run on this one stream). */
+  DS_TRY (device_malloc (&impl->blas_workspace, BLAS_WORKSPACE_BYTES, "cuBLAS's workspace",
+                         err));
+  if ((s = cublasSetWorkspace (impl->blas, impl->blas_workspace, BLAS_WORKSPACE_BYTES))
+      != CUBLAS_STATUS_SUCCESS)
     return blas_fail (s, err, "set workspace");
+  const char *lt = getenv ("DS_CUDA_LT");
+  if (!(lt && strcmp (lt, "0") == 0) && cublasLtCreate (&impl->lt) != CUBLAS_STATUS_SUCCESS)
+    impl->lt = NULL; /* GEMM + bias kernel, then */
   /* f32 GEMMs ask for CUBLAS_COMPUTE_32F_PEDANTIC themselves (no TF32, so they
    * match the CPU to rounding); f16/bf16 ones use tensor cores. */
   const char *sync = getenv ("DS_CUDA_SYNC");

@@ -42,6 +42,9 @@
 #include <time.h>
 
 #include "ds-cuda.h"
+#ifdef DS_CUDA_EMU
+#include <cuda_runtime.h> /* the emulator's: ds_emu_work_count */
+#endif
 #include "ds-nn.h"
 #include "ds-ops.h"
 
@@ -62,6 +65,10 @@ static DsBackend *cpu, *gpu;
 /* gpu convolves by cuDNN wherever cuDNN takes the shape (symmetric padding,
  * not a 1x1 the GEMM runs on the image itself) */
 static bool conv_by_cudnn;
+/* gpu runs biased f16/bf16 linears as one cuBLASLt call (not DS_CUDA_LT=0) */
+static bool linear_by_lt;
+/* device operations the last check_case's op issued (the emulator counts them) */
+static long long case_device_ops = -1;
 static bool op_tested[DS_OP_COUNT];
 
 #define NDIMS(...) ((int) (sizeof ((int64_t[]){ __VA_ARGS__ }) / sizeof (int64_t)))
@@ -259,10 +266,16 @@ check_case (const char *label, const DsOpCall *hc, double tol)
     }
 
   double t0 = now_ms ();
+#ifdef DS_CUDA_EMU
+  const unsigned long long work0 = ds_emu_work_count ();
+#endif
   DsStatus st = ds_op_run (gpu, &dc, &err);
   DS_CHECK_OK (st, &err);
   DS_CHECK_OK (gpu->synchronize (gpu, &err), &err);
   double t1 = now_ms ();
+#ifdef DS_CUDA_EMU
+  case_device_ops = (long long) (ds_emu_work_count () - work0);
+#endif
   DS_CHECK_OK (ds_op_run (cpu, hc, &err), &err);
   double t2 = now_ms ();
 
@@ -491,7 +504,49 @@ linear_case (const char *label, int ndim, const int64_t *xshape, int64_t n, bool
                  .src = { &t[0], &t[1], bias ? &t[2] : NULL, residual ? &t[4] : NULL },
                  .dst = residual == 2 ? &t[4] : &t[3] };
   check_case (label, &c, TOL_GEMM);
+  /* one call with cuBLASLt's bias epilogue, else GEMM + bias kernel (or + the
+   * residual's copy); a GEMM alone without either */
+  const long long want = bias ? (linear_by_lt && case_dt != DS_DTYPE_F32 ? 1 : 2)
+                              : (residual == 1 ? 2 : 1);
+  if (case_device_ops >= 0)
+    DS_CHECK (case_device_ops == want, "%s: %lld device operations, expected %lld", label,
+              case_device_ops, want);
   free_all (t, 5);
+}
+
+/* cuBLASLt is told each pointer's alignment: a linear whose input starts one
+ * element into its allocation (2-byte aligned in f16) must still be right. */
+static void
+test_linear_misaligned (void)
+{
+  enum { M = 6, K = 40, N = 24 };
+  DsTensor xp = rnd (1.0f, 0.0f, SHAPE (M * K + 1)), w = rnd (0.2f, 0.0f, SHAPE (N, K));
+  DsTensor b = rnd (0.5f, 0.0f, SHAPE (N)), y = zeros (SHAPE (M, N));
+  DsTensor x = xp; /* a view [M, K] one element in */
+  x.ndim = 2, x.shape[0] = M, x.shape[1] = K;
+  x.data = (float *) xp.data + 1;
+  DsError err = { 0 };
+  DsOpCall hc = { .op = DS_OP_LINEAR, .src = { &x, &w, &b }, .dst = &y };
+  DS_CHECK_OK (ds_op_run (cpu, &hc, &err), &err);
+  DsTensor dxp = dev_upload (&xp), dw = dev_upload (&w), db = dev_upload (&b), dy = dev_nan (&y);
+  DsTensor dx = dxp;
+  dx.ndim = 2, dx.shape[0] = M, dx.shape[1] = K;
+  dx.data = (char *) dxp.data + ds_dtype_size (dxp.dtype);
+  DsOpCall dc = { .op = DS_OP_LINEAR, .src = { &dx, &dw, &db }, .dst = &dy };
+#ifdef DS_CUDA_EMU
+  const unsigned long long work0 = ds_emu_work_count ();
+#endif
+  DS_CHECK_OK (ds_op_run (gpu, &dc, &err), &err);
+  DS_CHECK_OK (gpu->synchronize (gpu, &err), &err);
+#ifdef DS_CUDA_EMU
+  const unsigned long long ops = ds_emu_work_count () - work0;
+  const unsigned long long want = linear_by_lt && case_dt != DS_DTYPE_F32 ? 1 : 2;
+  DS_CHECK (ops == want, "misaligned linear: %llu device operations, expected %llu", ops, want);
+#endif
+  compare ("linear", "input 1 element past its allocation", "out", &dy, &y, TOL_GEMM, 0, 0);
+  gpu->tensor_free (gpu, &dxp), gpu->tensor_free (gpu, &dw);
+  gpu->tensor_free (gpu, &db), gpu->tensor_free (gpu, &dy);
+  ds_tensor_free (&xp), ds_tensor_free (&w), ds_tensor_free (&b), ds_tensor_free (&y);
 }
 
 static void
@@ -528,6 +583,7 @@ test_gemms (void)
   linear_case ("CLIP out + residual [2, 77, 1024] -> 1024", SHAPE (2, 77, 1024), 1024, true, 1);
   linear_case ("odd + residual, no bias [3, 5] -> 7", SHAPE (3, 5), 7, false, 1);
   linear_case ("odd + residual in place, no bias", SHAPE (4, 6), 3, false, 2);
+  test_linear_misaligned ();
 
   matmul_case ("q k^T per head, [10, 4096, 64] x [10, 77, 64]^T", 10, 4096, 77, 64, false, true,
                0.125f, false);
@@ -1074,6 +1130,12 @@ main (void)
       unsetenv ("DS_CUDA_CONV");
       DS_CHECK (im2col != NULL, "im2col backend: %s", err.message);
     }
+  /* one whose biased linears are GEMM + bias kernel */
+  setenv ("DS_CUDA_LT", "0", 1);
+  DsBackend *no_lt = ds_backend_cuda_new (0, DS_DTYPE_F32, &err);
+  unsetenv ("DS_CUDA_LT");
+  DS_CHECK (no_lt != NULL, "backend without cuBLASLt: %s", err.message);
+  linear_by_lt = true;
   /* and one whose fused attention reads its fragments without ldmatrix */
   setenv ("DS_CUDA_LDMATRIX", "0", 1);
   DsBackend *no_ldmatrix = ds_backend_cuda_new (0, DS_DTYPE_F32, &err);
@@ -1101,6 +1163,16 @@ main (void)
         }
       test_norms ();
       test_gemms ();
+      if (no_lt && case_dt != DS_DTYPE_F32)
+        {
+          DsBackend *main_gpu = gpu;
+          gpu = no_lt;
+          linear_by_lt = false;
+          printf ("(again with DS_CUDA_LT=0)\n");
+          test_gemms ();
+          linear_by_lt = true;
+          gpu = main_gpu;
+        }
       test_softmax_attention ();
       if (no_ldmatrix && case_dt != DS_DTYPE_F32) /* the fused kernel's other path */
         {
@@ -1122,6 +1194,7 @@ main (void)
 
   ds_backend_free (im2col);
   ds_backend_free (no_ldmatrix);
+  ds_backend_free (no_lt);
   ds_backend_free (gpu);
   ds_backend_free (cpu);
   return ds_test_finish ();

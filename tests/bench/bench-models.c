@@ -19,7 +19,8 @@
  *
  * Prints one line per measurement: name, median ms, min ms, runs, and how the
  * timed runs went: "replayed" when each launched a recording and issued no op
- * (ds-graph.h), else "eager, N ops". Not a test:
+ * (ds-graph.h), else "eager, N ops"; on the CUDA emulator, also the device
+ * operations (kernels, GEMMs, convolutions, copies) per run. Not a test:
  * timings never gate anything; BENCHMARKS.md records them with the command. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,9 @@
 #include "ds-vae.h"
 #ifdef DS_HAVE_CUDA
 #include "ds-cuda.h"
+#endif
+#ifdef DS_CUDA_EMU
+#include <cuda_runtime.h> /* the emulator's: ds_emu_work_count */
 #endif
 
 #define MAX_RUNS 200
@@ -103,10 +107,16 @@ measure (const char *name, double target_ms, RunFn fn, Bench *b, int warmup, int
   DsError err = { 0 };
   double t[MAX_RUNS];
   uint64_t ops0 = 0, launches0 = 0;
+#ifdef DS_CUDA_EMU
+  unsigned long long work0 = 0;
+#endif
   for (int i = 0; i < warmup + runs; i++)
     {
       if (i == warmup)
         {
+#ifdef DS_CUDA_EMU
+          work0 = ds_emu_work_count ();
+#endif
           ops0 = b->be->n_ops, launches0 = b->be->n_graph_launches;
           if (ds_op_profiling ())
             ds_op_profile_reset (b->be); /* the profile covers the timed runs only */
@@ -135,6 +145,10 @@ measure (const char *name, double target_ms, RunFn fn, Bench *b, int warmup, int
               (unsigned long long) launches);
   printf ("%-40s median %9.2f ms   min %9.2f ms   runs %d   %s", name, t[runs / 2], t[0], runs,
           how);
+#ifdef DS_CUDA_EMU /* what a GPU would be handed per run, counted by the emulator */
+  if (b->cuda)
+    printf (", %llu device operations", (ds_emu_work_count () - work0) / (unsigned long long) runs);
+#endif
   if (b->cuda && target_ms > 0)
     printf ("   target <= %g ms: %s", target_ms, t[runs / 2] <= target_ms ? "met" : "missed");
   printf ("\n");

@@ -9,11 +9,14 @@
  * afterwards in float, and C is read only when beta is non-zero, as cuBLAS
  * promises. The result is rounded to C's type (nearest even). Every GEMM is
  * enqueued on the handle's stream, so it is recorded while that captures.
+ * The cuBLASLt subset (cublasLt.h) runs through the same code.
  */
 #include "cublas_v2.h"
+#include "cublasLt.h"
 
 #include <cblas.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <vector>
 
@@ -46,6 +49,10 @@ struct Gemm {
   long long sa, sb, sc;
   const void *const *Aarr, *const *Barr;
   void *const *Carr;
+  /* cuBLASLt (one product): beta * Cin instead of beta * C, then + bias[row]
+   * (bias of C's type) before rounding to C, the output D */
+  const void *Cin = nullptr;
+  const void *bias = nullptr;
 };
 
 size_t
@@ -128,7 +135,9 @@ gemm_one (const Gemm &g, const void *A, const void *B, void *C)
         const size_t ci = (size_t) j * g.ldc + i;
         float v = t[(size_t) j * g.m + i];
         if (g.beta != 0.0f)
-          v += g.beta * load (g.ct, C, ci);
+          v += g.beta * load (g.ct, g.Cin ? g.Cin : C, ci);
+        if (g.bias)
+          v += load (g.ct, g.bias, (size_t) i);
         store (g.ct, C, ci, v);
       }
 }
@@ -422,6 +431,291 @@ cublasGemmBatchedEx (cublasHandle_t handle, cublasOperation_t transa, cublasOper
              Ctype, lda, ldb, ldc, r, batchCount, nullptr, nullptr, nullptr, 0, 0, 0,
              Aarray, Barray, Carray };
   return submit (handle, g);
+}
+
+/* ---- cuBLASLt ---- */
+
+} /* extern "C" */
+
+struct cublasLtContext {
+  int unused = 0;
+};
+
+struct cublasLtMatmulDescEmu {
+  cublasComputeType_t compute;
+  cudaDataType_t scale;
+  cublasOperation_t ta = CUBLAS_OP_N, tb = CUBLAS_OP_N;
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  const void *bias = nullptr;
+};
+
+struct cublasLtMatrixLayoutEmu {
+  cudaDataType type;
+  uint64_t rows, cols;
+  int64_t ld;
+};
+
+struct cublasLtMatmulPreferenceEmu {
+  uint64_t max_workspace = 0;
+  uint32_t align[4] = { 256, 256, 256, 256 }; /* A, B, C, D */
+};
+
+namespace {
+
+/* What a heuristic result records, checked when it is run. */
+constexpr uint64_t kLtAlgoTag = 0x64732d656d752d6cull;
+
+/* The product the descriptors describe, checked; m, n, k as cuBLAS's. */
+cublasStatus_t
+lt_check (cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+          cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d, Gemm *g)
+{
+  if (!op || !a || !b || !c || !d)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (op->scale != CUDA_R_32F)
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  const bool na = op->ta == CUBLAS_OP_N, nb = op->tb == CUBLAS_OP_N;
+  const uint64_t m = na ? a->rows : a->cols, k = na ? a->cols : a->rows;
+  const uint64_t n = nb ? b->cols : b->rows;
+  if ((nb ? b->rows : b->cols) != k || c->rows != m || c->cols != n || d->rows != m
+      || d->cols != n || c->type != d->type || c->ld != d->ld)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX)
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  Rounding r;
+  cublasStatus_t s = check_types (a->type, b->type, d->type, op->compute,
+                                  CUBLAS_GEMM_DEFAULT_TENSOR_OP, &r);
+  if (s != CUBLAS_STATUS_SUCCESS)
+    return s;
+  *g = {};
+  g->ta = op->ta, g->tb = op->tb, g->m = (int) m, g->n = (int) n, g->k = (int) k;
+  g->at = a->type, g->bt = b->type, g->ct = d->type;
+  g->lda = (int) a->ld, g->ldb = (int) b->ld, g->ldc = (int) d->ld;
+  g->rounding = r, g->batch = 1;
+  return CUBLAS_STATUS_SUCCESS; /* leading dimensions: checked by cublasLtMatrixLayoutCreate */
+}
+
+} // namespace
+
+extern "C" {
+
+cublasStatus_t
+cublasLtCreate (cublasLtHandle_t *lightHandle)
+{
+  if (!lightHandle)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  int n = 0;
+  if (cudaGetDeviceCount (&n) != cudaSuccess || n == 0)
+    {
+      cudaGetLastError ();
+      *lightHandle = nullptr;
+      return CUBLAS_STATUS_NOT_INITIALIZED;
+    }
+  *lightHandle = new cublasLtContext;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtDestroy (cublasLtHandle_t lightHandle)
+{
+  if (!lightHandle)
+    return CUBLAS_STATUS_NOT_INITIALIZED;
+  delete lightHandle;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmulDescCreate (cublasLtMatmulDesc_t *matmulDesc, cublasComputeType_t computeType,
+                          cudaDataType_t scaleType)
+{
+  if (!matmulDesc)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  *matmulDesc = new cublasLtMatmulDescEmu;
+  (*matmulDesc)->compute = computeType, (*matmulDesc)->scale = scaleType;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmulDescDestroy (cublasLtMatmulDesc_t matmulDesc)
+{
+  delete matmulDesc;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmulDescSetAttribute (cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr,
+                                const void *buf, size_t sizeInBytes)
+{
+  if (!d || !buf)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  switch (attr)
+    {
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+    case CUBLASLT_MATMUL_DESC_TRANSB:
+      {
+        if (sizeInBytes != sizeof (int32_t))
+          return CUBLAS_STATUS_INVALID_VALUE;
+        const cublasOperation_t o = (cublasOperation_t) * (const int32_t *) buf;
+        if (o != CUBLAS_OP_N && o != CUBLAS_OP_T)
+          return CUBLAS_STATUS_INVALID_VALUE;
+        (attr == CUBLASLT_MATMUL_DESC_TRANSA ? d->ta : d->tb) = o;
+        return CUBLAS_STATUS_SUCCESS;
+      }
+    case CUBLASLT_MATMUL_DESC_EPILOGUE:
+      {
+        if (sizeInBytes != sizeof (uint32_t))
+          return CUBLAS_STATUS_INVALID_VALUE;
+        const uint32_t e = *(const uint32_t *) buf;
+        if (e != CUBLASLT_EPILOGUE_DEFAULT && e != CUBLASLT_EPILOGUE_BIAS)
+          return CUBLAS_STATUS_NOT_SUPPORTED; /* this subset */
+        d->epilogue = (cublasLtEpilogue_t) e;
+        return CUBLAS_STATUS_SUCCESS;
+      }
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+      if (sizeInBytes != sizeof (void *))
+        return CUBLAS_STATUS_INVALID_VALUE;
+      d->bias = *(const void *const *) buf;
+      return CUBLAS_STATUS_SUCCESS;
+    default:
+      return CUBLAS_STATUS_NOT_SUPPORTED; /* this subset */
+    }
+}
+
+cublasStatus_t
+cublasLtMatrixLayoutCreate (cublasLtMatrixLayout_t *matLayout, cudaDataType type, uint64_t rows,
+                            uint64_t cols, int64_t ld)
+{
+  if (!matLayout)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (ld < (int64_t) (rows > 1 ? rows : 1)
+      || (type != CUDA_R_32F && type != CUDA_R_16F && type != CUDA_R_16BF))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  *matLayout = new cublasLtMatrixLayoutEmu{ type, rows, cols, ld };
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatrixLayoutDestroy (cublasLtMatrixLayout_t matLayout)
+{
+  delete matLayout;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmulPreferenceCreate (cublasLtMatmulPreference_t *pref)
+{
+  if (!pref)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  *pref = new cublasLtMatmulPreferenceEmu;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmulPreferenceDestroy (cublasLtMatmulPreference_t pref)
+{
+  delete pref;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmulPreferenceSetAttribute (cublasLtMatmulPreference_t pref,
+                                      cublasLtMatmulPreferenceAttributes_t attr, const void *buf,
+                                      size_t sizeInBytes)
+{
+  if (!pref || !buf)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (attr >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES
+      && attr <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES)
+    {
+      if (sizeInBytes != sizeof (uint32_t))
+        return CUBLAS_STATUS_INVALID_VALUE;
+      pref->align[attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES] = *(const uint32_t *) buf;
+      return CUBLAS_STATUS_SUCCESS;
+    }
+  if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES)
+    return CUBLAS_STATUS_NOT_SUPPORTED; /* this subset */
+  if (sizeInBytes != sizeof (uint64_t))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  pref->max_workspace = *(const uint64_t *) buf;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+/* One result: an algorithm that wants min(4 KiB, the preference's limit) of
+ * workspace, so a caller that hands none over fails. */
+cublasStatus_t
+cublasLtMatmulAlgoGetHeuristic (cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t operationDesc,
+                                cublasLtMatrixLayout_t Adesc, cublasLtMatrixLayout_t Bdesc,
+                                cublasLtMatrixLayout_t Cdesc, cublasLtMatrixLayout_t Ddesc,
+                                cublasLtMatmulPreference_t preference, int requestedAlgoCount,
+                                cublasLtMatmulHeuristicResult_t heuristicResultsArray[],
+                                int *returnAlgoCount)
+{
+  if (!lightHandle)
+    return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (!preference || requestedAlgoCount < 1 || !heuristicResultsArray || !returnAlgoCount)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  Gemm g;
+  cublasStatus_t s = lt_check (operationDesc, Adesc, Bdesc, Cdesc, Ddesc, &g);
+  if (s != CUBLAS_STATUS_SUCCESS)
+    return s;
+  cublasLtMatmulHeuristicResult_t r = {};
+  r.workspaceSize = preference->max_workspace < 4096 ? preference->max_workspace : 4096;
+  r.algo.data[0] = kLtAlgoTag;
+  r.algo.data[1] = r.workspaceSize;
+  for (int i = 0; i < 4; i++) /* the alignment each pointer must have */
+    r.algo.data[2 + i] = preference->align[i] < 16 ? preference->align[i] : 16;
+  r.state = CUBLAS_STATUS_SUCCESS;
+  r.wavesCount = 1.0f;
+  heuristicResultsArray[0] = r;
+  *returnAlgoCount = 1;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmul (cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t computeDesc, const void *alpha,
+                const void *A, cublasLtMatrixLayout_t Adesc, const void *B,
+                cublasLtMatrixLayout_t Bdesc, const void *beta, const void *C,
+                cublasLtMatrixLayout_t Cdesc, void *D, cublasLtMatrixLayout_t Ddesc,
+                const cublasLtMatmulAlgo_t *algo, void *workspace, size_t workspaceSizeInBytes,
+                cudaStream_t stream)
+{
+  if (!lightHandle)
+    return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (!alpha || !beta)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  Gemm g;
+  cublasStatus_t s = lt_check (computeDesc, Adesc, Bdesc, Cdesc, Ddesc, &g);
+  if (s != CUBLAS_STATUS_SUCCESS)
+    return s;
+  const size_t need = algo ? (size_t) algo->data[1] : 0;
+  if (algo && algo->data[0] != kLtAlgoTag)
+    return CUBLAS_STATUS_INVALID_VALUE; /* not from the heuristics */
+  if (need && (!workspace || workspaceSizeInBytes < need || !ds_emu::device_range (workspace, need)))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  const void *ptrs[4] = { A, B, C, D };
+  for (int i = 0; algo && i < 4; i++)
+    if (algo->data[2 + i] && (uintptr_t) ptrs[i] % algo->data[2 + i])
+      return CUBLAS_STATUS_NOT_SUPPORTED; /* the algorithm needs more aligned pointers */
+  if (computeDesc->epilogue == CUBLASLT_EPILOGUE_BIAS
+      && (!computeDesc->bias || !ds_emu::device_range (computeDesc->bias,
+                                                       (size_t) g.m * type_size (g.ct))))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  g.alpha = *(const float *) alpha, g.beta = *(const float *) beta;
+  g.A = A, g.B = B, g.C = D, g.Cin = C;
+  g.bias = computeDesc->epilogue == CUBLASLT_EPILOGUE_BIAS ? computeDesc->bias : nullptr;
+  if (g.m == 0 || g.n == 0)
+    return CUBLAS_STATUS_SUCCESS;
+  cudaError_t e = ds_emu::enqueue (stream, [g, workspace, need] () {
+    if (need)
+      memset (workspace, 0xff, need); /* an aliased workspace shows */
+    gemm_run (g);
+  });
+  if (e != cudaSuccess)
+    {
+      cudaGetLastError ();
+      return CUBLAS_STATUS_EXECUTION_FAILED;
+    }
+  return CUBLAS_STATUS_SUCCESS;
 }
 
 } /* extern "C" */

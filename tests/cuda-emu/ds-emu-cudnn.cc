@@ -41,19 +41,16 @@ struct cudnnContext {
   cudaStream_t stream = nullptr;
 };
 
-struct cudnnTensorStruct {
+/* A 4-D tensor or filter descriptor: n is a filter's output channels (k). */
+struct Desc4 {
   bool set = false;
   cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW;
   cudnnDataType_t type = CUDNN_DATA_FLOAT;
   int n = 0, c = 0, h = 0, w = 0;
 };
 
-struct cudnnFilterStruct {
-  bool set = false;
-  cudnnDataType_t type = CUDNN_DATA_FLOAT;
-  cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW;
-  int k = 0, c = 0, h = 0, w = 0;
-};
+struct cudnnTensorStruct : Desc4 {};
+struct cudnnFilterStruct : Desc4 {};
 
 struct cudnnConvolutionStruct {
   bool set = false;
@@ -120,9 +117,9 @@ check (const cudnnTensorStruct *x, const cudnnFilterStruct *w, const cudnnConvol
   const int wo = (x->w + 2 * cv->pad_w - ekw) / cv->v + 1;
   if (x->h + 2 * cv->pad_h < ekh || x->w + 2 * cv->pad_w < ekw)
     return CUDNN_STATUS_BAD_PARAM;
-  if (y->n != x->n || y->c != w->k || y->h != ho || y->w != wo)
+  if (y->n != x->n || y->c != w->n || y->h != ho || y->w != wo)
     return CUDNN_STATUS_BAD_PARAM;
-  *g = { x->n, x->c, x->h, x->w, w->k, w->h, w->w, ho, wo,
+  *g = { x->n, x->c, x->h, x->w, w->n, w->h, w->w, ho, wo,
          cv->pad_h, cv->pad_w, cv->u, cv->v, cv->dil_h, cv->dil_w,
          cv->mode == CUDNN_CONVOLUTION, x->type,
          x->type == CUDNN_DATA_FLOAT && cv->math != CUDNN_FMA_MATH,
@@ -345,32 +342,31 @@ known_type (cudnnDataType_t t)
          || t == CUDNN_DATA_DOUBLE || t == CUDNN_DATA_INT8 || t == CUDNN_DATA_INT32;
 }
 
+static cudnnStatus_t
+set4 (Desc4 *d, cudnnTensorFormat_t format, cudnnDataType_t type, int n, int c, int h, int w)
+{
+  if (!d)
+    return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
+  if (n <= 0 || c <= 0 || h <= 0 || w <= 0 || !known_type (type)
+      || (format != CUDNN_TENSOR_NCHW && format != CUDNN_TENSOR_NHWC))
+    return CUDNN_STATUS_BAD_PARAM;
+  d->format = format, d->type = type, d->n = n, d->c = c, d->h = h, d->w = w;
+  d->set = true;
+  return CUDNN_STATUS_SUCCESS;
+}
+
 cudnnStatus_t
 cudnnSetTensor4dDescriptor (cudnnTensorDescriptor_t d, cudnnTensorFormat_t format,
                             cudnnDataType_t dataType, int n, int c, int h, int w)
 {
-  if (!d)
-    return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
-  if (n <= 0 || c <= 0 || h <= 0 || w <= 0 || !known_type (dataType)
-      || (format != CUDNN_TENSOR_NCHW && format != CUDNN_TENSOR_NHWC))
-    return CUDNN_STATUS_BAD_PARAM;
-  d->format = format, d->type = dataType, d->n = n, d->c = c, d->h = h, d->w = w;
-  d->set = true;
-  return CUDNN_STATUS_SUCCESS;
+  return set4 (d, format, dataType, n, c, h, w);
 }
 
 cudnnStatus_t
 cudnnSetFilter4dDescriptor (cudnnFilterDescriptor_t d, cudnnDataType_t dataType,
                             cudnnTensorFormat_t format, int k, int c, int h, int w)
 {
-  if (!d)
-    return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
-  if (k <= 0 || c <= 0 || h <= 0 || w <= 0 || !known_type (dataType)
-      || (format != CUDNN_TENSOR_NCHW && format != CUDNN_TENSOR_NHWC))
-    return CUDNN_STATUS_BAD_PARAM;
-  d->type = dataType, d->format = format, d->k = k, d->c = c, d->h = h, d->w = w;
-  d->set = true;
-  return CUDNN_STATUS_SUCCESS;
+  return set4 (d, format, dataType, k, c, h, w);
 }
 
 cudnnStatus_t

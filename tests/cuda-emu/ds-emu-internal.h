@@ -18,8 +18,11 @@ std::recursive_mutex &api_mutex ();
 cudaError_t fail (cudaError_t e);
 
 /* Runs `work` now, or appends it to the stream's graph while the stream
- * captures. Errors: an unknown stream, no device, an invalidated capture. */
-cudaError_t enqueue (cudaStream_t stream, std::function<void ()> work);
+ * captures. Errors: an unknown stream, no device, an invalidated capture.
+ * Device work (kernels, GEMMs, convolutions, copies, memsets) is counted
+ * each time it runs (ds_emu_work_count); bookkeeping such as event records
+ * and graph launches passes counted = false. */
+cudaError_t enqueue (cudaStream_t stream, std::function<void ()> work, bool counted = true);
 
 /* [p, p + n) inside one device allocation (not pinned host memory)? */
 bool device_range (const void *p, size_t n);

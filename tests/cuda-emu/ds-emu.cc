@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -216,9 +217,16 @@ fail (cudaError_t e)
   return e;
 }
 
+static std::atomic<unsigned long long> work_count{ 0 };
+
 cudaError_t
-enqueue (cudaStream_t stream, std::function<void ()> work)
+enqueue (cudaStream_t stream, std::function<void ()> work, bool counted)
 {
+  if (counted)
+    work = [w = std::move (work)] () {
+      work_count++;
+      w ();
+    };
   std::lock_guard<std::recursive_mutex> lock (api_mutex ());
   if (device_count () <= 0)
     return fail (cudaErrorNoDevice);
@@ -724,10 +732,13 @@ cudaEventRecord (cudaEvent_t event, cudaStream_t stream)
   NEED_DEVICE;
   if (!state ().events.count (event))
     return fail (cudaErrorInvalidResourceHandle);
-  return enqueue (stream, [event] () {
-    event->recorded = true;
-    event->when = std::chrono::steady_clock::now ();
-  });
+  return enqueue (
+      stream,
+      [event] () {
+        event->recorded = true;
+        event->when = std::chrono::steady_clock::now ();
+      },
+      false);
 }
 
 cudaError_t
@@ -871,10 +882,13 @@ cudaGraphLaunch (cudaGraphExec_t graphExec, cudaStream_t stream)
     return fail (cudaErrorInvalidValue);
   /* Shares the nodes, so a capture of this launch outlives the exec. */
   auto nodes = std::make_shared<std::vector<std::function<void ()>>> (graphExec->nodes);
-  return enqueue (stream, [nodes] () {
-    for (auto &n : *nodes)
-      n ();
-  });
+  return enqueue (
+      stream,
+      [nodes] () {
+        for (auto &n : *nodes)
+          n ();
+      },
+      false);
 }
 
 cudaError_t
@@ -917,3 +931,9 @@ cudaFuncSetAttribute (const void *func, enum cudaFuncAttribute attr, int value)
 }
 
 } /* extern "C" */
+
+extern "C" unsigned long long
+ds_emu_work_count (void)
+{
+  return ds_emu::work_count.load ();
+}

@@ -249,6 +249,11 @@ cudaError_t cudaGraphDestroy (cudaGraph_t graph);
 
 cudaError_t cudaFuncSetAttribute (const void *func, enum cudaFuncAttribute attr, int value);
 
+/* Not CUDA: how many pieces of device work (kernel launches, GEMMs,
+ * convolutions, copies, memsets; each node of a replayed graph) have run,
+ * process-wide, for counting what a forward issues. */
+unsigned long long ds_emu_work_count (void);
+
 DS_EMU_END_C
 
 #ifdef __cplusplus
