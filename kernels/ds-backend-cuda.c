@@ -70,6 +70,20 @@
 #define ATTN_BUDGET_FLOATS ((int64_t) 1 << 25)
 #endif
 
+/* What cuBLASLt's heuristics said for one linear's shape, so a forward asks
+ * once per shape (the query costs host time on every eager call). */
+#define LT_ALGOS 64
+typedef struct {
+  struct {
+    DsDType dt;
+    int64_t m, n, k;
+    bool residual;
+    uint32_t align[5]; /* w, x, C, y, bias */
+  } key;               /* zeroed before filling: compared with memcmp */
+  bool found;          /* false: no algorithm, GEMM + bias kernel */
+  cublasLtMatmulAlgo_t algo;
+} LtAlgo;
+
 typedef struct {
   DsBackend be;          /* be.impl points back here */
   int device;
@@ -86,6 +100,8 @@ typedef struct {
   void *blas_workspace;  /* (BLAS_WORKSPACE_BYTES) cuBLAS's and cuBLASLt's, set once
                           * so captured GEMMs never allocate */
   cublasLtHandle_t lt;   /* NULL: no fused bias epilogues (DS_CUDA_LT=0, or no cuBLASLt) */
+  LtAlgo lt_algos[LT_ALGOS]; /* the heuristics' answers, per shape (linear_lt) */
+  int n_lt_algos, lt_next_evict;
   bool no_flash;         /* DS_CUDA_FLASH=0: always the materialised attention */
   bool no_ldmatrix;      /* DS_CUDA_LDMATRIX=0: the fused attention without ldmatrix */
 #ifdef DS_HAVE_CUDNN
@@ -452,8 +468,18 @@ linear_lt (CudaImpl *impl, const DsOpCall *c, int64_t m, int64_t n, int64_t k, b
   const int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
   const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
   const uint64_t ws = BLAS_WORKSPACE_BYTES;
-  const uint32_t align[4] = { alignment (w), alignment (x), alignment (r ? r : y),
-                              alignment (y) };
+  LtAlgo want;
+  memset (&want, 0, sizeof want);
+  want.key.dt = dt, want.key.m = m, want.key.n = n, want.key.k = k, want.key.residual = r;
+  const void *ptrs[5] = { w, x, r ? r : y, y, b };
+  for (int i = 0; i < 5; i++)
+    want.key.align[i] = alignment (ptrs[i]);
+  LtAlgo *known = NULL;
+  for (int i = 0; i < impl->n_lt_algos && !known; i++)
+    if (memcmp (&impl->lt_algos[i].key, &want.key, sizeof want.key) == 0)
+      known = &impl->lt_algos[i];
+  if (known && !known->found)
+    return DS_OK;
   cublasLtMatmulDesc_t op = NULL;
   cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
   cublasLtMatmulPreference_t pref = NULL;
@@ -469,20 +495,37 @@ linear_lt (CudaImpl *impl, const DsOpCall *c, int64_t m, int64_t n, int64_t k, b
   LT_STEP (cublasLtMatrixLayoutCreate (&la, t, (uint64_t) k, (uint64_t) n, k));
   LT_STEP (cublasLtMatrixLayoutCreate (&lb, t, (uint64_t) k, (uint64_t) m, k));
   LT_STEP (cublasLtMatrixLayoutCreate (&lc, t, (uint64_t) n, (uint64_t) m, n));
-  LT_STEP (cublasLtMatmulPreferenceCreate (&pref));
-  LT_STEP (cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                 &ws, sizeof ws));
-  for (int i = 0; i < 4; i++)
-    LT_STEP (cublasLtMatmulPreferenceSetAttribute (
-        pref, (cublasLtMatmulPreferenceAttributes_t) (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i),
-        &align[i], sizeof align[i]));
-  LT_STEP (cublasLtMatmulAlgoGetHeuristic (impl->lt, op, la, lb, lc, lc, pref, 1, &h, &found));
+  if (!known) /* ask the heuristics, and remember the answer */
+    {
+      LT_STEP (cublasLtMatmulPreferenceCreate (&pref));
+      LT_STEP (cublasLtMatmulPreferenceSetAttribute (
+          pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+      for (int i = 0; i < 4; i++)
+        LT_STEP (cublasLtMatmulPreferenceSetAttribute (
+            pref,
+            (cublasLtMatmulPreferenceAttributes_t) (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i),
+            &want.key.align[i], sizeof want.key.align[i]));
+      LT_STEP (cublasLtMatmulAlgoGetHeuristic (impl->lt, op, la, lb, lc, lc, pref, 1, &h, &found));
+      if (s == CUBLAS_STATUS_SUCCESS || s == CUBLAS_STATUS_NOT_SUPPORTED)
+        {
+          want.found = s == CUBLAS_STATUS_SUCCESS && found == 1;
+          want.algo = h.algo;
+          if (impl->n_lt_algos < LT_ALGOS)
+            known = &impl->lt_algos[impl->n_lt_algos++];
+          else
+            {
+              known = &impl->lt_algos[impl->lt_next_evict];
+              impl->lt_next_evict = (impl->lt_next_evict + 1) % LT_ALGOS;
+            }
+          *known = want;
+        }
+    }
   DsStatus st = DS_OK;
-  if (s == CUBLAS_STATUS_SUCCESS && found == 1)
+  if (s == CUBLAS_STATUS_SUCCESS && known && known->found)
     {
       const float alpha = 1.0f, beta = r ? 1.0f : 0.0f;
-      s = cublasLtMatmul (impl->lt, op, &alpha, w, la, x, lb, &beta, r ? r : y, lc, y, lc, &h.algo,
-                          impl->blas_workspace, BLAS_WORKSPACE_BYTES, impl->stream);
+      s = cublasLtMatmul (impl->lt, op, &alpha, w, la, x, lb, &beta, r ? r : y, lc, y, lc,
+                          &known->algo, impl->blas_workspace, BLAS_WORKSPACE_BYTES, impl->stream);
       if (s == CUBLAS_STATUS_SUCCESS)
         *ran = true;
       else if (s != CUBLAS_STATUS_NOT_SUPPORTED) /* refused before launching: split instead */
