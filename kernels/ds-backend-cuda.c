@@ -64,11 +64,12 @@
 #endif
 /* Attention scores for all heads of one batch item and a block of query rows:
  * 128 MiB, so SD's [5 heads, 4096, 4096] self-attention takes two blocks. */
-/* The GEMM libraries' workspace: 32 MiB, NVIDIA's advice for Hopper. */
-#define BLAS_WORKSPACE_BYTES ((size_t) 32 << 20)
 #ifndef ATTN_BUDGET_FLOATS
 #define ATTN_BUDGET_FLOATS ((int64_t) 1 << 25)
 #endif
+
+/* The GEMM libraries' workspace: 32 MiB, NVIDIA's advice for Hopper. */
+#define BLAS_WORKSPACE_BYTES ((size_t) 32 << 20)
 
 /* What cuBLASLt's heuristics said for one linear's shape, so a forward asks
  * once per shape (the query costs host time on every eager call). */
@@ -528,7 +529,7 @@ linear_lt (CudaImpl *impl, const DsOpCall *c, int64_t m, int64_t n, int64_t k, b
                           &known->algo, impl->blas_workspace, BLAS_WORKSPACE_BYTES, impl->stream);
       if (s == CUBLAS_STATUS_SUCCESS)
         *ran = true;
-      else if (s != CUBLAS_STATUS_NOT_SUPPORTED) /* refused before launching: split instead */
+      else if (s != CUBLAS_STATUS_NOT_SUPPORTED) /* NOT_SUPPORTED launched nothing: split */
         st = blas_fail (s, err, "LtMatmul");
     }
 #undef LT_STEP
