@@ -237,13 +237,9 @@ cublasCreate_v2 (cublasHandle_t *handle)
 {
   if (!handle)
     return CUBLAS_STATUS_INVALID_VALUE;
-  int n = 0;
-  if (cudaGetDeviceCount (&n) != cudaSuccess || n == 0)
-    {
-      cudaGetLastError ();
-      *handle = nullptr;
-      return CUBLAS_STATUS_NOT_INITIALIZED;
-    }
+  *handle = nullptr;
+  if (!ds_emu::any_device ())
+    return CUBLAS_STATUS_NOT_INITIALIZED;
   *handle = new cublasContext;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -504,13 +500,9 @@ cublasLtCreate (cublasLtHandle_t *lightHandle)
 {
   if (!lightHandle)
     return CUBLAS_STATUS_INVALID_VALUE;
-  int n = 0;
-  if (cudaGetDeviceCount (&n) != cudaSuccess || n == 0)
-    {
-      cudaGetLastError ();
-      *lightHandle = nullptr;
-      return CUBLAS_STATUS_NOT_INITIALIZED;
-    }
+  *lightHandle = nullptr;
+  if (!ds_emu::any_device ())
+    return CUBLAS_STATUS_NOT_INITIALIZED;
   *lightHandle = new cublasLtContext;
   return CUBLAS_STATUS_SUCCESS;
 }

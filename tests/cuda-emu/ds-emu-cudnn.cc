@@ -151,13 +151,23 @@ heuristics (const Geo &g, cudnnMathType_t math)
   return v;
 }
 
-const cudnnConvolutionFwdAlgoPerf_t *
-find_algo (const std::vector<cudnnConvolutionFwdAlgoPerf_t> &v, cudnnConvolutionFwdAlgo_t a)
+/* The checked geometry of a convolution and the heuristics' entry for
+ * `algo`, which must be one they offer as supported. */
+cudnnStatus_t
+planned (const cudnnTensorStruct *x, const cudnnFilterStruct *w,
+         const cudnnConvolutionStruct *cv, const cudnnTensorStruct *y,
+         cudnnConvolutionFwdAlgo_t algo, Geo *g, cudnnConvolutionFwdAlgoPerf_t *entry)
 {
-  for (const auto &p : v)
-    if (p.algo == a)
-      return &p;
-  return nullptr;
+  cudnnStatus_t s = check (x, w, cv, y, g);
+  if (s != CUDNN_STATUS_SUCCESS)
+    return s;
+  for (const auto &p : heuristics (*g, cv->math))
+    if (p.algo == algo && p.status == CUDNN_STATUS_SUCCESS)
+      {
+        *entry = p;
+        return CUDNN_STATUS_SUCCESS;
+      }
+  return CUDNN_STATUS_NOT_SUPPORTED;
 }
 
 float
@@ -285,13 +295,7 @@ cudnnCreate (cudnnHandle_t *handle)
   if (!handle)
     return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
   *handle = nullptr;
-  int n = 0;
-  if (cudaGetDeviceCount (&n) != cudaSuccess || n == 0)
-    {
-      cudaGetLastError ();
-      return CUDNN_STATUS_NOT_INITIALIZED;
-    }
-  if (availability () == OFF)
+  if (!ds_emu::any_device () || availability () == OFF)
     return CUDNN_STATUS_NOT_INITIALIZED;
   *handle = new cudnnContext;
   return CUDNN_STATUS_SUCCESS;
@@ -436,15 +440,11 @@ cudnnGetConvolutionForwardWorkspaceSize (cudnnHandle_t handle,
   if (!sizeInBytes)
     return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
   Geo g;
-  cudnnStatus_t s = check (xDesc, wDesc, convDesc, yDesc, &g);
-  if (s != CUDNN_STATUS_SUCCESS)
-    return s;
-  const auto v = heuristics (g, convDesc->math);
-  const cudnnConvolutionFwdAlgoPerf_t *p = find_algo (v, algo);
-  if (!p || p->status != CUDNN_STATUS_SUCCESS)
-    return CUDNN_STATUS_NOT_SUPPORTED;
-  *sizeInBytes = p->memory;
-  return CUDNN_STATUS_SUCCESS;
+  cudnnConvolutionFwdAlgoPerf_t p;
+  cudnnStatus_t s = planned (xDesc, wDesc, convDesc, yDesc, algo, &g, &p);
+  if (s == CUDNN_STATUS_SUCCESS)
+    *sizeInBytes = p.memory;
+  return s;
 }
 
 cudnnStatus_t
@@ -461,14 +461,11 @@ cudnnConvolutionForward (cudnnHandle_t handle, const void *alpha,
   if (!alpha || !beta || !x || !w || !y)
     return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
   Geo g;
-  cudnnStatus_t s = check (xDesc, wDesc, convDesc, yDesc, &g);
+  cudnnConvolutionFwdAlgoPerf_t p;
+  cudnnStatus_t s = planned (xDesc, wDesc, convDesc, yDesc, algo, &g, &p);
   if (s != CUDNN_STATUS_SUCCESS)
     return s;
-  const auto v = heuristics (g, convDesc->math);
-  const cudnnConvolutionFwdAlgoPerf_t *p = find_algo (v, algo);
-  if (!p || p->status != CUDNN_STATUS_SUCCESS)
-    return CUDNN_STATUS_NOT_SUPPORTED;
-  if (p->determinism != CUDNN_DETERMINISTIC)
+  if (p.determinism != CUDNN_DETERMINISTIC)
     {
       fprintf (stderr, "emulated cuDNN: algorithm %d is the heuristics' non-deterministic decoy; "
                        "a caller that needs reproducible results must not run it\n",
@@ -483,7 +480,7 @@ cudnnConvolutionForward (cudnnHandle_t handle, const void *alpha,
     return CUDNN_STATUS_BAD_PARAM;
   if (overlap (y, yb, x, xb) || overlap (y, yb, w, wb))
     return CUDNN_STATUS_BAD_PARAM;
-  const size_t need = p->memory;
+  const size_t need = p.memory;
   if (need > 0
       && (!workSpace || workSpaceSizeInBytes < need || !ds_emu::device_range (workSpace, need)
           || overlap (workSpace, need, x, xb) || overlap (workSpace, need, w, wb)

@@ -24,6 +24,10 @@ cudaError_t fail (cudaError_t e);
  * and graph launches passes counted = false. */
 cudaError_t enqueue (cudaStream_t stream, std::function<void ()> work, bool counted = true);
 
+/* Whether a device answers (cudaGetDeviceCount, its error cleared): what the
+ * libraries' handle creation checks first. */
+bool any_device ();
+
 /* [p, p + n) inside one device allocation (not pinned host memory)? */
 bool device_range (const void *p, size_t n);
 

@@ -196,6 +196,16 @@ check_copy (void *dst, const void *src, size_t count, cudaMemcpyKind kind)
 } // namespace
 
 bool
+any_device ()
+{
+  int n = 0;
+  if (cudaGetDeviceCount (&n) == cudaSuccess && n > 0)
+    return true;
+  cudaGetLastError ();
+  return false;
+}
+
+bool
 device_range (const void *p, size_t n)
 {
   std::lock_guard<std::recursive_mutex> lock (api_mutex ());
