@@ -72,8 +72,10 @@
 #define BLAS_WORKSPACE_BYTES ((size_t) 32 << 20)
 
 /* What cuBLASLt's heuristics said for one linear's shape, so a forward asks
- * once per shape (the query costs host time on every eager call). */
-#define LT_ALGOS 64
+ * once per shape (the query costs host time on every eager call). The
+ * arena's 64-byte alignment lets a shape come with a few alignments: 256
+ * entries hold a UNet's and a text encoder's linears. */
+#define LT_ALGOS 256
 typedef struct {
   struct {
     DsDType dt;
