@@ -445,6 +445,12 @@ group_norm_case (const char *label, int ndim, const int64_t *shape, int groups, 
   c.p.group_norm.eps = eps;
   c.p.group_norm.silu = silu;
   check_case (label, &c, TOL_MAP);
+  /* one launch for a group of at most 16384 values, else partials + normalize */
+  int64_t per_group = ds_tensor_numel (&t[0]) / (shape[0] * groups);
+  const long long want = per_group <= 16384 ? 1 : 2;
+  if (case_device_ops >= 0)
+    DS_CHECK (case_device_ops == want, "%s: %lld launches, expected %lld", label,
+              case_device_ops, want);
   free_all (t, 4);
 }
 
@@ -456,6 +462,12 @@ test_norms (void)
   group_norm_case ("SD 32 groups + SiLU", SHAPE (2, 320, 64, 64), 32, 1e-5f, true, 0.0f);
   group_norm_case ("32 groups + SiLU, eps 1e-6, mean 5", SHAPE (2, 640, 32, 32), 32, 1e-6f, true,
                    5.0f);
+  group_norm_case ("SD 8x8 level, one launch", SHAPE (2, 1280, 8, 8), 32, 1e-5f, true, 0.0f);
+  group_norm_case ("SD 16x16 level, one launch", SHAPE (2, 1280, 16, 16), 32, 1e-5f, true, 1.0f);
+  group_norm_case ("16384 values per group, one launch", SHAPE (2, 64, 128, 64), 32, 1e-5f,
+                   false, 0.0f);
+  group_norm_case ("16385 values per group, two launches", SHAPE (1, 1, 5, 3277), 1, 1e-5f,
+                   false, 0.0f);
   group_norm_case ("3-D [B, C, N], 8 groups", SHAPE (2, 64, 100), 8, 1e-5f, false, -1.0f);
   group_norm_case ("2-D, no spatial dims", SHAPE (3, 12), 4, 1e-5f, true, 0.0f);
   group_norm_case ("one channel per group", SHAPE (1, 6, 5, 3), 6, 1e-5f, false, 0.0f);
