@@ -43,6 +43,23 @@ ds_cuda_group_norm_scratch (int64_t nb, int64_t ch, int64_t spatial, int groups)
   return (size_t) (ng * chunks) * 2 * sizeof (double);
 }
 
+/* The block's sum and sum of squares of xg[lo, hi), in double, valid in
+ * every thread. */
+template <typename T, typename I>
+static __device__ __forceinline__ void
+gn_sums (const T *__restrict__ xg, I lo, I hi, double *red, double *s_out, double *q_out)
+{
+  double s = 0, q = 0;
+  for (I i = lo + (I) threadIdx.x; i < hi; i += (I) blockDim.x)
+    {
+      const double v = ds_ld (xg + i);
+      s += v;
+      q += v * v;
+    }
+  *s_out = ds_block_sum (s, red);
+  *q_out = ds_block_sum (q, red);
+}
+
 /* grid (chunks, nb * groups): partial[(ng) * chunks + chunk] = { sum, sum of squares } */
 template <typename T>
 static __global__ void
@@ -51,17 +68,9 @@ gn_partial_kernel (const T *__restrict__ x, double *__restrict__ partial, int64_
 {
   __shared__ double red[32];
   const int64_t ng = blockIdx.y, c = blockIdx.x;
-  const T *xg = x + ng * count;
   const int64_t lo = c * chunk_len, hi = lo + chunk_len < count ? lo + chunk_len : count;
-  double s = 0, q = 0;
-  for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x)
-    {
-      const double v = ds_ld (xg + i);
-      s += v;
-      q += v * v;
-    }
-  s = ds_block_sum (s, red);
-  q = ds_block_sum (q, red);
+  double s, q;
+  gn_sums<T, int64_t> (x + ng * count, lo, hi, red, &s, &q);
   if (threadIdx.x == 0)
     {
       partial[2 * (ng * gridDim.x + c)] = s;
@@ -108,16 +117,8 @@ gn_fused_kernel (const T *__restrict__ x, const T *__restrict__ gamma, const T *
   __shared__ double red[32];
   __shared__ float stats[2];
   const I ng = (I) blockIdx.x;
-  const T *xg = x + ng * count;
-  double s = 0, q = 0;
-  for (I i = (I) threadIdx.x; i < count; i += (I) blockDim.x)
-    {
-      const double v = ds_ld (xg + i);
-      s += v;
-      q += v * v;
-    }
-  s = ds_block_sum (s, red);
-  q = ds_block_sum (q, red);
+  double s, q;
+  gn_sums<T, I> (x + ng * count, (I) 0, count, red, &s, &q);
   if (threadIdx.x == 0)
     gn_stats (s, q, (double) count, eps, stats);
   __syncthreads ();
