@@ -486,7 +486,7 @@ linear_lt (CudaImpl *impl, const DsOpCall *c, int64_t m, int64_t n, int64_t k, b
   cublasLtMatmulDesc_t op = NULL;
   cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
   cublasLtMatmulPreference_t pref = NULL;
-  cublasLtMatmulHeuristicResult_t h;
+  cublasLtMatmulHeuristicResult_t h = { 0 };
   int found = 0;
   cublasStatus_t s = cublasLtMatmulDescCreate (&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
 #define LT_STEP(call)                                                                            if (s == CUBLAS_STATUS_SUCCESS)                                                                s = (call)
@@ -1223,6 +1223,14 @@ cuda_destroy (DsBackend *be)
   free (impl);
 }
 
+/* Whether the environment switches a path off: NAME=0. */
+static bool
+switched_off (const char *name)
+{
+  const char *v = getenv (name);
+  return v && strcmp (v, "0") == 0;
+}
+
 /* Stream, cuBLAS handle and settings; on failure the caller destroys. */
 static DsStatus
 cuda_setup (CudaImpl *impl, DsError *err)
@@ -1243,17 +1251,14 @@ cuda_setup (CudaImpl *impl, DsError *err)
   if ((s = cublasSetWorkspace (impl->blas, impl->blas_workspace, BLAS_WORKSPACE_BYTES))
       != CUBLAS_STATUS_SUCCESS)
     return blas_fail (s, err, "set workspace");
-  const char *lt = getenv ("DS_CUDA_LT");
-  if (!(lt && strcmp (lt, "0") == 0) && cublasLtCreate (&impl->lt) != CUBLAS_STATUS_SUCCESS)
+  if (!switched_off ("DS_CUDA_LT") && cublasLtCreate (&impl->lt) != CUBLAS_STATUS_SUCCESS)
     impl->lt = NULL; /* GEMM + bias kernel, then */
   /* f32 GEMMs ask for CUBLAS_COMPUTE_32F_PEDANTIC themselves (no TF32, so they
    * match the CPU to rounding); f16/bf16 ones use tensor cores. */
   const char *sync = getenv ("DS_CUDA_SYNC");
   impl->sync_each_op = sync && *sync && strcmp (sync, "0") != 0;
-  const char *flash = getenv ("DS_CUDA_FLASH");
-  impl->no_flash = flash && strcmp (flash, "0") == 0;
-  const char *ldmatrix = getenv ("DS_CUDA_LDMATRIX");
-  impl->no_ldmatrix = ldmatrix && strcmp (ldmatrix, "0") == 0;
+  impl->no_flash = switched_off ("DS_CUDA_FLASH");
+  impl->no_ldmatrix = switched_off ("DS_CUDA_LDMATRIX");
   snprintf (impl->conv_path, sizeof impl->conv_path, "im2col + cuBLAS (built without cuDNN)");
 #ifdef DS_HAVE_CUDNN
   const char *conv = getenv ("DS_CUDA_CONV");
