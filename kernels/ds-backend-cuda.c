@@ -6,7 +6,7 @@
  * launchers of ds-cuda-kernels.h.
  *
  * Precision: a call runs in its tensors' dtype. In f32 every op computes what
- * engine/ds-backend-cpu.c computes, in the same order where it matters (norm
+ * engine/core/ds-backend-cpu.c computes, in the same order where it matters (norm
  * statistics in double, softmax's recipe, the timestep embedding's float
  * steps), with GEMMs in strict fp32 (CUBLAS_COMPUTE_32F_PEDANTIC: no TF32), and
  * tests/test-backend-ops.c compares the two op by op to rounding. In f16/bf16

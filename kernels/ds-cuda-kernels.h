@@ -11,7 +11,7 @@
  * Arithmetic is f32 whatever the storage (f16/bf16 values are widened on load
  * and rounded once on store); statistics (norms, softmax sums) are in double
  * as in the CPU reference. In f32 each computes exactly what
- * engine/ds-backend-cpu.c computes for the op. The GEMMs are not here
+ * engine/core/ds-backend-cpu.c computes for the op. The GEMMs are not here
  * (ds-backend-cuda.c calls cuBLAS); the fused attention is (attention.cu).
  *
  * Included from C (ds-backend-cuda.c) and from the .cu files (C++).

@@ -1,7 +1,7 @@
 /* test-backend-ops.c: every op of the CUDA backend against the CPU reference.
  *
  * Each case builds random inputs from a fixed seed, uploads them, runs the op
- * on the CUDA backend and on the CPU backend (engine/ds-backend-cpu.c, itself
+ * on the CUDA backend and on the CPU backend (engine/core/ds-backend-cpu.c, itself
  * checked against PyTorch by test-ops), downloads the result and compares by
  * NMSE. Every case runs three times: in f32, in f16 and in bf16 storage. In
  * the narrow dtypes the random inputs are first rounded to the dtype on the

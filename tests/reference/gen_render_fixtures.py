@@ -4,7 +4,7 @@
 What it writes (everything from matplotlib, numpy and torch, never from the C
 code):
 
-  engine/ds-colormap-tables.inc
+  engine/analysis/ds-colormap-tables.inc
       The 256-entry RGBA8 tables the engine uses, one per colormap, exactly
       matplotlib's Colormap(np.arange(256), bytes=True), i.e. the float lookup
       table times 255, truncated by astype(uint8): viridis and inferno
@@ -64,7 +64,7 @@ from matplotlib.colors import Normalize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "data", "render")
-INC = os.path.join(ROOT, "engine", "ds-colormap-tables.inc")
+INC = os.path.join(ROOT, "engine", "analysis", "ds-colormap-tables.inc")
 
 # Engine order (DsColormap) and matplotlib names.
 MAPS = [("viridis", "viridis"), ("inferno", "inferno"), ("jet", "jet"),

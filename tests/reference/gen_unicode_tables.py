@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""gen_unicode_tables.py: the Unicode tables behind engine/ds-unicode.c.
+"""gen_unicode_tables.py: the Unicode tables behind engine/io/ds-unicode.c.
 
-Writes engine/ds-unicode-tables.inc, the data the CLIP tokenizer's text
+Writes engine/io/ds-unicode-tables.inc, the data the CLIP tokenizer's text
 cleaning needs to behave like transformers' CLIPTokenizer without ftfy
 (BasicTokenizer clean-up, NFC, str.lower, then the `regex` module's
 pre-tokenisation pattern), taken from this Python's own `unicodedata` (the
@@ -45,7 +45,7 @@ import unicodedata
 import regex
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-OUT = os.path.join(ROOT, "engine", "ds-unicode-tables.inc")
+OUT = os.path.join(ROOT, "engine", "io", "ds-unicode-tables.inc")
 
 MAX_CP = 0x110000
 SURROGATES = range(0xD800, 0xE000)
