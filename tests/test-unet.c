@@ -198,7 +198,14 @@ run_model (const char *dir, const char *expected_path)
       {
         double e = ds_test_nmse (ds_tensor_f32 (&out4) + r * ds_tensor_numel (&out),
                                  ds_tensor_f32 (&out), ds_tensor_numel (&out));
-        DS_CHECK (e <= 1e-12, "batch of 4, pair %d vs batch of 2: NMSE %.3g", r, e);
+        /* Both sides compute the same f32 function; only the summation order
+         * differs (BLAS picks its blocking and thread split from the GEMM's M,
+         * which doubles here), so they may differ by what f32 rounding allows
+         * through the network: the 1e-8 NMSE (1e-4 relative RMS, ~1700 units
+         * of f32 rounding) that every comparison with diffusers grants. A
+         * batch item read from the wrong place or left unwritten gives an
+         * NMSE of order 1. (Measured: 0 to 1.05e-12 across BLAS builds.) */
+        DS_CHECK (e <= 1e-8, "batch of 4, pair %d vs batch of 2: NMSE %.3g", r, e);
       }
     ds_arena_free (&a4);
     ds_tensor_free (&xt4);
@@ -251,7 +258,7 @@ run_model (const char *dir, const char *expected_path)
     }
 
   /* Cancellation between blocks. */
-  volatile int cancel = 1;
+  atomic_int cancel = 1;
   DsProbeSink sinkc = { .last = -1, .cancel = &cancel };
   DS_CHECK_STATUS (ds_unet_forward (unet, be, &arena, &xt, ts, &ctx, &sinkc, &out2, &err),
                    DS_ERR_CANCELLED, &err);
