@@ -6,7 +6,7 @@
  * [C, H, W] is C channels over N = H·W positions, position n = y·W + x.
  *
  *   guidance   x_s = x_u + s·(x_c − x_u), the conditioning delta and its size
- *   CKA        linear CKA (models-spec §8.1), on matrices, on two maps of one
+ *   CKA        linear CKA (docs/models.md §8.1), on matrices, on two maps of one
  *              image (positions as examples) and across guidance strengths
  *   cosine     two images' maps at one probe, per position and flattened
  *   resize     maps resized exactly as PyTorch's F.interpolate does it
@@ -50,7 +50,7 @@ void ds_delta_cond (const float *xu, const float *xc, float *out, int64_t n);
  * (accumulated in f64). */
 void ds_delta_magnitude (const float *delta, int64_t c, int64_t n, float *out);
 
-/* ---- linear CKA (models-spec §8.1) -------------------------------------- */
+/* ---- linear CKA (docs/models.md §8.1) -------------------------------------- */
 
 /* x [n, p], y [n, q]: two representations of the same n examples, one per row.
  * Columns are centred, then

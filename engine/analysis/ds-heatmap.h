@@ -1,5 +1,5 @@
 /* ds-heatmap.h: cross-attention heat maps: where in the image each prompt token
- * is looked at (models-spec §6.1–6.4).
+ * is looked at (docs/models.md §6.1–6.4).
  *
  * Input is the conditional half of a cross-map probe: one layer's attention
  * probabilities [heads, Nq, K] (softmax over the K = 77 text keys) with the
@@ -46,7 +46,7 @@ typedef struct {
  * max indices and returns how many there are. */
 int ds_heatmap_cross_layers (const DsProbeList *list, int64_t nq, int *out, int max);
 
-/* The six layers of the Discffusion score (models-spec §6.5.2): the last
+/* The six layers of the Discffusion score (docs/models.md §6.5.2): the last
  * cross-attention level of the down stage (each of its transformers), the mid
  * block, and the last up level (each of its transformers), given as positions
  * among all cross-attention layers in forward order, the index space of

@@ -1,4 +1,4 @@
-/* ds-pca.h: probe maps shown as colour by PCA (models-spec §8.2).
+/* ds-pca.h: probe maps shown as colour by PCA (docs/models.md §8.2).
  *
  * A map X [C, N] (channels-first, N = H·W positions, as the probes give it) is
  * read with positions as samples and channels as features: each channel is

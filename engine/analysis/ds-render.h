@@ -8,7 +8,7 @@
  * The conventions are the reference tools', so a picture made here matches one
  * made in Python from the same numbers:
  *   - colormaps are matplotlib's tables and index rule (ds_colormap_apply);
- *   - PCA pictures follow Meng et al. (models-spec §8.2): per-channel min-max,
+ *   - PCA pictures follow Meng et al. (docs/models.md §8.2): per-channel min-max,
  *     uint8(x * 255) by truncation, torchvision Resize(NEAREST) upscaling;
  *   - heatmaps are upsampled like torch's bilinear, align_corners=False.
  *

@@ -8,7 +8,7 @@
  *   DIR/scheduler/scheduler_config.json
  *
  * Every config.json is parsed into the structs below. Keys absent from a file
- * take diffusers' / transformers' defaults (models-spec §1.1, §3.1, §5.1, §4.1);
+ * take diffusers' / transformers' defaults (docs/models.md §1.1, §3.1, §5.1, §4.1);
  * a present key of the wrong JSON type, a value out of range or an unsupported
  * choice (e.g. a block type the engine lacks) is a DsError naming the file and
  * key. The fp32 weights file is preferred; the .fp16 variant is used if it is the

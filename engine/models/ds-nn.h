@@ -34,7 +34,7 @@ static inline bool ds_arena_is_measuring (const DsArena *a) { return a->base == 
  * the arena's activation dtype (f32 on the CPU, f16 or f32 on CUDA). */
 DsStatus ds_arena_act (DsArena *a, DsTensor *t, DsError *err, int ndim, ...);
 
-/* ResnetBlock2D (models-spec §1.5): GroupNorm+SiLU, conv3x3, (+ time projection),
+/* ResnetBlock2D (docs/models.md §1.5): GroupNorm+SiLU, conv3x3, (+ time projection),
  * GroupNorm+SiLU, conv3x3, (+ 1x1 shortcut when c_in != c_out), residual add. */
 typedef struct {
   int c_in, c_out;

@@ -3,7 +3,7 @@
  * betas = linspace(sqrt(beta_start), sqrt(beta_end), n)^2 ("scaled_linear", SD)
  * or linspace(beta_start, beta_end, n) ("linear"), computed in float32 the way
  * torch does; alphas_cumprod = cumprod(1 - betas) as torch's float32 cumprod gives
- * it (a double product rounded per element; models-spec §4.1).
+ * it (a double product rounded per element; docs/models.md §4.1).
  * x_t = sqrt(ᾱ_t)·x0 + sqrt(1 - ᾱ_t)·ε (diffusers' DDPMScheduler.add_noise, §4.2).
  *
  * Timestep conventions (§2.4, §9.2): the engine runs the UNet at the timestep

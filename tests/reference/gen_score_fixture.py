@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reference for the UNet's cross-attention logsumexp statistic (Discffusion,
-models-spec §6.5): for the committed sd2-tiny model and its fixture inputs
+docs/models.md §6.5): for the committed sd2-tiny model and its fixture inputs
 (x_t at t = 50, text [uncond, cond]), every attn2 layer's mean over heads and
 query positions of logsumexp over the 77 keys of q·kᵀ·scale, per batch item.
 

@@ -23,7 +23,7 @@ What it produces
   sd21-base-random-expected.safetensors
                                      inputs, vae.latent, text.cond/uncond, unet.x_t,
                                      unet.out and the six probes of Meng et al.'s
-                                     Table 3 (models-spec 2.3), at 512x512 / 64x64 latent
+                                     Table 3 (docs/models.md 2.3), at 512x512 / 64x64 latent
 
 Exact commands (from the repository root):
   python3 tests/reference/gen_sd_fixtures.py --config tiny --out-dir tests/data
@@ -36,7 +36,7 @@ before anything is computed, so the expected tensors correspond exactly to the
 files (for sd1-tiny: to the fp16-rounded text encoder weights).
 
 Requires torch 2.x, diffusers, transformers, safetensors, numpy, pillow, and
-shared/reference/feature_inventory.txt + shared/data/clip-tokenizer (paths are
+tests/data/sd21-feature-inventory.txt + resources/clip-tokenizer (paths are
 found relative to this file, override with --inventory / --tokenizer-src).
 CI does not run this script; the C tests read its committed outputs.
 """
@@ -76,7 +76,7 @@ REAL_UNET_PARAMS = 865910724
 REAL_VAE_ENC_PARAMS = 34163664
 REAL_TEXT_PARAMS = 340387840
 
-# PNDMScheduler config of SD 2.1-base (models-spec 4.1), shared by all folders.
+# PNDMScheduler config of SD 2.1-base (docs/models.md 4.1), shared by all folders.
 SCHEDULER_CONFIG = {
     "_class_name": "PNDMScheduler",
     "_diffusers_version": "0.10.0.dev0",
@@ -147,7 +147,7 @@ MODELS = {
         drop=("self-map@16",)),
 }
 
-# Real SD 2.1-base (models-spec 1.1, 3.1, 5.1).
+# Real SD 2.1-base (docs/models.md 1.1, 3.1, 5.1).
 REAL = dict(
     unet=dict(UNET_BLOCKS, sample_size=64, block_out_channels=[320, 640, 1280, 1280],
               attention_head_dim=[5, 10, 20, 20], cross_attention_dim=1024,
@@ -539,7 +539,7 @@ def generate(name, spec, out_dir, tok_src, inventory, config, device, build_only
     assert counts["unet"] == REAL_UNET_PARAMS, counts
     assert counts["vae_encoder+quant_conv"] == REAL_VAE_ENC_PARAMS, counts
     assert counts["text_encoder"] == REAL_TEXT_PARAMS, counts
-    log("  parameter counts match models-spec (UNet %d, VAE enc %d, text %d)" % (
+    log("  parameter counts match docs/models.md (UNet %d, VAE enc %d, text %d)" % (
         REAL_UNET_PARAMS, REAL_VAE_ENC_PARAMS, REAL_TEXT_PARAMS))
   if build_only:
     ids = sd_probes.feature_ids(mem[0])
@@ -717,9 +717,9 @@ def main():
                   help="real config: build the models, check parameter counts and probe "
                        "ids/shapes, write nothing")
   ap.add_argument("--inventory", default=os.path.join(
-      REPO, "..", "shared", "reference", "feature_inventory.txt"))
+      REPO, "tests", "data", "sd21-feature-inventory.txt"))
   ap.add_argument("--tokenizer-src", default=os.path.join(
-      REPO, "..", "shared", "data", "clip-tokenizer"))
+      REPO, "resources", "clip-tokenizer"))
   args = ap.parse_args()
   setup_torch()
   device = torch.device(args.device)

@@ -508,7 +508,7 @@ def main():
     assert sd2.tokenize("hello!world") == ["hello</w>", "!", "world</w>"]
     assert sd2("!!")["input_ids"] == [49406, 0, 0, 49407]
     assert sd1("!!")["input_ids"] == [49406, sd1.convert_tokens_to_ids("!!</w>"), 49407]
-    # models-spec §5.4 test vector
+    # docs/models.md §5.4 test vector
     assert sd1("a photo of a cat")["input_ids"] == [49406, 320, 1125, 539, 320, 2368, 49407]
 
     prompts = PROMPTS + random_prompts(60)

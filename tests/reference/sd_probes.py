@@ -1,14 +1,14 @@
 """Probe machinery for the Stable Diffusion reference fixtures (used by gen_sd_fixtures.py).
 
 Names every activation of a diffusers UNet2DConditionModel with the Meng et al.
-(2024) feature grammar ("Stage-Level-Repeat-Block-FeatureType", models-spec
+(2024) feature grammar ("Stage-Level-Repeat-Block-FeatureType", docs/models.md
 section 2) and captures them during one forward pass with forward hooks plus a
 recording attention processor that computes the classic (non-SDPA) attention
 math, so the softmax probabilities are available:
 
     probs = softmax(q_h k_h^T * scale)  over keys, per head
 
-Stored layout (models-spec section 2.2, in fp32, batch dim kept):
+Stored layout (docs/models.md section 2.2, in fp32, batch dim kept):
   * 3-D token tensors [B, N, C] -> [B, C, H, W] (row-major, H = W = sqrt(N));
   * self-map / cross-map: [B, heads, Nq, Nk] softmax probabilities;
   * everything else as the module returned it ([B, C, H, W]).
@@ -22,11 +22,11 @@ import re
 import torch
 
 # Feature types of one BasicTransformerBlock, in the order of the GDF full config
-# (and shared/reference/feature_inventory.txt).
+# (and tests/data/sd21-feature-inventory.txt).
 BLOCK_FEATURES = ("self-q", "self-k", "self-v", "self-map", "cross-q",
                   "cross-map", "ffn-inner", "out")
 
-# The six probes of Meng et al.'s Table 3 (models-spec section 2.3).
+# The six probes of Meng et al.'s Table 3 (docs/models.md section 2.3).
 TABLE3_IDS = (
     "down-level2-repeat0-vit-block0-cross-q",
     "up-level1-repeat1-vit-block0-cross-q",
