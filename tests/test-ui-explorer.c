@@ -1,0 +1,349 @@
+/* test-ui-explorer.c: the explorer window driven through its controls, on the
+ * built-in demo model at a small input size (128, set in a temporary
+ * preferences folder), under a display (Xvfb in scripts/test).
+ *
+ * What would break if the window or its worker were wrong:
+ *   - maps arrive for an image and a prompt (textures in the grid, tokens);
+ *   - an s change and a word pick deliver new pixels with no UNet forward;
+ *   - 50 rapid timestep moves run only a few forwards and the last one wins;
+ *   - a bad image or model folder shows an error and the window keeps working;
+ *   - keyboard only: Tab reaches the main controls, each has an accessible
+ *     name, and they can be operated without a pointer.
+ */
+#include <glib/gstdio.h>
+#include <gtk/gtk.h>
+#include <math.h>
+
+#include "ds-block-picker.h"
+#include "ds-image-view.h"
+#include "ds-map-grid.h"
+#include "ds-token-strip.h"
+#include "ds-window.h"
+
+#ifndef DS_TEST_DATA_DIR
+#define DS_TEST_DATA_DIR "tests/data"
+#endif
+
+static DsWindow *win;
+
+static GtkWidget *
+child (const char *name)
+{
+  GtkWidget *w = ds_window_get_child (win, name);
+  g_assert_nonnull (w);
+  return w;
+}
+
+static void
+wait_idle (void)
+{
+  ds_window_wait_idle (win);
+  while (g_main_context_pending (NULL))
+    g_main_context_iteration (NULL, FALSE);
+}
+
+static void
+open_image (const char *path, gboolean second)
+{
+  g_autoptr (GFile) f = g_file_new_for_path (path);
+  ds_window_open_image (win, f, second);
+  wait_idle ();
+}
+
+static void
+test_maps_arrive (void)
+{
+  g_assert_true (ds_window_has_model (win));
+  ds_window_set_prompt (win, "a red disc above a triangle");
+  open_image (DS_TEST_DATA_DIR "/sd-input.png", FALSE);
+  const DsExploreView *v = ds_window_get_view (win);
+  g_assert_nonnull (v);
+  g_assert_null (ds_window_get_error (win));
+  g_assert_cmpint (v->n_blocks, ==, 1);
+  g_assert_cmpstr (v->blocks[0][0].name, ==, "U-L1-R1-B0-Cross-Q");
+  g_assert_cmpuint (ds_window_get_forwards (win), >=, 1);
+  DsMapGrid *grid = DS_MAP_GRID (child ("map_grid"));
+  g_assert_cmpint (ds_map_grid_get_n_rows (grid), ==, 1);
+  for (int c = 0; c < 4; c++)
+    g_assert_nonnull (ds_map_grid_get_texture (grid, 0, c));
+  /* the words of the prompt, with the special items first and last */
+  DsTokenStrip *strip = DS_TOKEN_STRIP (child ("token_strip"));
+  g_assert_cmpint (ds_token_strip_get_n_items (strip), ==, 77 - 6 - 2 + 6 + 2);
+  g_assert_cmpstr (ds_token_strip_get_item (strip, 1)->label, ==, "a");
+  g_assert_cmpstr (ds_token_strip_get_item (strip, 2)->label, ==, "red");
+  g_assert_true (ds_image_view_get_image (DS_IMAGE_VIEW (child ("image_view"))) != NULL);
+}
+
+static void
+test_s_change_runs_no_network (void)
+{
+  const guint n0 = ds_window_get_n_views (win);
+  const guint64 f0 = ds_window_get_forwards (win);
+  GdkTexture *before = ds_map_grid_get_texture (DS_MAP_GRID (child ("map_grid")), 0, 1);
+  g_object_ref (before);
+  gtk_range_set_value (GTK_RANGE (child ("s_scale")), 2.0);
+  wait_idle ();
+  const DsExploreView *v = ds_window_get_view (win);
+  g_assert_cmpuint (ds_window_get_n_views (win), ==, n0 + 1);
+  g_assert_cmpuint (ds_window_get_forwards (win), ==, f0);
+  g_assert_cmpint (v->unet_forwards, ==, 0);
+  g_assert_cmpfloat (v->s, ==, 2.0);
+  g_assert_nonnull (strstr (v->blocks[0][0].caption[1], "s = 2"));
+  /* new pixels: X_s at s = 2 is another picture than at 7.5 */
+  GdkTexture *after = ds_map_grid_get_texture (DS_MAP_GRID (child ("map_grid")), 0, 1);
+  g_assert_true (after != before);
+  g_object_unref (before);
+}
+
+static void
+test_word_pick_runs_no_network (void)
+{
+  const guint64 f0 = ds_window_get_forwards (win);
+  DsImageView *view = DS_IMAGE_VIEW (child ("image_view"));
+  g_assert_null (ds_image_view_get_overlay (view));
+  ds_token_strip_select (DS_TOKEN_STRIP (child ("token_strip")), 2); /* "red" */
+  wait_idle ();
+  const DsExploreView *v = ds_window_get_view (win);
+  g_assert_cmpuint (ds_window_get_forwards (win), ==, f0);
+  g_assert_cmpint (v->unet_forwards, ==, 0);
+  g_assert_nonnull (ds_image_view_get_overlay (view));
+  g_assert_nonnull (strstr (v->overlay_label[0], "red"));
+  /* the hover grid is the word's map, normalised to max 1 */
+  g_assert_nonnull (v->values[0]);
+  float mx = 0;
+  for (int i = 0; i < v->vw[0] * v->vh[0]; i++)
+    mx = fmaxf (mx, v->values[0][i]);
+  g_assert_cmpfloat_with_epsilon (mx, 1.0, 1e-6);
+  /* another word: other pixels, still no forward */
+  GdkTexture *red = g_object_ref (ds_image_view_get_overlay (view));
+  ds_token_strip_select (DS_TOKEN_STRIP (child ("token_strip")), 4); /* "above" */
+  wait_idle ();
+  g_assert_true (ds_image_view_get_overlay (view) != red);
+  g_assert_cmpuint (ds_window_get_forwards (win), ==, f0);
+  g_object_unref (red);
+}
+
+static void
+test_point_query_runs_no_network (void)
+{
+  const guint64 f0 = ds_window_get_forwards (win);
+  g_signal_emit_by_name (child ("image_view"), "point-picked", 0.25, 0.25);
+  wait_idle ();
+  const DsExploreView *v = ds_window_get_view (win);
+  g_assert_cmpuint (ds_window_get_forwards (win), ==, f0);
+  g_assert_nonnull (strstr (v->overlay_label[0], "cosine similarity"));
+  /* the picked spot is most similar to itself: cosine 1 there */
+  int gx = (int) (0.25 * v->vw[0]), gy = (int) (0.25 * v->vh[0]);
+  g_assert_cmpfloat_with_epsilon (v->values[0][gy * v->vw[0] + gx], 1.0, 1e-5);
+}
+
+static void
+test_rapid_timesteps_last_wins (void)
+{
+  const guint64 f0 = ds_window_get_forwards (win);
+  GtkRange *t = GTK_RANGE (child ("t_scale"));
+  int last = 0;
+  for (int i = 0; i < 50; i++)
+    {
+      last = 300 + 7 * i;
+      gtk_range_set_value (t, last);
+      g_main_context_iteration (NULL, FALSE); /* a drag delivers events between moves */
+    }
+  wait_idle ();
+  const DsExploreView *v = ds_window_get_view (win);
+  const guint64 ran = ds_window_get_forwards (win) - f0;
+  guint64 run = 0, dropped = 0, superseded = 0;
+  ds_worker_counts (ds_window_get_worker (win), &run, &dropped, &superseded);
+  g_test_message ("50 moves: %" G_GUINT64_FORMAT " UNet forwards, %" G_GUINT64_FORMAT
+                  " jobs dropped unrun, %" G_GUINT64_FORMAT " superseded while running",
+                  ran, dropped, superseded);
+  g_assert_cmpint (v->t, ==, last);
+  g_assert_cmpuint (ran, >=, 1);
+  /* Each forward that completes either is the last one or was running when
+   * the next move came; queued moves are dropped, so far fewer than 50 run. */
+  g_assert_cmpuint (ran, <=, 10);
+}
+
+static void
+test_bad_image_keeps_working (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("ds-ui-XXXXXX", NULL);
+  g_autofree char *bad = g_build_filename (dir, "not-an-image.png", NULL);
+  g_assert_true (g_file_set_contents (bad, "this is text, not a PNG", -1, NULL));
+  open_image (bad, FALSE);
+  g_assert_nonnull (ds_window_get_error (win));
+  g_assert_nonnull (strstr (ds_window_get_error (win), "not-an-image.png"));
+  /* the previous image and maps stay, and the window still works */
+  const guint n0 = ds_window_get_n_views (win);
+  gtk_range_set_value (GTK_RANGE (child ("s_scale")), 4.0);
+  wait_idle ();
+  g_assert_cmpuint (ds_window_get_n_views (win), ==, n0 + 1);
+  open_image (DS_TEST_DATA_DIR "/sd-input.png", FALSE);
+  g_assert_null (ds_window_get_error (win));
+  g_unlink (bad);
+  g_rmdir (dir);
+}
+
+static void
+test_bad_model_keeps_working (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("ds-ui-model-XXXXXX", NULL);
+  ds_window_open_model (win, dir); /* an empty folder: no model_index.json */
+  wait_idle ();
+  g_assert_nonnull (ds_window_get_error (win));
+  g_assert_true (ds_window_has_model (win)); /* the demo stays */
+  const guint n0 = ds_window_get_n_views (win);
+  gtk_range_set_value (GTK_RANGE (child ("t_scale")), 120);
+  wait_idle ();
+  g_assert_cmpuint (ds_window_get_n_views (win), ==, n0 + 1);
+  g_assert_null (ds_window_get_error (win));
+  g_rmdir (dir);
+}
+
+/* The accessible name a screen reader would read for w, or NULL. */
+static gboolean
+has_accessible_name (GtkWidget *w)
+{
+  for (int up = 0; w && up < 4; up++, w = gtk_widget_get_parent (w))
+    {
+      if (gtk_test_accessible_has_property (GTK_ACCESSIBLE (w), GTK_ACCESSIBLE_PROPERTY_LABEL)
+          || gtk_test_accessible_has_relation (GTK_ACCESSIBLE (w),
+                                               GTK_ACCESSIBLE_RELATION_LABELLED_BY))
+        return TRUE;
+      if (GTK_IS_BUTTON (w) && gtk_button_get_label (GTK_BUTTON (w)))
+        return TRUE;
+      if (GTK_IS_CHECK_BUTTON (w) && gtk_check_button_get_label (GTK_CHECK_BUTTON (w)))
+        return TRUE;
+      if (GTK_IS_MENU_BUTTON (w) && gtk_menu_button_get_label (GTK_MENU_BUTTON (w)))
+        return TRUE;
+      if (gtk_widget_get_tooltip_text (w))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+static gboolean
+is_inside (GtkWidget *w, GtkWidget *ancestor)
+{
+  return w == ancestor || gtk_widget_is_ancestor (w, ancestor);
+}
+
+static void
+test_keyboard_only (void)
+{
+  GtkWidget *targets[] = { child ("prompt_entry"), child ("prompt2_entry"), child ("t_scale"),
+                           child ("s_scale"), child ("seed_spin"), child ("ensemble_check"),
+                           child ("token_strip"), child ("image_view"), child ("opacity_scale"),
+                           child ("cmap_dropdown"), child ("map_grid") };
+  gboolean reached[G_N_ELEMENTS (targets)] = { 0 };
+  GtkWidget *first = NULL;
+  int unnamed = 0;
+  gtk_widget_grab_focus (child ("prompt_entry"));
+  for (int step = 0; step < 400; step++)
+    {
+      GtkWidget *f = gtk_root_get_focus (GTK_ROOT (win));
+      if (!f)
+        break;
+      if (step > 0 && f == first)
+        break; /* went round */
+      if (!first)
+        first = f;
+      for (guint i = 0; i < G_N_ELEMENTS (targets); i++)
+        reached[i] |= is_inside (f, targets[i]);
+      if (!has_accessible_name (f))
+        {
+          unnamed++;
+          g_test_message ("no accessible name: %s", G_OBJECT_TYPE_NAME (f));
+        }
+      gtk_widget_child_focus (GTK_WIDGET (win), GTK_DIR_TAB_FORWARD);
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (targets); i++)
+    {
+      if (!reached[i])
+        g_test_message ("Tab never reached %s", gtk_widget_get_name (targets[i]));
+      g_assert_true (reached[i]);
+    }
+  g_assert_cmpint (unnamed, ==, 0);
+
+  /* Operate with the keys' own bindings: arrows move a scale, Enter on the
+   * image picks its centre. */
+  const guint n0 = ds_window_get_n_views (win);
+  GtkWidget *s = child ("s_scale");
+  double s0 = gtk_range_get_value (GTK_RANGE (s));
+  gtk_widget_grab_focus (s);
+  g_signal_emit_by_name (s, "move-slider", GTK_SCROLL_STEP_RIGHT);
+  g_assert_cmpfloat (gtk_range_get_value (GTK_RANGE (s)), >, s0);
+  wait_idle ();
+  g_assert_cmpuint (ds_window_get_n_views (win), >, n0);
+  GtkWidget *t = child ("t_scale");
+  double t0 = gtk_range_get_value (GTK_RANGE (t));
+  g_signal_emit_by_name (t, "move-slider", GTK_SCROLL_PAGE_LEFT);
+  g_assert_cmpfloat (gtk_range_get_value (GTK_RANGE (t)), <, t0);
+  wait_idle ();
+  g_assert_cmpint (ds_window_get_view (win)->t, ==, (int) gtk_range_get_value (GTK_RANGE (t)));
+  /* a word by keyboard: the strip's buttons are reachable and activatable */
+  DsTokenStrip *strip = DS_TOKEN_STRIP (child ("token_strip"));
+  ds_token_strip_select (strip, -1);
+  wait_idle ();
+  gboolean activated = FALSE;
+  for (GtkWidget *w = gtk_widget_get_first_child (GTK_WIDGET (strip)); w && !activated;)
+    {
+      if (GTK_IS_TOGGLE_BUTTON (w) && gtk_widget_is_visible (w)
+          && gtk_widget_get_focusable (w))
+        activated = gtk_widget_activate (w);
+      /* depth-first walk */
+      GtkWidget *next = gtk_widget_get_first_child (w);
+      while (!next && w && w != GTK_WIDGET (strip))
+        {
+          next = gtk_widget_get_next_sibling (w);
+          if (!next)
+            w = gtk_widget_get_parent (w);
+        }
+      w = next;
+    }
+  g_assert_true (activated);
+  /* GtkButton's activation (Enter, space) shows the press for a moment,
+   * then clicks: give it its time. */
+  gint64 until = g_get_monotonic_time () + 2 * G_USEC_PER_SEC;
+  while (ds_token_strip_get_selected (strip) < 0 && g_get_monotonic_time () < until)
+    g_main_context_iteration (NULL, FALSE);
+  wait_idle ();
+  g_assert_cmpint (ds_token_strip_get_selected (strip), >=, 0);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autofree char *cfg = g_dir_make_tmp ("ds-ui-cfg-XXXXXX", NULL);
+  g_setenv ("DIFFSCOPE_CONFIG_DIR", cfg, TRUE);
+  g_autofree char *ini = g_build_filename (cfg, "settings.ini", NULL);
+  g_file_set_contents (ini, "[explorer]\nsize=128\ndevice=cpu\n", -1, NULL);
+  /* GTK's test accessibility context keeps the properties a screen reader
+   * would read, without a D-Bus session. */
+  g_setenv ("GTK_A11Y", "test", TRUE);
+  gtk_test_init (&argc, &argv, NULL);
+  if (!gdk_display_get_default ())
+    {
+      g_print ("no display: skipped\n");
+      return 77;
+    }
+  win = ds_window_new (NULL);
+  gtk_window_present (GTK_WINDOW (win));
+  ds_window_open_model (win, NULL);
+  wait_idle ();
+  g_test_add_func ("/explorer/maps-arrive", test_maps_arrive);
+  g_test_add_func ("/explorer/s-change-runs-no-network", test_s_change_runs_no_network);
+  g_test_add_func ("/explorer/word-pick-runs-no-network", test_word_pick_runs_no_network);
+  g_test_add_func ("/explorer/point-query-runs-no-network", test_point_query_runs_no_network);
+  g_test_add_func ("/explorer/rapid-timesteps-last-wins", test_rapid_timesteps_last_wins);
+  g_test_add_func ("/explorer/bad-image-keeps-working", test_bad_image_keeps_working);
+  g_test_add_func ("/explorer/bad-model-keeps-working", test_bad_model_keeps_working);
+  g_test_add_func ("/explorer/keyboard-only", test_keyboard_only);
+  int rc = g_test_run ();
+  gtk_window_destroy (GTK_WINDOW (win));
+  while (g_main_context_pending (NULL))
+    g_main_context_iteration (NULL, FALSE);
+  g_unlink (ini);
+  g_rmdir (cfg);
+  return rc;
+}
