@@ -258,11 +258,11 @@ job_list_load (const char *path, const CliOptions *o, JobList *l)
 
 /* Every probe name is known (and a feature map where the job renders). */
 static int
-job_list_check_probes (const JobList *l, DsPipeline *p, int size)
+job_list_check_probes (const JobList *l, DsSession *s, int size)
 {
   const DsProbeList *list;
   DsError err = { 0 };
-  if (ds_pipeline_probes (p, size, &list, &err))
+  if (ds_pipeline_probes (ds_session_pipeline (s), size, &list, &err))
     return cli_fail (&err);
   for (int i = 0; i < l->n; i++)
     {
@@ -353,10 +353,10 @@ cli_cmd_batch (const CliOptions *o)
     }
   DsError err = { 0 };
   DsBackend *be = NULL;
-  DsPipeline *p = NULL;
-  if (cli_open_pipeline (o, &be, &p, &err))
+  DsSession *s = NULL;
+  if (cli_open_session (o, &be, &s, &err))
     rc = cli_fail (&err);
-  else if (!(rc = job_list_check_probes (&l, p, o->size)) && cli_ensure_dir (o->out_dir, &err))
+  else if (!(rc = job_list_check_probes (&l, s, o->size)) && cli_ensure_dir (o->out_dir, &err))
     rc = cli_fail (&err);
   int done = 0, skipped = 0, failed = 0, width = snprintf (NULL, 0, "%d", l.n);
   CliOptions *jo = malloc (sizeof *jo);
@@ -375,9 +375,9 @@ cli_cmd_batch (const CliOptions *o)
       bool skip = !st && exists (jo->out) && exists (json_path);
       /* the render first: the features' .json, written last, marks the job complete */
       if (!st && !skip && l.jobs[i].render)
-        st = cli_render_write (jo, be, p, NULL, &err);
+        st = cli_render_write (jo, be, s, NULL, &err);
       if (!st && !skip)
-        st = cli_features_write (jo, be, p, NULL, &err);
+        st = cli_features_write (jo, be, s, NULL, &err);
       fprintf (stderr, "[%*d/%d] %s: ", width, i + 1, l.n, l.jobs[i].name);
       if (st)
         fprintf (stderr, "FAILED: %s\n", err.message);
@@ -399,7 +399,7 @@ cli_cmd_batch (const CliOptions *o)
     }
   free (jo);
   job_list_free (&l);
-  cli_close_pipeline (be, p);
+  cli_close_session (be, s);
 #ifdef DS_HAVE_CAIRO
   ds_sheet_cleanup ();
 #endif

@@ -227,7 +227,7 @@ data_dir (void)
   return d && *d ? d : DS_DATA_DIR;
 }
 
-/* See cli_open_pipeline. The options were validated by cli_parse_args. */
+/* See cli_open_session. The options were validated by cli_parse_args. */
 static DsBackend *
 cli_backend_new (const CliOptions *o, DsError *err)
 {
@@ -272,13 +272,16 @@ cli_backend_new (const CliOptions *o, DsError *err)
 }
 
 DsStatus
-cli_open_pipeline (const CliOptions *o, DsBackend **be, DsPipeline **p, DsError *err)
+cli_open_session (const CliOptions *o, DsBackend **be, DsSession **s, DsError *err)
 {
-  *p = NULL;
+  *s = NULL;
   if (!(*be = cli_backend_new (o, err)))
     return err->code;
-  DsStatus st = o->demo ? ds_pipeline_open_demo (o->seed ^ 0x5eedULL, data_dir (), *be, p, err)
-                        : ds_pipeline_open (o->model, *be, p, err);
+  DsPipeline *p;
+  DsStatus st = o->demo ? ds_pipeline_open_demo (o->seed ^ 0x5eedULL, data_dir (), *be, &p, err)
+                        : ds_pipeline_open (o->model, *be, &p, err);
+  if (!st)
+    st = ds_session_new (p, NULL, s, err); /* takes p, also on failure */
   if (st)
     {
       ds_backend_free (*be);
@@ -288,10 +291,26 @@ cli_open_pipeline (const CliOptions *o, DsBackend **be, DsPipeline **p, DsError 
 }
 
 void
-cli_close_pipeline (DsBackend *be, DsPipeline *p)
+cli_close_session (DsBackend *be, DsSession *s)
 {
-  ds_pipeline_free (p);
+  ds_session_free (s);
   ds_backend_free (be);
+}
+
+DsQuery
+cli_query (const CliOptions *o, const DsSession *s, const DsImage *image)
+{
+  DsQuery q = ds_query_default (s);
+  q.image = image;
+  q.size = o->size;
+  q.fit = o->crop ? DS_FIT_CENTER_CROP : DS_FIT_STRETCH;
+  q.prompt = o->prompt;
+  q.uncond_prompt = o->uncond;
+  q.t = o->t;
+  q.convention = o->meng ? DS_TIMESTEP_MENG : DS_TIMESTEP_DIRECT;
+  q.seed = o->seed;
+  q.heat_nq = -1;
+  return q;
 }
 
 DsStatus

@@ -12,9 +12,10 @@ cli_cmd_info (const CliOptions *o)
 {
   DsError err = { 0 };
   DsBackend *be = NULL;
-  DsPipeline *p = NULL;
-  if (cli_open_pipeline (o, &be, &p, &err))
+  DsSession *s = NULL;
+  if (cli_open_session (o, &be, &s, &err))
     return cli_fail (&err);
+  const DsPipeline *p = ds_session_pipeline (s);
   const DsModelDir *m = ds_pipeline_model (p);
   printf ("model:   %s\n", ds_pipeline_label (p));
   printf ("device:  %s (%s)\n", be->name, ds_dtype_name (be->act_dtype));
@@ -31,7 +32,7 @@ cli_cmd_info (const CliOptions *o)
   if (ds_pipeline_is_demo (p))
     printf ("note:    the demo model is UNTRAINED (random weights): its maps show structure, "
             "not meaning\n");
-  cli_close_pipeline (be, p);
+  cli_close_session (be, s);
   return 0;
 }
 
@@ -40,13 +41,14 @@ cli_cmd_probes (const CliOptions *o)
 {
   DsError err = { 0 };
   DsBackend *be = NULL;
-  DsPipeline *p = NULL;
+  DsSession *s = NULL;
   const DsProbeList *list;
-  if (cli_open_pipeline (o, &be, &p, &err))
+  if (cli_open_session (o, &be, &s, &err))
     return cli_fail (&err);
+  DsPipeline *p = ds_session_pipeline (s);
   if (ds_pipeline_probes (p, o->size, &list, &err))
     {
-      cli_close_pipeline (be, p);
+      cli_close_session (be, s);
       return cli_fail (&err);
     }
   printf ("# %s, %dx%d input, %d probes (per image; the batch is [uncond, cond])\n",
@@ -60,7 +62,7 @@ cli_cmd_probes (const CliOptions *o)
               q->kind == DS_PROBE_SELF_MAP || q->kind == DS_PROBE_CROSS_MAP ? " (heads, Nq, Nk)"
                                                                             : " (C, H, W)");
     }
-  cli_close_pipeline (be, p);
+  cli_close_session (be, s);
   return 0;
 }
 
@@ -75,25 +77,37 @@ cli_cmd_features (const CliOptions *o)
     }
   DsError err = { 0 };
   DsBackend *be = NULL;
-  DsPipeline *p = NULL;
-  if (cli_open_pipeline (o, &be, &p, &err))
+  DsSession *s = NULL;
+  if (cli_open_session (o, &be, &s, &err))
     return cli_fail (&err);
-  DsStatus st = cli_features_write (o, be, p, stdout, &err);
-  cli_close_pipeline (be, p);
+  DsStatus st = cli_features_write (o, be, s, stdout, &err);
+  cli_close_session (be, s);
   return st ? cli_fail (&err) : 0;
 }
 
-DsStatus
-cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log, DsError *err)
+/* The result's probe at list index i, or NULL. */
+static const DsSessionProbe *
+probe_at (const DsSessionResult *r, int i)
 {
+  for (int k = 0; k < r->n_probes; k++)
+    if (r->probes[k].index == i)
+      return &r->probes[k];
+  return NULL;
+}
+
+DsStatus
+cli_features_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *log, DsError *err)
+{
+  DsPipeline *p = ds_session_pipeline (ses);
   const DsProbeList *list;
   DsImage img = { 0 };
   bool *want = NULL;
-  DsFeatures feats = { 0 };
+  DsSessionResult *r = NULL;
   DsTensor noise = { 0 };
   DsSafetensorsItem *items = NULL;
   DsTensor *views = NULL;
   char **names = NULL;
+  const char **asked = NULL;
   DsStatus st;
   int n_items = 0;
   json_t *meta = NULL;
@@ -114,26 +128,35 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log
                      || list->probes[i].kind == DS_PROBE_SELF_MAP))
         head_mean = false;
     }
+  /* the query's probes: the named ones, then with --maps every other
+   * cross-attention layer */
+  int n_asked = o->n_probes;
+  if (!(asked = malloc ((size_t) (o->n_probes + list->n + 1) * sizeof *asked)))
+    {
+      st = ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+      goto out;
+    }
+  for (int k = 0; k < o->n_probes; k++)
+    asked[k] = o->probes[k];
   if (o->maps)
     for (int i = 0; i < list->n; i++)
-      if (list->probes[i].kind == DS_PROBE_CROSS_MAP)
-        want[i] = true;
+      if (list->probes[i].kind == DS_PROBE_CROSS_MAP && !want[i])
+        asked[n_asked++] = list->probes[i].name;
   if ((st = ds_image_load (o->images[0], &img, err))
       || (o->noise
           && (st = cli_load_noise (o->noise, ds_pipeline_latent_shape (p, o->size), &noise, err))))
     goto out;
 
-  DsFeatureRequest req = {
-    .image = &img, .size = o->size, .fit = o->crop ? DS_FIT_CENTER_CROP : DS_FIT_STRETCH,
-    .prompt = o->prompt, .uncond_prompt = o->uncond, .t = o->t,
-    .convention = o->meng ? DS_TIMESTEP_MENG : DS_TIMESTEP_DIRECT, .seed = o->seed, .want = want,
-    .noise = noise.data, .head_mean_maps = head_mean,
-  };
-  if ((st = ds_pipeline_features (p, &req, &feats, err)))
+  DsQuery query = cli_query (o, ses, &img);
+  query.probes = asked;
+  query.n_probes = n_asked;
+  query.head_mean_maps = head_mean;
+  query.noise = noise.data;
+  if ((st = ds_session_run (ses, &query, NULL, &r, err)))
     goto out;
-  if (feats.cond.truncated)
+  if (r->cond.truncated)
     fprintf (stderr, "diffscope-cli: note: the prompt has %d tokens; only the first 75 are used\n",
-             feats.cond.n_pieces_total);
+             r->cond.n_pieces_total);
 
   /* items: per probe uncond + cond, per map layer (with --maps) the head mean */
   int cap = 3 * list->n + 1;
@@ -143,18 +166,18 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log
   json_t *probes_json = json_array ();
   for (int i = 0; i < list->n; i++)
     {
-      const DsTensor *v = &feats.values[i];
-      if (!v->data)
+      const DsSessionProbe *v = probe_at (r, i);
+      if (!v)
         continue;
-      const DsProbeInfo *q = &feats.probes.probes[i];
-      bool asked = false;
-      for (int k = 0; k < o->n_probes; k++)
-        asked |= ds_probe_list_find (list, o->probes[k]) == i;
-      if (asked)
+      const DsProbeInfo *q = &list->probes[i];
+      const int64_t shape[3] = { v->c, v->h, v->w };
+      if (want[i])
         for (int half = 0; half < 2; half++)
           {
-            DsTensor s = ds_tensor_slice0 (v, half, 1);
-            views[n_items] = ds_tensor_reshape (&s, 3, q->shape);
+            float *src = (float *) (half ? v->cond : v->uncond);
+            views[n_items] = (DsTensor){ .dtype = DS_DTYPE_F32, .device = DS_DEVICE_CPU,
+                                         .ndim = 3, .shape = { v->c, v->h, v->w, 1 },
+                                         .data = src };
             names[n_items] = malloc (96);
             snprintf (names[n_items], 96, "%s.%s", half ? "cond" : "uncond", q->name);
             items[n_items] = (DsSafetensorsItem){ names[n_items], &views[n_items] };
@@ -164,10 +187,10 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log
         {
           /* head mean of the cond half: [heads, Nq, Nk] -> [Nq, Nk] (one head
            * when the backend averaged them already) */
-          int64_t H = v->shape[1], Nq = q->shape[1], Nk = q->shape[2];
+          int64_t H = v->c, Nq = q->shape[1], Nk = q->shape[2];
           DsTensor *m = &views[n_items];
           ds_tensor_alloc (m, DS_DTYPE_F32, 2, (int64_t[]){ Nq, Nk }, NULL);
-          const float *src = ds_tensor_f32 (v) + H * Nq * Nk;
+          const float *src = v->cond;
           float *dst = ds_tensor_f32 (m);
           for (int64_t hh = 0; hh < H; hh++)
             for (int64_t j = 0; j < Nq * Nk; j++)
@@ -182,10 +205,10 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log
           items[n_items] = (DsSafetensorsItem){ names[n_items], m };
           n_items++;
         }
-      char shape[64];
+      char shape_str[64];
       json_array_append_new (probes_json,
                              json_pack ("{s:s, s:s, s:s}", "name", q->name, "id", q->id, "shape",
-                                        ds_shape_str (3, v->shape + 1, shape, sizeof shape)));
+                                        ds_shape_str (3, shape, shape_str, sizeof shape_str)));
     }
 
   const DsModelDir *md = ds_pipeline_model (p);
@@ -194,11 +217,11 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log
                     "model", ds_pipeline_label (p), "untrained", ds_pipeline_is_demo (p),
                     "model_dir", md->root, "device", be->name, "image", o->images[0], "size", o->size,
                     "t", o->t, "timestep_convention", o->meng ? "meng (unet runs at t-1)" : "direct",
-                    "seed", (json_int_t) o->seed, "unet_timestep", feats.unet_timestep, "prompt",
-                    o->prompt, "cond", cli_tokens_json (&feats.cond),
-                    "uncond", cli_tokens_json (&feats.uncond), "probes",
-                    probes_json, "timings_ms", "image", feats.ms_image, "vae", feats.ms_vae, "text",
-                    feats.ms_text, "unet", feats.ms_unet);
+                    "seed", (json_int_t) o->seed, "unet_timestep", r->unet_timestep, "prompt",
+                    o->prompt, "cond", cli_tokens_json (&r->cond),
+                    "uncond", cli_tokens_json (&r->uncond), "probes",
+                    probes_json, "timings_ms", "image", r->ms_image, "vae", r->ms_vae, "text",
+                    r->ms_text, "unet", r->ms_unet);
   json_object_set_new (meta, "uncond_prompt", json_string (o->uncond));
   json_object_set_new (meta, "fit", json_string (o->crop ? "center-crop" : "stretch"));
   json_object_set_new (meta, "latent", json_string ("VAE posterior mean x scaling_factor"));
@@ -214,7 +237,7 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log
     {
       fprintf (log, "wrote %s (%d tensors) and %s\n", o->out, n_items, jpath);
       fprintf (log, "timings: image %.1f ms, VAE %.1f ms, text %.1f ms, UNet %.1f ms\n",
-               feats.ms_image, feats.ms_vae, feats.ms_text, feats.ms_unet);
+               r->ms_image, r->ms_vae, r->ms_text, r->ms_unet);
       if (ds_pipeline_is_demo (p))
         fprintf (log, "note: demo model, UNTRAINED — random weights\n");
     }
@@ -224,17 +247,17 @@ out:
   for (int i = 0; names && i < n_items; i++)
     {
       free (names[i]);
-      ds_tensor_free (&views[i]);
+      ds_tensor_free (&views[i]); /* the maps; the probe views own nothing */
     }
   free (names);
   free (views);
   free (items);
   free (meta_text);
+  free (asked);
   json_decref (meta);
-  ds_features_free (&feats);
+  ds_session_result_unref (r);
   ds_tensor_free (&noise);
   ds_image_free (&img);
   free (want);
   return st;
 }
-

@@ -154,12 +154,14 @@ file_safe (const char *in, char *out, size_t size)
   out[j] = '\0';
 }
 
+/* pr[k]: the probe in image k's result */
 static DsStatus
-render_probe (Tiles *t, const DsProbeInfo *q, const DsTensor *const *vals, int n_img,
-              double *cka_out, const double *cka_s, int n_cka, DsError *err)
+render_probe (Tiles *t, const DsSessionProbe *const *pr, int n_img, double *cka_out,
+              const double *cka_s, int n_cka, DsError *err)
 {
-  const int64_t c = q->shape[0], h = q->shape[1], w = q->shape[2], n = h * w, cn = c * n;
-  const float *xu = ds_tensor_f32 (vals[0]), *xc = xu + cn;
+  const DsSessionProbe *q = pr[0];
+  const int64_t c = q->c, h = q->h, w = q->w, n = h * w, cn = c * n;
+  const float *xu = q->uncond, *xc = q->cond;
   float *buf = malloc ((size_t) cn * 2 * sizeof *buf);
   if (!buf)
     return ds_error_set (err, DS_ERR_NOMEM, "out of memory");
@@ -193,7 +195,7 @@ render_probe (Tiles *t, const DsProbeInfo *q, const DsTensor *const *vals, int n
   if (n_img == 2)
     {
       /* the pair view: one PCA over both images' X_s, each scaled on its own */
-      const float *xu2 = ds_tensor_f32 (vals[1]), *xc2 = xu2 + cn;
+      const float *xu2 = pr[1]->uncond, *xc2 = pr[1]->cond;
       double s = t->o->s_values[0];
       ds_guidance_amplify (xu, xc, (float) s, buf, cn);
       ds_guidance_amplify (xu2, xc2, (float) s, tmp, cn);
@@ -232,95 +234,28 @@ out:
   return st ? ds_error_prefix (err, st, "%s", q->name) : DS_OK;
 }
 
-/* One request's cond-half cross-attention of layer `li` (a probe index). */
-static DsAttnMaps
-cond_maps (const DsFeatures *f, int li)
-{
-  const DsProbeInfo *q = &f->probes.probes[li];
-  const DsTensor *v = &f->values[li];
-  int64_t side = (int64_t) llround (sqrt ((double) q->shape[1]));
-  return (DsAttnMaps){ ds_tensor_f32 (v) + ds_tensor_numel (v) / 2, q->shape[0], side, side,
-                       q->shape[2] };
-}
-
 /* The word heat maps' source: M [side², k], averaged over heads and `layers`
  * (one resolution) and over the timestep × trial ensemble — or, with --daam,
- * DAAM's aggregation over every down/up layer (models-spec §6.2). The first
- * ensemble member is `first` (already computed); the others are requested
- * here, each running only the UNet (the pipeline caches latent and text). */
+ * DAAM's aggregation over every down/up layer (models-spec §6.2): the heat
+ * maps of the session's result (ds_session_run ran the ensemble). */
 typedef struct {
-  float *m;      /* [side², k] owned */
+  const float *m; /* [side², k], the result's */
   int64_t side, k;
-  char how[160]; /* for captions */
+  char how[160];  /* for captions */
 } WordSource;
 
-static DsStatus
-word_source (const CliOptions *o, DsPipeline *p, const DsImage *img, const bool *want,
-             const DsFeatures *first, const int *layers, int n_layers, WordSource *ws,
-             DsError *err)
+static void
+word_source (const CliOptions *o, const DsSessionResult *r, WordSource *ws)
 {
   const int n_t = o->n_timesteps ? o->n_timesteps : 1;
-  const int runs = n_t * o->trials;
-  DsAttnMaps maps[64];
-  DsHeatmapAccum acc = { 0 };
-  DsDaam *daam = NULL;
-  float *one = NULL;
-  DsStatus st = DS_OK;
   memset (ws, 0, sizeof *ws);
-  DsAttnMaps m0 = cond_maps (first, layers[0]);
-  ws->k = m0.k;
-  ws->side = o->daam ? o->size / 8 : m0.h;
-  const int64_t hw = ws->side * ws->side;
-  if (o->daam)
-    st = ds_daam_new (ws->side, &daam, err);
-  else if (!(one = malloc ((size_t) (hw * ws->k) * sizeof *one)))
-    st = ds_error_set (err, DS_ERR_NOMEM, "out of memory");
-  if (!st && !o->daam)
-    st = ds_heatmap_accum_init (&acc, hw, ws->k, err);
-  for (int r = 0; r < runs && !st; r++)
-    {
-      DsFeatures f = { 0 };
-      const DsFeatures *cur = first;
-      int t = o->n_timesteps ? o->timesteps[r / o->trials] : o->t;
-      if (r > 0 || t != o->t)
-        {
-          DsFeatureRequest req = {
-            .image = img, .size = o->size, .fit = o->crop ? DS_FIT_CENTER_CROP : DS_FIT_STRETCH,
-            .prompt = o->prompt, .uncond_prompt = o->uncond, .t = t,
-            .convention = o->meng ? DS_TIMESTEP_MENG : DS_TIMESTEP_DIRECT,
-            .seed = o->seed + (unsigned long long) (r % o->trials), .want = want,
-          };
-          if ((st = ds_pipeline_features (p, &req, &f, err)))
-            break;
-          cur = &f;
-        }
-      for (int i = 0; i < n_layers; i++)
-        maps[i] = cond_maps (cur, layers[i]);
-      if (o->daam)
-        for (int i = 0; i < n_layers && !st; i++)
-          st = ds_daam_add (daam, layers[i], &maps[i], err);
-      else if (!(st = ds_heatmap_mean (maps, n_layers, one, err)))
-        st = ds_heatmap_accum_add (&acc, one, hw, ws->k, err);
-      ds_features_free (&f);
-    }
-  if (!st && !(ws->m = malloc ((size_t) (hw * ws->k) * sizeof *ws->m)))
-    st = ds_error_set (err, DS_ERR_NOMEM, "out of memory");
-  if (!st)
-    st = o->daam ? ds_daam_finish (daam, first->cond.n_tokens, false, ws->m, err)
-                 : ds_heatmap_accum_finish (&acc, ws->m, err);
+  ws->m = r->heat;
+  ws->side = r->heat_h;
+  ws->k = r->heat_k;
   int n = snprintf (ws->how, sizeof ws->how, "%s%d layers, heads averaged",
-                    o->daam ? "DAAM, " : "", n_layers);
-  if (runs > 1)
+                    o->daam ? "DAAM, " : "", r->heat_layers);
+  if (r->runs > 1)
     snprintf (ws->how + n, sizeof ws->how - n, "\n%d timesteps x %d trials", n_t, o->trials);
-  free (one);
-  ds_heatmap_accum_free (&acc);
-  ds_daam_free (daam);
-  if (st)
-    {
-      free (ws->m);
-      ws->m = NULL;
-    }
-  return st;
 }
 
 /* One picture per word of the prompt, over the image. */
@@ -348,38 +283,33 @@ render_words (Tiles *t, const DsTokens *cond, const WordSource *ws, const uint8_
   return st;
 }
 
-/* X_s of probe k for image `img` at the first --s: [c, h, w], malloc'ed. */
+/* X_s of probe q at the first --s: [c, h, w], malloc'ed. */
 static float *
-amplified (const CliOptions *o, const DsFeatures *f, int k)
+amplified (const CliOptions *o, const DsSessionProbe *q)
 {
-  const DsProbeInfo *q = &f->probes.probes[k];
-  int64_t cn = q->shape[0] * q->shape[1] * q->shape[2];
+  int64_t cn = q->c * q->h * q->w;
   float *x = malloc ((size_t) cn * sizeof *x);
-  const float *xu = ds_tensor_f32 (&f->values[k]);
   if (x)
-    ds_guidance_amplify (xu, xu + cn, (float) o->s_values[0], x, cn);
+    ds_guidance_amplify (q->uncond, q->cond, (float) o->s_values[0], x, cn);
   return x;
 }
 
 /* measures.json: CKA(X_s, X_uncond) against s (with --cka), linear CKA between
- * every two probes' X_s (positions as examples; a larger map is brought to the
- * smaller one's size bilinearly first), and with two images the cosine
- * similarity of their X_s per probe (paper Fig. 2c). Printed to `log` too. */
+ * every two probes' X_s (ds_session_cka_matrix) and with two images the cosine
+ * similarity of their X_s per probe (paper Fig. 2c). Printed to `log` too.
+ * res[k]: image k's result, its probes in --probe order. */
 static DsStatus
-write_measures (const CliOptions *o, const DsProbeList *list, const DsFeatures *feats, int n_img,
-                const double *cka, const double *cka_s, int n_cka, FILE *log, DsError *err)
+write_measures (const CliOptions *o, DsSessionResult *const *res, int n_img, const double *cka,
+                const double *cka_s, int n_cka, FILE *log, DsError *err)
 {
   const int np = o->n_probes;
   json_t *doc = json_object (), *probes = json_array ();
   DsStatus st = DS_OK;
-  float **xs = calloc ((size_t) np, sizeof *xs);
-  for (int i = 0; i < np && xs; i++)
+  for (int i = 0; i < np && !st; i++)
     {
-      int k = ds_probe_list_find (list, o->probes[i]);
-      const DsProbeInfo *q = &list->probes[k];
+      const DsSessionProbe *q = &res[0]->probes[i];
       json_t *pj = json_pack ("{s:s, s:s, s:[I,I,I]}", "name", q->name, "id", q->id, "shape",
-                              (json_int_t) q->shape[0], (json_int_t) q->shape[1],
-                              (json_int_t) q->shape[2]);
+                              (json_int_t) q->c, (json_int_t) q->h, (json_int_t) q->w);
       if (cka)
         {
           json_t *curve = json_array ();
@@ -387,16 +317,15 @@ write_measures (const CliOptions *o, const DsProbeList *list, const DsFeatures *
             json_array_append_new (curve, json_pack ("[f,f]", cka_s[j], cka[i * n_cka + j]));
           json_object_set_new (pj, "cka_vs_s", curve);
         }
-      xs[i] = amplified (o, &feats[0], k);
-      if (!xs[i])
-        st = ds_error_set (err, DS_ERR_NOMEM, "out of memory");
-      if (!st && n_img == 2)
+      if (n_img == 2)
         {
-          float *xb = amplified (o, &feats[1], k);
+          float *xa = amplified (o, q), *xb = amplified (o, &res[1]->probes[i]);
           DsCosine cs;
-          DsFeatureMap a = { xs[i], q->shape[0], q->shape[1], q->shape[2] };
-          DsFeatureMap b = { xb, q->shape[0], q->shape[1], q->shape[2] };
-          st = xb ? ds_cosine_maps (a, b, &cs, err) : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+          DsFeatureMap a = { xa, q->c, q->h, q->w };
+          DsFeatureMap b = { xb, q->c, q->h, q->w };
+          st = xa && xb ? ds_cosine_maps (a, b, &cs, err)
+                        : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
+          free (xa);
           free (xb);
           if (!st)
             {
@@ -409,52 +338,28 @@ write_measures (const CliOptions *o, const DsProbeList *list, const DsFeatures *
         }
       json_array_append_new (probes, pj);
     }
-  if (!xs)
-    st = ds_error_set (err, DS_ERR_NOMEM, "out of memory");
   json_object_set_new (doc, "s", json_real (o->s_values[0]));
   json_object_set_new (doc, "probes", probes);
   if (!st && np >= 2)
     {
+      double *m = malloc ((size_t) np * np * sizeof *m);
+      st = m ? ds_session_cka_matrix (res[0], (float) o->s_values[0], m, err)
+             : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
       json_t *matrix = json_array ();
       for (int i = 0; i < np && !st; i++)
         {
           json_t *row = json_array ();
-          const DsProbeInfo *qi = &list->probes[ds_probe_list_find (list, o->probes[i])];
-          for (int j = 0; j < np && !st; j++)
+          for (int j = 0; j < np; j++)
             {
-              const DsProbeInfo *qj = &list->probes[ds_probe_list_find (list, o->probes[j])];
-              /* both at the smaller of the two sizes */
-              const DsProbeInfo *small = qi->shape[1] * qi->shape[2] <= qj->shape[1] * qj->shape[2] ? qi : qj;
-              int64_t h = small->shape[1], w = small->shape[2];
-              float *ri = NULL, *rj = NULL;
-              const float *ai = xs[i], *aj = xs[j];
-              if (qi->shape[1] != h || qi->shape[2] != w)
-                {
-                  ri = malloc ((size_t) (qi->shape[0] * h * w) * sizeof *ri);
-                  st = ri ? ds_map_resize_bilinear (xs[i], qi->shape[0], qi->shape[1], qi->shape[2], ri, h, w, err)
-                          : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
-                  ai = ri;
-                }
-              if (!st && (qj->shape[1] != h || qj->shape[2] != w))
-                {
-                  rj = malloc ((size_t) (qj->shape[0] * h * w) * sizeof *rj);
-                  st = rj ? ds_map_resize_bilinear (xs[j], qj->shape[0], qj->shape[1], qj->shape[2], rj, h, w, err)
-                          : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
-                  aj = rj;
-                }
-              double v = NAN;
-              if (!st)
-                st = ds_cka_maps ((DsFeatureMap){ ai, qi->shape[0], h, w },
-                                  (DsFeatureMap){ aj, qj->shape[0], h, w }, &v, err);
-              free (ri);
-              free (rj);
-              json_array_append_new (row, json_real (v));
-              if (!st && log && j > i)
-                fprintf (log, "CKA(%s, %s) at s=%g: %.4f\n", qi->name, qj->name, o->s_values[0], v);
+              json_array_append_new (row, json_real (m[i * np + j]));
+              if (log && j > i)
+                fprintf (log, "CKA(%s, %s) at s=%g: %.4f\n", res[0]->probes[i].name,
+                         res[0]->probes[j].name, o->s_values[0], m[i * np + j]);
             }
           json_array_append_new (matrix, row);
         }
       json_object_set_new (doc, "cka_between_probes", matrix);
+      free (m);
     }
   if (!st)
     {
@@ -465,9 +370,6 @@ write_measures (const CliOptions *o, const DsProbeList *list, const DsFeatures *
         st = err->code ? err->code : DS_ERR_NOMEM;
       free (text);
     }
-  for (int i = 0; xs && i < np; i++)
-    free (xs[i]);
-  free (xs);
   json_decref (doc);
   return st;
 }
@@ -508,11 +410,11 @@ cli_cmd_render (const CliOptions *o)
     }
   DsError err = { 0 };
   DsBackend *be = NULL;
-  DsPipeline *p = NULL;
-  if (cli_open_pipeline (o, &be, &p, &err))
+  DsSession *s = NULL;
+  if (cli_open_session (o, &be, &s, &err))
     return cli_fail (&err);
-  DsStatus st = cli_render_write (o, be, p, stdout, &err);
-  cli_close_pipeline (be, p);
+  DsStatus st = cli_render_write (o, be, s, stdout, &err);
+  cli_close_session (be, s);
 #ifdef DS_HAVE_CAIRO
   ds_sheet_cleanup ();
 #endif
@@ -520,14 +422,15 @@ cli_cmd_render (const CliOptions *o)
 }
 
 DsStatus
-cli_render_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log, DsError *err)
+cli_render_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *log, DsError *err)
 {
+  DsPipeline *p = ds_session_pipeline (ses);
   CliOptions opt = *o;
   if (opt.n_s == 0)
     opt.s_values[opt.n_s++] = 7.5;
   const DsProbeList *list;
   DsImage img[2] = { 0 };
-  DsFeatures feats[2] = { 0 };
+  DsSessionResult *res[2] = { 0 };
   bool *want = NULL;
   uint8_t *shown = NULL;
   Tiles t = { .o = &opt, .size = opt.size };
@@ -553,30 +456,36 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log, 
     }
   if (opt.words)
     {
-      int res = opt.heat_res ? opt.heat_res : opt.size / 32;
-      n_layers = ds_heatmap_cross_layers (list, opt.daam ? 0 : (int64_t) res * res, layers, 64);
+      /* checked here for the message that names --heat-res */
+      int side = opt.heat_res ? opt.heat_res : opt.size / 32;
+      n_layers = ds_heatmap_cross_layers (list, opt.daam ? 0 : (int64_t) side * side, layers, 64);
       if (n_layers == 0)
         {
           ds_error_set (err, DS_ERR_INVALID,
                         "no cross-attention layer works at %dx%d for a %d image; try --heat-res "
                         "%d, %d or %d",
-                        res, res, opt.size, opt.size / 8, opt.size / 16, opt.size / 32);
+                        side, side, opt.size, opt.size / 8, opt.size / 16, opt.size / 32);
           goto out;
         }
-      for (int i = 0; i < n_layers; i++)
-        want[layers[i]] = true;
     }
   for (int i = 0; i < opt.n_images; i++)
     {
       if (ds_image_load (opt.images[i], &img[i], err))
         goto out;
-      DsFeatureRequest req = {
-        .image = &img[i], .size = opt.size, .fit = opt.crop ? DS_FIT_CENTER_CROP : DS_FIT_STRETCH,
-        .prompt = opt.prompt, .uncond_prompt = opt.uncond, .t = opt.t,
-        .convention = opt.meng ? DS_TIMESTEP_MENG : DS_TIMESTEP_DIRECT, .seed = opt.seed,
-        .want = want,
-      };
-      if (ds_pipeline_features (p, &req, &feats[i], err))
+      /* the word heat maps (of the first image) with their ensemble */
+      DsQuery q = cli_query (&opt, ses, &img[i]);
+      q.probes = opt.probes;
+      q.n_probes = opt.n_probes;
+      if (opt.words && i == 0)
+        {
+          const int res_side = opt.heat_res ? opt.heat_res : opt.size / 32;
+          q.heat_nq = opt.daam ? 0 : res_side * res_side;
+          q.heat_daam = opt.daam;
+          q.timesteps = opt.timesteps;
+          q.n_timesteps = opt.n_timesteps;
+          q.trials = opt.trials;
+        }
+      if (ds_session_run (ses, &q, NULL, &res[i], err))
         {
           ds_error_prefix (err, err->code, "%s", opt.images[i]);
           goto out;
@@ -603,25 +512,21 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log, 
     }
   for (int i = 0; i < opt.n_probes; i++)
     {
-      int k = ds_probe_list_find (list, opt.probes[i]);
-      const DsTensor *vals[2] = { &feats[0].values[k], &feats[1].values[k] };
-      if (render_probe (&t, &list->probes[k], vals, opt.n_images, cka ? cka + i * n_cka : NULL,
-                        cka_s, n_cka, err))
+      const DsSessionProbe *pr[2] = { &res[0]->probes[i],
+                                      res[1] ? &res[1]->probes[i] : NULL };
+      if (render_probe (&t, pr, opt.n_images, cka ? cka + i * n_cka : NULL, cka_s, n_cka, err))
         goto out;
     }
   if (opt.words)
     {
       WordSource ws;
-      if (word_source (&opt, p, &img[0], want, &feats[0], layers, n_layers, &ws, err))
-        goto out;
-      DsStatus wst = render_words (&t, &feats[0].cond, &ws, shown, err);
-      free (ws.m);
-      if (wst)
+      word_source (&opt, res[0], &ws);
+      if (render_words (&t, &res[0]->cond, &ws, shown, err))
         goto out;
     }
 
   if (opt.n_probes
-      && write_measures (&opt, list, feats, opt.n_images, cka, cka_s, n_cka, log, err))
+      && write_measures (&opt, res, opt.n_images, cka, cka_s, n_cka, log, err))
     goto out;
 
   char title[1024], path[4096];
@@ -676,7 +581,7 @@ out:
   free (want);
   for (int i = 0; i < 2; i++)
     {
-      ds_features_free (&feats[i]);
+      ds_session_result_unref (res[i]);
       ds_image_free (&img[i]);
     }
   return rc ? (err->code ? err->code : DS_ERR_NOMEM) : DS_OK;

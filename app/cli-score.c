@@ -1,13 +1,15 @@
 /* cli-score.c: diffscope-cli score — Discffusion's image–text matching score
- * (models-spec §6.5) for every (caption, image) pair, as a table or JSON.
+ * (docs/models.md §6.5) for every (caption, image) pair, as a table or JSON.
  *
  * For one pair, every timestep t and trial r is one UNet run on [uncond,
  * caption] at x_t, made from the image's latent and the noise of seed + r
  * (the same noise for every pair, as Discffusion's fixed noise bank). A run
  * gives the six layers' mean logsumexp (both CFG halves) and the bias
  * ‖ε − ε̂_uncond‖ − ‖ε − ε̂_cond‖; the score is the mean over the runs of
- * mean-over-layers + bias (ds_discffusion_score). Images are the outer loop:
- * the pipeline caches the last latent, so the VAE runs once per image.
+ * mean-over-layers + bias (ds_discffusion_score). One pair is one
+ * ds_session_run with the timesteps × trials ensemble and want_eps; the
+ * session caches latents and contexts, so the VAE runs once per image and the
+ * text encoder once per caption.
  * Not the released code's 30 steps by default (5: 189..989), and no 0.1
  * factor (rankings do not change).
  */
@@ -29,7 +31,8 @@ static const int default_timesteps[] = { 189, 389, 589, 789, 989 };
 
 typedef struct {
   const CliOptions *o;
-  DsPipeline *p;
+  DsSession *s;
+  DsPipeline *p; /* the session's */
   const int *timesteps;
   int n_timesteps;
   int layers[N_LAYERS];      /* positions among the cross-attention layers */
@@ -70,36 +73,41 @@ scorer_layers (Scorer *s, DsError *err)
   return DS_OK;
 }
 
-/* One pair's score: n_timesteps × trials UNet runs. */
+/* One pair's score: n_timesteps × trials UNet runs (one session query). */
 static DsStatus
 score_pair (const Scorer *s, const DsImage *img, const char *caption, double *out, DsError *err)
 {
   const CliOptions *o = s->o;
   const int n_steps = s->n_timesteps * o->trials;
-  double *lse = malloc ((size_t) s->n_cross * 2 * sizeof *lse);      /* [n_cross, 2] */
+  DsQuery q = cli_query (o, s->s, img);
+  q.prompt = caption;
+  q.t = s->timesteps[0];
+  q.timesteps = s->timesteps;
+  q.n_timesteps = s->n_timesteps;
+  q.trials = o->trials;
+  q.want_eps = true;
+  DsSessionResult *r = NULL;
   double *layer_lse = malloc ((size_t) n_steps * N_LAYERS * sizeof *layer_lse); /* [steps, 6] */
   double *bias = malloc ((size_t) n_steps * sizeof *bias);           /* [steps] */
-  DsStatus st = lse && layer_lse && bias ? DS_OK : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
-  for (int k = 0; !st && k < n_steps; k++)
-    {
-      DsFeatureRequest req = {
-        .image = img, .size = o->size, .fit = o->crop ? DS_FIT_CENTER_CROP : DS_FIT_STRETCH,
-        .prompt = caption, .uncond_prompt = o->uncond, .t = s->timesteps[k / o->trials],
-        .convention = o->meng ? DS_TIMESTEP_MENG : DS_TIMESTEP_DIRECT,
-        .seed = o->seed + (unsigned) (k % o->trials), .want_eps = true, .cross_lse = lse,
-      };
-      DsFeatures f;
-      if ((st = ds_pipeline_features (s->p, &req, &f, err)))
-        break;
-      int64_t n = ds_tensor_numel (&f.eps) / 2; /* ε̂ [2, C, h, w]: uncond, cond */
-      const float *eps_hat = ds_tensor_f32 (&f.eps);
-      ds_discffusion_step_lse (lse, 2, s->layers, N_LAYERS, layer_lse + k * N_LAYERS);
-      bias[k] = ds_discffusion_bias (f.noise, eps_hat, eps_hat + n, n);
-      ds_features_free (&f);
-    }
+  DsStatus st = layer_lse && bias ? DS_OK : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
   if (!st)
-    st = ds_discffusion_score (layer_lse, n_steps, N_LAYERS, bias, out, err);
-  free (lse);
+    st = ds_session_run (s->s, &q, NULL, &r, err);
+  if (!st && r->runs != n_steps)
+    st = ds_error_set (err, DS_ERR_INVALID, "the session ran %d UNet runs, not %d", r->runs,
+                       n_steps);
+  if (!st)
+    {
+      const DsLatentShape ls = ds_pipeline_latent_shape (s->p, o->size);
+      const int64_t n = (int64_t) ls.channels * ls.h * ls.w; /* ε̂ [2, C, h, w]: uncond, cond */
+      for (int k = 0; k < n_steps; k++)
+        {
+          ds_discffusion_step_lse (r->cross_lse[k], 2, s->layers, N_LAYERS,
+                                   layer_lse + k * N_LAYERS);
+          bias[k] = ds_discffusion_bias (r->eps[k], r->eps_hat[k], r->eps_hat[k] + n, n);
+        }
+      st = ds_discffusion_score (layer_lse, n_steps, N_LAYERS, bias, out, err);
+    }
+  ds_session_result_unref (r);
   free (layer_lse);
   free (bias);
   return st;
@@ -152,7 +160,7 @@ score_json (const Scorer *s, DsBackend *be, const double *scores)
   json_t *doc = json_pack (
     "{s:s, s:s, s:b, s:s, s:i, s:s, s:s, s:o, s:i, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o}",
     "score",
-    "Discffusion (models-spec 6.5): mean over timesteps x trials of (mean over the layers of "
+    "Discffusion (docs/models.md 6.5): mean over timesteps x trials of (mean over the layers of "
     "the mean cross-attention logsumexp, both CFG halves) + |eps - eps_uncond| - "
     "|eps - eps_cond|; higher = better match",
     "model", ds_pipeline_label (s->p), "untrained", ds_pipeline_is_demo (s->p), "device",
@@ -302,7 +310,10 @@ score_pairs_file (const CliOptions *o, Scorer *s)
   if (pairs_read (o->pairs, &root, &items, &n, &err))
     goto out;
   all = calloc ((size_t) n * 4, sizeof *all);
-  if (!all || cli_open_pipeline (o, &be, &s->p, &err) || scorer_layers (s, &err))
+  if (!all || cli_open_session (o, &be, &s->s, &err))
+    goto out;
+  s->p = ds_session_pipeline (s->s);
+  if (scorer_layers (s, &err))
     goto out;
   for (int k = 0; k < n; k++)
     {
@@ -359,7 +370,7 @@ out:
   free (text);
   free (items);
   free (all);
-  cli_close_pipeline (be, s->p);
+  cli_close_session (be, s->s);
   return rc;
 }
 
@@ -405,7 +416,10 @@ cli_cmd_score (const CliOptions *o)
   for (int i = 0; i < ni; i++)
     if (ds_image_load (o->images[i], &imgs[i], &err))
       goto out;
-  if (cli_open_pipeline (o, &be, &s.p, &err) || scorer_layers (&s, &err))
+  if (cli_open_session (o, &be, &s.s, &err))
+    goto out;
+  s.p = ds_session_pipeline (s.s);
+  if (scorer_layers (&s, &err))
     goto out;
   bool progress = isatty (STDERR_FILENO);
   for (int i = 0; i < ni; i++)
@@ -441,6 +455,6 @@ out:
     ds_image_free (&imgs[i]);
   free (imgs);
   free (scores);
-  cli_close_pipeline (be, s.p);
+  cli_close_session (be, s.s);
   return rc;
 }

@@ -8,6 +8,7 @@
 
 #include "ds-error.h"
 #include "ds-pipeline.h"
+#include "ds-session.h"
 #include "ds-tensor.h"
 #include "ds-tokenizer.h"
 
@@ -38,14 +39,19 @@ typedef struct {
 int cli_parse_args (int argc, char **argv, CliOptions *o);
 /* Prints "diffscope-cli: <message>" and returns 1. */
 int cli_fail (const DsError *err);
-/* The model the options name (or the demo) on the device they choose:
+/* A session (ds-session.h) over the model the options name (or the demo) on
+ * the device they choose:
  * --device auto (the default, or DIFFSCOPE_DEVICE) takes CUDA when a device
  * answers and the CPU otherwise, saying so on stderr when a CUDA build finds
  * no GPU; --device cuda fails when none answers; --precision f16|bf16|f32
  * picks what CUDA computes in (f16 by default; the CPU computes in f32). On
- * failure *be and *p are released and NULL. */
-DsStatus cli_open_pipeline (const CliOptions *o, DsBackend **be, DsPipeline **p, DsError *err);
-void cli_close_pipeline (DsBackend *be, DsPipeline *p);
+ * failure *be and *s are released and NULL. Every command runs its networks
+ * through ds_session_run. */
+DsStatus cli_open_session (const CliOptions *o, DsBackend **be, DsSession **s, DsError *err);
+void cli_close_session (DsBackend *be, DsSession *s);
+/* The query the options describe for one image: size, fit, prompt, uncond, t,
+ * convention and seed; no probes, no heat maps (heat_nq -1). */
+DsQuery cli_query (const CliOptions *o, const DsSession *s, const DsImage *image);
 /* want[i] for each --probe name; an unknown name is DS_ERR_NOT_FOUND with the
  * two naming styles in the message. want is calloc'ed (free it). */
 DsStatus cli_want_probes (const DsProbeList *list, const char *const *names, int n, bool **want,
@@ -58,13 +64,13 @@ int cli_write_text_atomic (const char *path, const char *text, DsError *err);
 /* mkdir -p for one level; DS_ERR_IO naming the path when it cannot be made. */
 DsStatus cli_ensure_dir (const char *path, DsError *err);
 
-/* The work of `features` and `render` on an open pipeline (for them and for
+/* The work of `features` and `render` on an open session (for them and for
  * `batch`): the request comes from o (images, prompt, probes, t, seed, ...),
  * the outputs go to o->out (+ ".json") or into o->out_dir; the "wrote ..."
  * lines go to log (NULL: none). Files are written atomically. */
-DsStatus cli_features_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log,
+DsStatus cli_features_write (const CliOptions *o, DsBackend *be, DsSession *s, FILE *log,
                              DsError *err);
-DsStatus cli_render_write (const CliOptions *o, DsBackend *be, DsPipeline *p, FILE *log,
+DsStatus cli_render_write (const CliOptions *o, DsBackend *be, DsSession *s, FILE *log,
                            DsError *err);
 
 int cli_cmd_info (const CliOptions *o);

@@ -3,7 +3,7 @@
  *
  * score: the table and the JSON agree, runs repeat exactly, and one score is
  * recomputed here from the engine's raw outputs (ε, ε̂ and the per-layer
- * logsumexp of ds_pipeline_features) with the formula of models-spec §6.5 written
+ * logsumexp of ds_pipeline_features) with the formula of docs/models.md §6.5 written
  * out by hand. batch: outputs, their tensors and metadata, skipping, resuming,
  * sharding, a failing job among good ones, and the validation of the jobs file
  * (nothing is written when it is wrong). Usage: test-cli-score-batch CLI. */

@@ -5,7 +5,7 @@
  *    (tests/reference/gen_model_dir_fixtures.py) — so defaults and head semantics
  *    are checked against the libraries, not against this code.
  * 2. The SD 2.1-base and SD 1.5 folders are opened and checked against the
- *    published facts (models-spec §1.1, §3.1, §4.1, §5.1, §5.4).
+ *    published facts (docs/models.md §1.1, §3.1, §4.1, §5.1, §5.4).
  * 3. Each error path: wrong JSON types, unsupported choices, missing files,
  *    pickle-only weights, with the message naming the file and key.
  */

@@ -1,5 +1,5 @@
 /* test-probes.c: the probe registry names every feature of the paper's grammar
- * with the right shape, in forward order (models-spec §2, Appendix C). */
+ * with the right shape, in forward order (docs/models.md §2, Appendix C). */
 #include "ds-test.h"
 #include "ds-test-sd21.h"
 
@@ -56,7 +56,7 @@ test_paper_names (void)
   DsProbeList list;
   DsError err = { 0 };
   DS_CHECK_OK (ds_probe_list_build (&cfg, 64, 64, 77, &list, &err), &err);
-  /* Paper Table 3 names and their long ids (models-spec §2.3). */
+  /* Paper Table 3 names and their long ids (docs/models.md §2.3). */
   static const char *const pairs[][2] = {
     { "D-L2-R0-B0-Cross-Q", "down-level2-repeat0-vit-block0-cross-q" },
     { "U-L1-R1-B0-Cross-Q", "up-level1-repeat1-vit-block0-cross-q" },

@@ -1,5 +1,5 @@
 /* test-schedule.c: the SD noise schedule, add_noise, timestep conventions and
- * the seeded noise generator. Reference values: models-spec §4.1 (float32) and
+ * the seeded noise generator. Reference values: docs/models.md §4.1 (float32) and
  * diffusers' DDPMScheduler in the committed fixture. */
 #include "ds-test.h"
 

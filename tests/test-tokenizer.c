@@ -133,7 +133,7 @@ test_spec_vectors (void)
 {
   DsTokens t;
   DsError err = { 0 };
-  /* models-spec §5.4 */
+  /* docs/models.md §5.4 */
   DS_CHECK_OK (ds_tokenizer_encode (tok_sd2, "a photo of a cat", &t, &err), &err);
   const int32_t cat[] = { 49406, 320, 1125, 539, 320, 2368, 49407 };
   for (int i = 0; i < DS_CLIP_CONTEXT; i++)

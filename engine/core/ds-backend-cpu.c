@@ -746,7 +746,7 @@ cpu_upsample (const DsOpCall *c)
   return DS_OK;
 }
 
-/* diffusers' get_timestep_embedding in fp32 (models-spec 1.4):
+/* diffusers' get_timestep_embedding in fp32 (docs/models.md 1.4):
  *   freq_k = exp(-ln(max_period) * k / (half - freq_shift)),  k < half = dim / 2
  *   arg = t * freq_k;  y = [sin(arg), cos(arg)], halves swapped when flip_sin_to_cos,
  *   and a zero last column when dim is odd.

@@ -14,7 +14,7 @@
  * job struct owned by the caller of the function that calls setjmp, so nothing
  * the cleanup reads is an indeterminate non-volatile local of that function.
  *
- * Resizing follows Pillow's Resample.c (models-spec §3.4): per output position a
+ * Resizing follows Pillow's Resample.c (docs/models.md §3.4): per output position a
  * window of source samples weighted by the bicubic kernel (a = -0.5), support
  * scaled by the downscale factor, weights normalised then rounded to 22-bit
  * fixed point; each pass rounded and clipped to 8 bits; a pass whose size does

@@ -7,7 +7,7 @@
  * message giving their size; truncated or corrupt files and non-images get a
  * DsError naming the file.
  *
- * Preprocessing (the paper's protocol, models-spec §2.4 and §3.4): resize with
+ * Preprocessing (the paper's protocol, docs/models.md §2.4 and §3.4): resize with
  * Pillow's bicubic filter (a = -0.5, support scaled on downscale, 8-bit result
  * after each separable pass, as Pillow computes it), or scale the short side to
  * `size` and centre-crop, then map to [-1, 1] as float CHW.

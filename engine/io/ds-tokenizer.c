@@ -1,5 +1,5 @@
 /* ds-tokenizer.c: CLIP's byte-level BPE, as transformers' slow CLIPTokenizer
- * runs it without ftfy (models-spec §5.4).
+ * runs it without ftfy (docs/models.md §5.4).
  *
  * The order of operations is the reference's, since each step changes what the
  * next sees:

@@ -1,6 +1,6 @@
 /* ds-tokenizer.h: the CLIP byte-level BPE tokenizer (vocab.json + merges.txt).
  *
- * Matches transformers' CLIPTokenizer without ftfy (models-spec §5.4): text
+ * Matches transformers' CLIPTokenizer without ftfy (docs/models.md §5.4): text
  * cleaned (control characters dropped, whitespace collapsed, lower-cased),
  * split by CLIP's pre-tokenisation pattern, bytes mapped to CLIP's unicode
  * alphabet, BPE-merged by rank with "</w>" on each word's last symbol, framed as

@@ -6,7 +6,7 @@
  * "UNet-Out"), and Meng et al.'s long id ("up-level1-repeat1-vit-block0-cross-q").
  * The list is derived from the UNet config (levels, layers per block, which
  * levels have attention), in forward order; for SD 2.1-base it is the 197 ids of
- * models-spec Appendix C. Shapes are per batch item: feature maps [C, H, W]
+ * docs/models.md Appendix C. Shapes are per batch item: feature maps [C, H, W]
  * (token tensors already turned back into maps), attention maps
  * [heads, Nq, Nk] (softmax probabilities, Nk = 77 for cross-attention).
  *
@@ -17,6 +17,15 @@
 #pragma once
 
 #include <stdbool.h>
+#ifdef __cplusplus
+/* No C++ file includes this header today (the CUDA kernels and the emulator
+ * see only ds-tensor.h and ds-ops.h); should one, std::atomic_int is the same
+ * object as C's atomic_int on the compilers we use. */
+#include <atomic>
+using std::atomic_int;
+#else
+#include <stdatomic.h>
+#endif
 
 #include "ds-model-dir.h"
 #include "ds-tensor.h"
@@ -80,10 +89,19 @@ typedef struct {
    * copies it out). Return non-OK to abort the forward. */
   DsStatus (*emit) (void *user, int index, const DsTensor *t, DsError *err);
   void *user;
-  /* Optional: polled between blocks; when it reads non-zero the forward returns
-   * DS_ERR_CANCELLED. */
-  const volatile int *cancel;
-  /* Optional, for image–text scores (Discffusion, models-spec §6.5): when set,
+  /* Optional: polled between blocks (atomic_load, so another thread may set
+   * it); when it reads non-zero the forward returns DS_ERR_CANCELLED. */
+  const atomic_int *cancel;
+  /* Optional: called between blocks with the blocks done so far of `total`
+   * (the time embedding with conv_in is block 1, then every down resnet,
+   * transformer and downsampler, the mid block's three, every up resnet,
+   * transformer and upsampler, and the output head, so a full forward ends
+   * at done == total). A forward that stops after its deepest wanted probe
+   * reports the block it stopped in last. Not called by measuring runs. On a
+   * backend that replays recorded forwards, a replay reports only its end. */
+  void (*progress) (void *user, int done, int total);
+  void *progress_user;
+  /* Optional, for image–text scores (Discffusion, docs/models.md §6.5): when set,
    * receives for every cross-attention layer l (forward order, as far as the
    * forward runs) and batch item b, at [l * B + b], the mean over heads and
    * query positions of logsumexp over the keys of the pre-softmax logits

@@ -1,5 +1,5 @@
 /* ds-text-encoder.c: the CLIP text transformer graph (see ds-text-encoder.h,
- * models-spec §5.2).
+ * docs/models.md §5.2).
  *
  * Memory plan: the residual stream x [B,77,C] lives in the arena for the whole
  * forward; four [B,77,C] scratch tensors and one [B,77,I] MLP tensor are shared

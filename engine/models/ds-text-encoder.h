@@ -1,4 +1,4 @@
-/* ds-text-encoder.h: the CLIP text transformer (models-spec §5.1-5.3): token ids
+/* ds-text-encoder.h: the CLIP text transformer (docs/models.md §5.1-5.3): token ids
  * -> the [B, 77, hidden] conditioning the UNet's cross-attention reads.
  *
  * This is transformers' CLIPTextModel(ids).last_hidden_state with no attention

@@ -1,4 +1,4 @@
-/* ds-unet.c: the UNet forward with probes (see ds-unet.h; models-spec §1).
+/* ds-unet.c: the UNet forward with probes (see ds-unet.h; docs/models.md §1).
  *
  * Shapes: B batch, C channels of the level, H x W its spatial size, N = H*W
  * tokens, X the text width (cross_attention_dim), Nc the text length (77).
@@ -78,6 +78,10 @@ struct DsUnet {
   LevelW down[DS_MAX_LEVELS], up[DS_MAX_LEVELS];
   DsResnetW mid_res[2];
   TransformerW mid_attn;
+  /* per probe index, the (1-based) block it is computed in, as forwards have
+   * seen it: what a replayed forward reports as its progress */
+  int *probe_block;
+  int n_probe_block;
 };
 
 /* ---- loading ---- */
@@ -208,7 +212,7 @@ load_all (DsUnet *u, DsError *err)
       lv->has_sampler = i < L - 1;
       for (int r = 0; r < lv->n_res; r++)
         {
-          /* models-spec §1.11: the last resnet's skip comes from the level below. */
+          /* docs/models.md §1.11: the last resnet's skip comes from the level below. */
           int c_in = (r == 0 ? prev : C) + (r == lv->n_res - 1 ? skip_last : C);
           snprintf (n, sizeof n, "up_blocks.%d.resnets.%d", i, r);
           if ((st = ds_resnet_load (&u->w, &lv->res[r], c_in, C, T, err, n)))
@@ -288,6 +292,7 @@ ds_unet_free (DsUnet *unet)
     return;
   ds_graph_cache_clear (&unet->graphs, unet->w.be);
   ds_weights_free (&unet->w);
+  free (unet->probe_block);
   free (unet);
 }
 
@@ -320,6 +325,7 @@ typedef struct {
   DsTensor temb_act;   /* [B,T] = SiLU(time embedding) */
   int probe;           /* index of the next probe point */
   int cross_layer;     /* index of the next cross-attention layer (for cross_lse) */
+  int block, n_blocks; /* blocks done, of all (DsProbeSink.progress) */
   bool done;           /* the deepest wanted probe has been emitted */
   bool measuring;
   DsTensor *staged;    /* per probe index: where a wanted probe is copied; NULL:
@@ -327,6 +333,26 @@ typedef struct {
   int n_probes;        /* entries of the sink's want (set when staging) */
   DsError *err;
 } Fwd;
+
+/* Notes the block probe `index` belongs to (see DsUnet.probe_block); a table
+ * that cannot grow stays as it was (only replayed progress reports need it). */
+static void
+note_probe_block (const Fwd *f, int index)
+{
+  DsUnet *u = (DsUnet *) f->u;
+  if (index >= u->n_probe_block)
+    {
+      int n = index + 64;
+      int *t = realloc (u->probe_block, (size_t) n * sizeof *t);
+      if (!t)
+        return;
+      for (int i = u->n_probe_block; i < n; i++)
+        t[i] = 0;
+      u->probe_block = t;
+      u->n_probe_block = n;
+    }
+  u->probe_block[index] = f->block + 1;
+}
 
 /* True when probe `index` is wanted; a measuring run answers the same, so that
  * the buffers wanted maps need are counted, but emits nothing. */
@@ -344,6 +370,7 @@ probe (Fwd *f, const DsTensor *t, bool tokens, int64_t H, int64_t W)
 {
   int index = f->probe++;
   DsStatus st = DS_OK;
+  note_probe_block (f, index);
   if (wants (f, index) && f->staged)
     {
       /* copied now, emitted after the forward (see the top of the file) */
@@ -402,9 +429,31 @@ probe_map (Fwd *f, const DsTensor *probs)
 static DsStatus
 check_cancel (const Fwd *f)
 {
-  if (f->sink && f->sink->cancel && *f->sink->cancel)
+  if (f->sink && f->sink->cancel && atomic_load (f->sink->cancel))
     return ds_error_set (f->err, DS_ERR_CANCELLED, "UNet forward cancelled");
   return DS_OK;
+}
+
+/* One more block is done: tells the sink's progress callback. */
+static void
+block_done (Fwd *f)
+{
+  f->block++;
+  if (!f->measuring && f->sink && f->sink->progress)
+    f->sink->progress (f->sink->progress_user, f->block, f->n_blocks);
+}
+
+/* The blocks of a full forward, as block_done counts them. */
+static int
+count_blocks (const DsUnet *u)
+{
+  int n = 2 + 3; /* the input (time embedding, conv_in) and the output head; the mid block */
+  for (int i = 0; i < u->cfg.n_levels; i++)
+    {
+      n += u->down[i].n_res * (u->down[i].has_attn ? 2 : 1) + (u->down[i].has_sampler ? 1 : 0);
+      n += u->up[i].n_res * (u->up[i].has_attn ? 2 : 1) + (u->up[i].has_sampler ? 1 : 0);
+    }
+  return n;
 }
 
 #define TRY(expr)                                                                              \
@@ -479,7 +528,7 @@ cross_lse (Fwd *f, const DsTensor *q, const DsTensor *kc, int heads, float scale
   return DS_OK;
 }
 
-/* Transformer2DModel with one BasicTransformerBlock (models-spec §1.6–1.9).
+/* Transformer2DModel with one BasicTransformerBlock (docs/models.md §1.6–1.9).
  * x [B,C,H,W] -> out [B,C,H,W] (preallocated). */
 static DsStatus
 transformer_forward (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor *out)
@@ -606,10 +655,22 @@ attn_step (Fwd *f, const TransformerW *t, const DsTensor *x, DsTensor *out)
   return transformer_forward (f, t, x, out);
 }
 
+/* One block: the cancel check before it, the progress report after it (also
+ * when it ended early at the deepest wanted probe). */
 #define STEP(call)                                                                             \
   do {                                                                                         \
     TRY (check_cancel (f));                                                                    \
     TRY (call);                                                                                \
+    block_done (f);                                                                            \
+    if (f->done)                                                                               \
+      return DS_OK;                                                                            \
+  } while (0)
+/* A probe point that ends a block (or, when it is the deepest wanted, ends
+ * the forward inside one). */
+#define PROBE_END_BLOCK(t, H, W)                                                               \
+  do {                                                                                         \
+    TRY (probe (f, (t), false, (H), (W)));                                                     \
+    block_done (f);                                                                            \
     if (f->done)                                                                               \
       return DS_OK;                                                                            \
   } while (0)
@@ -628,6 +689,7 @@ forward (Fwd *f, const DsTensor *sample, const DsTensor *ts, DsTensor *out)
   const int64_t B = sample->shape[0], T = 4 * (int64_t) c->block_out_channels[0];
   int64_t H = sample->shape[2], W = sample->shape[3];
 
+  TRY (check_cancel (f));
   /* time embedding: sinusoid -> linear -> SiLU -> linear, then SiLU for the resnets */
   DsTensor temb0, temb1;
   TRY (ds_arena_act (a, &temb0, err, 2, B, (int64_t) c->block_out_channels[0]));
@@ -639,12 +701,17 @@ forward (Fwd *f, const DsTensor *sample, const DsTensor *ts, DsTensor *out)
   TRY (ds_linear (be, &temb1, &u->time2.w, &u->time2.b, &f->temb_act, err));
   TRY (ds_silu (be, &f->temb_act, &f->temb_act, err));
 
-  PROBE (sample, false, H, W);
+  TRY (probe (f, sample, false, H, W));
+  if (f->done)
+    {
+      block_done (f);
+      return DS_OK;
+    }
   DsTensor h, next, skips[4 * DS_MAX_LEVELS + 1];
   int n_skips = 0;
   TRY (ds_arena_act (a, &h, err, 4, B, (int64_t) c->block_out_channels[0], H, W));
   TRY (ds_conv2d (be, sample, &u->conv_in.w, &u->conv_in.b, 1, 1, 1, 1, 1, &h, err));
-  PROBE (&h, false, H, W);
+  PROBE_END_BLOCK (&h, H, W);
   skips[n_skips++] = h;
 
   for (int i = 0; i < L; i++)
@@ -671,7 +738,7 @@ forward (Fwd *f, const DsTensor *sample, const DsTensor *ts, DsTensor *out)
                           &next, err));
           H /= 2, W /= 2;
           h = next;
-          PROBE (&h, false, H, W);
+          PROBE_END_BLOCK (&h, H, W);
           skips[n_skips++] = h;
         }
     }
@@ -708,10 +775,11 @@ forward (Fwd *f, const DsTensor *sample, const DsTensor *ts, DsTensor *out)
           TRY (ds_conv2d (be, &up, &lv->sampler.w, &lv->sampler.b, 1, 1, 1, 1, 1, &next, err));
           ds_arena_reset_to (a, mark);
           h = next;
-          PROBE (&h, false, H, W);
+          PROBE_END_BLOCK (&h, H, W);
         }
     }
 
+  TRY (check_cancel (f));
   DsTensor n, eps;
   TRY (ds_arena_act (a, &n, err, 4, B, h.shape[1], H, W));
   TRY (ds_group_norm (be, &h, &u->norm_out.g, &u->norm_out.b, c->norm_num_groups, c->norm_eps,
@@ -721,7 +789,7 @@ forward (Fwd *f, const DsTensor *sample, const DsTensor *ts, DsTensor *out)
   else
     TRY (ds_arena_act (a, &eps, err, 4, B, (int64_t) c->out_channels, H, W));
   TRY (ds_conv2d (be, &n, &u->conv_out.w, &u->conv_out.b, 1, 1, 1, 1, 1, &eps, err));
-  PROBE (&eps, false, H, W);
+  PROBE_END_BLOCK (&eps, H, W);
   return DS_OK;
 }
 
@@ -864,7 +932,7 @@ ds_unet_forward (DsUnet *unet, DsBackend *be, DsArena *a, const DsTensor *sample
   TRY (check_inputs (unet, sample, context, err));
   const bool measuring = ds_arena_is_measuring (a);
   Fwd f = { .u = unet, .be = be, .a = a, .sink = sink, .ctx = context, .err = err,
-            .measuring = measuring };
+            .measuring = measuring, .n_blocks = count_blocks (unet) };
   const int64_t B = sample->shape[0];
   bool graphs = use_graphs (unet, sink);
   size_t mark = ds_arena_mark (a);
@@ -882,6 +950,15 @@ ds_unet_forward (DsUnet *unet, DsBackend *be, DsArena *a, const DsTensor *sample
     st = ds_backend_upload_f32 (be, &ts, timesteps, err);
   if (st == DS_OK)
     st = run_body (unet, &f, sample, &ts, context, out, graphs);
+  /* A replayed forward ran no body: its progress is its end, the block the
+   * recorded forward stopped in. */
+  if (st == DS_OK && f.block == 0 && !measuring && sink && sink->progress)
+    sink->progress (sink->progress_user,
+                    sink->last >= 0 && sink->last < unet->n_probe_block
+                        && unet->probe_block[sink->last] > 0
+                      ? unet->probe_block[sink->last]
+                      : f.n_blocks,
+                    f.n_blocks);
   /* Staged probes go out in forward order, up to the deepest wanted one (a
    * replayed forward ran exactly as far as the recorded one did). */
   for (int i = 0; st == DS_OK && f.staged && !measuring && i < f.n_probes; i++)

@@ -1,4 +1,4 @@
-/* ds-vae.c: the AutoencoderKL encoder graph (see ds-vae.h, models-spec §3.2).
+/* ds-vae.c: the AutoencoderKL encoder graph (see ds-vae.h, docs/models.md §3.2).
  *
  * Memory plan of one encode: two ping-pong buffers, each as large as the largest
  * activation ([B, c_i, H/2^i, W/2^i] maximised over levels i), hold a block's
@@ -251,7 +251,7 @@ view4 (const DsTensor *buf, int64_t n, int64_t c, int64_t h, int64_t w)
   return v;
 }
 
-/* Mid-block attention (models-spec §3.2), x [B,C,H,W] -> y [B,C,H,W]:
+/* Mid-block attention (docs/models.md §3.2), x [B,C,H,W] -> y [B,C,H,W]:
  * y = x + to_out(attn(q, k, v)) over the H*W tokens of GroupNorm(x), one head. */
 static DsStatus
 attn_forward (DsVae *vae, DsBackend *be, DsArena *a, const DsTensor *x, DsTensor *y,

@@ -1,4 +1,4 @@
-/* ds-vae.h: the AutoencoderKL encoder (models-spec §3): pixels -> latents.
+/* ds-vae.h: the AutoencoderKL encoder (docs/models.md §3): pixels -> latents.
  *
  * Only the encoder half and quant_conv are loaded (the decoder is never needed
  * for feature extraction). The latent is the posterior mean times the config's

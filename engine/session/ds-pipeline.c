@@ -111,17 +111,21 @@ ds_pipeline_open (const char *model_dir, DsBackend *be, DsPipeline **out, DsErro
 }
 
 DsStatus
-ds_pipeline_open_demo (uint64_t seed, const char *data_dir, DsBackend *be, DsPipeline **out,
-                       DsError *err)
+ds_pipeline_open_random (const DsModelDir *configs, uint64_t seed, const char *data_dir,
+                         DsBackend *be, DsPipeline **out, DsError *err)
 {
   *out = NULL;
   DsPipeline *p = calloc (1, sizeof *p);
   if (!p)
-    return ds_error_set (err, DS_ERR_NOMEM, "out of memory opening the demo model");
+    return ds_error_set (err, DS_ERR_NOMEM, "out of memory opening a random-weight model");
   p->be = be;
   p->demo = true;
-  demo_configs (&p->dir);
-  snprintf (p->dir.root, sizeof p->dir.root, "(built-in demo)");
+  p->dir.unet = configs->unet;
+  p->dir.vae = configs->vae;
+  p->dir.text = configs->text;
+  p->dir.scheduler = configs->scheduler;
+  snprintf (p->dir.pad_token, sizeof p->dir.pad_token, "%s", configs->pad_token);
+  snprintf (p->dir.root, sizeof p->dir.root, "(random weights)");
   snprintf (p->dir.vocab_path, sizeof p->dir.vocab_path, "%s/clip-tokenizer/vocab.json", data_dir);
   snprintf (p->dir.merges_path, sizeof p->dir.merges_path, "%s/clip-tokenizer/merges.txt",
             data_dir);
@@ -132,11 +136,29 @@ ds_pipeline_open_demo (uint64_t seed, const char *data_dir, DsBackend *be, DsPip
       || (st = ds_unet_new_random (&p->dir.unet, seed + 3, be, &p->unet, err)))
     {
       ds_pipeline_free (p);
-      return ds_error_prefix (err, st, "demo model");
+      return st;
     }
-  snprintf (p->label, sizeof p->label, "demo model (untrained, seed %llu)",
-            (unsigned long long) seed);
+  snprintf (p->label, sizeof p->label, "SD %s configuration, random weights (untrained, seed %llu)",
+            p->dir.unet.use_linear_projection ? "2.x" : "1.x", (unsigned long long) seed);
   *out = p;
+  return DS_OK;
+}
+
+DsStatus
+ds_pipeline_open_demo (uint64_t seed, const char *data_dir, DsBackend *be, DsPipeline **out,
+                       DsError *err)
+{
+  DsModelDir *d = calloc (1, sizeof *d);
+  if (!d)
+    return ds_error_set (err, DS_ERR_NOMEM, "out of memory opening the demo model");
+  demo_configs (d);
+  DsStatus st = ds_pipeline_open_random (d, seed, data_dir, be, out, err);
+  free (d);
+  if (st)
+    return ds_error_prefix (err, st, "demo model");
+  snprintf ((*out)->dir.root, sizeof (*out)->dir.root, "(built-in demo)");
+  snprintf ((*out)->label, sizeof (*out)->label, "demo model (untrained, seed %llu)",
+            (unsigned long long) seed);
   return DS_OK;
 }
 
@@ -209,6 +231,19 @@ ds_pipeline_latent_shape (const DsPipeline *p, int size)
   return (DsLatentShape){ ds_vae_latent_channels (p->vae), size / f, size / f };
 }
 
+int
+ds_pipeline_context_width (const DsPipeline *p)
+{
+  return (int) ds_text_encoder_hidden_size (p->te);
+}
+
+DsStatus
+ds_pipeline_unet_timestep (const DsPipeline *p, int t, DsTimestepConvention conv, int *out,
+                           DsError *err)
+{
+  return ds_schedule_unet_timestep (&p->sched, t, conv, out, err);
+}
+
 /* Makes the arena at least `bytes` large (between requests, never inside one). */
 static DsStatus
 arena_reserve (DsPipeline *p, size_t bytes, DsError *err)
@@ -255,12 +290,47 @@ fnv1a (uint64_t h, const void *data, size_t n)
   return h;
 }
 
+DsStatus
+ds_pipeline_encode_image (DsPipeline *p, const DsImage *im, int size, DsImageFit fit,
+                          float *latent, double *ms_image, double *ms_vae, DsError *err)
+{
+  if (size <= 0 || size % 64)
+    return ds_error_set (err, DS_ERR_INVALID, "image size %d must be a positive multiple of 64",
+                         size);
+  if (!im || !im->rgb)
+    return ds_error_set (err, DS_ERR_INVALID, "no image to encode");
+  double t0 = now_ms ();
+  DsTensor pixels, px, x0;
+  DsStatus st = ds_image_to_model_input (im, size, fit, &pixels, err);
+  if (st)
+    return st;
+  if (ms_image)
+    *ms_image = now_ms () - t0;
+  t0 = now_ms ();
+  const int f = ds_vae_factor (p->vae), C = ds_vae_latent_channels (p->vae);
+  const int64_t h = size / f, w = size / f;
+  size_t need = ds_vae_arena_bytes (p->vae, 1, size, size);
+  size_t io = ds_tensor_nbytes (&pixels) + (size_t) (C * h * w) * 4 + 256;
+  if (!need)
+    st = ds_error_set (err, DS_ERR_INVALID, "could not plan the VAE for a %d image", size);
+  if (!st && !(st = arena_reserve (p, need + io, err)) && !(st = to_backend (p, &pixels, &px, err))
+      && !(st = ds_arena_act (&p->arena, &x0, err, 4, (int64_t) 1, (int64_t) C, h, w))
+      && !(st = ds_vae_encode (p->vae, p->be, &p->arena, &px, &x0, err)))
+    st = ds_backend_download_f32 (p->be, &x0, latent, err);
+  ds_tensor_free (&pixels);
+  if (!st && ms_vae)
+    *ms_vae = now_ms () - t0;
+  return st;
+}
+
 /* The clean latent of the request's image [C,h,w] on the host, from the cache
  * when the same pixels were encoded at the same size and fit. */
 static DsStatus
 latent_for (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *out, DsError *err)
 {
   const DsImage *im = req->image;
+  if (!im)
+    return ds_error_set (err, DS_ERR_INVALID, "the request has neither an image nor a latent");
   uint64_t key = fnv1a (0xcbf29ce484222325ull, im->rgb, (size_t) im->width * im->height * 3);
   int meta[4] = { im->width, im->height, req->size, (int) req->fit };
   key = fnv1a (key, meta, sizeof meta);
@@ -269,29 +339,13 @@ latent_for (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *out, DsError
       out->cached_latent = true;
       return DS_OK;
     }
-  double t0 = now_ms ();
-  DsTensor pixels, px, x0;
-  DsStatus st = ds_image_to_model_input (im, req->size, req->fit, &pixels, err);
-  if (st)
-    return st;
-  out->ms_image = now_ms () - t0;
-  t0 = now_ms ();
-  const int f = ds_vae_factor (p->vae), C = ds_vae_latent_channels (p->vae);
-  const int64_t h = req->size / f, w = req->size / f;
-  size_t need = ds_vae_arena_bytes (p->vae, 1, req->size, req->size);
-  size_t io = ds_tensor_nbytes (&pixels) + (size_t) (C * h * w) * 4 + 256;
+  const DsLatentShape ls = ds_pipeline_latent_shape (p, req->size);
   free (p->latent);
-  p->latent = malloc ((size_t) (C * h * w) * sizeof (float));
+  p->latent = malloc ((size_t) ls.channels * ls.h * ls.w * sizeof (float));
   p->latent_key = 0;
-  if (!need)
-    st = ds_error_set (err, DS_ERR_INVALID, "could not plan the VAE for a %d image", req->size);
-  else if (!p->latent)
-    st = ds_error_set (err, DS_ERR_NOMEM, "out of memory for the latent");
-  if (!st && !(st = arena_reserve (p, need + io, err)) && !(st = to_backend (p, &pixels, &px, err))
-      && !(st = ds_arena_act (&p->arena, &x0, err, 4, (int64_t) 1, (int64_t) C, h, w))
-      && !(st = ds_vae_encode (p->vae, p->be, &p->arena, &px, &x0, err)))
-    st = ds_backend_download_f32 (p->be, &x0, p->latent, err);
-  ds_tensor_free (&pixels);
+  DsStatus st = p->latent ? ds_pipeline_encode_image (p, im, req->size, req->fit, p->latent,
+                                                      &out->ms_image, &out->ms_vae, err)
+                          : ds_error_set (err, DS_ERR_NOMEM, "out of memory for the latent");
   if (st)
     {
       free (p->latent);
@@ -299,8 +353,27 @@ latent_for (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *out, DsError
       return st;
     }
   p->latent_key = key;
-  out->ms_vae = now_ms () - t0;
   return DS_OK;
+}
+
+DsStatus
+ds_pipeline_encode_text (DsPipeline *p, const DsTokens *uncond, const DsTokens *cond, float *out,
+                         DsError *err)
+{
+  const int64_t X = ds_text_encoder_hidden_size (p->te);
+  int32_t ids[2 * DS_CLIP_CONTEXT];
+  memcpy (ids, uncond->ids, sizeof uncond->ids);
+  memcpy (ids + DS_CLIP_CONTEXT, cond->ids, sizeof cond->ids);
+  size_t need = ds_text_encoder_arena_bytes (p->te, 2);
+  DsTensor ctx;
+  DsStatus st = DS_OK;
+  if (!need)
+    st = ds_error_set (err, DS_ERR_NOMEM, "out of memory for the text encoder");
+  if (!st && !(st = arena_reserve (p, need + (size_t) (2 * DS_CLIP_CONTEXT * X) * 4 + 64, err))
+      && !(st = ds_arena_act (&p->arena, &ctx, err, 3, (int64_t) 2, (int64_t) DS_CLIP_CONTEXT, X))
+      && !(st = ds_text_encoder_forward (p->te, p->be, &p->arena, ids, 2, &ctx, err)))
+    st = ds_backend_download_f32 (p->be, &ctx, out, err);
+  return st;
 }
 
 /* The text context [2,77,X] = [uncond, cond] on the host, cached per prompt pair. */
@@ -315,27 +388,18 @@ context_for (DsPipeline *p, DsFeatures *out, DsError *err)
     }
   double t0 = now_ms ();
   const int64_t X = ds_text_encoder_hidden_size (p->te);
-  int32_t ids[2 * DS_CLIP_CONTEXT];
-  memcpy (ids, out->uncond.ids, sizeof out->uncond.ids);
-  memcpy (ids + DS_CLIP_CONTEXT, out->cond.ids, sizeof out->cond.ids);
-  size_t need = ds_text_encoder_arena_bytes (p->te, 2);
   free (p->ctx);
   p->ctx = malloc ((size_t) (2 * DS_CLIP_CONTEXT * X) * sizeof (float));
-  DsTensor ctx;
-  DsStatus st = DS_OK;
-  if (!need || !p->ctx)
-    st = ds_error_set (err, DS_ERR_NOMEM, "out of memory for the text encoder");
-  if (!st && !(st = arena_reserve (p, need + (size_t) (2 * DS_CLIP_CONTEXT * X) * 4 + 64, err))
-      && !(st = ds_arena_act (&p->arena, &ctx, err, 3, (int64_t) 2, (int64_t) DS_CLIP_CONTEXT, X))
-      && !(st = ds_text_encoder_forward (p->te, p->be, &p->arena, ids, 2, &ctx, err)))
-    st = ds_backend_download_f32 (p->be, &ctx, p->ctx, err);
+  DsStatus st = p->ctx ? ds_pipeline_encode_text (p, &out->uncond, &out->cond, p->ctx, err)
+                       : ds_error_set (err, DS_ERR_NOMEM, "out of memory for the text context");
   if (st)
     {
       free (p->ctx);
       p->ctx = NULL;
       return st;
     }
-  memcpy (p->ctx_ids, ids, sizeof ids);
+  memcpy (p->ctx_ids, out->uncond.ids, sizeof out->uncond.ids);
+  memcpy (p->ctx_ids + DS_CLIP_CONTEXT, out->cond.ids, sizeof out->cond.ids);
   out->ms_text = now_ms () - t0;
   return DS_OK;
 }
@@ -365,8 +429,15 @@ ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *ou
                                     &out->uncond, err))
       || (st = ds_schedule_unet_timestep (&p->sched, req->t, req->convention,
                                           &out->unet_timestep, err))
-      || (st = latent_for (p, req, out, err)) || (st = context_for (p, out, err)))
+      || (!req->latent && (st = latent_for (p, req, out, err)))
+      || (!req->context && (st = context_for (p, out, err))))
     goto fail;
+  if (req->latent)
+    out->cached_latent = true;
+  if (req->context)
+    out->cached_text = true;
+  const float *latent = req->latent ? req->latent : p->latent;
+  const float *context = req->context ? req->context : p->ctx;
 
   /* noise: ε and x_t, the same for both halves */
   double t0 = now_ms ();
@@ -382,7 +453,7 @@ ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *ou
     memcpy (out->noise, req->noise, (size_t) n * sizeof (float));
   else
     ds_noise_normal (req->seed, out->noise, n);
-  ds_schedule_add_noise (&p->sched, out->unet_timestep, p->latent, out->noise, xth, n, err);
+  ds_schedule_add_noise (&p->sched, out->unet_timestep, latent, out->noise, xth, n, err);
   memcpy (xth + n, xth, (size_t) n * sizeof *xth);
 
   int last = -1;
@@ -394,7 +465,8 @@ ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *ou
   EmitCtx ectx = { p, out };
   DsProbeSink sink = { .want = req->want, .last = last, .emit = emit_copy, .user = &ectx,
                        .cancel = req->cancel, .cross_lse = req->cross_lse,
-                       .head_mean_maps = req->head_mean_maps };
+                       .head_mean_maps = req->head_mean_maps, .progress = req->progress,
+                       .progress_user = req->progress_user };
   size_t need = ds_unet_arena_bytes (p->unet, 2, ls.h, ls.w, DS_CLIP_CONTEXT, &sink);
   size_t io = (size_t) (4 * n + 2 * DS_CLIP_CONTEXT * X) * 4 + 256;
   DsTensor xt, ctx, eps;
@@ -407,7 +479,7 @@ ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *ou
       && !(st = ds_arena_act (&p->arena, &eps, err, 4, (int64_t) 2, (int64_t) ls.channels,
                               (int64_t) ls.h, (int64_t) ls.w))
       && !(st = ds_backend_upload_f32 (p->be, &xt, xth, err)))
-    st = ds_backend_upload_f32 (p->be, &ctx, p->ctx, err);
+    st = ds_backend_upload_f32 (p->be, &ctx, context, err);
   free (xth);
   if (st)
     goto fail;

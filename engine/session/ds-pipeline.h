@@ -1,4 +1,4 @@
-/* ds-pipeline.h: one feature-extraction request, end to end (DESIGN "data path").
+/* ds-pipeline.h: one feature-extraction request, end to end (docs/design.md, "The data path").
  *
  *   image -> 512² [-1,1] -> VAE encoder -> mean·scaling      (the clean latent x0)
  *   prompt, uncond prompt -> CLIP BPE -> text encoder         (context [2,77,X])
@@ -7,7 +7,10 @@
  *
  * The pipeline owns the loaded models, tokenizer, schedule and arenas, and
  * caches the last image's latent and the last prompts' text context, so a
- * new timestep, seed or probe set runs only the UNet. It is not thread-safe:
+ * new timestep, seed or probe set runs only the UNet. A caller with caches
+ * of its own (DsSession) runs the stages itself (ds_pipeline_encode_image,
+ * ds_pipeline_encode_text) and hands the latent and context to the request,
+ * which then bypasses the pipeline's one-entry caches. It is not thread-safe:
  * one worker thread owns a pipeline. The built-in demo model
  * (ds_pipeline_open_demo) has the SD 2.x topology at small widths with seeded
  * random weights: it runs everywhere and is labelled untrained everywhere.
@@ -34,6 +37,13 @@ DsStatus ds_pipeline_open (const char *model_dir, DsBackend *be, DsPipeline **ou
 /* data_dir holds clip-tokenizer/{vocab.json,merges.txt}. */
 DsStatus ds_pipeline_open_demo (uint64_t seed, const char *data_dir, DsBackend *be,
                                 DsPipeline **out, DsError *err);
+/* A model with the configs of `configs` (its unet, vae, text, scheduler and
+ * pad_token; the paths are ignored) and seeded random weights (the VAE from
+ * seed + 1, the text encoder seed + 2, the UNet seed + 3): the demo is this
+ * with its tiny configs; a benchmark passes SD 2.1-base's. Untrained:
+ * ds_pipeline_is_demo answers true. */
+DsStatus ds_pipeline_open_random (const DsModelDir *configs, uint64_t seed, const char *data_dir,
+                                  DsBackend *be, DsPipeline **out, DsError *err);
 void ds_pipeline_free (DsPipeline *p);
 
 /* "SD 2.x (path)" or "demo model (untrained, seed N)". */
@@ -49,9 +59,26 @@ typedef struct {
 } DsLatentShape;
 
 DsLatentShape ds_pipeline_latent_shape (const DsPipeline *p, int size);
+/* X of the text context [2, 77, X]. */
+int ds_pipeline_context_width (const DsPipeline *p);
+/* The UNet timestep for a user's t; DS_ERR_INVALID naming t when outside the schedule. */
+DsStatus ds_pipeline_unet_timestep (const DsPipeline *p, int t, DsTimestepConvention conv,
+                                    int *out, DsError *err);
+
+/* The clean latent of an image: latent host [C, h, w] (ds_pipeline_latent_shape)
+ * = VAE mean · scaling. ms_image, ms_vae (may be NULL): the wall-clock of the
+ * resize and of the encoder. Uses no cache. */
+DsStatus ds_pipeline_encode_image (DsPipeline *p, const DsImage *image, int size, DsImageFit fit,
+                                   float *latent, double *ms_image, double *ms_vae, DsError *err);
+/* The text context of [uncond, cond]: ctx host [2, 77, X]. Uses no cache. */
+DsStatus ds_pipeline_encode_text (DsPipeline *p, const DsTokens *uncond, const DsTokens *cond,
+                                  float *ctx, DsError *err);
+
+/* DsProbeSink.progress */
+typedef void (*DsBlockProgressFn) (void *user, int done, int total);
 
 typedef struct {
-  const DsImage *image;
+  const DsImage *image;     /* may be NULL when latent is given */
   int size;                 /* model input side, a multiple of 64 (512 for SD 2.1-base) */
   DsImageFit fit;
   const char *prompt;       /* the question or caption (cond half) */
@@ -65,7 +92,15 @@ typedef struct {
   double *cross_lse;        /* optional: DsProbeSink.cross_lse, [n_cross_layers * 2] */
   bool head_mean_maps;      /* DsProbeSink.head_mean_maps: wanted attention maps come
                                averaged over heads, [2, 1, Nq, Nk] */
-  const volatile int *cancel;
+  const atomic_int *cancel; /* DsProbeSink.cancel */
+  DsBlockProgressFn progress; /* DsProbeSink.progress: the UNet's blocks; NULL: none */
+  void *progress_user;
+  /* Precomputed stages (host f32; NULL: computed here, through the one-entry
+   * caches): the clean latent [C, h, w] of the image at size and fit, and the
+   * context [2, 77, X] of [uncond_prompt, prompt]. The prompts are tokenized
+   * either way (DsFeatures.cond, .uncond). */
+  const float *latent;
+  const float *context;
 } DsFeatureRequest;
 
 typedef struct {

@@ -99,7 +99,7 @@ wanted (const char *only, const char *what)
   return false;
 }
 
-/* target_ms: DESIGN.md's GPU target for the measurement, printed beside a
+/* target_ms: docs/design.md's GPU target for the measurement, printed beside a
  * CUDA result (0: none). */
 static bool
 measure (const char *name, double target_ms, RunFn fn, Bench *b, int warmup, int runs)
