@@ -187,10 +187,21 @@ ds_explorer_open (const char *model_dir, const char *device, GError **error)
   DsPipeline *p = NULL;
   DsStatus st = model_dir ? ds_pipeline_open (model_dir, be, &p, &err)
                           : ds_pipeline_open_demo (0x5eedULL, data_dir (), be, &p, &err);
-  DsSession *s = NULL;
-  if (!st)
-    st = ds_session_new (p, NULL, &s, &err);
   if (st)
+    {
+      ds_backend_free (be);
+      ds_explore_set_error (error, &err);
+      return NULL;
+    }
+  return ds_explorer_new (be, p, note, error);
+}
+
+DsExplorer *
+ds_explorer_new (DsBackend *be, DsPipeline *p, const char *note, GError **error)
+{
+  DsError err = { 0 };
+  DsSession *s = NULL;
+  if (ds_session_new (p, NULL, &s, &err))
     {
       ds_backend_free (be);
       ds_explore_set_error (error, &err);
@@ -199,7 +210,8 @@ ds_explorer_open (const char *model_dir, const char *device, GError **error)
   DsExplorer *x = g_new0 (DsExplorer, 1);
   x->be = be;
   x->session = s;
-  snprintf (x->device, sizeof x->device, "%s%s%s", be->name, note[0] ? " — " : "", note);
+  snprintf (x->device, sizeof x->device, "%s%s%s", be->name, note && *note ? " — " : "",
+            note ? note : "");
   return x;
 }
 

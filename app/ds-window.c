@@ -68,7 +68,9 @@ struct _DsWindow {
   gboolean applying;          /* widgets being set from a view: no new jobs */
   int word_when_ready;
   char *screenshot_path;
-  gboolean busy;
+  guint screenshot_idle;      /* the pending screenshot, after a painted frame */
+  gulong after_paint;
+  GdkFrameClock *clock;       /* whose after_paint handler is connected */
 };
 
 G_DEFINE_FINAL_TYPE (DsWindow, ds_window, GTK_TYPE_APPLICATION_WINDOW)
@@ -282,8 +284,27 @@ maybe_screenshot (DsWindow *self)
 static gboolean
 screenshot_idle (gpointer data)
 {
-  maybe_screenshot (data);
+  DsWindow *self = data;
+  self->screenshot_idle = 0;
+  maybe_screenshot (self);
   return G_SOURCE_REMOVE;
+}
+
+static void
+disconnect_after_paint (DsWindow *self)
+{
+  if (self->clock && self->after_paint)
+    g_signal_handler_disconnect (self->clock, self->after_paint);
+  self->after_paint = 0;
+  g_clear_object (&self->clock);
+}
+
+static void
+on_after_paint (GdkFrameClock *clock, DsWindow *self)
+{
+  disconnect_after_paint (self);
+  if (!self->screenshot_idle)
+    self->screenshot_idle = g_idle_add_full (G_PRIORITY_LOW, screenshot_idle, self, NULL);
 }
 
 static void
@@ -368,7 +389,17 @@ update_done (gpointer result, const GError *error, gpointer user_data)
     }
   update_status (self);
   if (self->screenshot_path)
-    g_idle_add_full (G_PRIORITY_LOW, screenshot_idle, self, NULL);
+    {
+      /* After the frame that shows this view has been painted. */
+      GdkFrameClock *clock = gtk_widget_get_frame_clock (GTK_WIDGET (self));
+      if (clock && !self->after_paint)
+        {
+          self->clock = g_object_ref (clock);
+          self->after_paint = g_signal_connect (clock, "after-paint",
+                                                G_CALLBACK (on_after_paint), self);
+        }
+      gtk_widget_queue_draw (GTK_WIDGET (self));
+    }
 }
 
 static void
@@ -809,8 +840,30 @@ ds_window_save_screenshot (DsWindow *self, const char *path, GError **error)
   g_autoptr (GdkTexture) tex = gsk_renderer_render_texture (
       r, node, &GRAPHENE_RECT_INIT (0, 0, width, height));
   g_autoptr (GBytes) png = gdk_texture_save_to_png_bytes (tex);
-  return g_file_set_contents (path, g_bytes_get_data (png, NULL), (gssize) g_bytes_get_size (png),
-                              error); /* temporary file + rename */
+  if (!g_file_set_contents (path, g_bytes_get_data (png, NULL), (gssize) g_bytes_get_size (png),
+                            error)) /* temporary file + rename */
+    return FALSE;
+  /* Beside it, where the picture and the maps are (window pixels), so a test
+   * can check what each region shows. */
+  graphene_rect_t pic = GRAPHENE_RECT_INIT (0, 0, 0, 0), grid = pic;
+  if (ds_image_view_get_picture_rect (self->image_view, &pic))
+    {
+      graphene_point_t o;
+      if (gtk_widget_compute_point (GTK_WIDGET (self->image_view), w,
+                                    &GRAPHENE_POINT_INIT (pic.origin.x, pic.origin.y), &o))
+        pic.origin = o;
+    }
+  if (!gtk_widget_compute_bounds (GTK_WIDGET (self->map_grid), w, &grid))
+    grid = GRAPHENE_RECT_INIT (0, 0, 0, 0);
+  g_autofree char *json = g_strdup_printf (
+      "{\"width\": %d, \"height\": %d,\n \"picture\": [%.0f, %.0f, %.0f, %.0f],\n"
+      " \"maps\": [%.0f, %.0f, %.0f, %.0f],\n \"overlay\": %s, \"blocks\": %d}\n",
+      width, height, pic.origin.x, pic.origin.y, pic.size.width, pic.size.height,
+      grid.origin.x, grid.origin.y, grid.size.width, grid.size.height,
+      ds_image_view_get_overlay (self->image_view) ? "true" : "false",
+      self->view ? self->view->n_blocks : 0);
+  g_autofree char *json_path = g_strconcat (path, ".json", NULL);
+  return g_file_set_contents (json_path, json, -1, error);
 }
 
 /* The picture with its overlay as the model sees it (stretched to the input
@@ -1144,6 +1197,8 @@ ds_window_dispose (GObject *object)
 {
   DsWindow *self = DS_WINDOW (object);
   g_clear_handle_id (&self->prompt_timeout, g_source_remove);
+  g_clear_handle_id (&self->screenshot_idle, g_source_remove);
+  disconnect_after_paint (self);
   g_clear_pointer (&self->worker, ds_worker_free);
   if (self->slot)
     {
