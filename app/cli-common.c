@@ -10,10 +10,8 @@
 #include <unistd.h>
 
 #include "ds-atomic.h"
+#include "ds-device.h"
 #include "ds-safetensors.h"
-#ifdef DS_HAVE_CUDA
-#include "ds-cuda.h"
-#endif
 
 #ifndef DS_DATA_DIR
 #define DS_DATA_DIR "resources"
@@ -227,48 +225,18 @@ data_dir (void)
   return d && *d ? d : DS_DATA_DIR;
 }
 
-/* See cli_open_session. The options were validated by cli_parse_args. */
+/* The backend the options name (--device, or DIFFSCOPE_DEVICE, or auto); the
+ * choice is ds_device_open's, shared with the explorer. The options were
+ * validated by cli_parse_args. */
 static DsBackend *
 cli_backend_new (const CliOptions *o, DsError *err)
 {
   const char *dev = o->device ? o->device : getenv ("DIFFSCOPE_DEVICE");
-  if (!dev || !*dev)
-    dev = "auto";
-  const char *prec = o->precision;
-  if (!strcmp (dev, "cpu"))
-    {
-      if (prec && strcmp (prec, "f32"))
-        {
-          ds_error_set (err, DS_ERR_UNSUPPORTED,
-                        "the CPU backend computes in f32 only (asked for --precision %s)", prec);
-          return NULL;
-        }
-      return ds_backend_cpu_new (err);
-    }
-#ifdef DS_HAVE_CUDA
-  const DsDType dt = !prec || !strcmp (prec, "f16") ? DS_DTYPE_F16
-                     : !strcmp (prec, "bf16")       ? DS_DTYPE_BF16
-                                                    : DS_DTYPE_F32;
-  if (!strcmp (dev, "cuda"))
-    return ds_backend_cuda_new (0, dt, err);
-  if (ds_cuda_device_count () > 0)
-    {
-      DsBackend *be = ds_backend_cuda_new (0, dt, err);
-      if (be)
-        return be;
-      fprintf (stderr, "diffscope-cli: %s; running on the CPU (f32)\n", err->message);
-    }
-  else
-    fprintf (stderr, "diffscope-cli: no CUDA device answers; running on the CPU (f32)\n");
-#else
-  if (!strcmp (dev, "cuda"))
-    {
-      ds_error_set (err, DS_ERR_UNSUPPORTED,
-                    "this diffscope-cli was built without CUDA (--device cuda)");
-      return NULL;
-    }
-#endif
-  return ds_backend_cpu_new (err); /* auto without a GPU: f32, whatever --precision said */
+  char note[512];
+  DsBackend *be = ds_device_open (dev, o->precision, note, sizeof note, err);
+  if (be && note[0])
+    fprintf (stderr, "diffscope-cli: %s\n", note);
+  return be;
 }
 
 DsStatus

@@ -63,7 +63,7 @@ ds_device_open (const char *device, const char *precision, char *note, size_t no
   (void) note_size;
   if (!strcmp (dev, "cuda"))
     {
-      ds_error_set (err, DS_ERR_UNSUPPORTED, "this build of Diffscope has no CUDA (device cuda)");
+      ds_error_set (err, DS_ERR_UNSUPPORTED, "this Diffscope was built without CUDA (device cuda)");
       return NULL;
     }
 #endif

@@ -161,6 +161,27 @@ ds_token_flow_init (DsTokenFlow *self)
 
 /* DsTokenStrip */
 
+/* Narrow pad buttons, below the application's style.css (which may
+ * override it) and above the theme. */
+static const char token_css[] =
+  "tokenstrip button.token-pad { min-width: 0; padding-left: 5px; padding-right: 5px; }\n";
+
+static void
+ensure_css (void)
+{
+  static GdkDisplay *done_for;
+  GdkDisplay *display = gdk_display_get_default ();
+  g_autoptr(GtkCssProvider) provider = NULL;
+
+  if (display == NULL || display == done_for)
+    return;
+  done_for = display;
+  provider = gtk_css_provider_new ();
+  gtk_css_provider_load_from_data (provider, token_css, -1);
+  gtk_style_context_add_provider_for_display (display, GTK_STYLE_PROVIDER (provider),
+                                              GTK_STYLE_PROVIDER_PRIORITY_APPLICATION - 1);
+}
+
 struct _DsTokenStrip
 {
   GtkWidget  parent_instance;
@@ -453,6 +474,7 @@ ds_token_strip_init (DsTokenStrip *self)
   self->buttons = g_ptr_array_new ();
   self->selected = -1;
 
+  ensure_css ();
   gtk_widget_init_template (GTK_WIDGET (self));
   gtk_accessible_update_property (GTK_ACCESSIBLE (self),
                                   GTK_ACCESSIBLE_PROPERTY_LABEL, "Prompt tokens",
