@@ -128,14 +128,20 @@ pixels_clear (DsPixels *px)
 }
 
 static void
-blocks_free (DsExploreBlock *b, int n)
+blocks_clear (DsExploreBlock *b, int n)
 {
   for (int i = 0; b && i < n; i++)
     {
       for (int j = 0; j < DS_EXPLORE_TILES; j++)
         pixels_clear (&b[i].tile[j]);
-      g_free (b[i].delta_mag);
+      g_clear_pointer (&b[i].delta_mag, g_free);
     }
+}
+
+static void
+blocks_free (DsExploreBlock *b, int n)
+{
+  blocks_clear (b, n);
   g_free (b);
 }
 
@@ -157,13 +163,29 @@ ds_explore_view_free (DsExploreView *v)
 
 /* ---- the explorer (worker-owned) ---------------------------------------------- */
 
+#define N_CKA ((int) G_N_ELEMENTS (((DsExploreView *) 0)->cka_s)) /* s = 0, 0.5, … 10 */
+
+/* One block's tiles, kept while the result they come from is. */
+typedef struct {
+  DsSessionResult *r;  /* a reference (keeps `data` alive), or NULL: an empty slot */
+  const float *data;   /* the probe's X_uncond: the features' identity (a cache hit
+                        * hands out a new result object over the same data) */
+  int px;
+  double cka[N_CKA];   /* CKA(X_s, X_uncond) at s = 0, 0.5, … 10; NaN: undefined */
+  double s;
+  DsColormap cmap;
+  guint64 tick;        /* last use */
+  DsExploreBlock b;
+} BlockCache;
+
+#define BLOCK_CACHE 16
+
 struct DsExplorer {
   DsBackend *be;
   DsSession *session;
   char device[512];
-  /* the CKA curves of the last result per block, kept while the result is */
-  DsSessionResult *cka_of;
-  double *cka;   /* [n_probes, n_s] */
+  BlockCache blocks[BLOCK_CACHE];
+  guint64 tick;
 };
 
 static const char *
@@ -220,9 +242,12 @@ ds_explorer_free (DsExplorer *x)
 {
   if (!x)
     return;
-  if (x->cka_of)
-    ds_session_result_unref (x->cka_of);
-  g_free (x->cka);
+  for (int k = 0; k < BLOCK_CACHE; k++)
+    {
+      if (x->blocks[k].r)
+        ds_session_result_unref (x->blocks[k].r);
+      blocks_clear (&x->blocks[k].b, 1);
+    }
   ds_session_free (x->session);
   ds_backend_free (x->be);
   g_free (x);
@@ -348,32 +373,66 @@ pca_tile (const float *x, int64_t c, int gw, int gh, int px, DsPixels *out, char
   return pixels_from_rgb01 (rgb01, gw, gh, px, out, error);
 }
 
+/* ---- CKA -------------------------------------------------------------------------- */
+
+/* out [N_CKA] = CKA(X_s, X_uncond) of one probe; NaN where undefined (a
+ * constant map). */
+static void
+guidance_cka (const DsSessionProbe *pr, double *out)
+{
+  float s[N_CKA];
+  for (int i = 0; i < N_CKA; i++)
+    s[i] = 0.5f * i;
+  DsError err = { 0 };
+  if (ds_cka_guidance_sweep (pr->uncond, pr->cond, pr->c, pr->h * pr->w, s, N_CKA, out, &err))
+    for (int i = 0; i < N_CKA; i++)
+      out[i] = NAN;
+}
+
 /* ---- one block's tiles ---------------------------------------------------------- */
 
+/* The X_s tile of a block at strength s (the only tile that depends on s). */
 static gboolean
-block_tiles (const DsSessionProbe *pr, double s, const DsExploreParams *p, DsExploreBlock *b,
+xs_tile (const DsSessionProbe *pr, double s, int px, DsExploreBlock *b, GError **error)
+{
+  const int64_t c = pr->c, n = pr->h * pr->w;
+  g_autofree float *xs = g_malloc ((size_t) (c * n) * sizeof (float));
+  ds_guidance_amplify (pr->uncond, pr->cond, (float) s, xs, c * n);
+  char what[64];
+  snprintf (what, sizeof what, "PCA X_s (s = %.2g)", s);
+  pixels_clear (&b->tile[1]);
+  return pca_tile (xs, c, (int) pr->w, (int) pr->h, px, &b->tile[1], b->caption[1],
+                   sizeof b->caption[1], what, error);
+}
+
+/* The |Δcond| tile in a colormap. */
+static gboolean
+magnitude_tile (DsExploreBlock *b, int px, DsColormap cmap, GError **error)
+{
+  pixels_clear (&b->tile[3]);
+  return pixels_from_map (b->delta_mag, b->gw, b->gh, px, cmap, NAN, NAN, &b->tile[3], error);
+}
+
+/* Every tile of a block: PCA of X_uncond and of Δcond, |Δcond|, X_s at s. */
+static gboolean
+block_tiles (const DsSessionProbe *pr, double s, int px, DsColormap cmap, DsExploreBlock *b,
              GError **error)
 {
   const int64_t c = pr->c, n = pr->h * pr->w;
-  const int gw = (int) pr->w, gh = (int) pr->h, px = p->tile_px > 0 ? p->tile_px : 160;
+  const int gw = (int) pr->w, gh = (int) pr->h;
   g_strlcpy (b->name, pr->name, sizeof b->name);
-  g_autofree float *xs = g_malloc ((size_t) (c * n) * sizeof (float));
   g_autofree float *delta = g_malloc ((size_t) (c * n) * sizeof (float));
-  ds_guidance_amplify (pr->uncond, pr->cond, (float) s, xs, c * n);
   ds_delta_cond (pr->uncond, pr->cond, delta, c * n);
   b->gw = gw;
   b->gh = gh;
   b->delta_mag = g_malloc ((size_t) n * sizeof (float));
   ds_delta_magnitude (delta, c, n, b->delta_mag);
-  char what[64];
-  snprintf (what, sizeof what, "PCA X_s (s = %.2g)", s);
   if (!pca_tile (pr->uncond, c, gw, gh, px, &b->tile[0], b->caption[0], sizeof b->caption[0],
                  "PCA X_uncond", error)
-      || !pca_tile (xs, c, gw, gh, px, &b->tile[1], b->caption[1], sizeof b->caption[1], what,
-                    error)
+      || !xs_tile (pr, s, px, b, error)
       || !pca_tile (delta, c, gw, gh, px, &b->tile[2], b->caption[2], sizeof b->caption[2],
                     "PCA Δcond", error)
-      || !pixels_from_map (b->delta_mag, gw, gh, px, p->cmap, NAN, NAN, &b->tile[3], error))
+      || !magnitude_tile (b, px, cmap, error))
     return FALSE;
   float lo = INFINITY, hi = -INFINITY;
   for (int64_t i = 0; i < n; i++)
@@ -382,6 +441,67 @@ block_tiles (const DsSessionProbe *pr, double s, const DsExploreParams *p, DsExp
       hi = fmaxf (hi, b->delta_mag[i]);
     }
   snprintf (b->caption[3], sizeof b->caption[3], "|Δcond| · %.3g … %.3g", lo, hi);
+  return TRUE;
+}
+
+static void
+block_copy (DsExploreBlock *dst, const DsExploreBlock *src)
+{
+  *dst = *src;
+  for (int j = 0; j < DS_EXPLORE_TILES; j++)
+    dst->tile[j].rgba = g_memdup2 (src->tile[j].rgba, (gsize) src->tile[j].w * src->tile[j].h * 4);
+  dst->delta_mag = g_memdup2 (src->delta_mag, (gsize) src->gw * src->gh * sizeof (float));
+}
+
+/* A block's tiles from the explorer's cache: the PCA of X_uncond and of
+ * Δcond depend only on the features, |Δcond| on the colormap too, X_s on s;
+ * so an s change computes one PCA per block and a word pick none. */
+static gboolean
+cached_block (DsExplorer *x, DsSessionResult *r, int i, double s, int px, DsColormap cmap,
+              DsExploreBlock *out, double *cka, GError **error)
+{
+  BlockCache *e = NULL, *oldest = &x->blocks[0];
+  for (int k = 0; k < BLOCK_CACHE; k++)
+    {
+      BlockCache *c = &x->blocks[k];
+      if (c->r && c->data == r->probes[i].uncond && c->px == px)
+        e = c;
+      if (c->tick < oldest->tick)
+        oldest = c;
+    }
+  if (!e)
+    {
+      e = oldest;
+      if (e->r)
+        ds_session_result_unref (e->r);
+      blocks_clear (&e->b, 1);
+      memset (e, 0, sizeof *e);
+      if (!block_tiles (&r->probes[i], s, px, cmap, &e->b, error))
+        {
+          blocks_clear (&e->b, 1);
+          memset (&e->b, 0, sizeof e->b);
+          return FALSE;
+        }
+      e->r = ds_session_result_ref (r);
+      e->data = r->probes[i].uncond;
+      e->px = px;
+      guidance_cka (&r->probes[i], e->cka);
+      e->s = s;
+      e->cmap = cmap;
+    }
+  else
+    {
+      if (e->s != s && !xs_tile (&r->probes[i], s, px, &e->b, error))
+        return FALSE;
+      e->s = s;
+      if (e->cmap != cmap && !magnitude_tile (&e->b, px, cmap, error))
+        return FALSE;
+      e->cmap = cmap;
+    }
+  e->tick = ++x->tick;
+  block_copy (out, &e->b);
+  if (cka)
+    memcpy (cka, e->cka, sizeof e->cka);
   return TRUE;
 }
 
@@ -493,38 +613,6 @@ tile_overlay (DsExploreView *v, const DsExploreParams *p)
   return TRUE;
 }
 
-/* ---- CKA -------------------------------------------------------------------------- */
-
-static gboolean
-cka_curves (DsExplorer *x, DsSessionResult *r, DsExploreView *v, GError **error)
-{
-  v->n_s = G_N_ELEMENTS (v->cka_s);
-  float s[G_N_ELEMENTS (v->cka_s)];
-  for (int i = 0; i < v->n_s; i++)
-    s[i] = (float) (v->cka_s[i] = 0.5 * i);
-  const size_t bytes = (size_t) r->n_probes * v->n_s * sizeof (double);
-  if (x->cka_of != r)
-    {
-      g_free (x->cka);
-      x->cka = g_malloc0 (bytes);
-      for (int i = 0; i < r->n_probes; i++)
-        {
-          const DsSessionProbe *pr = &r->probes[i];
-          DsError err = { 0 };
-          if (ds_cka_guidance_sweep (pr->uncond, pr->cond, pr->c, pr->h * pr->w, s, v->n_s,
-                                     x->cka + (size_t) i * v->n_s, &err))
-            for (int j = 0; j < v->n_s; j++)
-              x->cka[(size_t) i * v->n_s + j] = NAN; /* e.g. a constant map: no curve */
-        }
-      if (x->cka_of)
-        ds_session_result_unref (x->cka_of);
-      x->cka_of = ds_session_result_ref (r);
-    }
-  v->cka = g_memdup2 (x->cka, bytes);
-  (void) error;
-  return TRUE;
-}
-
 /* ---- the update ------------------------------------------------------------------- */
 
 static double
@@ -586,6 +674,10 @@ ds_explore_update (DsExplorer *x, const DsExploreParams *p, const atomic_int *ca
 
   v = g_new0 (DsExploreView, 1);
   v->n_prompts = two ? 2 : 1;
+  v->n_s = N_CKA;
+  for (int i = 0; i < N_CKA; i++)
+    v->cka_s[i] = 0.5 * i;
+  v->cka = g_new0 (double, (size_t) MAX (r[0]->n_probes, 1) * N_CKA);
   v->t = p->t;
   v->s = p->s;
   v->seed = p->seed;
@@ -603,7 +695,8 @@ ds_explore_update (DsExplorer *x, const DsExploreParams *p, const atomic_int *ca
               g_set_error_literal (error, DS_EXPLORE_ERROR, DS_ERR_CANCELLED, "superseded");
               goto fail;
             }
-          if (!block_tiles (&r[k]->probes[i], p->s, p, &v->blocks[k][i], error))
+          if (!cached_block (x, r[k], i, p->s, p->tile_px > 0 ? p->tile_px : 160, p->cmap,
+                             &v->blocks[k][i], k ? NULL : v->cka + (size_t) i * N_CKA, error))
             goto fail;
         }
     }
@@ -659,8 +752,6 @@ ds_explore_update (DsExplorer *x, const DsExploreParams *p, const atomic_int *ca
                 100 * ratio[0], 100 * ratio[1], 100 * ratio[2]);
     }
 
-  if (v->n_blocks > 0 && !cka_curves (x, r[0], v, error))
-    goto fail;
 
   DsSessionStats after;
   ds_session_stats (x->session, &after);

@@ -103,8 +103,8 @@ typedef struct {
   char pair_caption[128];
   /* CKA(X_s, X_uncond) over s for each block of prompt 0 */
   int n_s;
-  double cka_s[21];
-  double *cka;                    /* [n_blocks, n_s] */
+  double cka_s[21];               /* s = 0, 0.5, … 10 */
+  double *cka;                    /* [n_blocks, n_s]; NaN where undefined */
   /* the inputs this view belongs to */
   int t;
   double s;
