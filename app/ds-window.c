@@ -868,8 +868,8 @@ ds_window_save_screenshot (DsWindow *self, const char *path, GError **error)
 
 /* The picture with its overlay as the model sees it (stretched to the input
  * size's aspect is not applied: the original image size is kept). */
-static gboolean
-export_png (DsWindow *self, const char *path, GError **error)
+gboolean
+ds_window_export_png (DsWindow *self, const char *path, GError **error)
 {
   DsSharedImage *im = self->params.image;
   if (!im)
@@ -942,6 +942,20 @@ export_done (gpointer result, const GError *error, gpointer user_data)
     }
 }
 
+void
+ds_window_export_features (DsWindow *self, const char *path)
+{
+  read_params (self);
+  ExportData *d = g_new0 (ExportData, 1);
+  d->slot = self->slot;
+  d->p = ds_explore_params_copy (&self->params);
+  d->path = g_strdup (path);
+  DsJob job = { .kind = JOB_EXPORT, .func = export_func, .data = d,
+                .data_free = export_data_free, .done = export_done, .user_data = self,
+                .result_free = g_free };
+  ds_worker_post (self->worker, &job);
+}
+
 typedef struct {
   DsWindow *self;
   gboolean features;
@@ -957,21 +971,11 @@ on_save_response (GtkNativeDialog *dialog, int response, gpointer user_data)
                                : NULL;
   g_autofree char *path = file ? g_file_get_path (file) : NULL;
   if (path && t->features)
-    {
-      read_params (self);
-      ExportData *d = g_new0 (ExportData, 1);
-      d->slot = self->slot;
-      d->p = ds_explore_params_copy (&self->params);
-      d->path = g_strdup (path);
-      DsJob job = { .kind = JOB_EXPORT, .func = export_func, .data = d,
-                    .data_free = export_data_free, .done = export_done, .user_data = self,
-                    .result_free = g_free };
-      ds_worker_post (self->worker, &job);
-    }
+    ds_window_export_features (self, path);
   else if (path)
     {
       g_autoptr (GError) error = NULL;
-      if (!export_png (self, path, &error))
+      if (!ds_window_export_png (self, path, &error))
         show_error (self, "Could not export the view", error);
       else
         {

@@ -34,6 +34,13 @@ void ds_window_screenshot_when_ready (DsWindow *self, const char *path);
 /* Renders the window as it is now into a PNG file. */
 gboolean ds_window_save_screenshot (DsWindow *self, const char *path, GError **error);
 
+/* The picture with its overlay as PNG (atomic), as the menu's Export View. */
+gboolean ds_window_export_png (DsWindow *self, const char *path, GError **error);
+/* The current features as safetensors, written on the worker (atomic), as
+ * the menu's Export Features; the result shows in the status line or the
+ * error bar. */
+void ds_window_export_features (DsWindow *self, const char *path);
+
 /* For tests and the benchmark: the named template child ("prompt_entry",
  * "t_scale", "s_scale", "token_strip", "image_view", "map_grid", …). */
 GtkWidget *ds_window_get_child (DsWindow *self, const char *name);

@@ -7,6 +7,8 @@
  *   - an s change and a word pick deliver new pixels with no UNet forward;
  *   - 50 rapid timestep moves run only a few forwards and the last one wins;
  *   - a bad image or model folder shows an error and the window keeps working;
+ *   - a mismatched prompt's maps and words stand beside the first's, a second
+ *     image gives the joint PCA and correspondences, exports write files;
  *   - keyboard only: Tab reaches the main controls, each has an accessible
  *     name, and they can be operated without a pointer.
  */
@@ -15,6 +17,8 @@
 #include <math.h>
 
 #include "ds-block-picker.h"
+#include "ds-prefs.h"
+#include "ds-safetensors.h"
 #include "ds-image-view.h"
 #include "ds-map-grid.h"
 #include "ds-token-strip.h"
@@ -200,6 +204,130 @@ test_bad_model_keeps_working (void)
   g_rmdir (dir);
 }
 
+static void
+test_mismatched_prompt (void)
+{
+  const guint64 f0 = ds_window_get_forwards (win);
+  gtk_editable_set_text (GTK_EDITABLE (child ("prompt2_entry")), "a blue square below a disc");
+  wait_idle (); /* flushes the typing pause */
+  const DsExploreView *v = ds_window_get_view (win);
+  g_assert_cmpint (v->n_prompts, ==, 2);
+  /* one more UNet run, for the second prompt (same image, t and seed) */
+  g_assert_cmpuint (ds_window_get_forwards (win), ==, f0 + 1);
+  g_assert_true (gtk_widget_get_visible (child ("map_grid2")));
+  g_assert_true (gtk_widget_get_visible (child ("token_strip2")));
+  g_assert_true (gtk_widget_get_visible (child ("image2_scroll")));
+  DsMapGrid *g2 = DS_MAP_GRID (child ("map_grid2"));
+  g_assert_cmpint (ds_map_grid_get_n_rows (g2), ==, 1);
+  /* X_uncond is the same picture for both prompts (same image, t, seed);
+   * X_s is not: the text moved the features */
+  const DsExploreBlock *a = &v->blocks[0][0], *b = &v->blocks[1][0];
+  g_assert_cmpmem (a->tile[0].rgba, a->tile[0].w * a->tile[0].h * 4, b->tile[0].rgba,
+                   b->tile[0].w * b->tile[0].h * 4);
+  g_assert_true (memcmp (a->tile[1].rgba, b->tile[1].rgba, (size_t) a->tile[1].w * a->tile[1].h * 4)
+                 != 0);
+  /* a word of the second prompt shows over the right-hand picture */
+  DsTokenStrip *s2 = DS_TOKEN_STRIP (child ("token_strip2"));
+  g_assert_cmpstr (ds_token_strip_get_item (s2, 2)->label, ==, "blue");
+  ds_token_strip_select (s2, 2);
+  wait_idle ();
+  v = ds_window_get_view (win);
+  g_assert_nonnull (ds_image_view_get_overlay (DS_IMAGE_VIEW (child ("image_view2"))));
+  g_assert_nonnull (strstr (v->overlay_label[1], "blue"));
+  g_assert_cmpuint (ds_window_get_forwards (win), ==, f0 + 1);
+  gtk_editable_set_text (GTK_EDITABLE (child ("prompt2_entry")), "");
+  wait_idle ();
+  g_assert_cmpint (ds_window_get_view (win)->n_prompts, ==, 1);
+  g_assert_false (gtk_widget_get_visible (child ("map_grid2")));
+}
+
+static void
+test_pair_view (void)
+{
+  open_image (DS_TEST_DATA_DIR "/images/jpeg444.jpg", TRUE);
+  const DsExploreView *v = ds_window_get_view (win);
+  g_assert_null (ds_window_get_error (win));
+  g_assert_true (v->pair);
+  g_assert_true (gtk_widget_get_visible (child ("pair_box")));
+  g_assert_nonnull (v->pair_tile[0].rgba);
+  g_assert_nonnull (strstr (v->pair_caption, "joint PCA"));
+  /* the point query reaches into the second image: correspondences */
+  g_signal_emit_by_name (child ("image_view"), "point-picked", 0.5, 0.5);
+  wait_idle ();
+  v = ds_window_get_view (win);
+  g_assert_nonnull (strstr (v->overlay_label[1], "second image"));
+  g_assert_nonnull (ds_image_view_get_overlay (DS_IMAGE_VIEW (child ("image_view2"))));
+  for (int i = 0; i < v->vw[1] * v->vh[1]; i++)
+    g_assert_true (v->values[1][i] >= -1.0001f && v->values[1][i] <= 1.0001f);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.close-second", NULL));
+  wait_idle ();
+  g_assert_false (ds_window_get_view (win)->pair);
+}
+
+static void
+test_exports (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("ds-ui-export-XXXXXX", NULL);
+  g_autofree char *png = g_build_filename (dir, "view.png", NULL);
+  g_autofree char *st = g_build_filename (dir, "features.safetensors", NULL);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (ds_window_export_png (win, png, &error));
+  DsImage im = { 0 };
+  DsError err = { 0 };
+  g_assert_cmpint (ds_image_load (png, &im, &err), ==, DS_OK);
+  g_assert_cmpint (im.width, ==, 128); /* the image's own size */
+  g_assert_cmpint (im.height, ==, 128);
+  ds_image_free (&im);
+  ds_window_export_features (win, st);
+  wait_idle ();
+  g_assert_null (ds_window_get_error (win));
+  DsSafetensors *sf = NULL;
+  g_assert_cmpint (ds_safetensors_open (st, &sf, &err), ==, DS_OK);
+  const DsSafetensorsEntry *u = ds_safetensors_find (sf, "uncond.U-L1-R1-B0-Cross-Q");
+  const DsSafetensorsEntry *c = ds_safetensors_find (sf, "cond.U-L1-R1-B0-Cross-Q");
+  g_assert_nonnull (u);
+  g_assert_nonnull (c);
+  g_assert_cmpstr (ds_safetensors_metadata (sf, "prompt"), ==, "a red disc above a triangle");
+  ds_safetensors_close (sf);
+  /* a folder that does not exist: an error in the window, nothing crashes */
+  g_autofree char *bad = g_build_filename (dir, "missing", "f.safetensors", NULL);
+  ds_window_export_features (win, bad);
+  wait_idle ();
+  g_assert_nonnull (ds_window_get_error (win));
+  g_assert_false (ds_window_export_png (win, bad, &error) && error == NULL);
+  g_unlink (png);
+  g_unlink (st);
+  g_rmdir (dir);
+}
+
+static void
+test_prefs_round_trip (void)
+{
+  g_autoptr (DsPrefs) p = ds_prefs_load ();
+  g_assert_cmpint (p->size, ==, 128);
+  g_assert_cmpstr (p->device, ==, "cpu");
+  g_assert_cmpstr (p->blocks[0], ==, "U-L1-R1-B0-Cross-Q"); /* the default */
+  g_strfreev (p->blocks);
+  p->blocks = g_strsplit ("U-L1-R1-B0-Cross-Q,D-L2-R1-Res-Out", ",", -1);
+  p->opacity = 0.25;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (ds_prefs_save (p, &error));
+  g_autoptr (DsPrefs) q = ds_prefs_load ();
+  g_assert_cmpint (g_strv_length (q->blocks), ==, 2);
+  g_assert_cmpstr (q->blocks[1], ==, "D-L2-R1-Res-Out");
+  g_assert_cmpfloat (q->opacity, ==, 0.25);
+  g_assert_cmpint (q->size, ==, 128);
+  /* values a hand-edited file may hold fall back to the defaults */
+  g_autofree char *path = ds_prefs_path ();
+  g_assert_true (g_file_set_contents (path, "[explorer]\nsize=100\ndevice=tpu\nopacity=7\n", -1,
+                                      NULL));
+  g_autoptr (DsPrefs) r = ds_prefs_load ();
+  g_assert_cmpint (r->size, ==, 0);
+  g_assert_cmpstr (r->device, ==, "auto");
+  g_assert_cmpfloat (r->opacity, ==, 0.6);
+  g_assert_true (ds_prefs_save (p, &error)); /* back to the test's settings */
+}
+
 /* The accessible name a screen reader would read for w, or NULL. */
 static gboolean
 has_accessible_name (GtkWidget *w)
@@ -338,6 +466,10 @@ main (int argc, char **argv)
   g_test_add_func ("/explorer/rapid-timesteps-last-wins", test_rapid_timesteps_last_wins);
   g_test_add_func ("/explorer/bad-image-keeps-working", test_bad_image_keeps_working);
   g_test_add_func ("/explorer/bad-model-keeps-working", test_bad_model_keeps_working);
+  g_test_add_func ("/explorer/mismatched-prompt", test_mismatched_prompt);
+  g_test_add_func ("/explorer/pair-view", test_pair_view);
+  g_test_add_func ("/explorer/exports", test_exports);
+  g_test_add_func ("/explorer/prefs-round-trip", test_prefs_round_trip);
   g_test_add_func ("/explorer/keyboard-only", test_keyboard_only);
   int rc = g_test_run ();
   gtk_window_destroy (GTK_WINDOW (win));
