@@ -33,6 +33,7 @@ struct _DsWindow {
   GtkLabel *info_label;
   GtkStack *stack;
   GtkLabel *empty_label;
+  GtkWidget *demo_button;
   DsImageView *image_view, *image_view2;
   GtkWidget *image2_scroll;
   GtkScale *opacity_scale;
@@ -524,6 +525,7 @@ model_done (gpointer result, const GError *error, gpointer user_data)
     }
   self->applying = FALSE;
   gtk_stack_set_visible_child_name (self->stack, "main");
+  gtk_widget_set_sensitive (GTK_WIDGET (self->blocks_button), TRUE);
   hide_error (self);
   update_status (self);
   schedule_update (self);
@@ -1243,6 +1245,7 @@ ds_window_class_init (DsWindowClass *klass)
   CHILD (info_label);
   CHILD (stack);
   CHILD (empty_label);
+  CHILD (demo_button);
   CHILD (image_view);
   CHILD (image_view2);
   CHILD (image2_scroll);
@@ -1332,6 +1335,8 @@ ds_window_init (DsWindow *self)
       "Answers come with the LLaVA work: a LLaVA-1.5 model that reads CLIP and diffusion "
       "features will answer the question here, streamed, with a stop button.");
   gtk_stack_set_visible_child_name (self->stack, "empty");
+  gtk_window_set_focus (GTK_WINDOW (self), self->demo_button);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->blocks_button), FALSE);
 
   g_signal_connect (self->info_bar, "response", G_CALLBACK (on_info_response), self);
   g_signal_connect_swapped (self->t_scale, "value-changed", G_CALLBACK (on_control_changed), self);
