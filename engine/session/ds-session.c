@@ -10,9 +10,10 @@
  * hands out a view: a small result of its own whose probes point into the
  * cached one, which it keeps alive.
  *
- * A run computes into local buffers and commits latent, context and result to
- * the caches only when the whole request succeeded, so a cancelled or failed
- * request leaves the caches as they were.
+ * A run computes into local buffers and commits its result to the cache only
+ * when the whole request succeeded (a latent or context it finished is kept
+ * even when a later stage fails or is cancelled: both are exact), so a
+ * cancelled or failed request leaves no partial result behind.
  */
 #include "ds-session.h"
 
@@ -575,7 +576,11 @@ compute (DsSession *s, const DsQuery *q, const DsRunControl *ctl, Plan *pl, Res 
       s->stats.vae_forwards++;
       if ((st = ds_pipeline_encode_image (p, q->image, q->size, q->fit, *new_latent,
                                           &pub->ms_image, &pub->ms_vae, err)))
-        return st;
+        {
+          free (*new_latent); /* only finished inputs are kept */
+          *new_latent = NULL;
+          return st;
+        }
       report (ctl, DS_SESSION_STAGE_IMAGE, 1, 1, 0, total_unet);
       report (ctl, DS_SESSION_STAGE_VAE, 1, 1, 0, total_unet);
       latent = *new_latent;
@@ -603,7 +608,11 @@ compute (DsSession *s, const DsQuery *q, const DsRunControl *ctl, Plan *pl, Res 
       double t0 = now_ms ();
       s->stats.text_forwards++;
       if ((st = ds_pipeline_encode_text (p, &pl->uncond, &pl->cond, *new_ctx, err)))
-        return st;
+        {
+          free (*new_ctx);
+          *new_ctx = NULL;
+          return st;
+        }
       pub->ms_text = now_ms () - t0;
       report (ctl, DS_SESSION_STAGE_TEXT, 1, 1, 0, total_unet);
       ctx = *new_ctx;
@@ -767,9 +776,9 @@ compute (DsSession *s, const DsQuery *q, const DsRunControl *ctl, Plan *pl, Res 
   return st;
 }
 
-/* Commits what a successful run computed: the latent, the context, the result. */
+/* Keeps a latent and a context the run finished (takes them; NULL: none). */
 static void
-commit (DsSession *s, const Plan *pl, Res *r, float *latent, float *ctx)
+commit_inputs (DsSession *s, const Plan *pl, float *latent, float *ctx)
 {
   if (latent)
     {
@@ -787,6 +796,13 @@ commit (DsSession *s, const Plan *pl, Res *r, float *latent, float *ctx)
       e->ctx = ctx;
       e->used = ++s->tick;
     }
+}
+
+/* Commits what a successful run computed: the latent, the context, the result. */
+static void
+commit (DsSession *s, const Plan *pl, Res *r, float *latent, float *ctx)
+{
+  commit_inputs (s, pl, latent, ctx);
   if (r->bytes > s->lim.result_bytes)
     return; /* would evict everything and still not fit */
   while (s->n_results && s->result_bytes + r->bytes > s->lim.result_bytes)
@@ -887,8 +903,9 @@ ds_session_run (DsSession *s, const DsQuery *q, const DsRunControl *ctl, DsSessi
   st = compute (s, q, ctl, &pl, r, &new_latent, &new_ctx, err);
   if (st)
     {
-      free (new_latent);
-      free (new_ctx);
+      /* A superseded run's finished latent and context stay: the next query
+       * (often the same image) need not encode them again. */
+      commit_inputs (s, &pl, new_latent, new_ctx);
       ds_session_result_unref (&r->pub);
       plan_free (&pl);
       return st;

@@ -89,8 +89,10 @@ typedef void (*DsProgressFn) (void *user, DsSessionStage stage, int done, int to
 
 typedef struct {
   /* Polled between network blocks (UNet blocks, VAE and text encoder layers
-   * where they check): non-zero stops the request with DS_ERR_CANCELLED and
-   * nothing is cached from the stopped run. NULL: never cancelled. */
+   * where they check): non-zero stops the request with DS_ERR_CANCELLED; no
+   * result of the stopped run is cached, but a latent or text context it had
+   * finished is (the next query, often on the same image, reuses it). NULL:
+   * never cancelled. */
   const atomic_int *cancel;
   DsProgressFn progress; /* NULL: none */
   void *user;
