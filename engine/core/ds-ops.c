@@ -25,6 +25,7 @@
  *    dimension of output dimension i.
  */
 #include "ds-ops.h"
+#include "ds-util.h"
 
 #include <assert.h>
 #include <stdint.h>
@@ -138,14 +139,6 @@ ds_op_profile_read (DsBackend *be, DsOp op, double *ms, long *calls)
   read_pending (be);
   *ms = profile[op].ms;
   *calls = profile[op].calls;
-}
-
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
 void
@@ -506,11 +499,11 @@ ds_op_run (DsBackend *be, const DsOpCall *call, DsError *err)
         }
       return st;
     }
-  double t0 = now_ms ();
+  double t0 = ds_now_ms ();
   DsStatus st = be->run (be, call, err);
   if (st == DS_OK)
     st = be->synchronize (be, err);
-  profile[call->op].ms += now_ms () - t0;
+  profile[call->op].ms += ds_now_ms () - t0;
   profile[call->op].calls++;
   return st;
 }

@@ -1,5 +1,6 @@
 /* ds-weights.c: see ds-weights.h. */
 #include "ds-weights.h"
+#include "ds-util.h"
 
 #include "ds-schedule.h"
 
@@ -37,15 +38,6 @@ ds_weights_free (DsWeights *w)
   w->n_params = 0;
 }
 
-static uint64_t
-fnv1a (const char *s)
-{
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (; *s; s++)
-    h = (h ^ (uint8_t) *s) * 0x100000001b3ull;
-  return h;
-}
-
 static bool
 ends_with (const char *s, const char *suffix)
 {
@@ -64,7 +56,7 @@ random_tensor (uint64_t seed, const char *name, int ndim, const int64_t *shape, 
   for (int i = 1; i < ndim; i++)
     fan_in *= shape[i];
   float *p = ds_tensor_f32 (out);
-  ds_noise_normal (seed ^ fnv1a (name), p, n);
+  ds_noise_normal (seed ^ ds_fnv1a (DS_FNV1A_OFFSET, name, strlen (name)), p, n);
   float scale = 1.0f, shift = 0.0f;
   if (ends_with (name, ".bias"))
     scale = 0.02f;

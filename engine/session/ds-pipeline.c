@@ -1,5 +1,6 @@
 /* ds-pipeline.c: see ds-pipeline.h. */
 #include "ds-pipeline.h"
+#include "ds-util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,14 +31,6 @@ struct DsPipeline {
   int32_t ctx_ids[2 * DS_CLIP_CONTEXT];
   float *ctx;    /* [2,77,X] */
 };
-
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
 
 /* The demo model: SD 2.x's topology and conventions at small widths. */
 static void
@@ -281,15 +274,6 @@ to_backend (DsPipeline *p, const DsTensor *host, DsTensor *dev, DsError *err)
   return st ? st : ds_backend_upload_f32 (p->be, dev, ds_tensor_f32 (host), err);
 }
 
-static uint64_t
-fnv1a (uint64_t h, const void *data, size_t n)
-{
-  const uint8_t *b = data;
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ b[i]) * 0x100000001b3ull;
-  return h;
-}
-
 DsStatus
 ds_pipeline_encode_image (DsPipeline *p, const DsImage *im, int size, DsImageFit fit,
                           float *latent, double *ms_image, double *ms_vae, DsError *err)
@@ -299,14 +283,14 @@ ds_pipeline_encode_image (DsPipeline *p, const DsImage *im, int size, DsImageFit
                          size);
   if (!im || !im->rgb)
     return ds_error_set (err, DS_ERR_INVALID, "no image to encode");
-  double t0 = now_ms ();
+  double t0 = ds_now_ms ();
   DsTensor pixels, px, x0;
   DsStatus st = ds_image_to_model_input (im, size, fit, &pixels, err);
   if (st)
     return st;
   if (ms_image)
-    *ms_image = now_ms () - t0;
-  t0 = now_ms ();
+    *ms_image = ds_now_ms () - t0;
+  t0 = ds_now_ms ();
   const int f = ds_vae_factor (p->vae), C = ds_vae_latent_channels (p->vae);
   const int64_t h = size / f, w = size / f;
   size_t need = ds_vae_arena_bytes (p->vae, 1, size, size);
@@ -319,7 +303,7 @@ ds_pipeline_encode_image (DsPipeline *p, const DsImage *im, int size, DsImageFit
     st = ds_backend_download_f32 (p->be, &x0, latent, err);
   ds_tensor_free (&pixels);
   if (!st && ms_vae)
-    *ms_vae = now_ms () - t0;
+    *ms_vae = ds_now_ms () - t0;
   return st;
 }
 
@@ -331,9 +315,9 @@ latent_for (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *out, DsError
   const DsImage *im = req->image;
   if (!im)
     return ds_error_set (err, DS_ERR_INVALID, "the request has neither an image nor a latent");
-  uint64_t key = fnv1a (0xcbf29ce484222325ull, im->rgb, (size_t) im->width * im->height * 3);
+  uint64_t key = ds_fnv1a (DS_FNV1A_OFFSET, im->rgb, (size_t) im->width * im->height * 3);
   int meta[4] = { im->width, im->height, req->size, (int) req->fit };
-  key = fnv1a (key, meta, sizeof meta);
+  key = ds_fnv1a (key, meta, sizeof meta);
   if (p->latent && p->latent_key == key)
     {
       out->cached_latent = true;
@@ -386,7 +370,7 @@ context_for (DsPipeline *p, DsFeatures *out, DsError *err)
       out->cached_text = true;
       return DS_OK;
     }
-  double t0 = now_ms ();
+  double t0 = ds_now_ms ();
   const int64_t X = ds_text_encoder_hidden_size (p->te);
   free (p->ctx);
   p->ctx = malloc ((size_t) (2 * DS_CLIP_CONTEXT * X) * sizeof (float));
@@ -400,7 +384,7 @@ context_for (DsPipeline *p, DsFeatures *out, DsError *err)
     }
   memcpy (p->ctx_ids, out->uncond.ids, sizeof out->uncond.ids);
   memcpy (p->ctx_ids + DS_CLIP_CONTEXT, out->cond.ids, sizeof out->cond.ids);
-  out->ms_text = now_ms () - t0;
+  out->ms_text = ds_now_ms () - t0;
   return DS_OK;
 }
 
@@ -440,7 +424,7 @@ ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *ou
   const float *context = req->context ? req->context : p->ctx;
 
   /* noise: ε and x_t, the same for both halves */
-  double t0 = now_ms ();
+  double t0 = ds_now_ms ();
   out->noise = malloc ((size_t) n * sizeof (float));
   float *xth = malloc ((size_t) (2 * n) * sizeof *xth);
   if (!out->noise || !xth)
@@ -494,7 +478,7 @@ ds_pipeline_features (DsPipeline *p, const DsFeatureRequest *req, DsFeatures *ou
           || (st = ds_backend_download_f32 (p->be, &eps, ds_tensor_f32 (&out->eps), err)))
         goto fail;
     }
-  out->ms_unet = now_ms () - t0;
+  out->ms_unet = ds_now_ms () - t0;
   return DS_OK;
 
 fail:

@@ -16,6 +16,7 @@
  * cancelled or failed request leaves no partial result behind.
  */
 #include "ds-session.h"
+#include "ds-util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -95,23 +96,6 @@ struct DsSession {
   size_t result_bytes;
   DsSessionStats stats;
 };
-
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
-static uint64_t
-fnv1a (uint64_t h, const void *data, size_t n)
-{
-  const uint8_t *b = data;
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ b[i]) * 0x100000001b3ull;
-  return h;
-}
 
 /* ---- the session ---------------------------------------------------------- */
 
@@ -292,7 +276,7 @@ static ImageKey
 image_key (const DsImage *im, int size, DsImageFit fit)
 {
   ImageKey k = { 0 };
-  k.hash = fnv1a (0xcbf29ce484222325ull, im->rgb, (size_t) im->width * im->height * 3);
+  k.hash = ds_fnv1a (DS_FNV1A_OFFSET, im->rgb, (size_t) im->width * im->height * 3);
   k.width = im->width;
   k.height = im->height;
   k.size = size;
@@ -431,7 +415,7 @@ plan_make (DsSession *s, const DsQuery *q, Plan *pl, DsError *err)
   k->image = image_key (q->image, q->size, q->fit);
   k->has_noise = q->noise != NULL;
   if (q->noise)
-    k->noise_hash = fnv1a (0xcbf29ce484222325ull, q->noise,
+    k->noise_hash = ds_fnv1a (DS_FNV1A_OFFSET, q->noise,
                            (size_t) pl->ls.channels * pl->ls.h * pl->ls.w * sizeof (float));
   k->prompt = dup_str (q->prompt);
   k->uncond = dup_str (q->uncond_prompt);
@@ -605,7 +589,7 @@ compute (DsSession *s, const DsQuery *q, const DsRunControl *ctl, Plan *pl, Res 
       const size_t n = (size_t) 2 * DS_CLIP_CONTEXT * ds_pipeline_context_width (p);
       if (!(*new_ctx = malloc (n * sizeof (float))))
         return ds_error_set (err, DS_ERR_NOMEM, "out of memory for the text context");
-      double t0 = now_ms ();
+      double t0 = ds_now_ms ();
       s->stats.text_forwards++;
       if ((st = ds_pipeline_encode_text (p, &pl->uncond, &pl->cond, *new_ctx, err)))
         {
@@ -613,7 +597,7 @@ compute (DsSession *s, const DsQuery *q, const DsRunControl *ctl, Plan *pl, Res 
           *new_ctx = NULL;
           return st;
         }
-      pub->ms_text = now_ms () - t0;
+      pub->ms_text = ds_now_ms () - t0;
       report (ctl, DS_SESSION_STAGE_TEXT, 1, 1, 0, total_unet);
       ctx = *new_ctx;
     }
@@ -846,7 +830,7 @@ ds_session_run (DsSession *s, const DsQuery *q, const DsRunControl *ctl, DsSessi
                 DsError *err)
 {
   *out = NULL;
-  const double t_start = now_ms ();
+  const double t_start = ds_now_ms ();
   Plan pl;
   DsStatus st = plan_make (s, q, &pl, err);
   if (st)
@@ -873,7 +857,7 @@ ds_session_run (DsSession *s, const DsQuery *q, const DsRunControl *ctl, DsSessi
       s->stats.result_hits++;
       v->pub.cond = pl.cond;
       v->pub.uncond = pl.uncond;
-      v->pub.ms_total = now_ms () - t_start;
+      v->pub.ms_total = ds_now_ms () - t_start;
       *out = &v->pub;
       plan_free (&pl);
       return DS_OK;
@@ -910,7 +894,7 @@ ds_session_run (DsSession *s, const DsQuery *q, const DsRunControl *ctl, DsSessi
       plan_free (&pl);
       return st;
     }
-  r->pub.ms_total = now_ms () - t_start;
+  r->pub.ms_total = ds_now_ms () - t_start;
   commit (s, &pl, r, new_latent, new_ctx);
   plan_free (&pl);
   *out = &r->pub;

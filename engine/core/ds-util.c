@@ -1,0 +1,21 @@
+/* ds-util.c: see ds-util.h. */
+#include "ds-util.h"
+
+#include <time.h>
+
+double
+ds_now_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+uint64_t
+ds_fnv1a (uint64_t h, const void *data, size_t n)
+{
+  const uint8_t *b = data;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ b[i]) * 0x100000001b3ull;
+  return h;
+}
