@@ -309,7 +309,9 @@ test_keyboard (void)
   double u, v;
 
   g_assert_true (gtk_widget_grab_focus (view));
-  g_assert_true (gtk_widget_has_focus (view));
+  /* is_focus, not has_focus: on a shared Xvfb with no window manager another
+   * test's window may be the active one, and has_focus needs an active window */
+  g_assert_true (gtk_widget_is_focus (view));
 
   /* Enter with no marker picks the centre */
   g_assert_true (press_key (view, GDK_KEY_Return));
