@@ -62,6 +62,8 @@ struct _DsWindow {
   gboolean has_model, is_demo;
   char *model_text;           /* "demo model … · CPU" */
   DsExploreView *view;        /* on screen */
+  DsTokens strip_tokens[2];   /* what the token strips show (rebuilt only on a change) */
+  gboolean strip_set[2];
   guint n_views;
   guint64 forwards;
   char *error;
@@ -239,6 +241,18 @@ tokens_to_strip (DsTokenStrip *strip, const DsTokens *t)
   g_array_free (items, TRUE);
 }
 
+/* The strip k shows t's words; rebuilt only when the prompt's tokens changed
+ * (a slider or a word pick leaves the buttons as they are). */
+static void
+show_tokens (DsWindow *self, int k, DsTokenStrip *strip, const DsTokens *t)
+{
+  if (self->strip_set[k] && !memcmp (self->strip_tokens[k].ids, t->ids, sizeof t->ids))
+    return;
+  tokens_to_strip (strip, t);
+  self->strip_tokens[k] = *t;
+  self->strip_set[k] = TRUE;
+}
+
 static void
 set_grid (DsMapGrid *grid, DsExploreBlock *blocks, int n)
 {
@@ -331,6 +345,7 @@ update_done (gpointer result, const GError *error, gpointer user_data)
   self->forwards = v->unet_forwards_total;
   hide_error (self);
 
+  const gint64 t_apply = g_get_monotonic_time ();
   self->applying = TRUE;
   set_grid (self->map_grid, v->blocks[0], v->n_blocks);
   gboolean two = v->n_prompts > 1;
@@ -338,11 +353,11 @@ update_done (gpointer result, const GError *error, gpointer user_data)
   gtk_widget_set_visible (self->grid2_label, two);
   if (two)
     set_grid (self->map_grid2, v->blocks[1], v->n_blocks);
-  tokens_to_strip (self->token_strip, &v->tokens[0]);
+  show_tokens (self, 0, self->token_strip, &v->tokens[0]);
   gtk_widget_set_visible (GTK_WIDGET (self->token_strip2), two);
   gtk_widget_set_visible (self->token_label2, two);
   if (two)
-    tokens_to_strip (self->token_strip2, &v->tokens[1]);
+    show_tokens (self, 1, self->token_strip2, &v->tokens[1]);
   set_overlay (self->image_view, v, 0);
   gboolean right = self->params.image2 || two;
   gtk_widget_set_visible (self->image2_scroll, right);
@@ -381,6 +396,9 @@ update_done (gpointer result, const GError *error, gpointer user_data)
                         "A prompt is longer than 77 tokens: the words after the 75th "
                         "piece are cut, as Stable Diffusion does.");
   self->applying = FALSE;
+  if (g_getenv ("DIFFSCOPE_PROFILE"))
+    g_printerr ("diffscope: view: network %.1f ms, maps %.1f ms (worker); widgets %.1f ms\n",
+                v->ms_network, v->ms_analysis, (g_get_monotonic_time () - t_apply) / 1e3);
 
   if (self->word_when_ready >= 0 && ds_token_strip_get_n_items (self->token_strip) > 0)
     {

@@ -142,6 +142,35 @@ tile_new (DsMapGrid  *self,
   return button;
 }
 
+/* Puts a new texture and caption into tile i of row (its widgets stay). */
+static void
+tile_update (Row        *row,
+             int         i,
+             const char *title,
+             GdkTexture *texture,
+             const char *caption)
+{
+  GtkWidget *picture = g_ptr_array_index (row->pictures, i);
+  GtkWidget *label = gtk_widget_get_next_sibling (picture);
+  GtkWidget *button = gtk_widget_get_ancestor (picture, GTK_TYPE_BUTTON);
+  g_autofree char *name = g_strdup_printf ("%s: %s", title != NULL ? title : "",
+                                           caption != NULL ? caption : "");
+
+  g_return_if_fail (texture == NULL || GDK_IS_TEXTURE (texture));
+  gtk_picture_set_paintable (GTK_PICTURE (picture), GDK_PAINTABLE (texture));
+  gtk_label_set_text (GTK_LABEL (label), caption != NULL ? caption : "");
+  if (texture == NULL)
+    gtk_widget_add_css_class (button, "placeholder");
+  else
+    gtk_widget_remove_css_class (button, "placeholder");
+  gtk_accessible_update_property (GTK_ACCESSIBLE (button),
+                                  GTK_ACCESSIBLE_PROPERTY_LABEL, name, -1);
+  gtk_widget_set_tooltip_text (button, name);
+  if (g_ptr_array_index (row->textures, i) != NULL)
+    g_object_unref (g_ptr_array_index (row->textures, i));
+  g_ptr_array_index (row->textures, i) = texture != NULL ? g_object_ref (texture) : NULL;
+}
+
 GtkWidget *
 ds_map_grid_new (void)
 {
@@ -192,6 +221,14 @@ ds_map_grid_set_row (DsMapGrid         *self,
 
   gtk_label_set_text (GTK_LABEL (row->title), title != NULL ? title : "");
   gtk_widget_set_visible (row->title, title != NULL && *title != '\0');
+  /* The same number of tiles: new pictures and captions in the widgets there
+   * are (a slider moving through values rebuilds no widget). */
+  if ((int) row->textures->len == n)
+    {
+      for (int i = 0; i < n; i++)
+        tile_update (row, i, title, textures[i], captions != NULL ? captions[i] : NULL);
+      return;
+    }
   row_clear_tiles (row);
   for (int i = 0; i < n; i++)
     {
