@@ -758,6 +758,15 @@ ds_explore_update (DsExplorer *x, const DsExploreParams *p, const atomic_int *ca
   v->unet_forwards = (int) (after.unet_forwards - before.unet_forwards);
   v->unet_forwards_total = after.unet_forwards;
   v->ms_network = t1 - t0;
+  DsSessionResult *all[3] = { r[0], r[1], r2 };
+  for (int k = 0; k < 3; k++)
+    if (all[k])
+      {
+        v->ms_image += all[k]->ms_image;
+        v->ms_vae += all[k]->ms_vae;
+        v->ms_text += all[k]->ms_text;
+        v->ms_unet += all[k]->ms_unet;
+      }
   v->ms_analysis = now_ms () - t1;
   goto out;
 

@@ -111,6 +111,7 @@ typedef struct {
   guint64 seed;
   /* where the time went */
   double ms_network, ms_analysis;
+  double ms_image, ms_vae, ms_text, ms_unet; /* per stage, summed over the queries */
   int unet_forwards;              /* run for this update */
   guint64 unet_forwards_total;    /* since the model was opened */
   gboolean truncated[2];          /* a prompt was cut at 77 tokens */

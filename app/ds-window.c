@@ -115,8 +115,15 @@ update_status (DsWindow *self)
       const DsExploreView *v = self->view;
       g_string_append (s, v->device);
       if (v->unet_forwards)
-        g_string_append_printf (s, " · network %.0f ms (%d UNet forward%s)", v->ms_network,
-                                v->unet_forwards, v->unet_forwards == 1 ? "" : "s");
+        {
+          g_string_append (s, " ·");
+          if (v->ms_vae > 0)
+            g_string_append_printf (s, " image %.0f ms, VAE %.0f ms,", v->ms_image, v->ms_vae);
+          if (v->ms_text > 0)
+            g_string_append_printf (s, " text %.0f ms,", v->ms_text);
+          g_string_append_printf (s, " UNet %.0f ms (%d forward%s)", v->ms_unet,
+                                  v->unet_forwards, v->unet_forwards == 1 ? "" : "s");
+        }
       else
         g_string_append (s, " · features from the cache");
       g_string_append_printf (s, " · maps %.0f ms · t %d, s %.1f, seed %" G_GUINT64_FORMAT,
