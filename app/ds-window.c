@@ -15,7 +15,7 @@
 #include "ds-prefs.h"
 #include "ds-token-strip.h"
 
-enum { JOB_MODEL, JOB_UPDATE, JOB_IMAGE, JOB_EXPORT };
+enum { JOB_MODEL, JOB_UPDATE, JOB_IMAGE, JOB_IMAGE2, JOB_EXPORT };
 
 /* The worker's state; touched only by jobs (one at a time, on the worker). */
 typedef struct {
@@ -664,8 +664,9 @@ image_done_second (gpointer result, const GError *error, gpointer user_data)
 static void
 post_image (DsWindow *self, ImageData *d)
 {
-  /* One image kind per side, so a newer pick replaces a queued one. */
-  DsJob job = { .kind = JOB_IMAGE, .func = image_func, .data = d, .data_free = image_data_free,
+  /* One job kind per side, so a newer pick replaces a queued one of its side
+   * only (a drop of two files loads both). */
+  DsJob job = { .kind = d->second ? JOB_IMAGE2 : JOB_IMAGE, .func = image_func, .data = d, .data_free = image_data_free,
                 .done = d->second ? image_done_second : image_done_first, .user_data = self,
                 .result_free = (GDestroyNotify) ds_shared_image_unref };
   ds_worker_post (self->worker, &job);

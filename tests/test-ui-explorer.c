@@ -328,6 +328,80 @@ test_prefs_round_trip (void)
   g_assert_true (ds_prefs_save (p, &error)); /* back to the test's settings */
 }
 
+static GtkDropTarget *
+window_drop_target (void)
+{
+  g_autoptr (GListModel) ctrls = gtk_widget_observe_controllers (GTK_WIDGET (win));
+  for (guint i = 0; i < g_list_model_get_n_items (ctrls); i++)
+    {
+      g_autoptr (GObject) c = g_list_model_get_item (ctrls, i);
+      if (GTK_IS_DROP_TARGET (c))
+        return GTK_DROP_TARGET (c);
+    }
+  return NULL;
+}
+
+/* A file dropped on the window opens like one chosen in the dialog; a second
+ * file in the same drop becomes the pair view's image. */
+static void
+test_drop_files (void)
+{
+  GtkDropTarget *drop = window_drop_target ();
+  g_assert_nonnull (drop);
+  GSList *files = g_slist_append (NULL, g_file_new_for_path (DS_TEST_DATA_DIR "/images/jpeg420.jpg"));
+  files = g_slist_append (files, g_file_new_for_path (DS_TEST_DATA_DIR "/sd-input.png"));
+  GValue value = G_VALUE_INIT;
+  g_value_init (&value, GDK_TYPE_FILE_LIST);
+  g_value_set_boxed (&value, files);
+  gboolean handled = FALSE;
+  g_signal_emit_by_name (drop, "drop", &value, 10.0, 10.0, &handled);
+  g_value_unset (&value);
+  g_slist_free_full (files, g_object_unref);
+  g_assert_true (handled);
+  wait_idle ();
+  wait_idle ();
+  const DsExploreView *v = ds_window_get_view (win);
+  g_assert_null (ds_window_get_error (win));
+  g_assert_true (v->pair);
+  GdkTexture *img = ds_image_view_get_image (DS_IMAGE_VIEW (child ("image_view")));
+  g_assert_nonnull (img);
+  g_assert_cmpint (gdk_texture_get_width (img), !=, 128); /* the JPEG, not sd-input.png */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.close-second", NULL));
+  open_image (DS_TEST_DATA_DIR "/sd-input.png", FALSE);
+  g_assert_cmpint (gdk_texture_get_width (ds_image_view_get_image (DS_IMAGE_VIEW (child ("image_view")))), ==, 128);
+}
+
+/* A picture on the clipboard pastes as the image (through PNG bytes, the
+ * same decoder as files). */
+static void
+test_paste_image (void)
+{
+  guint8 px[16 * 8 * 4];
+  for (int i = 0; i < 16 * 8; i++)
+    {
+      px[4 * i] = (guint8) (i * 2);
+      px[4 * i + 1] = 200;
+      px[4 * i + 2] = 30;
+      px[4 * i + 3] = 255;
+    }
+  g_autoptr (GBytes) bytes = g_bytes_new (px, sizeof px);
+  g_autoptr (GdkTexture) tex = gdk_memory_texture_new (16, 8, GDK_MEMORY_R8G8B8A8, bytes, 16 * 4);
+  gdk_clipboard_set_texture (gtk_widget_get_clipboard (GTK_WIDGET (win)), tex);
+  const guint n0 = ds_window_get_n_views (win);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.paste", NULL));
+  gint64 until = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  while (ds_window_get_n_views (win) == n0 && !ds_window_get_error (win)
+         && g_get_monotonic_time () < until)
+    g_main_context_iteration (NULL, TRUE);
+  wait_idle ();
+  g_assert_null (ds_window_get_error (win));
+  GdkTexture *img = ds_image_view_get_image (DS_IMAGE_VIEW (child ("image_view")));
+  g_assert_cmpint (gdk_texture_get_width (img), ==, 16);
+  g_assert_cmpint (gdk_texture_get_height (img), ==, 8);
+  g_assert_cmpstr (gtk_window_get_title (GTK_WINDOW (win)), ==, "pasted image — Diffscope");
+  open_image (DS_TEST_DATA_DIR "/sd-input.png", FALSE);
+}
+
 /* The accessible name a screen reader would read for w, or NULL. */
 static gboolean
 has_accessible_name (GtkWidget *w)
@@ -469,6 +543,8 @@ main (int argc, char **argv)
   g_test_add_func ("/explorer/mismatched-prompt", test_mismatched_prompt);
   g_test_add_func ("/explorer/pair-view", test_pair_view);
   g_test_add_func ("/explorer/exports", test_exports);
+  g_test_add_func ("/explorer/drop-files", test_drop_files);
+  g_test_add_func ("/explorer/paste-image", test_paste_image);
   g_test_add_func ("/explorer/prefs-round-trip", test_prefs_round_trip);
   g_test_add_func ("/explorer/keyboard-only", test_keyboard_only);
   int rc = g_test_run ();
