@@ -1,6 +1,7 @@
 /* ds-application.c: see ds-application.h.
  *
- *   diffscope [--demo | --model DIR] [--device auto|cpu|cuda] [IMAGE [IMAGE2]]
+ *   diffscope [--demo | --model DIR] [--device auto|cpu|cuda] [--prompt TEXT]
+ *             [--mismatched TEXT] [IMAGE [IMAGE2]]
  *
  * With neither --demo nor --model, the last model folder opened is used; with
  * none remembered, the window opens on an empty state that says how to get
@@ -22,7 +23,7 @@
 struct _DsApplication {
   GtkApplication parent_instance;
   gboolean demo;
-  char *model, *device, *prompt, *screenshot;
+  char *model, *device, *prompt, *mismatched, *screenshot;
   int t, word;
 };
 
@@ -34,6 +35,9 @@ new_window (DsApplication *self)
   DsWindow *win = ds_window_new (GTK_APPLICATION (self));
   if (self->prompt)
     ds_window_set_prompt (win, self->prompt);
+  if (self->mismatched)
+    gtk_editable_set_text (GTK_EDITABLE (ds_window_get_child (win, "prompt2_entry")),
+                           self->mismatched);
   if (self->t >= 0)
     gtk_range_set_value (GTK_RANGE (ds_window_get_child (win, "t_scale")), self->t);
   if (self->word >= 0)
@@ -78,6 +82,7 @@ ds_application_handle_local_options (GApplication *app, GVariantDict *opts)
   g_variant_dict_lookup (opts, "model", "^ay", &self->model);
   g_variant_dict_lookup (opts, "device", "s", &self->device);
   g_variant_dict_lookup (opts, "prompt", "s", &self->prompt);
+  g_variant_dict_lookup (opts, "mismatched", "s", &self->mismatched);
   g_variant_dict_lookup (opts, "screenshot", "^ay", &self->screenshot);
   g_variant_dict_lookup (opts, "t", "i", &self->t);
   g_variant_dict_lookup (opts, "word", "i", &self->word);
@@ -266,6 +271,7 @@ ds_application_finalize (GObject *object)
   g_free (self->model);
   g_free (self->device);
   g_free (self->prompt);
+  g_free (self->mismatched);
   g_free (self->screenshot);
   G_OBJECT_CLASS (ds_application_parent_class)->finalize (object);
 }
@@ -292,6 +298,8 @@ ds_application_init (DsApplication *self)
       "A Stable Diffusion 2.x folder in the diffusers layout", "DIR" },
     { "device", 0, 0, G_OPTION_ARG_STRING, NULL, "auto (default), cpu or cuda", "DEVICE" },
     { "prompt", 0, 0, G_OPTION_ARG_STRING, NULL, "The question or caption", "TEXT" },
+    { "mismatched", 0, 0, G_OPTION_ARG_STRING, NULL,
+      "A second, mismatched prompt shown beside the first (leakage checks)", "TEXT" },
     { "t", 0, 0, G_OPTION_ARG_INT, NULL, "The timestep (0-999)", "T" },
     { "word", 0, 0, G_OPTION_ARG_INT, NULL,
       "Show the heat map of the token strip's item N once words are shown", "N" },

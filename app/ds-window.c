@@ -35,7 +35,8 @@ struct _DsWindow {
   GtkLabel *empty_label;
   GtkWidget *demo_button;
   DsImageView *image_view, *image_view2;
-  GtkWidget *image2_scroll;
+  GtkWidget *image2_scroll;      /* the right-hand picture with its caption */
+  GtkLabel *image2_label;
   GtkScale *opacity_scale;
   GtkDropDown *cmap_dropdown;
   GtkLabel *overlay_label;
@@ -374,6 +375,15 @@ update_done (gpointer result, const GError *error, gpointer user_data)
                                                                             : self->params.image);
       ds_image_view_set_image (self->image_view2, img);
       set_overlay (self->image_view2, v, 1);
+      g_autofree char *cap = NULL;
+      if (self->params.image2)
+        cap = g_strdup_printf ("Second image (%s)%s%s", self->params.image2->name,
+                               v->overlay_label[1][0] ? ": " : "", v->overlay_label[1]);
+      else
+        cap = g_strdup_printf ("Mismatched prompt%s%s", v->overlay_label[1][0] ? ": " : "",
+                               v->overlay_label[1][0] ? v->overlay_label[1]
+                                                      : " (pick one of its words)");
+      gtk_label_set_text (self->image2_label, cap);
     }
   gtk_label_set_text (self->overlay_label, v->overlay_label[0][0]
                                              ? v->overlay_label[0]
@@ -1275,6 +1285,7 @@ ds_window_class_init (DsWindowClass *klass)
   CHILD (image_view);
   CHILD (image_view2);
   CHILD (image2_scroll);
+  CHILD (image2_label);
   CHILD (opacity_scale);
   CHILD (cmap_dropdown);
   CHILD (overlay_label);
