@@ -3,91 +3,15 @@
  * ::stop, the status line and accessible labels. Exits 77 without a
  * display. */
 
-#include <gtk/gtk.h>
-
 #include "ds-answer-view.h"
 #include "ds-resources.h"
-
-typedef GtkWidget DsTestView;  /* a view in its own window, see new_view() */
-
-static void
-spin (void)
-{
-  for (int i = 0; i < 50 && g_main_context_pending (NULL); i++)
-    g_main_context_iteration (NULL, FALSE);
-}
-
-static gboolean
-set_flag (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
-/* Activates @widget as Enter/space/the mnemonic does and waits for the
- * press to end (GtkButton emits ::clicked after a short visual press). */
-static gboolean
-press (GtkWidget *widget)
-{
-  gboolean done = FALSE;
-  gboolean activated = gtk_widget_activate (widget);
-
-  g_timeout_add (400, set_flag, &done);
-  while (!done)
-    g_main_context_iteration (NULL, TRUE);
-  return activated;
-}
-
-static void
-collect (GtkWidget *widget,
-         GType      type,
-         GPtrArray *out)
-{
-  if (G_TYPE_CHECK_INSTANCE_TYPE (widget, type))
-    g_ptr_array_add (out, widget);
-  for (GtkWidget *child = gtk_widget_get_first_child (widget);
-       child; child = gtk_widget_get_next_sibling (child))
-    collect (child, type, out);
-}
-
-static GPtrArray *
-find_all (GtkWidget *widget,
-          GType      type)
-{
-  GPtrArray *out = g_ptr_array_new ();
-
-  collect (widget, type, out);
-  return out;
-}
-
-static GtkWidget *
-find_label (GtkWidget  *widget,
-            const char *text)
-{
-  g_autoptr(GPtrArray) labels = find_all (widget, GTK_TYPE_LABEL);
-
-  for (guint i = 0; i < labels->len; i++)
-    if (g_strcmp0 (gtk_label_get_text (g_ptr_array_index (labels, i)), text) == 0)
-      return g_ptr_array_index (labels, i);
-  return NULL;
-}
-
-static GtkWidget *
-stop_button (GtkWidget *view)
-{
-  g_autoptr(GPtrArray) buttons = find_all (view, GTK_TYPE_BUTTON);
-
-  for (guint i = 0; i < buttons->len; i++)
-    if (g_strcmp0 (gtk_button_get_label (g_ptr_array_index (buttons, i)), "_Stop") == 0)
-      return g_ptr_array_index (buttons, i);
-  g_assert_not_reached ();
-}
+#include "ds-test-ui.h"
 
 static GtkTextView *
 text_view (GtkWidget *view,
            int        column)
 {
-  g_autoptr(GPtrArray) views = find_all (view, GTK_TYPE_TEXT_VIEW);
+  g_autoptr(GPtrArray) views = ds_test_ui_find_all (view, GTK_TYPE_TEXT_VIEW);
 
   g_assert_cmpuint (views->len, ==, 2);
   return g_ptr_array_index (views, column);
@@ -107,62 +31,32 @@ buffer_text (GtkTextView *text_view)
 static const char *
 status_text (GtkWidget *view)
 {
-  g_autoptr(GPtrArray) labels = find_all (view, GTK_TYPE_LABEL);
+  g_autoptr(GPtrArray) labels = ds_test_ui_find_all (view, GTK_TYPE_LABEL);
   GtkWidget *status = g_ptr_array_index (labels, labels->len - 1);
 
   return gtk_widget_get_visible (status) ? gtk_label_get_text (GTK_LABEL (status)) : "";
 }
 
-static void
-wait_ms (guint ms)
-{
-  gboolean done = FALSE;
-
-  g_timeout_add (ms, set_flag, &done);
-  while (!done)
-    g_main_context_iteration (NULL, TRUE);
-}
-
+/* A view in its own window (ds-test-ui.h), counting its ::stop signals. */
 static GtkWidget *
 new_view (int *stops)
 {
-  GtkWidget *window = gtk_window_new ();
   GtkWidget *view = ds_answer_view_new ();
 
-  g_object_ref (view);
   g_signal_connect_swapped (view, "stop", G_CALLBACK (g_atomic_int_inc), stops);
-  gtk_window_set_child (GTK_WINDOW (window), view);
-  gtk_window_set_default_size (GTK_WINDOW (window), 600, 300);
-  gtk_window_present (GTK_WINDOW (window));
-  spin ();
-  return view;
+  return ds_test_ui_show (view, 600, 300);
 }
-
-static void
-free_view (GtkWidget *view)
-{
-  GtkRoot *root = gtk_widget_get_root (view);
-
-  if (root)
-    gtk_window_destroy (GTK_WINDOW (root));
-  spin ();
-  g_object_add_weak_pointer (G_OBJECT (view), (gpointer *) &view);
-  g_object_unref (view);
-  g_assert_null (view);  /* nothing else holds it: finalized */
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (DsTestView, free_view)
 
 static void
 test_append_clear (void)
 {
   int stops = 0;
-  g_autoptr(DsTestView) view = new_view (&stops);
+  g_autoptr(DsTestUiWidget) view = new_view (&stops);
   DsAnswerView *answer = DS_ANSWER_VIEW (view);
   g_autofree char *text0 = NULL;
   g_autofree char *text1 = NULL;
 
-  g_assert_nonnull (find_label (view, "Answer"));
+  g_assert_nonnull (ds_test_ui_find_label (view, "Answer"));
   g_assert_cmpstr (ds_answer_view_get_text (answer, 0), ==, "");
   g_assert_cmpstr (ds_answer_view_get_text (answer, 1), ==, "");
   g_assert_false (gtk_widget_is_visible (GTK_WIDGET (text_view (view, 1))));
@@ -175,11 +69,11 @@ test_append_clear (void)
   g_assert_cmpstr (text0, ==, "A red cube — on a table.");
   g_assert_false (gtk_text_view_get_editable (text_view (view, 0)));
   g_assert_cmpint (gtk_text_view_get_wrap_mode (text_view (view, 0)), !=, GTK_WRAP_NONE);
-  spin ();
+  ds_test_ui_drain ();
   g_assert_true (gtk_widget_get_mapped (GTK_WIDGET (text_view (view, 0))));
   /* one column: no captions, no second view */
   g_assert_false (gtk_widget_is_visible (GTK_WIDGET (text_view (view, 1))));
-  g_assert_false (gtk_widget_is_visible (find_label (view, "CLIP only")));
+  g_assert_false (gtk_widget_is_visible (ds_test_ui_find_label (view, "CLIP only")));
 
   ds_answer_view_append (answer, 1, "A cube.");
   g_assert_cmpstr (ds_answer_view_get_text (answer, 1), ==, "A cube.");
@@ -187,8 +81,8 @@ test_append_clear (void)
   text1 = buffer_text (text_view (view, 1));
   g_assert_cmpstr (text1, ==, "A cube.");
   g_assert_true (gtk_widget_is_visible (GTK_WIDGET (text_view (view, 1))));
-  g_assert_true (gtk_widget_is_visible (find_label (view, "CLIP only")));
-  g_assert_true (gtk_widget_is_visible (find_label (view, "fused")));
+  g_assert_true (gtk_widget_is_visible (ds_test_ui_find_label (view, "CLIP only")));
+  g_assert_true (gtk_widget_is_visible (ds_test_ui_find_label (view, "fused")));
 
   ds_answer_view_clear (answer);
   g_assert_cmpstr (ds_answer_view_get_text (answer, 0), ==, "");
@@ -204,54 +98,54 @@ static void
 test_placeholder (void)
 {
   int stops = 0;
-  g_autoptr(DsTestView) view = new_view (&stops);
+  g_autoptr(DsTestUiWidget) view = new_view (&stops);
   DsAnswerView *answer = DS_ANSWER_VIEW (view);
   const char *text = "Answers come with the LLaVA work: the features are ready.";
   GtkWidget *label;
 
   ds_answer_view_set_placeholder (answer, text);
-  label = find_label (view, text);
+  label = ds_test_ui_find_label (view, text);
   g_assert_nonnull (label);
   g_assert_true (gtk_widget_has_css_class (label, "dim-label"));
-  spin ();
+  ds_test_ui_drain ();
   g_assert_true (gtk_widget_get_mapped (label));
   g_assert_false (gtk_widget_get_mapped (GTK_WIDGET (text_view (view, 0))));
   /* the placeholder is not the answer */
   g_assert_cmpstr (ds_answer_view_get_text (answer, 0), ==, "");
 
   ds_answer_view_append (answer, 0, "Yes.");
-  spin ();
+  ds_test_ui_drain ();
   g_assert_false (gtk_widget_get_mapped (label));
   g_assert_true (gtk_widget_get_mapped (GTK_WIDGET (text_view (view, 0))));
 
   ds_answer_view_clear (answer);
-  spin ();
+  ds_test_ui_drain ();
   g_assert_true (gtk_widget_get_mapped (label));
 
   /* streaming with no text yet: the (empty) answer, not the placeholder */
   ds_answer_view_set_streaming (answer, TRUE);
-  spin ();
+  ds_test_ui_drain ();
   g_assert_false (gtk_widget_get_mapped (label));
   ds_answer_view_set_streaming (answer, FALSE);
-  spin ();
+  ds_test_ui_drain ();
   g_assert_true (gtk_widget_get_mapped (label));
 
   ds_answer_view_set_placeholder (answer, "Nothing yet");
-  g_assert_true (find_label (view, "Nothing yet") == label);
+  g_assert_true (ds_test_ui_find_label (view, "Nothing yet") == label);
 }
 
 static void
 test_stop (void)
 {
   int stops = 0;
-  g_autoptr(DsTestView) view = new_view (&stops);
+  g_autoptr(DsTestUiWidget) view = new_view (&stops);
   DsAnswerView *answer = DS_ANSWER_VIEW (view);
-  GtkWidget *stop = stop_button (view);
+  GtkWidget *stop = ds_test_ui_find_button (view, "_Stop");
 
   g_assert_true (gtk_button_get_use_underline (GTK_BUTTON (stop)));  /* Alt+S */
   g_assert_true (gtk_widget_get_focusable (stop));
   g_assert_false (gtk_widget_get_sensitive (stop));
-  press (stop);  /* insensitive: nothing happens */
+  ds_test_ui_press (stop);  /* insensitive: nothing happens */
   g_assert_cmpint (stops, ==, 0);
   g_assert_cmpstr (status_text (view), ==, "");
 
@@ -261,12 +155,12 @@ test_stop (void)
   g_assert_cmpstr (status_text (view), ==, "Answering…");
   ds_answer_view_append (answer, 0, "The cube");
 
-  g_assert_true (press (stop));
+  g_assert_true (ds_test_ui_press (stop));
   g_assert_cmpint (stops, ==, 1);
   /* asked once: Stop turns insensitive until the next stream */
   g_assert_false (gtk_widget_get_sensitive (stop));
   g_assert_cmpstr (status_text (view), ==, "Stopping…");
-  press (stop);
+  ds_test_ui_press (stop);
   g_assert_cmpint (stops, ==, 1);
 
   ds_answer_view_set_streaming (answer, FALSE);
@@ -296,7 +190,7 @@ static void
 test_accessible (void)
 {
   int stops = 0;
-  g_autoptr(DsTestView) view = new_view (&stops);
+  g_autoptr(DsTestUiWidget) view = new_view (&stops);
   DsAnswerView *answer = DS_ANSWER_VIEW (view);
 
   gtk_test_accessible_assert_property (GTK_ACCESSIBLE (view),
@@ -305,7 +199,7 @@ test_accessible (void)
                                        GTK_ACCESSIBLE_PROPERTY_LABEL, "Answer");
   gtk_test_accessible_assert_property (GTK_ACCESSIBLE (text_view (view, 1)),
                                        GTK_ACCESSIBLE_PROPERTY_LABEL, "Answer, fused");
-  gtk_test_accessible_assert_property (GTK_ACCESSIBLE (stop_button (view)),
+  gtk_test_accessible_assert_property (GTK_ACCESSIBLE (ds_test_ui_find_button (view, "_Stop")),
                                        GTK_ACCESSIBLE_PROPERTY_DESCRIPTION,
                                        "Stop generating the answer");
   ds_answer_view_append (answer, 1, "x");
@@ -323,7 +217,7 @@ static void
 test_long_stream (void)
 {
   int stops = 0;
-  g_autoptr(DsTestView) view = new_view (&stops);
+  g_autoptr(DsTestUiWidget) view = new_view (&stops);
   DsAnswerView *answer = DS_ANSWER_VIEW (view);
   g_autoptr(GString) expected = g_string_new (NULL);
   GtkAdjustment *vadj;
@@ -336,9 +230,9 @@ test_long_stream (void)
       ds_answer_view_append (answer, 0, piece);
       g_string_append (expected, piece);
       if (i % 100 == 0)
-        wait_ms (100);  /* let it lay out and draw now and then */
+        ds_test_ui_wait_ms (100);  /* let it lay out and draw now and then */
     }
-  wait_ms (200);
+  ds_test_ui_wait_ms (200);
   g_assert_cmpstr (ds_answer_view_get_text (answer, 0), ==, expected->str);
 
   /* it followed the end ... */
@@ -349,13 +243,13 @@ test_long_stream (void)
   /* ... but not once the reader scrolled up */
   gtk_adjustment_set_value (vadj, 0);
   ds_answer_view_append (answer, 0, "more words");
-  wait_ms (200);
+  ds_test_ui_wait_ms (200);
   g_assert_cmpfloat (gtk_adjustment_get_value (vadj), ==, 0);
   /* back at the end, it follows again */
   gtk_adjustment_set_value (vadj, gtk_adjustment_get_upper (vadj) - gtk_adjustment_get_page_size (vadj));
   for (int i = 0; i < 100; i++)
     ds_answer_view_append (answer, 0, " and more words");
-  wait_ms (200);
+  ds_test_ui_wait_ms (200);
   g_assert_cmpfloat (gtk_adjustment_get_value (vadj) + gtk_adjustment_get_page_size (vadj), >=,
                      gtk_adjustment_get_upper (vadj) - 1.0);
   ds_answer_view_set_streaming (answer, FALSE);
@@ -365,16 +259,7 @@ int
 main (int    argc,
       char **argv)
 {
-  /* the in-process test AT context records accessible properties without a
-   * bus, so the labels can be checked (the suite's GTK_A11Y=none has none) */
-  g_setenv ("GTK_A11Y", "test", TRUE);
-  g_test_init (&argc, &argv, NULL);
-  if (!gtk_init_check ())
-    {
-      g_print ("SKIP: no display (DISPLAY=%s): gtk_init_check failed\n",
-               g_getenv ("DISPLAY") ? g_getenv ("DISPLAY") : "(unset)");
-      return 77;
-    }
+  ds_test_ui_init_a11y_or_skip (&argc, &argv);  /* GTK_A11Y=test: the labels can be checked */
   g_assert_nonnull (ds_get_resource ());  /* links the bundle in, registering it */
 
   g_test_add_func ("/ui/answer-view/append-clear", test_append_clear);

@@ -4,12 +4,9 @@
  * choice, Clear, the summary, accessible labels and keyboard focus.
  * Exits 77 without a display. */
 
-#include <gtk/gtk.h>
-
 #include "ds-block-picker.h"
 #include "ds-resources.h"
-
-typedef GtkWidget DsTestPicker;  /* a picker in its own window, see new_picker() */
+#include "ds-test-ui.h"
 
 static const char *const blocks[] = {
   "D-L0-R0-Res-Out",
@@ -26,98 +23,11 @@ static const char *const blocks[] = {
 };
 #define N_BLOCKS ((int) G_N_ELEMENTS (blocks) - 1)
 
-static void
-spin (void)
-{
-  for (int i = 0; i < 50 && g_main_context_pending (NULL); i++)
-    g_main_context_iteration (NULL, FALSE);
-}
-
-static gboolean
-set_flag (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
-static void
-wait_ms (guint ms)
-{
-  gboolean done = FALSE;
-
-  g_timeout_add (ms, set_flag, &done);
-  while (!done)
-    g_main_context_iteration (NULL, TRUE);
-}
-
-/* Keyboard focus moves only inside the active window (an inactive one
- * does not update its focus chain). Under a shared Xvfb without a window
- * manager (meson runs the tests in parallel) another test's window may
- * hold the X focus, and gtk_window_present() asks for it with a stale
- * timestamp that X ignores; asking with the current time takes it back. */
-static gboolean
-ensure_active (GtkWidget *window)
-{
-  for (int i = 0; i < 30 && !gtk_window_is_active (GTK_WINDOW (window)); i++)
-    {
-      GdkSurface *surface = gtk_native_get_surface (GTK_NATIVE (window));
-
-      if (surface && GDK_IS_TOPLEVEL (surface))
-        gdk_toplevel_focus (GDK_TOPLEVEL (surface), GDK_CURRENT_TIME);
-      wait_ms (100);
-    }
-  return gtk_window_is_active (GTK_WINDOW (window));
-}
-
-static void
-collect (GtkWidget *widget,
-         GType      type,
-         GPtrArray *out)
-{
-  if (G_TYPE_CHECK_INSTANCE_TYPE (widget, type))
-    g_ptr_array_add (out, widget);
-  for (GtkWidget *child = gtk_widget_get_first_child (widget);
-       child; child = gtk_widget_get_next_sibling (child))
-    collect (child, type, out);
-}
-
-static GPtrArray *
-find_all (GtkWidget *widget,
-          GType      type)
-{
-  GPtrArray *out = g_ptr_array_new ();
-
-  collect (widget, type, out);
-  return out;
-}
-
-static GtkWidget *
-find_one (GtkWidget *widget,
-          GType      type)
-{
-  g_autoptr(GPtrArray) all = find_all (widget, type);
-
-  g_assert_cmpuint (all->len, >=, 1);
-  return g_ptr_array_index (all, 0);
-}
-
-static GtkWidget *
-find_button (GtkWidget  *widget,
-             const char *label)
-{
-  g_autoptr(GPtrArray) all = find_all (widget, GTK_TYPE_BUTTON);
-
-  for (guint i = 0; i < all->len; i++)
-    if (g_strcmp0 (gtk_button_get_label (g_ptr_array_index (all, i)), label) == 0)
-      return g_ptr_array_index (all, i);
-  g_assert_not_reached ();
-}
-
 /* The summary: the label below the list that is not a check's or a row's. */
 static const char *
 summary_text (GtkWidget *picker)
 {
-  g_autoptr(GPtrArray) labels = find_all (picker, GTK_TYPE_LABEL);
+  g_autoptr(GPtrArray) labels = ds_test_ui_find_all (picker, GTK_TYPE_LABEL);
 
   for (guint i = 0; i < labels->len; i++)
     {
@@ -130,34 +40,15 @@ summary_text (GtkWidget *picker)
   return NULL;
 }
 
+/* A picker in its own window (ds-test-ui.h), counting its ::changed signals. */
 static GtkWidget *
 new_picker (int *changed)
 {
-  GtkWidget *window = gtk_window_new ();
   GtkWidget *picker = ds_block_picker_new ();
 
-  g_object_ref (picker);
   g_signal_connect_swapped (picker, "changed", G_CALLBACK (g_atomic_int_inc), changed);
-  gtk_window_set_child (GTK_WINDOW (window), picker);
-  gtk_window_present (GTK_WINDOW (window));
-  spin ();
-  return picker;
+  return ds_test_ui_show (picker, -1, -1);
 }
-
-static void
-free_picker (GtkWidget *picker)
-{
-  GtkRoot *root = gtk_widget_get_root (picker);
-
-  if (root)
-    gtk_window_destroy (GTK_WINDOW (root));
-  spin ();
-  g_object_add_weak_pointer (G_OBJECT (picker), (gpointer *) &picker);
-  g_object_unref (picker);
-  g_assert_null (picker);  /* nothing else holds it: finalized */
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (DsTestPicker, free_picker)
 
 static void
 assert_selected (GtkWidget         *picker,
@@ -171,19 +62,11 @@ assert_selected (GtkWidget         *picker,
 
 static const char *const none[] = { NULL };
 
-/* Activates @widget as Enter/space does and waits for the press to end. */
-static void
-press (GtkWidget *widget)
-{
-  g_assert_true (gtk_widget_activate (widget));
-  wait_ms (400);
-}
-
 static void
 test_set_and_get (void)
 {
   int changed = 0;
-  g_autoptr(DsTestPicker) picker = new_picker (&changed);
+  g_autoptr(DsTestUiWidget) picker = new_picker (&changed);
   g_autoptr(GPtrArray) checks = NULL;
   const char *const want[] = { "U-L2-R2-Res-Out", "D-L0-R0-Res-Out", "not-a-block", NULL };
   const char *const same[] = { "D-L0-R0-Res-Out", "U-L2-R2-Res-Out", NULL };
@@ -193,7 +76,7 @@ test_set_and_get (void)
   g_assert_cmpstr (summary_text (picker), ==, "No block chosen");
   ds_block_picker_set_blocks (DS_BLOCK_PICKER (picker), blocks, N_BLOCKS);
   g_assert_cmpint (changed, ==, 0);
-  checks = find_all (picker, GTK_TYPE_CHECK_BUTTON);
+  checks = ds_test_ui_find_all (picker, GTK_TYPE_CHECK_BUTTON);
   g_assert_cmpuint (checks->len, ==, N_BLOCKS);
   for (int i = 0; i < N_BLOCKS; i++)
     g_assert_cmpstr (gtk_check_button_get_label (g_ptr_array_index (checks, i)), ==, blocks[i]);
@@ -218,14 +101,14 @@ test_set_and_get (void)
   g_assert_cmpint (changed, ==, 2);
 
   /* toggling a check (space on it) emits and shows in get_selected */
-  press (g_ptr_array_index (checks, 6));
+  g_assert_true (ds_test_ui_press (g_ptr_array_index (checks, 6)));
   g_assert_cmpint (changed, ==, 3);
   {
     const char *const one[] = { "U-L1-R1-B0-Cross-Q", NULL };
 
     assert_selected (picker, one);
   }
-  press (g_ptr_array_index (checks, 6));
+  g_assert_true (ds_test_ui_press (g_ptr_array_index (checks, 6)));
   g_assert_cmpint (changed, ==, 4);
   assert_selected (picker, none);
 
@@ -245,7 +128,7 @@ static void
 test_set_blocks_keeps (void)
 {
   int changed = 0;
-  g_autoptr(DsTestPicker) picker = new_picker (&changed);
+  g_autoptr(DsTestUiWidget) picker = new_picker (&changed);
   const char *const chosen[] = { "M-L0-R0-Res-Out", "U-L1-R1-B0-Cross-K", NULL };
   const char *const fewer[] = { "U-L1-R1-B0-Cross-K", "U-L2-R2-Res-Out", "M-L0-R0-Res-Out" };
   const char *const other[] = { "U-L2-R2-Res-Out", "U-L1-R1-B0-Cross-K", "X-new" };
@@ -266,7 +149,7 @@ test_set_blocks_keeps (void)
   g_assert_cmpint (changed, ==, 2);
   assert_selected (picker, kept_b);
   {
-    g_autoptr(GPtrArray) checks = find_all (picker, GTK_TYPE_CHECK_BUTTON);
+    g_autoptr(GPtrArray) checks = ds_test_ui_find_all (picker, GTK_TYPE_CHECK_BUTTON);
 
     g_assert_cmpuint (checks->len, ==, 3);
     g_assert_true (gtk_check_button_get_active (g_ptr_array_index (checks, 1)));
@@ -291,26 +174,26 @@ static void
 filter_with (GtkWidget  *picker,
              const char *text)
 {
-  GtkWidget *entry = find_one (picker, GTK_TYPE_SEARCH_ENTRY);
+  GtkWidget *entry = ds_test_ui_find_one (picker, GTK_TYPE_SEARCH_ENTRY);
 
   gtk_editable_set_text (GTK_EDITABLE (entry), text);
-  wait_ms (400);  /* GtkSearchEntry's search-changed comes after a delay */
-  spin ();
+  ds_test_ui_wait_ms (400);  /* GtkSearchEntry's search-changed comes after a delay */
+  ds_test_ui_drain ();
 }
 
 static void
 test_filter (void)
 {
   int changed = 0;
-  g_autoptr(DsTestPicker) picker = new_picker (&changed);
+  g_autoptr(DsTestUiWidget) picker = new_picker (&changed);
   g_autoptr(GPtrArray) checks = NULL;
   const char *const chosen[] = { "D-L0-R0-Res-Out", "U-L1-R1-B0-Cross-Q", NULL };
   int n_shown;
 
   ds_block_picker_set_blocks (DS_BLOCK_PICKER (picker), blocks, N_BLOCKS);
   ds_block_picker_set_selected (DS_BLOCK_PICKER (picker), chosen);
-  checks = find_all (picker, GTK_TYPE_CHECK_BUTTON);
-  spin ();
+  checks = ds_test_ui_find_all (picker, GTK_TYPE_CHECK_BUTTON);
+  ds_test_ui_drain ();
   for (int i = 0; i < N_BLOCKS; i++)
     g_assert_true (row_shown (g_ptr_array_index (checks, i)));
 
@@ -334,7 +217,7 @@ test_filter (void)
   for (int i = 0; i < N_BLOCKS; i++)
     g_assert_false (row_shown (g_ptr_array_index (checks, i)));
   {
-    g_autoptr(GPtrArray) labels = find_all (picker, GTK_TYPE_LABEL);
+    g_autoptr(GPtrArray) labels = ds_test_ui_find_all (picker, GTK_TYPE_LABEL);
     gboolean placeholder_mapped = FALSE;
 
     for (guint i = 0; i < labels->len; i++)
@@ -347,8 +230,8 @@ test_filter (void)
   filter_with (picker, "res-out");
   ds_block_picker_set_blocks (DS_BLOCK_PICKER (picker), blocks, N_BLOCKS);
   g_clear_pointer (&checks, g_ptr_array_unref);
-  checks = find_all (picker, GTK_TYPE_CHECK_BUTTON);
-  spin ();
+  checks = ds_test_ui_find_all (picker, GTK_TYPE_CHECK_BUTTON);
+  ds_test_ui_drain ();
   for (int i = 0; i < N_BLOCKS; i++)
     g_assert_cmpint (row_shown (g_ptr_array_index (checks, i)), ==,
                      strstr (blocks[i], "Res-Out") != NULL);
@@ -365,8 +248,8 @@ static void
 test_clear_button (void)
 {
   int changed = 0;
-  g_autoptr(DsTestPicker) picker = new_picker (&changed);
-  GtkWidget *clear = find_button (picker, "C_lear");
+  g_autoptr(DsTestUiWidget) picker = new_picker (&changed);
+  GtkWidget *clear = ds_test_ui_find_button (picker, "C_lear");
   const char *const chosen[] = { "D-L0-R0-Res-Out", "M-L0-R0-B0-Self-K", NULL };
 
   ds_block_picker_set_blocks (DS_BLOCK_PICKER (picker), blocks, N_BLOCKS);
@@ -375,7 +258,7 @@ test_clear_button (void)
   g_assert_true (gtk_widget_get_sensitive (clear));
   g_assert_cmpint (changed, ==, 1);
 
-  press (clear);
+  g_assert_true (ds_test_ui_press (clear));
   g_assert_cmpint (changed, ==, 2);  /* once, not once per name */
   assert_selected (picker, none);
   g_assert_false (gtk_widget_get_sensitive (clear));
@@ -386,18 +269,18 @@ static void
 test_accessible_and_keyboard (void)
 {
   int changed = 0;
-  g_autoptr(DsTestPicker) picker = new_picker (&changed);
+  g_autoptr(DsTestUiWidget) picker = new_picker (&changed);
   GtkWidget *window = GTK_WIDGET (gtk_widget_get_root (picker));
-  GtkWidget *entry = find_one (picker, GTK_TYPE_SEARCH_ENTRY);
+  GtkWidget *entry = ds_test_ui_find_one (picker, GTK_TYPE_SEARCH_ENTRY);
   g_autoptr(GPtrArray) checks = NULL;
 
   ds_block_picker_set_blocks (DS_BLOCK_PICKER (picker), blocks, N_BLOCKS);
-  checks = find_all (picker, GTK_TYPE_CHECK_BUTTON);
-  wait_ms (200);  /* Tab order follows the layout: let the new rows be allocated */
+  checks = ds_test_ui_find_all (picker, GTK_TYPE_CHECK_BUTTON);
+  ds_test_ui_wait_ms (200);  /* Tab order follows the layout: let the new rows be allocated */
 
   gtk_test_accessible_assert_property (GTK_ACCESSIBLE (entry),
                                        GTK_ACCESSIBLE_PROPERTY_LABEL, "Filter blocks");
-  gtk_test_accessible_assert_property (GTK_ACCESSIBLE (find_one (picker, GTK_TYPE_LIST_BOX)),
+  gtk_test_accessible_assert_property (GTK_ACCESSIBLE (ds_test_ui_find_one (picker, GTK_TYPE_LIST_BOX)),
                                        GTK_ACCESSIBLE_PROPERTY_LABEL, "UNet blocks");
   g_assert_true (gtk_test_accessible_has_role (GTK_ACCESSIBLE (g_ptr_array_index (checks, 0)),
                                                GTK_ACCESSIBLE_ROLE_CHECKBOX));
@@ -410,7 +293,7 @@ test_accessible_and_keyboard (void)
       g_assert_true (gtk_widget_get_focusable (check));
       g_assert_false (gtk_widget_get_focusable (gtk_widget_get_parent (check)));
     }
-  if (!ensure_active (window))
+  if (!ds_test_ui_ensure_active (window))
     {
       g_test_skip ("the test window never became active: no keyboard focus to move");
       return;
@@ -421,29 +304,29 @@ test_accessible_and_keyboard (void)
   g_assert_true (gtk_widget_child_focus (window, GTK_DIR_TAB_FORWARD));
   g_assert_true (gtk_window_get_focus (GTK_WINDOW (window)) == g_ptr_array_index (checks, 1));
   /* Down arrow: the list box's cursor key binding */
-  g_signal_emit_by_name (find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
+  g_signal_emit_by_name (ds_test_ui_find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
                          GTK_MOVEMENT_DISPLAY_LINES, 1, FALSE, FALSE);
   g_assert_true (gtk_window_get_focus (GTK_WINDOW (window)) == g_ptr_array_index (checks, 2));
 
   /* End, Page Up, Home */
-  g_signal_emit_by_name (find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
+  g_signal_emit_by_name (ds_test_ui_find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
                          GTK_MOVEMENT_BUFFER_ENDS, 1, FALSE, FALSE);
   g_assert_true (gtk_window_get_focus (GTK_WINDOW (window)) == g_ptr_array_index (checks, N_BLOCKS - 1));
-  g_signal_emit_by_name (find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
+  g_signal_emit_by_name (ds_test_ui_find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
                          GTK_MOVEMENT_DISPLAY_LINES, -1, FALSE, FALSE);
   g_assert_true (gtk_window_get_focus (GTK_WINDOW (window)) == g_ptr_array_index (checks, N_BLOCKS - 2));
-  g_signal_emit_by_name (find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
+  g_signal_emit_by_name (ds_test_ui_find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
                          GTK_MOVEMENT_BUFFER_ENDS, -1, FALSE, FALSE);
   g_assert_true (gtk_window_get_focus (GTK_WINDOW (window)) == g_ptr_array_index (checks, 0));
-  g_signal_emit_by_name (find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
+  g_signal_emit_by_name (ds_test_ui_find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
                          GTK_MOVEMENT_DISPLAY_LINES, -1, FALSE, FALSE);  /* at the top: stays */
   g_assert_true (gtk_window_get_focus (GTK_WINDOW (window)) == g_ptr_array_index (checks, 0));
-  g_signal_emit_by_name (find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
+  g_signal_emit_by_name (ds_test_ui_find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
                          GTK_MOVEMENT_DISPLAY_LINES, 2, FALSE, FALSE);
   g_assert_true (gtk_window_get_focus (GTK_WINDOW (window)) == g_ptr_array_index (checks, 2));
 
   /* space/Enter on the focused check toggles it */
-  press (gtk_window_get_focus (GTK_WINDOW (window)));
+  g_assert_true (ds_test_ui_press (gtk_window_get_focus (GTK_WINDOW (window))));
   g_assert_cmpint (changed, ==, 1);
   {
     const char *const one[] = { "D-L0-R0-B0-Cross-Q", NULL };
@@ -453,7 +336,7 @@ test_accessible_and_keyboard (void)
 
   /* while filtered, Tab skips the hidden rows */
   filter_with (picker, "self");
-  if (!ensure_active (window))
+  if (!ds_test_ui_ensure_active (window))
     {
       g_test_skip ("the test window lost the keyboard focus");
       return;
@@ -464,7 +347,7 @@ test_accessible_and_keyboard (void)
   g_assert_true (gtk_widget_child_focus (window, GTK_DIR_TAB_FORWARD));
   g_assert_true (gtk_window_get_focus (GTK_WINDOW (window)) == g_ptr_array_index (checks, 3));
   /* and so does Down: Self rows are 1, 3 and 8 */
-  g_signal_emit_by_name (find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
+  g_signal_emit_by_name (ds_test_ui_find_one (picker, GTK_TYPE_LIST_BOX), "move-cursor",
                          GTK_MOVEMENT_DISPLAY_LINES, 1, FALSE, FALSE);
   g_assert_true (gtk_window_get_focus (GTK_WINDOW (window)) == g_ptr_array_index (checks, 8));
 }
@@ -473,7 +356,7 @@ static void
 test_many_blocks_scroll (void)
 {
   int changed = 0;
-  g_autoptr(DsTestPicker) picker = new_picker (&changed);
+  g_autoptr(DsTestUiWidget) picker = new_picker (&changed);
   g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
   int min_h, nat_h;
 
@@ -491,16 +374,7 @@ int
 main (int    argc,
       char **argv)
 {
-  /* the in-process test AT context records accessible properties without a
-   * bus, so the labels can be checked (the suite's GTK_A11Y=none has none) */
-  g_setenv ("GTK_A11Y", "test", TRUE);
-  g_test_init (&argc, &argv, NULL);
-  if (!gtk_init_check ())
-    {
-      g_print ("SKIP: no display (DISPLAY=%s): gtk_init_check failed\n",
-               g_getenv ("DISPLAY") ? g_getenv ("DISPLAY") : "(unset)");
-      return 77;
-    }
+  ds_test_ui_init_a11y_or_skip (&argc, &argv);  /* GTK_A11Y=test: the labels can be checked */
   g_assert_nonnull (ds_get_resource ());  /* links the bundle in, registering it */
 
   g_test_add_func ("/ui/block-picker/set-and-get", test_set_and_get);

@@ -3,7 +3,7 @@
 #include <math.h>
 
 #include "ds-cka-plot.h"
-#include "ds-test-widget-pixels.h"
+#include "ds-test-ui.h"
 
 static void
 color_bytes (int  i,
@@ -71,7 +71,7 @@ test_plot (void)
 
   ds_cka_plot_set_curves (self, s, 5, values, labels, 3);
   g_assert_cmpint (ds_cka_plot_get_n_curves (self), ==, 3);
-  ds_test_ui_spin (100);
+  ds_test_ui_wait_ms (100);
   px = ds_test_ui_render (plot);
 
   /* each curve is drawn in its colour; the higher CKA sits higher */
@@ -89,7 +89,7 @@ test_plot (void)
 
   /* the marker changes pixels, in one column only */
   ds_cka_plot_set_marker (self, 7.5);
-  ds_test_ui_spin (50);
+  ds_test_ui_wait_ms (50);
   px2 = ds_test_ui_render (plot);
   {
     int min_x = px->width, max_x = -1;
@@ -118,7 +118,7 @@ test_plot (void)
   /* back to empty */
   ds_cka_plot_set_curves (self, NULL, 0, NULL, NULL, 0);
   g_assert_cmpint (ds_cka_plot_get_n_curves (self), ==, 0);
-  ds_test_ui_spin (50);
+  ds_test_ui_wait_ms (50);
   px = ds_test_ui_render (plot);
   g_assert_cmpint (ds_test_count_color (px, 0, 0, px->width, px->height, r, g, b, 8), ==, 0);
   ds_test_pixels_free (px);
@@ -130,8 +130,7 @@ int
 main (int   argc,
       char *argv[])
 {
-  g_test_init (&argc, &argv, NULL);
-  ds_test_ui_init_or_skip ();
+  ds_test_ui_init_or_skip (&argc, &argv);
 
   g_test_add_func ("/ui/cka-plot/plot", test_plot);
   return g_test_run ();

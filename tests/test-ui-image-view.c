@@ -6,7 +6,7 @@
 
 #include "ds-image-view.h"
 #include "ds-image-view-private.h"
-#include "ds-test-widget-pixels.h"
+#include "ds-test-ui.h"
 
 typedef struct
 {
@@ -235,7 +235,7 @@ test_zoom_scrolls (void)
   g_assert_cmpfloat (gtk_adjustment_get_upper (hadj) - gtk_adjustment_get_page_size (hadj), <=, 1.0);
 
   ds_image_view_set_zoom (DS_IMAGE_VIEW (view), 4.0);
-  ds_test_ui_spin (200);
+  ds_test_ui_wait_ms (200);
   g_test_message ("zoom 4: view %dx%d, h upper %.0f",
                   gtk_widget_get_width (view), gtk_widget_get_height (view),
                   gtk_adjustment_get_upper (hadj));
@@ -253,15 +253,15 @@ test_zoom_scrolls (void)
 
   /* scrolled to the left edge and zoomed further: the view's middle stays put */
   gtk_adjustment_set_value (hadj, 0);
-  ds_test_ui_spin (100);
+  ds_test_ui_wait_ms (100);
   ds_image_view_set_zoom (DS_IMAGE_VIEW (view), 8.0);
-  ds_test_ui_spin (200);
+  ds_test_ui_wait_ms (200);
   g_test_message ("zoom 8: view %dx%d, scrolled to %.1f", gtk_widget_get_width (view),
                   gtk_widget_get_height (view), gtk_adjustment_get_value (hadj));
   g_assert_cmpfloat (fabs (gtk_adjustment_get_value (hadj) - (2 * (0 + vw / 2.0) - vw / 2.0)), <=, 1.0);
 
   ds_image_view_set_zoom (DS_IMAGE_VIEW (view), 1.0);
-  ds_test_ui_spin (200);
+  ds_test_ui_wait_ms (200);
   g_assert_cmpint (abs (gtk_widget_get_width (view) - vw), <=, 1);
 
   gtk_window_destroy (GTK_WINDOW (window));
@@ -423,7 +423,7 @@ test_pixels (void)
 
   /* zoomed outside a scroller: centred and clipped, still red in the middle */
   ds_image_view_set_zoom (self, 2.0);
-  ds_test_ui_spin (100);
+  ds_test_ui_wait_ms (100);
   g_assert_true (ds_image_view_get_picture_rect (self, &r));
   g_assert_cmpfloat (r.origin.y, <, 0.0);
   px = ds_test_ui_render (view);
@@ -432,7 +432,7 @@ test_pixels (void)
 
   /* no picture: the hint text, no pick */
   ds_image_view_set_image (self, NULL);
-  ds_test_ui_spin (100);
+  ds_test_ui_wait_ms (100);
   g_assert_false (ds_image_view_get_picture_rect (self, &r));
   g_assert_false (_ds_image_view_press (self, 10, 10));
   px = ds_test_ui_render (view);
@@ -447,8 +447,7 @@ int
 main (int   argc,
       char *argv[])
 {
-  g_test_init (&argc, &argv, NULL);
-  ds_test_ui_init_or_skip ();
+  ds_test_ui_init_or_skip (&argc, &argv);
 
   g_test_add_func ("/ui/image-view/geometry-and-pick", test_geometry_and_pick);
   g_test_add_func ("/ui/image-view/hover-values", test_hover_values);

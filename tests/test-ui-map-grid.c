@@ -2,7 +2,7 @@
  * replaced and dropped, tile activation with its row and column, tile size
  * and accessible names, and the tile pictures' pixels. */
 #include "ds-map-grid.h"
-#include "ds-test-widget-pixels.h"
+#include "ds-test-ui.h"
 
 typedef struct
 {
@@ -135,7 +135,7 @@ test_activation (void)
   window = ds_test_ui_window (grid_widget, 700, 500);
   ds_map_grid_set_row (grid, 0, "A", tex, captions, 3);
   ds_map_grid_set_row (grid, 1, "B", tex, captions, 3);
-  ds_test_ui_spin (100);
+  ds_test_ui_wait_ms (100);
 
   /* click (the button's "clicked") */
   g_signal_emit_by_name (ds_map_grid_get_tile (grid, 1, 2), "clicked");
@@ -148,16 +148,14 @@ test_activation (void)
   g_assert_true (gtk_widget_get_focusable (tile) || gtk_widget_get_focus_on_click (tile));
   g_assert_true (gtk_widget_grab_focus (tile));
   g_assert_true (gtk_widget_is_focus (tile)); /* has_focus needs the window active */
-  g_assert_true (gtk_widget_activate (tile));
-  ds_test_ui_spin (400);  /* a button shows itself pressed a moment before "clicked" */
+  g_assert_true (ds_test_ui_press (tile));  /* waits: a button shows itself pressed before "clicked" */
   g_assert_cmpint (act.n, ==, 2);
   g_assert_cmpint (act.row, ==, 0);
   g_assert_cmpint (act.col, ==, 1);
 
   /* after replacing row 1 the new tiles carry the right indices */
   ds_map_grid_set_row (grid, 1, "B2", tex, captions, 1);
-  g_assert_true (gtk_widget_activate (ds_map_grid_get_tile (grid, 1, 0)));
-  ds_test_ui_spin (400);
+  g_assert_true (ds_test_ui_press (ds_map_grid_get_tile (grid, 1, 0)));
   g_assert_cmpint (act.n, ==, 3);
   g_assert_cmpint (act.row, ==, 1);
   g_assert_cmpint (act.col, ==, 0);
@@ -179,7 +177,7 @@ test_pixels (void)
 
   window = ds_test_ui_window (grid_widget, 600, 400);
   ds_map_grid_set_row (grid, 0, "U-L1-R1-B0-Cross-Q", tex, captions, 2);
-  ds_test_ui_spin (200);
+  ds_test_ui_wait_ms (200);
 
   px = ds_test_ui_render (grid_widget);
   for (int col = 0; col < 2; col++)
@@ -209,8 +207,7 @@ int
 main (int   argc,
       char *argv[])
 {
-  g_test_init (&argc, &argv, NULL);
-  ds_test_ui_init_or_skip ();
+  ds_test_ui_init_or_skip (&argc, &argv);
 
   g_test_add_func ("/ui/map-grid/rows", test_rows);
   g_test_add_func ("/ui/map-grid/activation", test_activation);

@@ -3,12 +3,9 @@
  * dropped by set_items(), accessible labels, keyboard focus and activation.
  * Exits 77 without a display. */
 
-#include <gtk/gtk.h>
-
 #include "ds-resources.h"
+#include "ds-test-ui.h"
 #include "ds-token-strip.h"
-
-typedef GtkWidget DsTestStrip;  /* a strip in its own window, see new_strip() */
 
 typedef struct {
   int count;
@@ -24,48 +21,11 @@ on_selection_changed (DsTokenStrip *strip,
   log->last = index;
 }
 
-static void
-collect_toggles (GtkWidget *widget,
-                 GPtrArray *out)
-{
-  if (GTK_IS_TOGGLE_BUTTON (widget))
-    g_ptr_array_add (out, widget);
-  for (GtkWidget *child = gtk_widget_get_first_child (widget);
-       child; child = gtk_widget_get_next_sibling (child))
-    collect_toggles (child, out);
-}
-
+/* The strip's buttons, one per item, in order. */
 static GPtrArray *
 toggles_of (GtkWidget *strip)
 {
-  GPtrArray *out = g_ptr_array_new ();
-
-  collect_toggles (strip, out);
-  return out;
-}
-
-static GtkWidget *
-find_label (GtkWidget  *widget,
-            const char *text)
-{
-  if (GTK_IS_LABEL (widget) && g_strcmp0 (gtk_label_get_text (GTK_LABEL (widget)), text) == 0)
-    return widget;
-  for (GtkWidget *child = gtk_widget_get_first_child (widget);
-       child; child = gtk_widget_get_next_sibling (child))
-    {
-      GtkWidget *found = find_label (child, text);
-
-      if (found)
-        return found;
-    }
-  return NULL;
-}
-
-static void
-spin (void)
-{
-  for (int i = 0; i < 50 && g_main_context_pending (NULL); i++)
-    g_main_context_iteration (NULL, FALSE);
+  return ds_test_ui_find_all (strip, GTK_TYPE_TOGGLE_BUTTON);
 }
 
 /* <start> a red cube(2 tokens) <end> 4×<pad> */
@@ -82,89 +42,24 @@ static const DsTokenItem items_a[] = {
 };
 #define N_A ((int) G_N_ELEMENTS (items_a))
 
-/* Each strip lives in a presented window: a GtkButton only reacts to
- * activation (Enter/space, gtk_widget_activate) once realized. */
+/* A strip in its own window (ds-test-ui.h), logging ::selection-changed:
+ * a GtkButton only reacts to activation (Enter/space, gtk_widget_activate)
+ * once realized. */
 static GtkWidget *
 new_strip (SignalLog *log)
 {
-  GtkWidget *window = gtk_window_new ();
   GtkWidget *strip = ds_token_strip_new ();
 
-  g_object_ref (strip);
   g_signal_connect (strip, "selection-changed", G_CALLBACK (on_selection_changed), log);
-  gtk_window_set_child (GTK_WINDOW (window), strip);
-  gtk_window_set_default_size (GTK_WINDOW (window), 400, 200);
-  gtk_window_present (GTK_WINDOW (window));
-  spin ();
-  return strip;
-}
-
-static void
-free_strip (GtkWidget *strip)
-{
-  GtkRoot *root = gtk_widget_get_root (strip);
-
-  if (root)
-    gtk_window_destroy (GTK_WINDOW (root));
-  spin ();
-  g_object_add_weak_pointer (G_OBJECT (strip), (gpointer *) &strip);
-  g_object_unref (strip);
-  g_assert_null (strip);  /* nothing else holds it: finalized */
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (DsTestStrip, free_strip)
-
-static gboolean
-quit_loop (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
-static void
-wait_ms (guint ms)
-{
-  gboolean done = FALSE;
-
-  g_timeout_add (ms, quit_loop, &done);
-  while (!done)
-    g_main_context_iteration (NULL, TRUE);
-}
-
-/* Keyboard focus moves only inside the active window (an inactive one
- * does not update its focus chain). Under a shared Xvfb without a window
- * manager (meson runs the tests in parallel) another test's window may
- * hold the X focus, and gtk_window_present() asks for it with a stale
- * timestamp that X ignores; asking with the current time takes it back. */
-static gboolean
-ensure_active (GtkWidget *window)
-{
-  for (int i = 0; i < 30 && !gtk_window_is_active (GTK_WINDOW (window)); i++)
-    {
-      GdkSurface *surface = gtk_native_get_surface (GTK_NATIVE (window));
-
-      if (surface && GDK_IS_TOPLEVEL (surface))
-        gdk_toplevel_focus (GDK_TOPLEVEL (surface), GDK_CURRENT_TIME);
-      wait_ms (100);
-    }
-  return gtk_window_is_active (GTK_WINDOW (window));
-}
-
-/* Activates @button as Enter/space does, and waits for the press to end
- * (GtkButton emits ::clicked after a short visual press). */
-static void
-press (GtkWidget *button)
-{
-  g_assert_true (gtk_widget_activate (button));
-  wait_ms (400);
+  return ds_test_ui_show (strip, 400, 200);
 }
 
 static void
 test_empty_placeholder (void)
 {
   SignalLog log = { 0, -2 };
-  g_autoptr(DsTestStrip) strip = new_strip (&log);
-  GtkWidget *placeholder = find_label (strip, "Type a prompt to see its words");
+  g_autoptr(DsTestUiWidget) strip = new_strip (&log);
+  GtkWidget *placeholder = ds_test_ui_find_label (strip, "Type a prompt to see its words");
   g_autoptr(GPtrArray) toggles = toggles_of (strip);
 
   g_assert_cmpint (ds_token_strip_get_n_items (DS_TOKEN_STRIP (strip)), ==, 0);
@@ -191,7 +86,7 @@ static void
 test_items_copied (void)
 {
   SignalLog log = { 0, -2 };
-  g_autoptr(DsTestStrip) strip = new_strip (&log);
+  g_autoptr(DsTestUiWidget) strip = new_strip (&log);
   char word[] = "dog";
   DsTokenItem items[] = { { word, DS_TOKEN_ITEM_WORD, 1, 3 } };
   const DsTokenItem *got;
@@ -218,14 +113,14 @@ test_items_copied (void)
       g_assert_cmpint (got->first, ==, items_a[i].first);
     }
   /* the word buttons show their words */
-  g_assert_nonnull (find_label (g_ptr_array_index (toggles, 2), "red"));
+  g_assert_nonnull (ds_test_ui_find_label (g_ptr_array_index (toggles, 2), "red"));
 }
 
 static void
 test_show_special (void)
 {
   SignalLog log = { 0, -2 };
-  g_autoptr(DsTestStrip) strip = new_strip (&log);
+  g_autoptr(DsTestUiWidget) strip = new_strip (&log);
   g_autoptr(GPtrArray) toggles = NULL;
   gboolean prop = TRUE;
   int notified = 0;
@@ -282,7 +177,7 @@ static void
 test_exclusive_selection (void)
 {
   SignalLog log = { 0, -2 };
-  g_autoptr(DsTestStrip) strip = new_strip (&log);
+  g_autoptr(DsTestUiWidget) strip = new_strip (&log);
   g_autoptr(GPtrArray) toggles = NULL;
 
   ds_token_strip_set_items (DS_TOKEN_STRIP (strip), items_a, N_A);
@@ -290,13 +185,13 @@ test_exclusive_selection (void)
   g_assert_cmpint (n_active (toggles), ==, 0);
 
   /* activation is what Enter/space on a focused button does */
-  press (g_ptr_array_index (toggles, 1));
+  g_assert_true (ds_test_ui_press (g_ptr_array_index (toggles, 1)));
   g_assert_cmpint (ds_token_strip_get_selected (DS_TOKEN_STRIP (strip)), ==, 1);
   g_assert_cmpint (log.count, ==, 1);
   g_assert_cmpint (log.last, ==, 1);
   g_assert_true (gtk_toggle_button_get_active (g_ptr_array_index (toggles, 1)));
 
-  press (g_ptr_array_index (toggles, 3));
+  g_assert_true (ds_test_ui_press (g_ptr_array_index (toggles, 3)));
   g_assert_cmpint (ds_token_strip_get_selected (DS_TOKEN_STRIP (strip)), ==, 3);
   g_assert_cmpint (log.count, ==, 2);
   g_assert_cmpint (log.last, ==, 3);
@@ -305,7 +200,7 @@ test_exclusive_selection (void)
   g_assert_cmpint (n_active (toggles), ==, 1);
 
   /* clicking the active one again: none selected */
-  press (g_ptr_array_index (toggles, 3));
+  g_assert_true (ds_test_ui_press (g_ptr_array_index (toggles, 3)));
   g_assert_cmpint (ds_token_strip_get_selected (DS_TOKEN_STRIP (strip)), ==, -1);
   g_assert_cmpint (log.count, ==, 3);
   g_assert_cmpint (log.last, ==, -1);
@@ -336,7 +231,7 @@ static void
 test_set_items_keeps_selection (void)
 {
   SignalLog log = { 0, -2 };
-  g_autoptr(DsTestStrip) strip = new_strip (&log);
+  g_autoptr(DsTestUiWidget) strip = new_strip (&log);
   DsTokenItem edited[N_A];
   g_autoptr(GPtrArray) toggles = NULL;
 
@@ -380,7 +275,7 @@ static void
 test_accessible_labels (void)
 {
   SignalLog log = { 0, -2 };
-  g_autoptr(DsTestStrip) strip = new_strip (&log);
+  g_autoptr(DsTestUiWidget) strip = new_strip (&log);
   g_autoptr(GPtrArray) toggles = NULL;
   static const char *expected[N_A] = {
     "Start token", "Word: a", "Word: red", "Word: cube", "End token",
@@ -407,7 +302,7 @@ test_accessible_labels (void)
   gtk_test_accessible_assert_state (GTK_ACCESSIBLE (g_ptr_array_index (toggles, 1)),
                                     GTK_ACCESSIBLE_STATE_PRESSED, GTK_ACCESSIBLE_TRISTATE_FALSE);
   /* the pad buttons stay one character wide */
-  g_assert_nonnull (find_label (g_ptr_array_index (toggles, 5), "·"));
+  g_assert_nonnull (ds_test_ui_find_label (g_ptr_array_index (toggles, 5), "·"));
 }
 
 static void
@@ -424,7 +319,7 @@ test_keyboard (void)
   ds_token_strip_set_items (DS_TOKEN_STRIP (strip), items_a, N_A);
   toggles = toggles_of (strip);
   gtk_window_present (GTK_WINDOW (window));
-  wait_ms (200);  /* Tab order follows the layout: let the buttons be allocated */
+  ds_test_ui_wait_ms (200);  /* Tab order follows the layout: let the buttons be allocated */
 
   for (int i = 0; i < N_A; i++)
     {
@@ -437,7 +332,7 @@ test_keyboard (void)
 
   /* Tab from the window lands on the first visible button ("a"), then on
    * the next ones; the hidden start/end/pad buttons are skipped */
-  if (!ensure_active (window))
+  if (!ds_test_ui_ensure_active (window))
     {
       g_test_skip ("the test window never became active: no keyboard focus to move");
       gtk_window_destroy (GTK_WINDOW (window));
@@ -456,7 +351,7 @@ test_keyboard (void)
   g_assert_true (gtk_window_get_focus (GTK_WINDOW (window)) == g_ptr_array_index (toggles, 3));
 
   /* the focused button activates (Enter/space) */
-  press (gtk_window_get_focus (GTK_WINDOW (window)));
+  g_assert_true (ds_test_ui_press (gtk_window_get_focus (GTK_WINDOW (window))));
   g_assert_cmpint (ds_token_strip_get_selected (DS_TOKEN_STRIP (strip)), ==, 3);
   g_assert_cmpint (log.last, ==, 3);
 
@@ -464,18 +359,18 @@ test_keyboard (void)
   g_assert_true (gtk_widget_get_mapped (g_ptr_array_index (toggles, 2)));
   g_assert_false (gtk_widget_get_mapped (g_ptr_array_index (toggles, 6)));
   ds_token_strip_set_show_special (DS_TOKEN_STRIP (strip), TRUE);
-  wait_ms (100);
+  ds_test_ui_wait_ms (100);
   g_assert_true (gtk_widget_get_mapped (g_ptr_array_index (toggles, 6)));
 
   gtk_window_destroy (GTK_WINDOW (window));
-  spin ();
+  ds_test_ui_drain ();
 }
 
 static void
 test_many_pads (void)
 {
   SignalLog log = { 0, -2 };
-  g_autoptr(DsTestStrip) strip = new_strip (&log);
+  g_autoptr(DsTestUiWidget) strip = new_strip (&log);
   DsTokenItem items[77];
   g_autoptr(GPtrArray) toggles = NULL;
 
@@ -499,16 +394,7 @@ int
 main (int    argc,
       char **argv)
 {
-  /* the in-process test AT context records accessible properties without a
-   * bus, so the labels can be checked (the suite's GTK_A11Y=none has none) */
-  g_setenv ("GTK_A11Y", "test", TRUE);
-  g_test_init (&argc, &argv, NULL);
-  if (!gtk_init_check ())
-    {
-      g_print ("SKIP: no display (DISPLAY=%s): gtk_init_check failed\n",
-               g_getenv ("DISPLAY") ? g_getenv ("DISPLAY") : "(unset)");
-      return 77;
-    }
+  ds_test_ui_init_a11y_or_skip (&argc, &argv);  /* GTK_A11Y=test: the labels can be checked */
   g_assert_nonnull (ds_get_resource ());  /* links the bundle in, registering it */
 
   g_test_add_func ("/ui/token-strip/empty-placeholder", test_empty_placeholder);
