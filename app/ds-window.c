@@ -72,7 +72,7 @@ struct _DsWindow {
   gboolean applying;          /* widgets being set from a view: no new jobs */
   int word_when_ready;
   char *screenshot_path;
-  guint screenshot_idle;      /* the pending screenshot, after a painted frame */
+  guint screenshot_idle;      /* closes the window once the screenshot is saved */
   gulong after_paint;
   GdkFrameClock *clock;       /* whose after_paint handler is connected */
 };
@@ -291,43 +291,41 @@ set_overlay (DsImageView *view, const DsExploreView *v, int slot)
 
 static void schedule_update (DsWindow *self);
 
-static void
-maybe_screenshot (DsWindow *self)
-{
-  if (!self->screenshot_path || !self->view || self->view->n_blocks == 0
-      || (self->word_when_ready >= 0) || ds_worker_busy (self->worker))
-    return;
-  g_autoptr (GError) error = NULL;
-  g_autofree char *path = g_steal_pointer (&self->screenshot_path);
-  if (!ds_window_save_screenshot (self, path, &error))
-    g_printerr ("diffscope: %s\n", error->message);
-  gtk_window_close (GTK_WINDOW (self));
-}
-
 static gboolean
-screenshot_idle (gpointer data)
+close_idle (gpointer data)
 {
   DsWindow *self = data;
   self->screenshot_idle = 0;
-  maybe_screenshot (self);
+  gtk_window_close (GTK_WINDOW (self));
   return G_SOURCE_REMOVE;
 }
 
 static void
 disconnect_after_paint (DsWindow *self)
 {
-  if (self->clock && self->after_paint)
+  if (self->clock && self->after_paint
+      && g_signal_handler_is_connected (self->clock, self->after_paint))
     g_signal_handler_disconnect (self->clock, self->after_paint);
   self->after_paint = 0;
   g_clear_object (&self->clock);
 }
 
+/* --screenshot: at the end of a frame (layout and paint done, so what is
+ * saved is what was painted) once the maps of the latest inputs are shown and
+ * nothing is queued; then the window closes. */
 static void
 on_after_paint (GdkFrameClock *clock, DsWindow *self)
 {
+  if (!self->screenshot_path || !self->view || self->view->n_blocks == 0
+      || self->word_when_ready >= 0 || ds_worker_busy (self->worker) || self->prompt_timeout)
+    return; /* the next view's frame asks again */
   disconnect_after_paint (self);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = g_steal_pointer (&self->screenshot_path);
+  if (!ds_window_save_screenshot (self, path, &error))
+    g_printerr ("diffscope: %s\n", error->message);
   if (!self->screenshot_idle)
-    self->screenshot_idle = g_idle_add_full (G_PRIORITY_LOW, screenshot_idle, self, NULL);
+    self->screenshot_idle = g_idle_add (close_idle, self);
 }
 
 static void
@@ -865,14 +863,20 @@ ds_window_save_screenshot (DsWindow *self, const char *path, GError **error)
 {
   GtkWidget *w = GTK_WIDGET (self);
   int width = gtk_widget_get_width (w), height = gtk_widget_get_height (w);
-  g_autoptr (GdkPaintable) paintable = gtk_widget_paintable_new (w);
-  GtkSnapshot *snap = gtk_snapshot_new ();
-  gdk_paintable_snapshot (paintable, GDK_SNAPSHOT (snap), width, height);
-  g_autoptr (GskRenderNode) node = gtk_snapshot_free_to_node (snap);
   GskRenderer *r = gtk_native_get_renderer (GTK_NATIVE (self));
-  if (!node || !r)
+  if (!r || width <= 0 || height <= 0)
     {
       g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_FAILED, "the window is not shown");
+      return FALSE;
+    }
+  /* The window's own snapshot, now (a GtkWidgetPaintable would give the last
+   * frame's render node, which may be missing or older than the view). */
+  GtkSnapshot *snap = gtk_snapshot_new ();
+  GTK_WIDGET_GET_CLASS (w)->snapshot (w, snap);
+  g_autoptr (GskRenderNode) node = gtk_snapshot_free_to_node (snap);
+  if (!node)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_FAILED, "the window drew nothing");
       return FALSE;
     }
   g_autoptr (GdkTexture) tex = gsk_renderer_render_texture (

@@ -28,6 +28,7 @@ struct _DsWorker {
   DsWorkerNotify notify;
   gpointer notify_data;
   GList *sources;          /* GSource* attached and not yet dispatched */
+  int undelivered;         /* results sent to the main context, not yet dispatched */
   /* progress, coalesced: one source at a time carries the newest values */
   gboolean progress_queued;
   char stage[32];
@@ -83,16 +84,24 @@ msg_dispatch (gpointer data)
       w->progress_queued = FALSE;
     }
   g_mutex_unlock (&w->lock);
-
-  switch (m->kind)
+  if (m->kind == MSG_DELIVER)
     {
-    case MSG_DELIVER:
+      /* counted as pending until its done callback has run */
       if (m->job->seq < w->latest[m->job->job.kind])
         w->n_superseded++; /* a newer job of this kind was posted while it ran */
       else if (m->job->job.done)
         m->job->job.done (m->result, m->error, m->job->job.user_data);
+      g_mutex_lock (&w->lock);
+      w->undelivered--;
+      g_mutex_unlock (&w->lock);
       if (w->notify)
         w->notify (NULL, 0, 0, w->notify_data);
+      return G_SOURCE_REMOVE;
+    }
+
+  switch (m->kind)
+    {
+    case MSG_DELIVER: /* above */
       break;
     case MSG_PROGRESS:
       if (w->notify)
@@ -154,6 +163,7 @@ worker_main (gpointer data)
       m->job = j;
       m->result = result;
       m->error = error;
+      w->undelivered++;
       send_locked (w, m);
     }
   g_mutex_unlock (&w->lock);
@@ -258,7 +268,7 @@ int
 ds_worker_pending (DsWorker *w)
 {
   g_mutex_lock (&w->lock);
-  int n = (int) g_queue_get_length (&w->queue) + (w->running != NULL);
+  int n = (int) g_queue_get_length (&w->queue) + (w->running != NULL) + w->undelivered;
   g_mutex_unlock (&w->lock);
   return n;
 }

@@ -57,7 +57,8 @@ void ds_worker_free (DsWorker *w);
 guint64 ds_worker_post (DsWorker *w, const DsJob *job);
 /* From a job's func: progress, forwarded to the main context (coalesced). */
 void ds_worker_progress (DsWorker *w, const char *stage, int done, int total);
-/* Main context: jobs queued or running. */
+/* Main context: jobs queued, running, or finished with their result not yet
+ * handed to the done callback. */
 int ds_worker_pending (DsWorker *w);
 gboolean ds_worker_busy (DsWorker *w);
 /* Main context: jobs run to the end / dropped unrun / superseded while running. */

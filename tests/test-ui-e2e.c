@@ -146,7 +146,9 @@ main (int argc, char **argv)
   CHECK (distinct >= 200 && sd >= 10, "the picture region holds the image");
   region_stats (&a, maps, &distinct, &sd);
   printf ("maps: %d colours, grey sd %.1f\n", distinct, sd);
-  CHECK (distinct >= 500 && sd >= 10, "the map region holds PCA maps");
+  /* Captions and the background are greys (R = G = B): at most 32 of the
+   * 5-bit colours. Three PCA maps of 8×8 cells and a heat map give hundreds. */
+  CHECK (distinct >= 200 && sd >= 10, "the map region holds PCA maps");
   /* The heat map over the picture: the same region differs from the plain
    * image (same size and place in both runs). */
   CHECK (pic.x == pic2.x && pic.y == pic2.y && pic.w == pic2.w && pic.h == pic2.h,
@@ -163,6 +165,12 @@ main (int argc, char **argv)
   CHECK (diff >= 10, "the word's heat map shows over the picture");
   ds_image_free (&a);
   ds_image_free (&b);
+  if (failures)
+    {
+      printf ("with the word: %s\nwithout: %s\nscreenshots kept in %s\n", json_with,
+              json_without, dir);
+      return 1;
+    }
   g_unlink (with);
   g_unlink (without);
   g_autofree char *j1 = g_strconcat (with, ".json", NULL), *j2 = g_strconcat (without, ".json", NULL);
