@@ -931,6 +931,9 @@ cuda_mean_heads (CudaImpl *impl, const DsOpCall *c, DsError *err)
 static bool
 cuda_supports (DsBackend *be, DsOp op)
 {
+  /* The LLaMA decoder's ops have only CPU references so far (issue #13). */
+  if (op == DS_OP_RMS_NORM || op == DS_OP_ROPE || op == DS_OP_ATTENTION_KV)
+    return false;
   return (unsigned) op < DS_OP_COUNT;
 }
 

@@ -71,6 +71,14 @@ static bool linear_by_lt;
 static long long case_device_ops = -1;
 static bool op_tested[DS_OP_COUNT];
 
+/* Ops with no CUDA kernel yet (the LLaMA decoder's, issue #13): the backend
+ * must report them unsupported. */
+static bool
+cpu_only_op (DsOp op)
+{
+  return op == DS_OP_RMS_NORM || op == DS_OP_ROPE || op == DS_OP_ATTENTION_KV;
+}
+
 #define NDIMS(...) ((int) (sizeof ((int64_t[]){ __VA_ARGS__ }) / sizeof (int64_t)))
 #define SHAPE(...) NDIMS (__VA_ARGS__), (int64_t[]){ __VA_ARGS__ }
 
@@ -989,7 +997,8 @@ test_backend_basics (void)
   DS_CHECK (strlen (gpu->name) > strlen ("CUDA · "), "name has the device");
   DS_CHECK (gpu->device == DS_DEVICE_CUDA, "device %d", (int) gpu->device);
   for (int op = 0; op < DS_OP_COUNT; op++)
-    DS_CHECK (gpu->supports (gpu, (DsOp) op), "supports %s", ds_op_name ((DsOp) op));
+    DS_CHECK (gpu->supports (gpu, (DsOp) op) == !cpu_only_op ((DsOp) op), "supports %s",
+              ds_op_name ((DsOp) op));
 
   DsError err = { 0 };
   /* Allocation is zeroed; upload and download round-trip exactly. */
@@ -1210,7 +1219,7 @@ main (void)
       test_embeddings ();
       test_device_arena ();
       for (int op = 0; op < DS_OP_COUNT; op++)
-        DS_CHECK (op_tested[op], "op %s has no %s case", ds_op_name ((DsOp) op),
+        DS_CHECK (op_tested[op] || cpu_only_op ((DsOp) op), "op %s has no %s case", ds_op_name ((DsOp) op),
                   ds_dtype_name (case_dt));
     }
 

@@ -933,6 +933,190 @@ test_attention_blocks (void)
   ds_tensor_free (&p);
 }
 
+/* ------------------------------------------------------------------ */
+/* The LLaMA decoder's ops (docs/models.md §7.4) against loops written   */
+/* from the definitions, in double where the op's rounding is not part   */
+/* of the definition.                                                    */
+
+static void
+ref_rms_norm (const DsTensor *x, const float *g, float eps, float *want)
+{
+  const int64_t ch = x->shape[x->ndim - 1], rows = ds_tensor_numel (x) / ch;
+  for (int64_t r = 0; r < rows; r++)
+    {
+      const float *xr = ds_tensor_f32 (x) + r * ch;
+      double ss = 0;
+      for (int64_t i = 0; i < ch; i++)
+        ss += (double) xr[i] * xr[i];
+      double rstd = 1.0 / sqrt (ss / ch + eps);
+      for (int64_t i = 0; i < ch; i++)
+        want[r * ch + i] = (float) (g[i] * (xr[i] * rstd));
+    }
+}
+
+/* transformers' angles in f32 (inv_freq = 1 / theta^(2i/D), angle = pos * inv_freq),
+ * then the rotation in double. */
+static void
+ref_rope (const DsTensor *x, const int32_t *pos, int heads, float theta, float *want)
+{
+  const int64_t nb = x->shape[0], n = x->shape[1], ch = x->shape[2], d = ch / heads;
+  for (int64_t b = 0; b < nb; b++)
+    for (int64_t t = 0; t < n; t++)
+      for (int64_t h = 0; h < heads; h++)
+        for (int64_t i = 0; i < d / 2; i++)
+          {
+            float inv = 1.0f / powf (theta, (float) (2 * i) / (float) d);
+            double ang = (float) pos[t] * inv;
+            const float *xr = ds_tensor_f32 (x) + (b * n + t) * ch + h * d;
+            float *y = want + (b * n + t) * ch + h * d;
+            y[i] = (float) (xr[i] * cos (ang) - xr[i + d / 2] * sin (ang));
+            y[i + d / 2] = (float) (xr[i + d / 2] * cos (ang) + xr[i] * sin (ang));
+          }
+}
+
+static void
+ref_attention_kv (const DsTensor *q, const DsTensor *k, const DsTensor *v, int heads,
+                  int kv_heads, float scale, int64_t q_pos, float *want)
+{
+  const int64_t nb = q->shape[0], nq = q->shape[1], nk = k->shape[1];
+  const int64_t cq = q->shape[2], ckv = k->shape[2], d = cq / heads;
+  double *w = malloc ((size_t) nk * sizeof *w);
+  for (int64_t b = 0; b < nb; b++)
+    for (int64_t h = 0; h < heads; h++)
+      for (int64_t i = 0; i < nq; i++)
+        {
+          const int64_t hk = h / (heads / kv_heads), seen = q_pos + i + 1;
+          const float *qi = ds_tensor_f32 (q) + (b * nq + i) * cq + h * d;
+          double mx = -INFINITY, sum = 0;
+          for (int64_t j = 0; j < seen; j++)
+            {
+              const float *kj = ds_tensor_f32 (k) + (b * nk + j) * ckv + hk * d;
+              double dot = 0;
+              for (int64_t e = 0; e < d; e++)
+                dot += (double) qi[e] * kj[e];
+              w[j] = dot * scale;
+              mx = fmax (mx, w[j]);
+            }
+          for (int64_t j = 0; j < seen; j++)
+            sum += (w[j] = exp (w[j] - mx));
+          for (int64_t e = 0; e < d; e++)
+            {
+              double acc = 0;
+              for (int64_t j = 0; j < seen; j++)
+                acc += w[j] * ds_tensor_f32 (v)[(b * nk + j) * ckv + hk * d + e];
+              want[(b * nq + i) * cq + h * d + e] = (float) (acc / sum);
+            }
+        }
+  free (w);
+}
+
+static void
+test_decoder_ops (void)
+{
+  DsError err = { 0 };
+  DS_CHECK (strcmp (ds_op_name (DS_OP_RMS_NORM), "rms_norm") == 0
+                && strcmp (ds_op_name (DS_OP_ROPE), "rope") == 0
+                && strcmp (ds_op_name (DS_OP_ATTENTION_KV), "attention_kv") == 0,
+            "decoder op names");
+
+  /* RMSNorm by hand: x = [3, 4], mean(x^2) = 12.5, eps 0: y = g * x / sqrt(12.5) */
+  DsTensor x = TENSOR (((float[]){ 3, 4 }), 1, 2), g = TENSOR (((float[]){ 1, 2 }), 2);
+  DsTensor y = tensor_like (&x);
+  DS_CHECK_OK (ds_rms_norm (be, &x, &g, 0.0f, &y, &err), &err);
+  expect_values ("rms_norm hand", &y, (float[]){ 3 / sqrtf (12.5f), 8 / sqrtf (12.5f) });
+  ds_tensor_free (&x), ds_tensor_free (&g), ds_tensor_free (&y);
+  /* LLaMA widths, and in place */
+  for (int in_place = 0; in_place < 2; in_place++)
+    {
+      x = TENSOR (NULL, 1, 9, in_place ? 64 : 4096);
+      g = TENSOR (NULL, x.shape[2]);
+      fill_random (&x, 31 + in_place), fill_random (&g, 32);
+      float *want = malloc (ds_tensor_nbytes (&x));
+      ref_rms_norm (&x, ds_tensor_f32 (&g), 1e-5f, want);
+      y = in_place ? x : tensor_like (&x);
+      DS_CHECK_OK (ds_rms_norm (be, &x, &g, 1e-5f, &y, &err), &err);
+      expect_close (in_place ? "rms_norm in place" : "rms_norm [1, 9, 4096]", ds_tensor_f32 (&y),
+                    want, ds_tensor_numel (&y), 1e-13, 1e-6);
+      if (!in_place)
+        ds_tensor_free (&y);
+      ds_tensor_free (&x), ds_tensor_free (&g), free (want);
+    }
+
+  /* RoPE by hand: D = 4, theta 10000, inv_freq = [1, 0.01]; x = [1, 0, 0, 0] at
+   * position 2 -> [cos 2, 0, sin 2, 0]; position 0 is the identity. */
+  x = TENSOR (((float[]){ 1, 0, 0, 0, 1, 2, 3, 4 }), 1, 2, 4);
+  DsTensor pos;
+  ds_tensor_alloc (&pos, DS_DTYPE_I32, 1, (int64_t[]){ 2 }, &err);
+  ((int32_t *) pos.data)[0] = 2, ((int32_t *) pos.data)[1] = 0;
+  y = tensor_like (&x);
+  DS_CHECK_OK (ds_rope (be, &x, &pos, 1, 10000.0f, &y, &err), &err);
+  expect_values ("rope hand", &y, (float[]){ cosf (2), 0, sinf (2), 0, 1, 2, 3, 4 });
+  ds_tensor_free (&x), ds_tensor_free (&y), ds_tensor_free (&pos);
+  /* 2 sequences of 7 tokens, 3 heads of 16, far positions, theta from a config */
+  const int32_t pv[7] = { 0, 1, 5, 100, 3000, 7, 4095 };
+  for (int in_place = 0; in_place < 2; in_place++)
+    {
+      x = TENSOR (NULL, 2, 7, 48);
+      fill_random (&x, 40 + in_place);
+      ds_tensor_alloc (&pos, DS_DTYPE_I32, 1, (int64_t[]){ 7 }, &err);
+      memcpy (pos.data, pv, sizeof pv);
+      float theta = in_place ? 500000.0f : 10000.0f;
+      float *want = malloc (ds_tensor_nbytes (&x));
+      ref_rope (&x, pv, 3, theta, want);
+      y = in_place ? x : tensor_like (&x);
+      DS_CHECK_OK (ds_rope (be, &x, &pos, 3, theta, &y, &err), &err);
+      expect_close (in_place ? "rope in place, theta 5e5" : "rope [2, 7, 3x16]",
+                    ds_tensor_f32 (&y), want, ds_tensor_numel (&y), 1e-13, 1e-6);
+      if (!in_place)
+        ds_tensor_free (&y);
+      ds_tensor_free (&x), ds_tensor_free (&pos), free (want);
+    }
+
+  /* attention_kv: equals the causal DS_OP_ATTENTION when nothing is cached */
+  DsTensor q = TENSOR (NULL, 2, 6, 16), k = TENSOR (NULL, 2, 6, 16), v = TENSOR (NULL, 2, 6, 16);
+  fill_random (&q, 50), fill_random (&k, 51), fill_random (&v, 52);
+  DsTensor o1 = tensor_like (&q), o2 = tensor_like (&q);
+  DS_CHECK_OK (ds_attention (be, &q, &k, &v, 2, 0.35f, true, &o1, NULL, &err), &err);
+  DS_CHECK_OK (ds_attention_kv (be, &q, &k, &v, 2, 2, 0.35f, 0, &o2, &err), &err);
+  expect_close ("attention_kv = causal attention", ds_tensor_f32 (&o2), ds_tensor_f32 (&o1),
+                ds_tensor_numel (&q), 1e-13, 1e-6);
+  ds_tensor_free (&q), ds_tensor_free (&k), ds_tensor_free (&v);
+  ds_tensor_free (&o1), ds_tensor_free (&o2);
+
+  static const struct {
+    const char *name;
+    int64_t nb, nq, nk, q_pos;
+    int heads, kv_heads, d;
+  } cases[] = {
+    { "attention_kv decode step, GQA 4/2", 1, 1, 9, 8, 4, 2, 16 },
+    { "attention_kv chunk after a prefix", 2, 3, 11, 5, 4, 4, 8 },
+    { "attention_kv multi-query (1 kv head)", 1, 5, 5, 0, 4, 1, 8 },
+    /* 8192 keys: query blocks of 128 rows, threaded (head, batch) pairs */
+    { "attention_kv blocks [300 of 8192 keys]", 1, 300, 8192, 7000, 2, 1, 8 },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    {
+      const int64_t cq = (int64_t) cases[i].heads * cases[i].d;
+      const int64_t ckv = (int64_t) cases[i].kv_heads * cases[i].d;
+      q = TENSOR (NULL, cases[i].nb, cases[i].nq, cq);
+      k = TENSOR (NULL, cases[i].nb, cases[i].nk, ckv);
+      v = TENSOR (NULL, cases[i].nb, cases[i].nk, ckv);
+      fill_random (&q, 60 + (uint32_t) i), fill_random (&k, 70 + (uint32_t) i);
+      fill_random (&v, 80 + (uint32_t) i);
+      float scale = 1.0f / sqrtf ((float) cases[i].d);
+      float *want = malloc (ds_tensor_nbytes (&q));
+      ref_attention_kv (&q, &k, &v, cases[i].heads, cases[i].kv_heads, scale, cases[i].q_pos,
+                        want);
+      DsTensor o = tensor_like (&q);
+      DS_CHECK_OK (ds_attention_kv (be, &q, &k, &v, cases[i].heads, cases[i].kv_heads, scale,
+                                    cases[i].q_pos, &o, &err),
+                   &err);
+      expect_close (cases[i].name, ds_tensor_f32 (&o), want, ds_tensor_numel (&o), 1e-12, 1e-5);
+      ds_tensor_free (&q), ds_tensor_free (&k), ds_tensor_free (&v), ds_tensor_free (&o);
+      free (want);
+    }
+}
+
 /* The CPU backend computes in f32: an f16 call is refused with a message
  * naming the op and the dtype, and writes nothing. */
 static void
@@ -974,6 +1158,7 @@ main (void)
   test_fixtures ();
   test_conv2d_row_blocks ();
   test_attention_blocks ();
+  test_decoder_ops ();
   ds_backend_free (be);
   return ds_test_finish ();
 }

@@ -582,6 +582,152 @@ cpu_attention (DsBackend *be, const DsOpCall *c, DsError *err)
   return DS_OK;
 }
 
+/* ---- decoder ops (LLaMA, docs/models.md §7.4) ---- */
+
+/* rows [lo, hi): y = g * (x * rstd), rstd = 1/sqrt(mean(x^2) + eps) with the
+ * mean accumulated in double, applied in transformers' order of f32 products. */
+SIMD_CLONES static void
+rms_norm_range (const DsOpCall *c, int64_t lo, int64_t hi)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t ch = xt->shape[xt->ndim - 1];
+  const float *g = ds_tensor_f32 (c->src[1]);
+  for (int64_t r = lo; r < hi; r++)
+    {
+      const float *x = ds_tensor_f32 (xt) + r * ch;
+      float *y = ds_tensor_f32 (c->dst) + r * ch;
+      double ss = 0;
+#pragma omp simd reduction(+ : ss)
+      for (int64_t i = 0; i < ch; i++)
+        ss += (double) x[i] * x[i];
+      const float rstd = (float) (1.0 / sqrt (ss / (double) ch + c->p.rms_norm.eps));
+#pragma omp simd
+      for (int64_t i = 0; i < ch; i++)
+        y[i] = g[i] * (x[i] * rstd);
+    }
+}
+
+static DsStatus
+cpu_rms_norm (const DsOpCall *c)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t n = ds_tensor_numel (xt), ch = xt->shape[xt->ndim - 1];
+  if (ch > 0)
+    parallel_for (rms_norm_range, c, n / ch, n);
+  return DS_OK;
+}
+
+/* tokens [lo, hi) of x [B, N, H*D]. The angles are computed as transformers
+ * does in f32: inv_freq_i = 1 / theta^(2i/D), angle = (float) pos * inv_freq_i;
+ * one cos/sin pair serves every head of the token. */
+static void
+rope_range (const DsOpCall *c, int64_t lo, int64_t hi)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t n = xt->shape[1], ch = xt->shape[2], heads = c->p.rope.heads;
+  const int64_t d = ch / heads, half = d / 2;
+  const int32_t *pos = c->src[1]->data;
+  for (int64_t r = lo; r < hi; r++)
+    {
+      const float *x = ds_tensor_f32 (xt) + r * ch;
+      float *y = ds_tensor_f32 (c->dst) + r * ch;
+      const float p = (float) pos[r % n];
+      for (int64_t i = 0; i < half; i++)
+        {
+          const float inv_freq = 1.0f / powf (c->p.rope.theta, (float) (2 * i) / (float) d);
+          const float angle = p * inv_freq, cs = cosf (angle), sn = sinf (angle);
+          for (int64_t h = 0; h < heads; h++)
+            {
+              const float a = x[h * d + i], b = x[h * d + half + i];
+              const float ac = a * cs, bs = b * sn, bc = b * cs, as = a * sn;
+              y[h * d + i] = ac - bs;
+              y[h * d + half + i] = bc + as;
+            }
+        }
+    }
+}
+
+static DsStatus
+cpu_rope (const DsOpCall *c)
+{
+  const DsTensor *xt = c->src[0];
+  parallel_for (rope_range, c, xt->shape[0] * xt->shape[1], ds_tensor_numel (xt));
+  return DS_OK;
+}
+
+/* One worker's share of a cached attention: (batch, head) pairs w, w + n_workers,
+ * …, a block of query rows at a time, as in attention_worker; query row i
+ * (position q_pos + i) reads only keys 0 .. q_pos + i, so the GEMMs of a block
+ * stop at the last key its last row sees and earlier rows mask the rest. */
+static void *
+attention_kv_worker (void *arg)
+{
+  const AttnJob *j = arg;
+  const DsOpCall *c = j->c;
+  const DsTensor *qt = c->src[0], *kt = c->src[1], *vt = c->src[2];
+  const int64_t nb = qt->shape[0], nq = qt->shape[1], nk = kt->shape[1];
+  const int64_t heads = c->p.attention_kv.heads, group = heads / c->p.attention_kv.kv_heads;
+  const int64_t cq = qt->shape[2], ckv = kt->shape[2], d = cq / heads;
+  const int64_t q_pos = c->p.attention_kv.q_pos;
+  for (int64_t bh = j->worker; bh < nb * heads; bh += j->n_workers)
+    {
+      const int64_t b = bh / heads, h = bh % heads, hk = h / group;
+      const float *kh = ds_tensor_f32 (kt) + b * nk * ckv + hk * d;
+      const float *vh = ds_tensor_f32 (vt) + b * nk * ckv + hk * d;
+      for (int64_t q0 = 0; q0 < nq; q0 += j->block)
+        {
+          const int64_t rows = nq - q0 < j->block ? nq - q0 : j->block;
+          const int64_t keys = q_pos + q0 + rows; /* what the block's last row sees */
+          const float *qh = ds_tensor_f32 (qt) + (b * nq + q0) * cq + h * d;
+          float *oh = ds_tensor_f32 (c->dst) + (b * nq + q0) * cq + h * d;
+          float *s = j->scratch;
+          sgemm (false, true, rows, keys, d, c->p.attention_kv.scale, qh, cq, kh, ckv, 0.0f, s,
+                 keys);
+          for (int64_t r = 0; r < rows; r++)
+            {
+              const int64_t seen = q_pos + q0 + r + 1;
+              softmax_row (s + r * keys, seen);
+              memset (s + r * keys + seen, 0, (size_t) (keys - seen) * sizeof (float));
+            }
+          sgemm (false, false, rows, d, keys, 1.0f, s, keys, vh, ckv, 0.0f, oh, cq);
+        }
+    }
+  return NULL;
+}
+
+static DsStatus
+cpu_attention_kv (DsBackend *be, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *qt = c->src[0], *kt = c->src[1];
+  const int64_t nb = qt->shape[0], nq = qt->shape[1], nk = kt->shape[1];
+  const int64_t heads = c->p.attention_kv.heads;
+  int64_t block = ATTN_BLOCK_FLOATS / nk;
+  block = block < 1 ? 1 : block > nq ? nq : block;
+  int n_workers = blas_threads ();
+  if (n_workers > MAX_WORKERS)
+    n_workers = MAX_WORKERS;
+  if (n_workers > nb * heads)
+    n_workers = (int) (nb * heads);
+  if (n_workers < 1 || nq * nk * heads * nb < ((int64_t) 1 << 22))
+    n_workers = 1;
+  float *scratch = cpu_scratch (be, (size_t) (n_workers * block * nk), err);
+  if (!scratch)
+    return err ? err->code : DS_ERR_NOMEM;
+  AttnJob jobs[MAX_WORKERS];
+  for (int w = 0; w < n_workers; w++)
+    jobs[w] = (AttnJob){ c, scratch + (size_t) w * block * nk, block, w, n_workers };
+  if (n_workers == 1)
+    {
+      attention_kv_worker (&jobs[0]);
+      return DS_OK;
+    }
+  int saved = blas_threads ();
+  blas_set_threads (1);
+  run_threads (attention_kv_worker, jobs, sizeof jobs[0], n_workers);
+  blas_set_threads (saved);
+  return DS_OK;
+}
+
 /* ---- elementwise ---- */
 
 /* elements [lo, hi) */
@@ -890,6 +1036,9 @@ cpu_run (DsBackend *be, const DsOpCall *c, DsError *err)
     case DS_OP_EMBEDDING: return cpu_embedding (c, err);
     case DS_OP_PERMUTE: return cpu_permute (c);
     case DS_OP_MEAN_HEADS: return cpu_mean_heads (c);
+    case DS_OP_RMS_NORM: return cpu_rms_norm (c);
+    case DS_OP_ROPE: return cpu_rope (c);
+    case DS_OP_ATTENTION_KV: return cpu_attention_kv (be, c, err);
     default: break;
     }
   return ds_error_set (err, DS_ERR_UNSUPPORTED, "CPU backend: unknown op %d", (int) c->op);

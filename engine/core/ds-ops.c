@@ -19,7 +19,8 @@
  *         a[B,C,H,W] + b[B,C] (diffusers' temb[:, :, None, None]).
  *    When a 1-D b fits both 2 and 3 (a[n, ..., n]) the last-dim reading wins.
  *  - dst may equal (not partially overlap) a source for the elementwise ops
- *    (gelu, quick_gelu, silu, add, mul, scale) and softmax; never otherwise.
+ *    (gelu, quick_gelu, silu, add, mul, scale), softmax, rms_norm and rope;
+ *    never otherwise.
  *  - DS_OP_MATMUL takes 2-D operands as a batch of one; Bt must agree.
  *  - DS_OP_CONCAT's dim is in [0, ndim); DS_OP_PERMUTE's perm[i] is the source
  *    dimension of output dimension i.
@@ -55,6 +56,9 @@ static const char *const op_names[] = {
   [DS_OP_EMBEDDING] = "embedding",
   [DS_OP_PERMUTE] = "permute",
   [DS_OP_MEAN_HEADS] = "mean_heads",
+  [DS_OP_RMS_NORM] = "rms_norm",
+  [DS_OP_ROPE] = "rope",
+  [DS_OP_ATTENTION_KV] = "attention_kv",
 };
 _Static_assert (sizeof op_names / sizeof op_names[0] == DS_OP_COUNT, "one name per DsOp");
 
@@ -434,6 +438,49 @@ check_mean_heads (const DsBackend *be, const DsOpCall *c)
 }
 
 static void
+check_rms_norm (const DsBackend *be, const DsOpCall *c)
+{
+  const DsTensor *x = c->src[0], *g = c->src[1], *y = c->dst;
+  assert (is_float_on (be, x) && x->ndim >= 1);
+  assert (is_float_on (be, g) && g->ndim == 1 && g->shape[0] == x->shape[x->ndim - 1]);
+  assert (c->p.rms_norm.eps >= 0);
+  assert (is_float_on (be, y) && ds_tensor_same_shape (x, y));
+  assert (alias_ok (y, x) && !overlaps (y, g));
+}
+
+static void
+check_rope (const DsBackend *be, const DsOpCall *c)
+{
+  const DsTensor *x = c->src[0], *pos = c->src[1], *y = c->dst;
+  int heads = c->p.rope.heads;
+  assert (is_float_on (be, x) && x->ndim == 3);
+  assert (heads >= 1 && x->shape[2] % heads == 0 && (x->shape[2] / heads) % 2 == 0);
+  assert (pos && pos->dtype == DS_DTYPE_I32 && pos->device == be->device);
+  assert (pos->ndim == 1 && pos->shape[0] == x->shape[1]);
+  assert (pos->data || ds_tensor_numel (pos) == 0);
+  assert (c->p.rope.theta > 0);
+  assert (is_float_on (be, y) && ds_tensor_same_shape (x, y));
+  assert (alias_ok (y, x) && !overlaps (y, pos));
+}
+
+static void
+check_attention_kv (const DsBackend *be, const DsOpCall *c)
+{
+  const DsTensor *q = c->src[0], *k = c->src[1], *v = c->src[2], *o = c->dst;
+  int heads = c->p.attention_kv.heads, kv_heads = c->p.attention_kv.kv_heads;
+  assert (is_float_on (be, q) && q->ndim == 3);
+  assert (is_float_on (be, k) && k->ndim == 3);
+  assert (is_float_on (be, v) && ds_tensor_same_shape (k, v));
+  assert (heads >= 1 && kv_heads >= 1 && heads % kv_heads == 0);
+  assert (q->shape[2] % heads == 0);
+  assert (k->shape[0] == q->shape[0] && k->shape[2] == q->shape[2] / heads * kv_heads);
+  assert (q->shape[1] >= 1 && c->p.attention_kv.q_pos >= 0);
+  assert (c->p.attention_kv.q_pos + q->shape[1] <= k->shape[1]);
+  assert (is_float_on (be, o) && ds_tensor_same_shape (o, q));
+  assert (!overlaps (o, q) && !overlaps (o, k) && !overlaps (o, v));
+}
+
+static void
 check_call (const DsBackend *be, const DsOpCall *c)
 {
   assert (c->dst);
@@ -463,6 +510,9 @@ check_call (const DsBackend *be, const DsOpCall *c)
     case DS_OP_EMBEDDING: check_embedding (be, c); break;
     case DS_OP_PERMUTE: check_permute (be, c); break;
     case DS_OP_MEAN_HEADS: check_mean_heads (be, c); break;
+    case DS_OP_RMS_NORM: check_rms_norm (be, c); break;
+    case DS_OP_ROPE: check_rope (be, c); break;
+    case DS_OP_ATTENTION_KV: check_attention_kv (be, c); break;
     default: assert (!"unknown op");
     }
 }
@@ -764,6 +814,38 @@ DsStatus
 ds_mean_heads (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err)
 {
   return run_unary (be, DS_OP_MEAN_HEADS, x, y, err);
+}
+
+DsStatus
+ds_rms_norm (DsBackend *be, const DsTensor *x, const DsTensor *g, float eps, DsTensor *y,
+             DsError *err)
+{
+  DsOpCall c = { .op = DS_OP_RMS_NORM, .src = { x, g }, .dst = y };
+  c.p.rms_norm.eps = eps;
+  return ds_op_run (be, &c, err);
+}
+
+DsStatus
+ds_rope (DsBackend *be, const DsTensor *x, const DsTensor *pos, int heads, float theta,
+         DsTensor *y, DsError *err)
+{
+  DsOpCall c = { .op = DS_OP_ROPE, .src = { x, pos }, .dst = y };
+  c.p.rope.heads = heads;
+  c.p.rope.theta = theta;
+  return ds_op_run (be, &c, err);
+}
+
+DsStatus
+ds_attention_kv (DsBackend *be, const DsTensor *q, const DsTensor *k, const DsTensor *v,
+                 int heads, int kv_heads, float scale, int64_t q_pos, DsTensor *o,
+                 DsError *err)
+{
+  DsOpCall c = { .op = DS_OP_ATTENTION_KV, .src = { q, k, v }, .dst = o };
+  c.p.attention_kv.heads = heads;
+  c.p.attention_kv.kv_heads = kv_heads;
+  c.p.attention_kv.scale = scale;
+  c.p.attention_kv.q_pos = q_pos;
+  return ds_op_run (be, &c, err);
 }
 
 DsStatus

@@ -9,9 +9,9 @@
  * the call, check shapes (assertions: shapes are the engine's own business) and
  * dispatch. Destinations are preallocated by the caller (usually from an arena)
  * with the documented shape, on the backend's device. dst may be exactly the
- * same buffer as a source for gelu, quick_gelu, silu, scale, add, mul and
- * softmax, and as the residual of linear; no other aliasing is allowed, and no
- * op allows a partial overlap.
+ * same buffer as a source for gelu, quick_gelu, silu, scale, add, mul,
+ * softmax, rms_norm and rope, and as the residual of linear; no other aliasing
+ * is allowed, and no op allows a partial overlap.
  * ds_op_run checks shapes, never contents: checks that read data (embedding
  * ids in range) are each backend's job.
  *
@@ -58,6 +58,10 @@ typedef enum {
   DS_OP_EMBEDDING,          /* ids[...] i32 gather rows of table[V,C] -> [..., C] */
   DS_OP_PERMUTE,            /* generic permutation of up to 4 dims */
   DS_OP_MEAN_HEADS,         /* x[B,H,...] -> y[B,1,...]: mean over dim 1 (attention maps' heads) */
+  DS_OP_RMS_NORM,           /* x[..., C] -> same: g[C] * x / sqrt(mean(x^2) + eps) (LLaMA) */
+  DS_OP_ROPE,               /* x[B,N,H*D], pos[N] i32 -> same: rotary, half-split rotate_half */
+  DS_OP_ATTENTION_KV,       /* q[B,Nq,H*D] at positions q_pos.., k,v[B,Nk,Hkv*D] -> o[B,Nq,H*D];
+                               causal, Hkv divides H (grouped keys/values), no probs */
   DS_OP_COUNT
 } DsOp;
 
@@ -78,6 +82,9 @@ typedef struct {
     struct { int dim; } concat;
     struct { bool flip_sin_to_cos; float freq_shift; float max_period; } timestep;
     struct { int perm[DS_MAX_DIMS]; } permute;
+    struct { float eps; } rms_norm;
+    struct { int heads; float theta; } rope;
+    struct { int heads, kv_heads; float scale; int64_t q_pos; } attention_kv;
   } p;
 } DsOpCall;
 
@@ -205,6 +212,25 @@ DsStatus ds_permute (DsBackend *be, const DsTensor *x, const int *perm, DsTensor
                      DsError *err);
 /* y[b, 0, ...] = mean over h of x[b, h, ...], summed in f32 in order of h. */
 DsStatus ds_mean_heads (DsBackend *be, const DsTensor *x, DsTensor *y, DsError *err);
+/* LLaMA's RMSNorm (docs/models.md §7.4): y = g * (x * rsqrt(mean(x^2) + eps)) over the
+ * last dim, the mean accumulated in at least f32 (double on the CPU). y may be x. */
+DsStatus ds_rms_norm (DsBackend *be, const DsTensor *x, const DsTensor *g, float eps,
+                      DsTensor *y, DsError *err);
+/* Rotary position embedding as transformers' LLaMA applies it (§7.4): per head
+ * of D = C / heads channels, inv_freq_i = theta^(-2i/D) (i < D/2, in f32),
+ * angle = pos[n] * inv_freq_i, y[i] = x[i] cos - x[i + D/2] sin and
+ * y[i + D/2] = x[i + D/2] cos + x[i] sin. x [B, N, heads*D], pos [N] i32 on the
+ * backend (shared by the batch), D even. y may be x. */
+DsStatus ds_rope (DsBackend *be, const DsTensor *x, const DsTensor *pos, int heads, float theta,
+                  DsTensor *y, DsError *err);
+/* Causal attention of Nq new queries over Nk cached keys/values (a decoder's KV
+ * cache): query i sits at position q_pos + i and sees keys 0 .. q_pos + i
+ * (q_pos + Nq <= Nk). q, o [B, Nq, heads*D]; k, v [B, Nk, kv_heads*D]; query
+ * head h reads kv head h / (heads / kv_heads) (grouped-query attention; equal
+ * counts for plain multi-head). Softmax in f32. */
+DsStatus ds_attention_kv (DsBackend *be, const DsTensor *q, const DsTensor *k,
+                          const DsTensor *v, int heads, int kv_heads, float scale,
+                          int64_t q_pos, DsTensor *o, DsError *err);
 
 #ifdef __cplusplus
 }
