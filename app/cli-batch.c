@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "ds-atomic.h"
 #ifdef DS_HAVE_CAIRO
 #include "ds-sheet.h"
 #endif
@@ -113,6 +114,37 @@ json_describe (const json_t *v, char *buf, size_t size)
   return buf;
 }
 
+/* Whether s holds a control character (a newline, a tab, ESC ...), which
+ * would end up in file names and garble the progress lines. */
+static bool
+has_control (const char *s)
+{
+  for (; *s; s++)
+    if ((unsigned char) *s < 0x20 || *s == 0x7f)
+      return true;
+  return false;
+}
+
+/* name for messages, control characters as \n, \t or \xNN. */
+static void
+shown_name (const char *name, char *out, size_t size)
+{
+  size_t j = 0;
+  for (; *name && j + 5 < size; name++)
+    {
+      unsigned char c = (unsigned char) *name;
+      if (c == '\n')
+        j += (size_t) snprintf (out + j, size - j, "\\n");
+      else if (c == '\t')
+        j += (size_t) snprintf (out + j, size - j, "\\t");
+      else if (c < 0x20 || c == 0x7f)
+        j += (size_t) snprintf (out + j, size - j, "\\x%02x", c);
+      else
+        out[j++] = (char) c;
+    }
+  out[j] = '\0';
+}
+
 /* The fields of job `index` (j) -> *job, with defaults from o. Fails with
  * DS_ERR_INVALID naming the job and field. */
 static DsStatus
@@ -122,7 +154,11 @@ job_parse (const json_t *j, int index, const char *dir, const CliOptions *o, Job
   char label[160];
   const json_t *name = json_object_get (j, "name");
   if (json_is_string (name))
-    snprintf (label, sizeof label, "job %d (\"%s\")", index, json_string_value (name));
+    {
+      char shown[96];
+      shown_name (json_string_value (name), shown, sizeof shown);
+      snprintf (label, sizeof label, "job %d (\"%s\")", index, shown);
+    }
   else
     snprintf (label, sizeof label, "job %d", index);
   if (!json_is_object (j))
@@ -152,9 +188,11 @@ job_parse (const json_t *j, int index, const char *dir, const CliOptions *o, Job
   json_t *probes = json_object_get (j, "probes"), *s = json_object_get (j, "s");
   if (name && (!json_is_string (name) || !*json_string_value (name)
                || strchr (json_string_value (name), '/')
+               || has_control (json_string_value (name))
                || !strcmp (json_string_value (name), ".")
                || !strcmp (json_string_value (name), "..")))
-    return BAD ("name", "a file name (a non-empty string without '/', not \".\" or \"..\")");
+    return BAD ("name", "a file name (a non-empty string without '/' or control characters, "
+                        "not \".\" or \"..\")");
   if (!json_is_string (image) || !*json_string_value (image))
     return BAD ("image", "a non-empty string (the image's path)");
   if (!json_is_string (prompt))
@@ -207,6 +245,13 @@ static int
 job_list_load (const char *path, const CliOptions *o, JobList *l)
 {
   *l = (JobList){ .path = path };
+  struct stat sb;
+  if (stat (path, &sb) == 0 && !S_ISREG (sb.st_mode))
+    {
+      fprintf (stderr, "diffscope-cli: %s: is %s, not a jobs file (a JSON array)\n", path,
+               ds_file_kind (sb.st_mode));
+      return 1;
+    }
   FILE *f = fopen (path, "r");
   if (!f)
     {
@@ -356,7 +401,7 @@ cli_cmd_batch (const CliOptions *o)
   DsSession *s = NULL;
   if (cli_open_session (o, &be, &s, &err))
     rc = cli_fail (&err);
-  else if (!(rc = job_list_check_probes (&l, s, o->size)) && cli_ensure_dir (o->out_dir, &err))
+  else if (!(rc = job_list_check_probes (&l, s, o->size)) && cli_ensure_dir (o->out_dir, NULL, &err))
     rc = cli_fail (&err);
   int done = 0, skipped = 0, failed = 0, width = snprintf (NULL, 0, "%d", l.n);
   CliOptions *jo = malloc (sizeof *jo);

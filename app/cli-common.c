@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -89,13 +90,79 @@ push (const char **list, int *n, const char *v, const char *what)
   return 0;
 }
 
+/* The options each command reads (bits as CliOptions.given); the rest are
+ * refused instead of being silently ignored. --seed also seeds the demo's
+ * weights, so every command takes it. batch and score list options they
+ * refuse themselves with a message of their own. */
+#define B(name) (1ull << (O_##name - O_MODEL))
+enum { O_MODEL = 256, O_DEMO, O_IMAGE, O_PROMPT, O_UNCOND, O_T, O_MENG, O_SEED, O_SIZE,
+       O_CROP, O_PROBE, O_MAPS, O_OUT, O_NOISE, O_S, O_COLORMAP, O_WORDS, O_CKA, O_OUT_DIR,
+       O_OPACITY, O_HEAT_RES, O_CAPTION, O_TIMESTEPS, O_TRIALS, O_SHARD, O_JSON, O_DAAM, O_PAIRS,
+       O_DEVICE, O_PRECISION };
+static const struct {
+  const char *command;
+  unsigned long long takes;
+} command_options[] = {
+  { "info", 0 },
+  { "probes", B (SIZE) },
+  { "features", B (IMAGE) | B (PROMPT) | B (UNCOND) | B (T) | B (MENG) | B (SIZE) | B (CROP)
+                  | B (PROBE) | B (MAPS) | B (OUT) | B (NOISE) },
+  { "render", B (IMAGE) | B (PROMPT) | B (UNCOND) | B (T) | B (MENG) | B (SIZE) | B (CROP)
+                | B (PROBE) | B (NOISE) | B (S) | B (COLORMAP) | B (WORDS) | B (CKA) | B (OUT_DIR)
+                | B (OPACITY) | B (HEAT_RES) | B (TIMESTEPS) | B (TRIALS) | B (DAAM) },
+  { "score", B (IMAGE) | B (PROMPT) | B (UNCOND) | B (MENG) | B (SIZE) | B (CROP) | B (CAPTION)
+               | B (TIMESTEPS) | B (TRIALS) | B (JSON) | B (OUT) | B (PAIRS) },
+  { "batch", B (IMAGE) | B (PROMPT) | B (PROBE) | B (OUT) | B (NOISE) | B (CAPTION) | B (UNCOND)
+               | B (T) | B (MENG) | B (SIZE) | B (CROP) | B (MAPS) | B (S) | B (COLORMAP)
+               | B (WORDS) | B (CKA) | B (OUT_DIR) | B (OPACITY) | B (HEAT_RES) | B (TIMESTEPS)
+               | B (TRIALS) | B (DAAM) | B (SHARD) },
+};
+/* render's (and batch's renders') word heat-map options */
+static const unsigned long long words_only = B (OPACITY) | B (HEAT_RES) | B (TIMESTEPS)
+                                             | B (TRIALS) | B (DAAM);
+static const unsigned long long everywhere = B (MODEL) | B (DEMO) | B (SEED) | B (DEVICE)
+                                             | B (PRECISION);
+
+/* Prints why the first option given but not read by `command` is refused;
+ * 0 when there is none. */
+static int
+refuse_unused (const char *command, const CliOptions *o, const struct option *opts)
+{
+  unsigned long long takes = ~0ull;
+  for (size_t i = 0; i < sizeof command_options / sizeof command_options[0]; i++)
+    if (strcmp (command, command_options[i].command) == 0)
+      takes = command_options[i].takes | everywhere;
+  const bool words = (strcmp (command, "render") == 0 || strcmp (command, "batch") == 0)
+                     && !o->words;
+  for (const struct option *op = opts; op->name; op++)
+    {
+      unsigned long long bit = 1ull << (op->val - O_MODEL);
+      if (!(o->given & bit))
+        continue;
+      if (!(takes & bit))
+        {
+          if (bit == B (NOISE) && strcmp (command, "score") == 0)
+            fprintf (stderr, "diffscope-cli: --noise is not used by score: its noise comes from "
+                             "--seed (seed + trial for each trial)\n");
+          else
+            fprintf (stderr, "diffscope-cli: --%s is not used by %s (diffscope-cli --help "
+                             "lists what each command reads)\n", op->name, command);
+          return -1;
+        }
+      if (words && (bit & words_only))
+        {
+          fprintf (stderr, "diffscope-cli: --%s is used by %s only with --words (it shapes the "
+                           "word heat maps)\n", op->name, command);
+          return -1;
+        }
+    }
+  return 0;
+}
+#undef B
+
 int
 cli_parse_args (int argc, char **argv, CliOptions *o)
 {
-  enum { O_MODEL = 256, O_DEMO, O_IMAGE, O_PROMPT, O_UNCOND, O_T, O_MENG, O_SEED, O_SIZE,
-         O_CROP, O_PROBE, O_MAPS, O_OUT, O_NOISE, O_S, O_COLORMAP, O_WORDS, O_CKA, O_OUT_DIR,
-         O_OPACITY, O_HEAT_RES, O_CAPTION, O_TIMESTEPS, O_TRIALS, O_SHARD, O_JSON, O_DAAM, O_PAIRS,
-         O_DEVICE, O_PRECISION };
   static const struct option opts[] = {
     { "model", required_argument, 0, O_MODEL }, { "demo", no_argument, 0, O_DEMO },
     { "image", required_argument, 0, O_IMAGE }, { "prompt", required_argument, 0, O_PROMPT },
@@ -145,7 +212,15 @@ cli_parse_args (int argc, char **argv, CliOptions *o)
               }
             break;
           }
-        case O_SIZE: bad = parse_int (optarg, "--size", 64, 2048, &o->size); break;
+        case O_SIZE:
+          if (parse_int (optarg, "--size", 64, CLI_MAX_SIZE, &o->size))
+            {
+              fprintf (stderr, "diffscope-cli: SD 2.x runs at 512 or 768; time and memory grow "
+                               "with size^2 and the attention maps with size^4 (%d costs 4x "
+                               "and 16x what 512 does)\n", CLI_MAX_SIZE);
+              bad = -1;
+            }
+          break;
         case O_CROP: o->crop = true; break;
         case O_PROBE: bad = push (o->probes, &o->n_probes, optarg, "--probe"); break;
         case O_MAPS: o->maps = true; break;
@@ -181,6 +256,8 @@ cli_parse_args (int argc, char **argv, CliOptions *o)
         }
       if (bad)
         return 2;
+      if (c >= O_MODEL && c <= O_PRECISION)
+        o->given |= 1ull << (c - O_MODEL);
     }
   if (optind < argc && strcmp (argv[1], "batch") == 0 && !o->positional)
     o->positional = argv[optind++];
@@ -203,6 +280,8 @@ cli_parse_args (int argc, char **argv, CliOptions *o)
                o->precision);
       return 2;
     }
+  if (refuse_unused (argv[1], o, opts))
+    return 2;
   if (o->demo && o->model)
     {
       fprintf (stderr, "diffscope-cli: give either --model DIR or --demo, not both\n");
@@ -303,17 +382,77 @@ cli_want_probes (const DsProbeList *list, const char *const *names, int n, bool 
 }
 
 DsStatus
-cli_ensure_dir (const char *path, DsError *err)
+cli_ensure_dir (const char *path, bool *created, DsError *err)
 {
   struct stat sb;
+  if (created)
+    *created = false;
   if (stat (path, &sb) == 0)
     return S_ISDIR (sb.st_mode) ? DS_OK
-                                : ds_error_set (err, DS_ERR_IO, "%s: exists and is not a directory",
-                                                path);
+                                : ds_error_set (err, DS_ERR_IO, "%s: exists and is %s, not a "
+                                                "directory", path, ds_file_kind (sb.st_mode));
   if (mkdir (path, 0755) != 0)
     return ds_error_set (err, DS_ERR_IO, "%s: cannot create the directory: %s", path,
                          strerror (errno));
+  if (created)
+    *created = true;
   return DS_OK;
+}
+
+DsStatus
+cli_check_finite (const DsSessionResult *r, DsError *err)
+{
+  for (int k = 0; k < r->n_probes; k++)
+    {
+      const DsSessionProbe *q = &r->probes[k];
+      const int64_t n = q->c * q->h * q->w;
+      for (int half = 0; half < 2; half++)
+        {
+          const float *x = half ? q->cond : q->uncond;
+          for (int64_t i = 0; i < n; i++)
+            if (!isfinite (x[i]))
+              return ds_error_set (err, DS_ERR_INVALID,
+                                   "probe %s (%s half) holds %s at element %lld; nothing "
+                                   "written (non-finite weights or noise?)",
+                                   q->name, half ? "cond" : "uncond",
+                                   isnan (x[i]) ? "NaN" : "an infinity", (long long) i);
+        }
+    }
+  const int64_t nh = r->heat ? r->heat_h * r->heat_w * r->heat_k : 0;
+  for (int64_t i = 0; i < nh; i++)
+    if (!isfinite (r->heat[i]))
+      return ds_error_set (err, DS_ERR_INVALID,
+                           "the cross-attention heat maps hold %s; nothing written "
+                           "(non-finite weights or noise?)",
+                           isnan (r->heat[i]) ? "NaN" : "an infinity");
+  return DS_OK;
+}
+
+/* Progress on a terminal's stderr: "unet 12/25 (run 2/5)", redrawn in place. */
+static void
+progress_print (void *user, DsSessionStage stage, int done, int total, int run, int runs)
+{
+  (void) user;
+  if (runs > 1)
+    fprintf (stderr, "\r\033[K%s %d/%d (run %d/%d)", ds_session_stage_name (stage), done, total,
+             (run > 0 ? run : 0) + 1, runs);
+  else
+    fprintf (stderr, "\r\033[K%s %d/%d", ds_session_stage_name (stage), done, total);
+  fflush (stderr);
+}
+
+const DsRunControl *
+cli_run_control (void)
+{
+  static const DsRunControl ctl = { .progress = progress_print };
+  return isatty (STDERR_FILENO) ? &ctl : NULL;
+}
+
+void
+cli_run_control_end (void)
+{
+  if (isatty (STDERR_FILENO))
+    fputs ("\r\033[K", stderr);
 }
 
 json_t *
@@ -361,7 +500,7 @@ cli_load_noise (const char *spec, DsLatentShape shape, DsTensor *out, DsError *e
   if (s)
     return s;
   int64_t want[4] = { 1, shape.channels, shape.h, shape.w };
-  s = ds_safetensors_load_f32 (st, name, 4, want, out, err);
+  s = ds_safetensors_load_float (st, name, 4, want, out, err);
   ds_safetensors_close (st);
   return s ? ds_error_prefix (err, s, "--noise") : DS_OK;
 }

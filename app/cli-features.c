@@ -3,7 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "ds-atomic.h"
 #include "ds-image.h"
 #include "ds-safetensors.h"
 
@@ -113,6 +115,15 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *lo
   json_t *meta = NULL;
   char *meta_text = NULL;
 
+  /* FILE and FILE.json: a FIFO or device (written through by ds_atomic) would
+   * put FILE.json beside it, e.g. /dev/null.json */
+  struct stat sb;
+  if (stat (o->out, &sb) == 0 && !S_ISREG (sb.st_mode))
+    {
+      st = ds_error_set (err, DS_ERR_IO, "%s: is %s; features writes FILE and FILE.json, give a "
+                         "file path for --out", o->out, ds_file_kind (sb.st_mode));
+      goto out;
+    }
   if ((st = ds_pipeline_probes (p, o->size, &list, err)))
     goto out;
   if ((st = cli_want_probes (list, o->probes, o->n_probes, &want, err)))
@@ -152,7 +163,9 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *lo
   query.n_probes = n_asked;
   query.head_mean_maps = head_mean;
   query.noise = noise.data;
-  if ((st = ds_session_run (ses, &query, NULL, &r, err)))
+  st = ds_session_run (ses, &query, cli_run_control (), &r, err);
+  cli_run_control_end ();
+  if (st || (st = cli_check_finite (r, err)))
     goto out;
   if (r->cond.truncated)
     fprintf (stderr, "diffscope-cli: note: the prompt has %d tokens; only the first 75 are used\n",

@@ -24,6 +24,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ds-analysis.h"
 #include "ds-heatmap.h"
@@ -437,10 +438,15 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *log,
   int rc = 1, layers[64], n_layers = 0;
   double cka_s[21], *cka = NULL;
   const int n_cka = 21;
+  bool made_dir = false;
+  DsTensor noise = { 0 };
 
-  if (ds_colormap_from_name (opt.colormap, &t.cmap, err) || cli_ensure_dir (opt.out_dir, err)
+  if (ds_colormap_from_name (opt.colormap, &t.cmap, err)
       || ds_pipeline_probes (p, opt.size, &list, err)
-      || cli_want_probes (list, opt.probes, opt.n_probes, &want, err))
+      || cli_want_probes (list, opt.probes, opt.n_probes, &want, err)
+      || (opt.noise
+          && cli_load_noise (opt.noise, ds_pipeline_latent_shape (p, opt.size), &noise, err))
+      || cli_ensure_dir (opt.out_dir, &made_dir, err))
     goto out;
   for (int i = 0; i < opt.n_probes; i++)
     {
@@ -476,6 +482,7 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *log,
       DsQuery q = cli_query (&opt, ses, &img[i]);
       q.probes = opt.probes;
       q.n_probes = opt.n_probes;
+      q.noise = noise.data; /* with two images, the same ε for both */
       if (opt.words && i == 0)
         {
           const int res_side = opt.heat_res ? opt.heat_res : opt.size / 32;
@@ -485,7 +492,9 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *log,
           q.n_timesteps = opt.n_timesteps;
           q.trials = opt.trials;
         }
-      if (ds_session_run (ses, &q, NULL, &res[i], err))
+      DsStatus st = ds_session_run (ses, &q, cli_run_control (), &res[i], err);
+      cli_run_control_end ();
+      if (st || cli_check_finite (res[i], err))
         {
           ds_error_prefix (err, err->code, "%s", opt.images[i]);
           goto out;
@@ -575,6 +584,11 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *log,
   rc = 0;
 
 out:
+  /* a failed render leaves no empty folder it made itself (rmdir keeps a
+   * folder that has files) */
+  if (rc && made_dir)
+    rmdir (opt.out_dir);
+  ds_tensor_free (&noise);
   tiles_free (&t);
   free (cka);
   free (shown);

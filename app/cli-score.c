@@ -18,10 +18,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ds-analysis.h"
+#include "ds-atomic.h"
 #include "ds-heatmap.h"
 #include "ds-image.h"
 
@@ -106,6 +108,10 @@ score_pair (const Scorer *s, const DsImage *img, const char *caption, double *ou
           bias[k] = ds_discffusion_bias (r->eps[k], r->eps_hat[k], r->eps_hat[k] + n, n);
         }
       st = ds_discffusion_score (layer_lse, n_steps, N_LAYERS, bias, out, err);
+      if (!st && !isfinite (*out))
+        st = ds_error_set (err, DS_ERR_INVALID,
+                           "the score is %s (non-finite weights?); nothing written",
+                           isnan (*out) ? "NaN" : "infinite");
     }
   ds_session_result_unref (r);
   free (layer_lse);
@@ -248,6 +254,11 @@ pairs_read (const char *path, json_t **root, PairItem **items, int *n, DsError *
   json_error_t je;
   *items = NULL;
   *n = 0;
+  *root = NULL;
+  struct stat sb;
+  if (stat (path, &sb) == 0 && !S_ISREG (sb.st_mode))
+    return ds_error_set (err, DS_ERR_IO, "%s: is %s; --pairs takes a JSON file", path,
+                         ds_file_kind (sb.st_mode));
   *root = json_load_file (path, JSON_REJECT_DUPLICATES, &je);
   if (!*root)
     return ds_error_set (err, je.line > 0 ? DS_ERR_FORMAT : DS_ERR_IO, "%s:%d: %s", path, je.line,

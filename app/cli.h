@@ -13,6 +13,10 @@
 #include "ds-tokenizer.h"
 
 #define CLI_MAX_LIST 512
+/* --size at most: SD 2.x runs at 512 (base) or 768; the cost grows with size²
+ * and the attention maps with size⁴, so 2048 took minutes and gigabytes even
+ * on the tiny demo model. */
+#define CLI_MAX_SIZE 1024
 
 typedef struct {
   const char *model, *prompt, *uncond, *out, *out_dir, *noise, *colormap, *shard, *pairs;
@@ -32,10 +36,12 @@ typedef struct {
   int t, size, trials, heat_res;
   double opacity;
   unsigned long long seed;
+  unsigned long long given; /* the options on the command line, one bit each (cli-common.c) */
 } CliOptions;
 
 /* argv[1] is the command; options from argv[2]. Returns 0, or 2 after printing
- * what is wrong. */
+ * what is wrong, also for an option the command would not use ("--noise is
+ * not used by score"). */
 int cli_parse_args (int argc, char **argv, CliOptions *o);
 /* Prints "diffscope-cli: <message>" and returns 1. */
 int cli_fail (const DsError *err);
@@ -61,8 +67,16 @@ DsStatus cli_load_noise (const char *spec, DsLatentShape shape, DsTensor *out, D
 json_t *cli_tokens_json (const DsTokens *t);
 /* Writes text to path atomically (temporary file + rename); -1 on failure. */
 int cli_write_text_atomic (const char *path, const char *text, DsError *err);
-/* mkdir -p for one level; DS_ERR_IO naming the path when it cannot be made. */
-DsStatus cli_ensure_dir (const char *path, DsError *err);
+/* mkdir -p for one level; DS_ERR_IO naming the path when it cannot be made or
+ * is not a directory. *created (may be NULL): whether this call made it. */
+DsStatus cli_ensure_dir (const char *path, bool *created, DsError *err);
+/* DS_ERR_INVALID naming the probe and half (or the heat maps) when a result
+ * holds a NaN or infinity: such outputs are never written as a success. */
+DsStatus cli_check_finite (const DsSessionResult *r, DsError *err);
+/* Progress on stderr when it is a terminal (NULL otherwise), for
+ * ds_session_run; cli_run_control_end clears the line after the run. */
+const DsRunControl *cli_run_control (void);
+void cli_run_control_end (void);
 
 /* The work of `features` and `render` on an open session (for them and for
  * `batch`): the request comes from o (images, prompt, probes, t, seed, ...),

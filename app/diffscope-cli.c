@@ -15,7 +15,9 @@
  *   diffscope-cli batch    [--model DIR | --demo] JOBS.json --out-dir DIR [--shard K/N]
  *                          [request options: defaults for every job]
  *
- * Every file is written atomically (temporary file + rename). The demo model is
+ * Every file is written atomically (temporary file + rename; a FIFO or a
+ * character device such as /dev/stdout is written through, a directory or
+ * other non-file is refused). An option a command does not read is refused. The demo model is
  * untrained, and every output says so. Each command is in cli-<command>.c.
  */
 #include <stdio.h>
@@ -53,9 +55,11 @@ usage (FILE *f)
          "  --t N             timestep 0..999 (default 50)\n"
          "  --meng            Meng et al.'s convention: the UNet runs at t-1\n"
          "  --seed N          noise seed (default 0)\n"
-         "  --noise FILE[:T]  use the noise tensor T (default \"noise\") of a .safetensors\n"
-         "                    file, shape [1, 4, size/8, size/8], instead of the seed\n"
-         "  --size N          model input side, a multiple of 64 (default 512)\n"
+         "  --noise FILE[:T]  (features, render) use the noise tensor T (default \"noise\")\n"
+         "                    of a .safetensors file, shape [1, 4, size/8, size/8], instead\n"
+         "                    of the seed; NaN and infinities are refused\n"
+         "  --size N          model input side, a multiple of 64 in 64..1024 (default 512;\n"
+         "                    SD 2.x runs at 512 or 768; the cost grows with size^2)\n"
          "  --crop            keep the aspect: short side to size, centre crop\n"
          "                    (default: stretch to size x size, the paper's protocol)\n"
          "  --probe NAME      a probe, paper name (U-L1-R1-B0-Cross-Q) or long id; repeatable\n"

@@ -504,6 +504,10 @@ test_batch_errors (void)
     { "[{\"name\": \"job-1\", \"image\": \"a.png\", \"prompt\": \"p\", \"probes\": [\"UNet-Out\"]},"
       " {\"image\": \"a.png\", \"prompt\": \"p\", \"probes\": [\"UNet-Out\"]}]",
       "", 2, "job 1: \"name\": \"job-1\" is also job 0's name" },
+    /* issue #14: a newline would end up in file names and progress lines */
+    { "[{\"name\": \"a\\nb\", \"image\": \"a.png\", \"prompt\": \"p\", \"probes\": [\"UNet-Out\"]}]",
+      "", 2, "job 0 (\"a\\nb\"): \"name\" must be a file name (a non-empty string without '/' or "
+      "control characters" },
     { "[]", "--shard 1/x", 2, "--shard must be K/N" },
     { "[]", "--shard 2/2", 2, "--shard must be K/N with 0 <= K < N" },
     { "[]", "--image a.png", 2, "batch needs JOBS.json and --out-dir" },
@@ -520,6 +524,7 @@ test_batch_errors (void)
   EXPECT ("batch --demo --size 64 jobs/none.json --out-dir never", 1,
           "jobs/none.json: cannot open the jobs file");
   EXPECT ("batch --demo --size 64 jobs/jobs.json", 2, "--out-dir");
+  EXPECT ("batch --demo --size 64 jobs --out-dir never", 1, "jobs: is a directory, not a jobs file");
   DS_CHECK (!exists ("%s/%s", "never"), "nothing written");
 }
 

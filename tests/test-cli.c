@@ -8,6 +8,7 @@
 #include "ds-test-cli.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -442,6 +443,118 @@ test_pairs (void)
   EXPECT (args, 1, "missing.png");
 }
 
+
+/* A [1, 4, 8, 8] noise file (the demo's latent at --size 64), every value v
+ * except element 5, which is v5. */
+static void
+write_noise (const char *path, float v, float v5)
+{
+  DsTensor t = { 0 };
+  DsError err = { 0 };
+  DS_CHECK_OK (ds_tensor_alloc (&t, DS_DTYPE_F32, 4, (int64_t[]){ 1, 4, 8, 8 }, &err), &err);
+  float *x = ds_tensor_f32 (&t);
+  for (int i = 0; i < 256; i++)
+    x[i] = i == 5 ? v5 : v * ((float) ((i * 37) % 17 - 8) / 8.0f);
+  DsSafetensorsItem item = { "noise", &t };
+  DS_CHECK_OK (ds_safetensors_write (path, &item, 1, NULL, &err), &err);
+  ds_tensor_free (&t);
+}
+
+static bool
+same_file (const char *a, const char *b)
+{
+  FILE *fa = fopen (a, "rb"), *fb = fopen (b, "rb");
+  bool same = fa && fb;
+  while (same)
+    {
+      int ca = fgetc (fa), cb = fgetc (fb);
+      same = ca == cb;
+      if (ca == EOF)
+        break;
+    }
+  if (fa)
+    fclose (fa);
+  if (fb)
+    fclose (fb);
+  return same;
+}
+
+/* Issue #14: hostile or pointless input is refused with a clear message. */
+static void
+test_hardening (void)
+{
+  char args[2048], noise[512], path[512], dir[512];
+  struct stat sb;
+
+  /* --size: at most 1024, and the message says what size costs */
+  EXPECT ("probes --demo --size 2048", 2, "--size must be an integer in 64..1024");
+  DS_CHECK_CONTAINS (output, "size^2");
+
+  /* options a command would silently ignore are refused */
+  EXPECT ("info --demo --prompt cat", 2, "--prompt is not used by info");
+  EXPECT (FEATURES_DEMO "--probe UNet-Out --s 3 --out x", 2, "--s is not used by features");
+  EXPECT ("score --demo --image " DATA "/sd-input.png --caption a --noise n.safetensors", 2,
+          "--noise is not used by score");
+  EXPECT ("score --demo --image " DATA "/sd-input.png --caption a --t 10", 2,
+          "--t is not used by score");
+  EXPECT ("render --demo --size 64 --image " DATA "/sd-input.png --prompt p --probe UNet-Out "
+          "--trials 2 --out-dir x", 2, "--trials is used by render only with --words");
+  EXPECT ("batch --demo jobs.json --out-dir x --json", 2, "--json is not used by batch");
+
+  /* non-finite noise: named, nothing written */
+  snprintf (noise, sizeof noise, "%s/nan-noise.safetensors", tmpdir);
+  write_noise (noise, 1.0f, NAN);
+  snprintf (path, sizeof path, "%s/nan.safetensors", tmpdir);
+  snprintf (args, sizeof args, FEATURES_DEMO "--noise %s --probe UNet-Out --out %s", noise, path);
+  EXPECT (args, 1, "tensor 'noise' holds NaN at element 5");
+  DS_CHECK (stat (path, &sb) != 0, "nothing written for NaN noise");
+  /* finite noise so large that the features overflow: never written as a success */
+  snprintf (noise, sizeof noise, "%s/huge-noise.safetensors", tmpdir);
+  write_noise (noise, 3.4e38f, 3.4e38f);
+  snprintf (args, sizeof args, FEATURES_DEMO "--t 999 --noise %s --probe UNet-Out --out %s", noise,
+            path);
+  EXPECT (args, 1, "probe UNet-Out (uncond half) holds");
+  DS_CHECK (stat (path, &sb) != 0, "nothing written for non-finite features");
+
+  /* render honours --noise: other noise, other pictures; the same noise twice, the same */
+  snprintf (noise, sizeof noise, "%s/noise.safetensors", tmpdir);
+  write_noise (noise, 1.0f, 0.5f);
+  const char *runs[3][2] = { { "r-seed", "" }, { "r-noise", noise }, { "r-noise2", noise } };
+  for (int i = 0; i < 3; i++)
+    {
+      snprintf (args, sizeof args,
+                "render --demo --size 64 --image " DATA "/sd-input.png --prompt cube "
+                "--probe UNet-Out %s%s --out-dir %s/%s",
+                runs[i][1][0] ? "--noise " : "", runs[i][1], tmpdir, runs[i][0]);
+      EXPECT (args, 0, "wrote");
+    }
+  char a[600], b[600];
+  snprintf (a, sizeof a, "%s/r-seed/UNet-Out.pca-uncond.png", tmpdir);
+  snprintf (b, sizeof b, "%s/r-noise/UNet-Out.pca-uncond.png", tmpdir);
+  DS_CHECK (!same_file (a, b), "render --noise changes the pictures");
+  snprintf (a, sizeof a, "%s/r-noise2/UNet-Out.pca-uncond.png", tmpdir);
+  DS_CHECK (same_file (a, b), "render --noise is deterministic");
+
+  /* a failed render leaves no folder it made */
+  snprintf (dir, sizeof dir, "%s/never-made", tmpdir);
+  snprintf (args, sizeof args, "render --demo --size 64 --image /nonexistent.png --prompt p "
+            "--probe UNet-Out --out-dir %s", dir);
+  EXPECT (args, 1, "/nonexistent.png");
+  DS_CHECK (stat (dir, &sb) != 0, "no empty --out-dir left behind");
+
+  /* --pairs DIR: said to be a directory, not a JSON syntax error */
+  snprintf (args, sizeof args, "score --demo --size 64 --pairs %s", tmpdir);
+  EXPECT (args, 1, "is a directory; --pairs takes a JSON file");
+
+  /* features --out on a FIFO: refused (FILE.json would go beside it) */
+  snprintf (path, sizeof path, "%s/out.fifo", tmpdir);
+  DS_CHECK (mkfifo (path, 0600) == 0, "mkfifo");
+  snprintf (args, sizeof args, FEATURES_DEMO "--probe UNet-Out --out %s", path);
+  EXPECT (args, 1, "out.fifo: is a FIFO");
+  DS_CHECK (lstat (path, &sb) == 0 && S_ISFIFO (sb.st_mode), "the FIFO is left alone");
+  unlink (path);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -460,6 +573,7 @@ main (int argc, char **argv)
   test_against_diffusers ();
   test_render ();
   test_pairs ();
+  test_hardening ();
   char cmd[600];
   snprintf (cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system (cmd) != 0)

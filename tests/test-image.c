@@ -210,9 +210,11 @@ test_decode_paths (void)
   static const char *const pngs[] = {
     "rgb", "rgba", "rgb_trns", "palette_trns", "palette4", "grey", "grey_alpha",
     "grey2", "grey16", "rgb16", "rgba16", "interlaced", "interlaced_palette",
+    /* issue #14 (gen_image_fixtures.py more_decode_fixtures) */
+    "grey_alpha16", "interlaced16", "grey1",
   };
   static const char *const jpegs[] = {
-    "jpeg420", "jpeg422", "jpeg444", "progressive", "greyjpeg", "cmyk",
+    "jpeg420", "jpeg422", "jpeg444", "progressive", "greyjpeg", "cmyk", "cmyk_progressive",
   };
   for (size_t i = 0; i < sizeof pngs / sizeof pngs[0]; i++)
     check_decodes_like_pillow (pngs[i], "png", 0);
@@ -445,6 +447,21 @@ test_too_large (void)
       check_decode_fails (jpg, jsize, "huge.jpg", DS_ERR_UNSUPPORTED, "20000×20000");
     }
   free (jpg);
+
+  /* A file over DS_IMAGE_MAX_FILE_BYTES (sparse: no disk used) is refused
+   * before it is read into memory. */
+  snprintf (path, sizeof path, "%s/huge-file.png", tmpdir);
+  FILE *f = fopen (path, "wb");
+  DS_CHECK (f != NULL, "cannot create %s", path);
+  if (f)
+    {
+      fwrite (buf, 1, len, f);
+      DS_CHECK (ftruncate (fileno (f), DS_IMAGE_MAX_FILE_BYTES + 1) == 0, "ftruncate: %s",
+                strerror (errno));
+      fclose (f);
+      check_load_fails (path, DS_ERR_UNSUPPORTED, "images over 1024 MB are not read");
+      unlink (path);
+    }
 }
 
 /* ---- resizing ---------------------------------------------------------------- */

@@ -794,6 +794,41 @@ test_folder_errors (void)
   put_text (r, "tokenizer/tokenizer_config.json", "not json");
   expect_open_fail (r, DS_ERR_FORMAT, "tokenizer_config.json", "not valid JSON");
 
+  /* issue #14: parts that exist but are not files say what they are, not "not
+   * found"; unsupported pipeline families are refused up front */
+  r = fresh_copy ("dir-config");
+  rm_rel (r, "unet/config.json");
+  snprintf (buf, sizeof buf, "%s/unet/config.json", r);
+  mkdir (buf, 0700);
+  expect_open_fail (r, DS_ERR_IO, "dir-config/unet/config.json", "is a directory");
+  r = fresh_copy ("fifo-vocab");
+  rm_rel (r, "tokenizer/vocab.json");
+  snprintf (buf, sizeof buf, "%s/tokenizer/vocab.json", r);
+  DS_CHECK (mkfifo (buf, 0600) == 0, "mkfifo %s: %s", buf, strerror (errno));
+  expect_open_fail (r, DS_ERR_IO, "tokenizer/vocab.json: is not a regular file", "a FIFO");
+  r = fresh_copy ("zero-config");
+  rm_rel (r, "vae/config.json");
+  snprintf (buf, sizeof buf, "%s/vae/config.json", r);
+  DS_CHECK (symlink ("/dev/zero", buf) == 0, "symlink %s: %s", buf, strerror (errno));
+  expect_open_fail (r, DS_ERR_IO, "vae/config.json: is not a regular file",
+                    "a character device");
+  r = fresh_copy ("dir-weights");
+  rm_rel (r, "unet/diffusion_pytorch_model.safetensors");
+  snprintf (buf, sizeof buf, "%s/unet/diffusion_pytorch_model.safetensors", r);
+  mkdir (buf, 0700);
+  expect_open_fail (r, DS_ERR_IO, "unet/diffusion_pytorch_model.safetensors", "is a directory");
+  r = fresh_copy ("empty-index");
+  put_text (r, "model_index.json", "{}");
+  expect_open_fail (r, DS_ERR_UNSUPPORTED, "empty-index/model_index.json: no \"_class_name\"",
+                    "StableDiffusionPipeline");
+  r = fresh_copy ("sdxl");
+  put_text (r, "model_index.json", "{\"_class_name\": \"StableDiffusionXLPipeline\"}");
+  expect_open_fail (r, DS_ERR_UNSUPPORTED, "\"StableDiffusionXLPipeline\", which this engine "
+                    "does not run", "supported: StableDiffusionPipeline");
+  r = fresh_copy ("num-index");
+  put_text (r, "model_index.json", "{\"_class_name\": 2}");
+  expect_open_fail (r, DS_ERR_FORMAT, "'_class_name' is an integer", NULL);
+
   /* a root too long for the fixed-size buffers */
   char *longroot = malloc (DS_PATH_MAX + 16);
   memset (longroot, 'a', DS_PATH_MAX + 15);

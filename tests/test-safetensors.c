@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ds-safetensors.h"
@@ -245,7 +247,7 @@ test_hostile_files (void)
 
   /* not openable */
   expect_fail (scratch_path ("does-not-exist.safetensors"), DS_ERR_IO, "cannot open", NULL);
-  expect_fail (scratch, DS_ERR_IO, "not a regular file", NULL);
+  expect_fail (scratch, DS_ERR_IO, "is a directory, not a safetensors file", NULL);
 }
 
 static void
@@ -640,6 +642,165 @@ test_python_fixture (void)
   ds_safetensors_close (st);
 }
 
+
+/* Issue #14: duplicate names, an entry count far beyond any model, integer or
+ * non-finite values where real numbers are expected. */
+static void
+test_hardening (void)
+{
+  /* jansson keeps the last of two equal keys: the first tensor would vanish */
+  expect_fail (write_st ("dup.safetensors",
+                         "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                         "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+                         NULL, 8),
+               DS_ERR_FORMAT, "\"w\"", "twice");
+
+  /* 100001 empty tensors: refused before the JSON is parsed */
+  size_t cap = (DS_SAFETENSORS_MAX_TENSORS + 1) * 64 + 16, len = 0;
+  char *json = malloc (cap);
+  json[len++] = '{';
+  for (int i = 0; i <= DS_SAFETENSORS_MAX_TENSORS; i++)
+    len += (size_t) snprintf (json + len, cap - len,
+                              "%s\"t%d\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}",
+                              i ? "," : "", i);
+  json[len++] = '}';
+  json[len] = '\0';
+  expect_fail (write_st ("many.safetensors", json, NULL, 0), DS_ERR_UNSUPPORTED, "100001 tensors",
+               "limit is 100000");
+  free (json);
+
+  /* load_float: I32 named with its dtype; NaN and Inf named with the element */
+  const int32_t ints[2] = { 1, 2 };
+  const float bad[3] = { 1.0f, NAN, 2.0f }, inf[2] = { 0.0f, -INFINITY };
+  uint8_t data[28];
+  memcpy (data, ints, 8);
+  memcpy (data + 8, bad, 12);
+  memcpy (data + 20, inf, 8);
+  char *path = write_st ("kinds.safetensors",
+                         "{\"i\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                         "\"n\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[8,20]},"
+                         "\"f\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[20,28]}}",
+                         data, sizeof data);
+  DsSafetensors *st = NULL;
+  DsError err = { 0 };
+  DS_CHECK_OK (ds_safetensors_open (path, &st, &err), &err);
+  if (!st)
+    return;
+  DsTensor t = { 0 };
+  DS_CHECK_STATUS (ds_safetensors_load_float (st, "i", 1, (int64_t[]){ 2 }, &t, &err),
+                   DS_ERR_FORMAT, &err);
+  DS_CHECK_CONTAINS (err.message, "tensor 'i' is stored as I32");
+  DS_CHECK (t.data == NULL, "nothing loaded");
+  ds_error_clear (&err);
+  DS_CHECK_STATUS (ds_safetensors_load_float (st, "n", 0, NULL, &t, &err), DS_ERR_FORMAT, &err);
+  DS_CHECK_CONTAINS (err.message, "tensor 'n' holds NaN at element 1");
+  DS_CHECK (t.data == NULL, "nothing loaded");
+  ds_error_clear (&err);
+  DS_CHECK_STATUS (ds_safetensors_load_float (st, "f", 0, NULL, &t, &err), DS_ERR_FORMAT, &err);
+  DS_CHECK_CONTAINS (err.message, "tensor 'f' holds -Inf at element 1");
+  ds_error_clear (&err);
+  DS_CHECK_STATUS (ds_safetensors_load_float (st, "missing", 0, NULL, &t, &err),
+                   DS_ERR_NOT_FOUND, &err);
+  ds_error_clear (&err);
+  /* the raw loader still converts integers (for reference data) */
+  DS_CHECK_OK (ds_safetensors_load_f32 (st, "i", 0, NULL, &t, &err), &err);
+  ds_tensor_free (&t);
+  ds_safetensors_close (st);
+}
+
+/* A tiny file written through ds_safetensors_write (ds-atomic) to `path`. */
+static DsStatus
+write_small (const char *path, DsError *err)
+{
+  float v[2] = { 1.0f, 2.0f };
+  DsTensor t = { .dtype = DS_DTYPE_F32, .device = DS_DEVICE_CPU, .ndim = 1,
+                 .shape = { 2, 1, 1, 1 }, .data = v };
+  DsSafetensorsItem item = { "x", &t };
+  return ds_safetensors_write (path, &item, 1, NULL, err);
+}
+
+/* Issue #14: the atomic writer never replaces what is not a regular file. */
+static void
+test_atomic_targets (void)
+{
+  DsError err = { 0 };
+  struct stat sb;
+
+  /* a directory: refused, named */
+  char *dir = scratch_path ("a-dir");
+  mkdir (dir, 0755);
+  DS_CHECK_STATUS (write_small (dir, &err), DS_ERR_IO, &err);
+  DS_CHECK_CONTAINS (err.message, "a-dir: is a directory");
+  DS_CHECK (stat (dir, &sb) == 0 && S_ISDIR (sb.st_mode), "the directory is still there");
+  rmdir (dir);
+  ds_error_clear (&err);
+
+  /* a symbolic link to a regular file: the file is replaced, the link stays */
+  char *target = scratch_path ("target.safetensors"), *link = scratch_path ("link.safetensors");
+  FILE *f = fopen (target, "w");
+  fputs ("old", f);
+  fclose (f);
+  DS_CHECK (symlink ("target.safetensors", link) == 0, "symlink: %s", strerror (errno));
+  DS_CHECK_OK (write_small (link, &err), &err);
+  DS_CHECK (lstat (link, &sb) == 0 && S_ISLNK (sb.st_mode), "the link is still a link");
+  DS_CHECK (stat (target, &sb) == 0 && S_ISREG (sb.st_mode) && sb.st_size > 3,
+            "the target has the new contents");
+  unlink (link);
+  unlink (target);
+  /* a dangling one: its target is created */
+  DS_CHECK (symlink ("made.safetensors", link) == 0, "symlink: %s", strerror (errno));
+  DS_CHECK_OK (write_small (link, &err), &err);
+  DS_CHECK (lstat (link, &sb) == 0 && S_ISLNK (sb.st_mode), "the dangling link stays a link");
+  DS_CHECK (stat (scratch_path ("made.safetensors"), &sb) == 0 && S_ISREG (sb.st_mode),
+            "the link's target was created");
+  unlink (link);
+  unlink (scratch_path ("made.safetensors"));
+
+  /* a FIFO: written through to its reader, still a FIFO afterwards */
+  char *fifo = scratch_path ("out.fifo");
+  DS_CHECK (mkfifo (fifo, 0600) == 0, "mkfifo: %s", strerror (errno));
+  pid_t pid = fork ();
+  if (pid == 0)
+    {
+      /* the reader: exits 0 when it read a whole safetensors file; gives up
+       * when no writer comes */
+      alarm (30);
+      FILE *r = fopen (fifo, "rb");
+      uint8_t buf[4096];
+      size_t n = r ? fread (buf, 1, sizeof buf, r) : 0;
+      _exit (n > 8 && buf[8] == '{' && n == 8 + (size_t) buf[0] + 8 ? 0 : 1);
+    }
+  DS_CHECK_OK (write_small (fifo, &err), &err);
+  int status = 0;
+  waitpid (pid, &status, 0);
+  DS_CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0, "the FIFO's reader got the file");
+  DS_CHECK (lstat (fifo, &sb) == 0 && S_ISFIFO (sb.st_mode), "the FIFO is still a FIFO");
+  unlink (fifo);
+  ds_error_clear (&err);
+
+  /* a character device like /dev/full (1, 7), made here where root may: the
+   * write fails with ENOSPC and the node stays a device */
+  char *full = scratch_path ("full");
+  if (mknod (full, S_IFCHR | 0666, makedev (1, 7)) == 0)
+    {
+      DS_CHECK_STATUS (write_small (full, &err), DS_ERR_IO, &err);
+      DS_CHECK_CONTAINS (err.message, strerror (ENOSPC));
+      DS_CHECK (lstat (full, &sb) == 0 && S_ISCHR (sb.st_mode), "still a character device");
+      unlink (full);
+      ds_error_clear (&err);
+    }
+  else
+    printf ("cannot mknod a character device here (%s): that case not run\n", strerror (errno));
+
+  /* nothing left behind: no temporary files */
+  DIR *d = opendir (scratch);
+  struct dirent *de;
+  while (d && (de = readdir (d)))
+    DS_CHECK (!strstr (de->d_name, ".tmp-"), "temporary file left: %s", de->d_name);
+  if (d)
+    closedir (d);
+}
+
 static void
 remove_scratch (void)
 {
@@ -669,6 +830,8 @@ main (void)
   test_dtype_decoding ();
   test_round_trip ();
   test_python_fixture ();
+  test_hardening ();
+  test_atomic_targets ();
   remove_scratch ();
   return ds_test_finish ();
 }

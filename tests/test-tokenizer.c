@@ -404,6 +404,23 @@ test_errors (void)
 
   expect_open_error (vocab, merges, "<pad>", DS_ERR_FORMAT, "<pad>", "vocab");
 
+  /* issue #14: a NUL byte in merges.txt, named by line; devices and folders
+   * said to be what they are */
+  char nul_path[160];
+  snprintf (nul_path, sizeof nul_path, "%s/nul.txt", tmpdir);
+  FILE *f = fopen (nul_path, "wb");
+  static const char nul_text[] = "#version: 0.2\na a\na\0b a\n";
+  if (f)
+    {
+      fwrite (nul_text, 1, sizeof nul_text - 1, f);
+      fclose (f);
+    }
+  expect_open_error (vocab, nul_path, "!", DS_ERR_FORMAT, nul_path, "line 3: contains a NUL byte");
+  unlink (nul_path);
+  expect_open_error ("/dev/zero", merges, "!", DS_ERR_IO, "/dev/zero: is a character device",
+                     NULL);
+  expect_open_error (vocab, tmpdir, "!", DS_ERR_IO, "is a directory", NULL);
+
   DsTokens t;
   DsError err = { 0 };
   DsStatus st = ds_tokenizer_encode (tok_sd2, "caf\xc3\xa9 \xe2\x82 cat", &t, &err);

@@ -497,6 +497,13 @@ ds_image_load (const char *path, DsImage *out, DsError *err)
                            S_ISDIR (st.st_mode) ? "it is a directory"
                                                 : "not a regular file");
     }
+  if ((long long) st.st_size > DS_IMAGE_MAX_FILE_BYTES)
+    {
+      close (fd);
+      return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                           "%s: the file is %lld bytes; images over %lld MB are not read", path,
+                           (long long) st.st_size, DS_IMAGE_MAX_FILE_BYTES >> 20);
+    }
   size_t size = (size_t) st.st_size;
   uint8_t *data = malloc (size ? size : 1);
   if (!data)

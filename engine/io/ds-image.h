@@ -4,7 +4,9 @@
  * dropped, as PIL's convert("RGB") does) and JPEG (libjpeg; grey and CMYK
  * converted) to 8-bit RGB. The format is detected from the file's magic bytes,
  * not its name. Images larger than DS_IMAGE_MAX_PIXELS are refused with a
- * message giving their size; truncated or corrupt files and non-images get a
+ * message giving their size, from the PNG or JPEG header, before the pixels
+ * are allocated (files over DS_IMAGE_MAX_FILE_BYTES before they are read);
+ * truncated or corrupt files and non-images get a
  * DsError naming the file.
  *
  * Preprocessing (the paper's protocol, docs/models.md §2.4 and §3.4): resize with
@@ -23,6 +25,9 @@ extern "C" {
 #endif
 
 #define DS_IMAGE_MAX_PIXELS (100LL * 1000 * 1000) /* 100 megapixels */
+/* Files larger than this are refused before they are read into memory: a
+ * 100-megapixel 16-bit RGBA PNG stored without compression is 800 MB. */
+#define DS_IMAGE_MAX_FILE_BYTES (1LL << 30)
 
 typedef struct {
   int width, height;

@@ -14,6 +14,7 @@
  * loaders read them. Pickle weights (.bin, .ckpt, .pt) are never opened.
  */
 #include "ds-model-dir.h"
+#include "ds-atomic.h"
 #include "ds-json.h"
 
 #include <assert.h>
@@ -753,11 +754,36 @@ join_path (char *buf, const char *root, const char *rel, DsError *err)
   return DS_OK;
 }
 
-static bool
-is_file (const char *path)
+/* *found: whether path exists (links followed). When it exists but is not a
+ * regular file (a directory, a FIFO, /dev/zero) it is an error saying what it
+ * is, rather than "not found" or a read that never ends. */
+static DsStatus
+probe_file (const char *path, bool *found, DsError *err)
 {
   struct stat sb;
-  return stat (path, &sb) == 0 && S_ISREG (sb.st_mode);
+  *found = false;
+  if (stat (path, &sb) != 0)
+    return errno == ENOENT || errno == ENOTDIR
+             ? DS_OK
+             : ds_error_set (err, DS_ERR_IO, "%s: cannot read: %s", path, strerror (errno));
+  if (S_ISDIR (sb.st_mode))
+    return ds_error_set (err, DS_ERR_IO, "%s: is a directory, expected a file", path);
+  if (!S_ISREG (sb.st_mode))
+    return ds_error_set (err, DS_ERR_IO, "%s: is not a regular file (it is %s)", path,
+                         ds_file_kind (sb.st_mode));
+  *found = true;
+  return DS_OK;
+}
+
+/* DS_OK for a regular file; "not found" (plus hint) when absent. */
+static DsStatus
+need_file (const char *path, const char *hint, DsError *err)
+{
+  bool found;
+  DsStatus s = probe_file (path, &found, err);
+  if (s == DS_OK && !found)
+    s = ds_error_set (err, DS_ERR_NOT_FOUND, "%s: not found%s", path, hint);
+  return s;
 }
 
 /* Reads a whole (small) text file. transfer full: *out must be free()d. */
@@ -827,8 +853,8 @@ load_config (const char *root, const char *rel, ConfigParser parse, void *out, D
   DsStatus s = join_path (path, root, rel, err);
   if (s != DS_OK)
     return s;
-  if (!is_file (path))
-    return ds_error_set (err, DS_ERR_NOT_FOUND, "%s: not found", path);
+  if ((s = need_file (path, "", err)) != DS_OK)
+    return s;
   char *text;
   if ((s = read_text (path, &text, err)) != DS_OK)
     return s;
@@ -895,22 +921,24 @@ find_weights (const char *root, const char *sub, const char *stem, char *out, Ds
 {
   char rel[256], dir[DS_PATH_MAX];
   DsStatus s;
+  bool found;
   snprintf (rel, sizeof rel, "%s/%s.safetensors", sub, stem);
-  if ((s = join_path (out, root, rel, err)) != DS_OK)
+  if ((s = join_path (out, root, rel, err)) != DS_OK || (s = probe_file (out, &found, err)))
     return s;
-  if (is_file (out))
+  if (found)
     return DS_OK;
   snprintf (rel, sizeof rel, "%s/%s.fp16.safetensors", sub, stem);
-  if ((s = join_path (out, root, rel, err)) != DS_OK)
+  if ((s = join_path (out, root, rel, err)) != DS_OK || (s = probe_file (out, &found, err)))
     return s;
-  if (is_file (out))
+  if (found)
     return DS_OK;
 
   if ((s = join_path (dir, root, sub, err)) != DS_OK)
     return s;
   char index[DS_PATH_MAX];
   snprintf (rel, sizeof rel, "%s/%s.safetensors.index.json", sub, stem);
-  if (join_path (index, root, rel, NULL) == DS_OK && is_file (index))
+  if (join_path (index, root, rel, NULL) == DS_OK && probe_file (index, &found, NULL) == DS_OK
+      && found)
     return ds_error_set (err, DS_ERR_UNSUPPORTED,
                          "%s: sharded weights are not supported; save the %s weights "
                          "as one %s.safetensors",
@@ -935,10 +963,12 @@ static DsStatus
 read_pad_token (const char *path, char *out, size_t size, bool *found, DsError *err)
 {
   *found = false;
-  if (!is_file (path))
-    return DS_OK;
+  bool exists;
+  DsStatus s = probe_file (path, &exists, err);
+  if (s != DS_OK || !exists)
+    return s;
   char *text;
-  DsStatus s = read_text (path, &text, err);
+  s = read_text (path, &text, err);
   if (s != DS_OK)
     return s;
   Cfg c;
@@ -982,6 +1012,36 @@ out:
   return s;
 }
 
+/* The pipeline families whose folders this engine runs: the same UNet, VAE,
+ * CLIP text encoder and scheduler layout (SD 1.x and 2.x; img2img folders hold
+ * the same parts). Anything else (SDXL's two text encoders, SD 3's MMDiT, ...)
+ * is refused here, before half of it is loaded. */
+static const char *const supported_pipelines[] = {
+  "StableDiffusionPipeline",
+  "StableDiffusionImg2ImgPipeline",
+};
+#define SUPPORTED_LIST "StableDiffusionPipeline (SD 1.x and 2.x) or StableDiffusionImg2ImgPipeline"
+
+static DsStatus
+check_pipeline_class (Cfg *index)
+{
+  json_t *v = json_object_get (index->root, "_class_name");
+  if (!v)
+    return ds_error_set (index->err, DS_ERR_UNSUPPORTED,
+                         "%s: no \"_class_name\"; expected a diffusers pipeline folder of a "
+                         "supported family: " SUPPORTED_LIST,
+                         index->path);
+  if (!json_is_string (v))
+    return type_error (index, "_class_name", v, "a string");
+  for (size_t i = 0; i < sizeof supported_pipelines / sizeof supported_pipelines[0]; i++)
+    if (strcmp (json_string_value (v), supported_pipelines[i]) == 0)
+      return DS_OK;
+  return ds_error_set (index->err, DS_ERR_UNSUPPORTED,
+                       "%s: \"_class_name\" is \"%.80s\", which this engine does not run; "
+                       "supported: " SUPPORTED_LIST,
+                       index->path, json_string_value (v));
+}
+
 DsStatus
 ds_model_dir_open (const char *root, DsModelDir *out, DsError *err)
 {
@@ -1002,9 +1062,8 @@ ds_model_dir_open (const char *root, DsModelDir *out, DsError *err)
 
   if ((s = join_path (path, r, "model_index.json", err)) != DS_OK)
     return s;
-  if (!is_file (path))
-    return ds_error_set (err, DS_ERR_NOT_FOUND,
-                         "%s: not found — is this a diffusers Stable Diffusion folder?", path);
+  if ((s = need_file (path, " — is this a diffusers Stable Diffusion folder?", err)) != DS_OK)
+    return s;
   char *text;
   if ((s = read_text (path, &text, err)) != DS_OK)
     return s;
@@ -1013,7 +1072,10 @@ ds_model_dir_open (const char *root, DsModelDir *out, DsError *err)
   free (text);
   if (s != DS_OK)
     return s;
+  s = check_pipeline_class (&index);
   json_decref (index.root);
+  if (s != DS_OK)
+    return s;
 
   if ((s = load_config (r, "unet/config.json", unet_parser, &out->unet, err)) != DS_OK
       || (s = find_weights (r, "unet", "diffusion_pytorch_model", out->unet_weights, err)) != DS_OK
@@ -1029,10 +1091,9 @@ ds_model_dir_open (const char *root, DsModelDir *out, DsError *err)
   if ((s = join_path (out->vocab_path, r, "tokenizer/vocab.json", err)) != DS_OK
       || (s = join_path (out->merges_path, r, "tokenizer/merges.txt", err)) != DS_OK)
     return s;
-  if (!is_file (out->vocab_path))
-    return ds_error_set (err, DS_ERR_NOT_FOUND, "%s: not found", out->vocab_path);
-  if (!is_file (out->merges_path))
-    return ds_error_set (err, DS_ERR_NOT_FOUND, "%s: not found", out->merges_path);
+  if ((s = need_file (out->vocab_path, "", err)) != DS_OK
+      || (s = need_file (out->merges_path, "", err)) != DS_OK)
+    return s;
 
   /* transformers lets special_tokens_map.json override tokenizer_config.json;
    * SD 2.x folders pad with "!", SD 1.x with <|endoftext|> (the default). */

@@ -21,6 +21,8 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +220,37 @@ parse_metadata (DsSafetensors *st, json_t *v, DsError *err)
   return DS_OK;
 }
 
+/* The members of the top-level JSON object in text (the tensors plus
+ * "__metadata__"): its colons outside strings at nesting depth 1. A rough
+ * count for malformed text, which jansson rejects afterwards. */
+static uint64_t
+count_members (const char *text, size_t n)
+{
+  uint64_t count = 0;
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < n; i++)
+    {
+      char c = text[i];
+      if (in_string)
+        {
+          if (c == '\\')
+            i++;
+          else if (c == '"')
+            in_string = false;
+        }
+      else if (c == '"')
+        in_string = true;
+      else if (c == '{' || c == '[')
+        depth++;
+      else if (c == '}' || c == ']')
+        depth--;
+      else if (c == ':' && depth == 1)
+        count++;
+    }
+  return count;
+}
+
 /* Everything after the mapping: header JSON, entries, order checks. */
 static DsStatus
 parse_header (DsSafetensors *st, DsError *err)
@@ -249,8 +282,26 @@ parse_header (DsSafetensors *st, DsError *err)
   st->data = st->map + 8 + n;
   st->data_size = st->map_size - 8 - (size_t)n;
 
+  /* Counted before jansson builds the tree: a header of a million empty
+   * entries fits in the byte limit but costs seconds and a gigabyte. */
+  uint64_t members = count_members ((const char *)st->map + 8, (size_t)n);
+  if (members > DS_SAFETENSORS_MAX_TENSORS)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                         "%s: header lists %llu tensors; the limit is %d (a Stable Diffusion "
+                         "checkpoint has about 700 per file)",
+                         path, (unsigned long long)members, DS_SAFETENSORS_MAX_TENSORS);
+
   json_error_t jerr;
-  json_t *root = json_loadb ((const char *)st->map + 8, (size_t)n, 0, &jerr);
+  json_t *root = json_loadb ((const char *)st->map + 8, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
+  if (!root && json_error_code (&jerr) == json_error_duplicate_key)
+    {
+      /* jansson's text is "duplicate object key near '\"name\"'" */
+      const char *near = strstr (jerr.text, "near ");
+      return ds_error_set (err, DS_ERR_FORMAT,
+                           "%s: the header has the key %s twice (line %d, column %d); tensor "
+                           "names must be unique",
+                           path, near ? near + 5 : "?", jerr.line, jerr.column);
+    }
   if (!root)
     return ds_error_set (err, DS_ERR_FORMAT,
                          "%s: header is not valid JSON: %s (line %d, column %d)", path, jerr.text,
@@ -384,7 +435,8 @@ ds_safetensors_open (const char *path, DsSafetensors **out, DsError *err)
     {
       close (fd);
       ds_safetensors_close (st);
-      return ds_error_set (err, DS_ERR_IO, "%s: not a regular file", path);
+      return ds_error_set (err, DS_ERR_IO, "%s: is %s, not a safetensors file", path,
+                           ds_file_kind (sb.st_mode));
     }
   st->map_size = (size_t)sb.st_size;
   if (st->map_size > 0)
@@ -512,6 +564,37 @@ ds_safetensors_load_f32 (const DsSafetensors *st, const char *name, int ndim,
         ds_error_prefix (err, s, "%s: tensor '%s'", st->path, name);
     }
   return s;
+}
+
+DsStatus
+ds_safetensors_load_float (const DsSafetensors *st, const char *name, int ndim,
+                           const int64_t *expected_shape, DsTensor *out, DsError *err)
+{
+  assert (st && name && out);
+  memset (out, 0, sizeof *out);
+  const DsSafetensorsEntry *e = ds_safetensors_find (st, name);
+  if (e && e->dtype != DS_DTYPE_F32 && e->dtype != DS_DTYPE_F16 && e->dtype != DS_DTYPE_BF16)
+    return ds_error_set (err, DS_ERR_FORMAT,
+                         "%s: tensor '%s' is stored as %s; expected real numbers (F32, F16 "
+                         "or BF16)",
+                         st->path, name, st_dtype_names[e->dtype]);
+  DsStatus s = ds_safetensors_load_f32 (st, name, ndim, expected_shape, out, err);
+  if (s != DS_OK)
+    return s;
+  const float *x = ds_tensor_f32 (out);
+  const int64_t numel = ds_tensor_numel (out);
+  for (int64_t i = 0; i < numel; i++)
+    if (!isfinite (x[i]))
+      {
+        float v = x[i];
+        ds_tensor_free (out);
+        return ds_error_set (err, DS_ERR_FORMAT,
+                             "%s: tensor '%s' holds %s at element %lld; every value must be "
+                             "finite",
+                             st->path, name, isnan (v) ? "NaN" : v > 0 ? "+Inf" : "-Inf",
+                             (long long)i);
+      }
+  return DS_OK;
 }
 
 /* ------------------------------------------------------------------------ */

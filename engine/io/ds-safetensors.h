@@ -5,7 +5,8 @@
  * (at least 2, at most 100 MB, inside the file), a JSON object, every entry with a
  * known dtype, a shape of at most DS_MAX_DIMS non-negative dims, data_offsets
  * inside the data section, byte count = numel x dtype size, no two tensors
- * overlapping. "__metadata__" must map strings to strings. Each failure is a
+ * overlapping, no name given twice, at most DS_SAFETENSORS_MAX_TENSORS entries.
+ * "__metadata__" must map strings to strings. Each failure is a
  * DsError naming the file and tensor. Pickle files are never read.
  *
  * Usage:
@@ -25,6 +26,11 @@ extern "C" {
 #endif
 
 #define DS_SAFETENSORS_MAX_HEADER (100u * 1000u * 1000u)
+/* Tensors in one file at most, counted before the header is parsed. The
+ * largest Stable Diffusion 2.x checkpoint holds about 700 per file and large
+ * language models a few thousand; 100k leaves room and keeps a hostile header
+ * (a million empty entries fit in 100 MB) from costing seconds and gigabytes. */
+#define DS_SAFETENSORS_MAX_TENSORS 100000
 
 typedef struct DsSafetensors DsSafetensors;
 
@@ -57,6 +63,14 @@ const char *ds_safetensors_metadata (const DsSafetensors *st, const char *key);
 DsStatus ds_safetensors_load_f32 (const DsSafetensors *st, const char *name, int ndim,
                                   const int64_t *expected_shape, DsTensor *out,
                                   DsError *err);
+
+/* As ds_safetensors_load_f32 for tensors that must hold real numbers (weights,
+ * noise): an integer dtype (I32, I64) is DS_ERR_FORMAT naming the tensor and
+ * its dtype, and so is a NaN or infinity, naming the tensor and the first such
+ * element. */
+DsStatus ds_safetensors_load_float (const DsSafetensors *st, const char *name, int ndim,
+                                    const int64_t *expected_shape, DsTensor *out,
+                                    DsError *err);
 
 /* Writing, for the CLI's outputs and tests. Entries are written in the given
  * order; metadata is optional (NULL-terminated key, value pairs). The file is

@@ -28,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "ds-atomic.h" /* ds_file_kind */
 #include "ds-unicode.h"
 
 #define VOCAB_MAX_BYTES (64u << 20)
@@ -85,6 +87,11 @@ struct DsTokenizer {
 static DsStatus
 read_file (const char *path, size_t max_bytes, char **out, size_t *out_len, DsError *err)
 {
+  /* a directory, a FIFO or /dev/zero: say so rather than block or read to the cap */
+  struct stat sb;
+  if (stat (path, &sb) == 0 && !S_ISREG (sb.st_mode))
+    return ds_error_set (err, DS_ERR_IO, "%s: is %s, expected a file", path,
+                         ds_file_kind (sb.st_mode));
   FILE *f = fopen (path, "rb");
   if (!f)
     return ds_error_set (err, DS_ERR_IO, "%s: cannot open: %s", path, strerror (errno));
@@ -391,6 +398,19 @@ load_merges (DsTokenizer *tok, const char *path, DsError *err)
     }
   for (size_t i = 0; i <= tok->merge_mask; i++)
     tok->merge_slots[i].rank = NO_RANK;
+
+  /* A NUL would cut a symbol short in the interned strings: refuse the file. */
+  const char *nul = memchr (text, '\0', len);
+  if (nul)
+    {
+      long at = 1;
+      for (const char *c = text; c < nul; c++)
+        at += *c == '\n';
+      free (text);
+      free (concat);
+      return ds_error_set (err, DS_ERR_FORMAT, "%s: line %ld: contains a NUL byte; not a "
+                           "merges.txt", path, at);
+    }
 
   /* Like transformers, ignore whitespace around the whole file. */
   size_t pos = 0;

@@ -262,6 +262,44 @@ RESIZE_CASES = [
 ]
 
 
+def more_decode_fixtures():
+    """Issue #14's decoding cases beyond decode_fixtures(), with their own
+    random state so that the older fixtures stay byte for byte:
+    grey_alpha16 (16-bit grey + alpha, which Pillow opens as RGBA taking the
+    high byte), interlaced16 (Adam7 16-bit RGB), grey1 (1-bit grey) and
+    cmyk_progressive (a progressive Adobe CMYK JPEG)."""
+    src = pattern(W, H)
+    rng = np.random.RandomState(4321)
+    grey = np.array(Image.fromarray(src).convert("L"))
+    g16 = np.minimum(grey.astype(np.uint32) * 257 + rng.randint(0, 257, size=grey.shape), 65535)
+    a16 = rng.randint(0, 65536, size=grey.shape).astype(np.uint32)
+    path = os.path.join(ROOT, "grey_alpha16.png")
+    write_png(path, np.stack([g16, a16], axis=2), 4, 16)
+    save_expected("grey_alpha16", pillow_rgb(path))
+    assert (pillow_rgb(path)[:, :, 0] == (g16 >> 8)).all()
+
+    wide = np.minimum(src.astype(np.uint32) * 257 + rng.randint(0, 257, size=src.shape), 65535)
+    path = os.path.join(ROOT, "interlaced16.png")
+    write_png(path, wide, 2, 16, interlace=True)
+    save_expected("interlaced16", pillow_rgb(path))
+    assert (pillow_rgb(path) == (wide >> 8)).all()
+
+    g1 = (grey >> 7).reshape(H, W, 1)
+    path = os.path.join(ROOT, "grey1.png")
+    write_png(path, g1, 0, 1)
+    save_expected("grey1", pillow_rgb(path))
+    assert (pillow_rgb(path)[:, :, 0] == g1[:, :, 0] * 255).all()
+
+    k = ((np.arange(W)[None, :] * 3 + np.arange(H)[:, None] * 11) % 256).astype(np.uint8)
+    cmyk = np.concatenate([255 - src, k[:, :, None]], axis=2)
+    path = os.path.join(ROOT, "cmyk_progressive.jpg")
+    Image.frombytes("CMYK", (W, H), cmyk.tobytes()).save(path, "JPEG", quality=85,
+                                                          progressive=True)
+    save_expected("cmyk_progressive", pillow_rgb(path))
+    with Image.open(path) as c:
+        assert c.mode == "CMYK" and c.info.get("progressive")
+
+
 def resize_fixtures():
     d = os.path.join(ROOT, "resize")
     os.makedirs(d, exist_ok=True)
@@ -312,6 +350,7 @@ def model_input_fixtures():
 def main():
     os.makedirs(ROOT, exist_ok=True)
     decode_fixtures()
+    more_decode_fixtures()
     resize_fixtures()
     model_input_fixtures()
 
