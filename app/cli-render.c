@@ -7,8 +7,9 @@
  *   <probe>.delta-heat.png   |Δcond| (L2 over channels), colormapped
  *   <probe>.pair-s<S>-a.png, -b.png  with two --image: one PCA fitted on both
  * With --words, per word of the prompt, word-<k>-<word>.png: the mean cross-
- * attention over heads and the layers at --heat-res (default size/32: SD
- * 2.1-base's five 16×16 layers), overlaid on the image; with --timesteps and
+ * attention over heads and the layers at --heat-res (default: those at a
+ * quarter of the latent side, SD 2.1-base's five 16×16 layers at 512),
+ * overlaid on the image; with --timesteps and
  * --trials averaged over that ensemble (e.g. 189,389,589,789,989 × 4 noise
  * draws: seeds seed..seed+trials-1), and with --daam DAAM's aggregation of
  * every down/up layer at the latent size instead. With --cka, cka.png:
@@ -463,14 +464,15 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *log,
   if (opt.words)
     {
       /* checked here for the message that names --heat-res */
-      int side = opt.heat_res ? opt.heat_res : opt.size / 32;
+      const int lat = ds_pipeline_latent_shape (p, opt.size).h;
+      int side = opt.heat_res ? opt.heat_res : lat / 4;
       n_layers = ds_heatmap_cross_layers (list, opt.daam ? 0 : (int64_t) side * side, layers, 64);
       if (n_layers == 0)
         {
           ds_error_set (err, DS_ERR_INVALID,
                         "no cross-attention layer works at %dx%d for a %d image; try --heat-res "
                         "%d, %d or %d",
-                        side, side, opt.size, opt.size / 8, opt.size / 16, opt.size / 32);
+                        side, side, opt.size, lat / 2, lat / 4, lat / 8);
           goto out;
         }
     }
@@ -485,8 +487,8 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *log,
       q.noise = noise.data; /* with two images, the same ε for both */
       if (opt.words && i == 0)
         {
-          const int res_side = opt.heat_res ? opt.heat_res : opt.size / 32;
-          q.heat_nq = opt.daam ? 0 : res_side * res_side;
+          /* 0: the session's default, the layers at a quarter of the latent side */
+          q.heat_nq = opt.daam ? 0 : opt.heat_res * opt.heat_res;
           q.heat_daam = opt.daam;
           q.timesteps = opt.timesteps;
           q.n_timesteps = opt.n_timesteps;

@@ -14,6 +14,8 @@
  *                          [--size 512] [--uncond ""] [--json] [--out FILE.json]
  *   diffscope-cli batch    [--model DIR | --demo] JOBS.json --out-dir DIR [--shard K/N]
  *                          [request options: defaults for every job]
+ *   diffscope-cli ask      --llava DIR --image IMG --question TEXT [--max-tokens N]
+ *                          [--temperature T [--top-p P] [--seed N]] [--json]
  *
  * Every file is written atomically (temporary file + rename; a FIFO or a
  * character device such as /dev/stdout is written through, a directory or
@@ -38,6 +40,8 @@ usage (FILE *f)
          "             a contact sheet and a CKA-vs-s plot\n"
          "  score      image–text scores (cross-attention logsumexp + noise bias)\n"
          "  batch      many jobs from a JSON file, resumable, shardable\n"
+         "  ask        answer a question about an image with LLaVA-1.5, streamed\n"
+         "             (diffscope-cli ask --help)\n"
          "\n"
          "model:\n"
          "  --model DIR       a diffusers Stable Diffusion folder (SD 2.1-base is primary)\n"
@@ -69,7 +73,8 @@ usage (FILE *f)
          "render:\n"
          "  --s S             guidance scale for X_s = X_u + s(X_c - X_u); repeatable (7.5)\n"
          "  --words           a cross-attention heatmap per word of the prompt\n"
-         "  --heat-res N      the attention resolution averaged for heatmaps (size/32)\n"
+         "  --heat-res N      the attention resolution averaged for heatmaps (a quarter of\n"
+         "                    the latent side: 16 for SD 2.1-base at 512)\n"
          "  --timesteps LIST  (with --words) average the heatmaps over these timesteps,\n"
          "                    e.g. 189,389,589,789,989, and --trials N noise draws each\n"
          "  --daam            (with --words) DAAM's aggregation: every down/up layer,\n"
@@ -120,6 +125,8 @@ main (int argc, char **argv)
     { "info", cli_cmd_info },     { "probes", cli_cmd_probes }, { "features", cli_cmd_features },
     { "render", cli_cmd_render }, { "score", cli_cmd_score },   { "batch", cli_cmd_batch },
   };
+  if (strcmp (argv[1], "ask") == 0)
+    return cli_cmd_ask (argc, argv);
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp (argv[1], commands[i].name) == 0)
       {
@@ -135,7 +142,7 @@ main (int argc, char **argv)
         return commands[i].run (&o);
       }
   fprintf (stderr, "diffscope-cli: unknown command \"%s\" (info, probes, features, render, score, "
-                   "batch)\n",
+                   "batch, ask)\n",
            argv[1]);
   return 2;
 }
