@@ -926,14 +926,133 @@ cuda_mean_heads (CudaImpl *impl, const DsOpCall *c, DsError *err)
   return DS_OK;
 }
 
+/* ---- the decoder's ops (LLaMA, docs/models.md §7.4) ---- */
+
+static DsStatus
+cuda_rms_norm (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t ch = xt->shape[xt->ndim - 1], rows = ch ? ds_tensor_numel (xt) / ch : 0;
+  CUDA_TRY (ds_cuda_rms_norm (c->dst->dtype, xt->data, c->src[1]->data, c->dst->data, rows, ch,
+                              c->p.rms_norm.eps, impl->stream),
+            "rms norm launch");
+  return DS_OK;
+}
+
+static DsStatus
+cuda_rope (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *xt = c->src[0];
+  const int64_t nb = xt->shape[0], n = xt->shape[1], ch = xt->shape[2];
+  const int64_t heads = c->p.rope.heads;
+  if (nb == 0 || n == 0 || ch == 0)
+    return DS_OK;
+  CUDA_TRY (ds_cuda_rope (c->dst->dtype, xt->data, c->src[1]->data, c->dst->data, nb * n, n, heads,
+                          ch / heads, c->p.rope.theta, impl->stream),
+            "rope launch");
+  return DS_OK;
+}
+
+/* Query blocks of more rows than this (prefills) run as GEMMs; fewer (decode
+ * steps) by the split-K kernel of attention-kv.cu, which reads the keys once
+ * per query row. */
+#define ATTN_KV_KERNEL_MAX_Q 16
+
+/* The materialised cached attention, as cuda_attention_materialised but
+ * causal from q_pos and grouped: per batch item and block of query rows,
+ *   S_h[rows, keys] = scale * Q_h . K_{h/group}^T   (f32; `group` GEMMs, each
+ *                                                    batched over kv heads)
+ *   P_h = softmax(S_h), row r seeing q_pos + q0 + r + 1 keys
+ *   O_h = P_h . V_{h/group}
+ * where keys = q_pos + q0 + rows, what the block's last row sees (the CPU
+ * reference's blocks stop there too). S is f32 scratch; in f16/bf16, P is
+ * rounded to the dtype into scratch after S. */
+static DsStatus
+attention_kv_materialised (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *qt = c->src[0], *kt = c->src[1], *vt = c->src[2];
+  const DsDType dt = c->dst->dtype;
+  const bool narrow = dt != DS_DTYPE_F32;
+  const int64_t nb = qt->shape[0], nq = qt->shape[1], nk = kt->shape[1];
+  const int64_t heads = c->p.attention_kv.heads, kv_heads = c->p.attention_kv.kv_heads;
+  const int64_t group = heads / kv_heads, cq = qt->shape[2], ckv = kt->shape[2];
+  const int64_t d = cq / heads, q_pos = c->p.attention_kv.q_pos;
+  const int64_t most = q_pos + nq; /* keys the last query sees */
+  int64_t block = ATTN_BUDGET_FLOATS / (heads * most);
+  block = block < 1 ? 1 : block > nq ? nq : block;
+  const size_t s_bytes = (size_t) (heads * block * most) * sizeof (float);
+  const size_t p_bytes = narrow ? (size_t) (heads * block * most) * ds_dtype_size (dt) : 0;
+  uint8_t *base = cuda_scratch (impl, s_bytes + p_bytes, err);
+  if (!base)
+    return err ? err->code : DS_ERR_DEVICE;
+  float *scores = (float *) base;
+  void *probs = narrow ? (void *) (base + s_bytes) : (void *) scores;
+  for (int64_t b = 0; b < nb; b++)
+    {
+      const void *kb = at (kt->data, b * nk * ckv, dt), *vb = at (vt->data, b * nk * ckv, dt);
+      for (int64_t q0 = 0; q0 < nq; q0 += block)
+        {
+          const int64_t rows = nq - q0 < block ? nq - q0 : block, keys = q_pos + q0 + rows;
+          const int64_t hs = rows * keys; /* one head's scores */
+          const void *qb = at (qt->data, (b * nq + q0) * cq, dt);
+          void *ob = at (c->dst->data, (b * nq + q0) * cq, dt);
+          for (int64_t g = 0; g < group; g++) /* query heads hk * group + g */
+            DS_TRY (gemm (impl,
+                          &(Gemm) { .ab = dt, .ct = DS_DTYPE_F32, .tb = true, .m = rows,
+                                    .n = keys, .k = d, .batch = kv_heads,
+                                    .alpha = c->p.attention_kv.scale, .a = at (qb, g * d, dt),
+                                    .lda = cq, .stride_a = group * d, .b = kb, .ldb = ckv,
+                                    .stride_b = d, .c = scores + g * hs, .ldc = keys,
+                                    .stride_c = group * hs },
+                          err));
+          for (int64_t h0 = 0; h0 < heads; h0 += 65535) /* the softmax grid's batch limit */
+            {
+              const int64_t nh = heads - h0 < 65535 ? heads - h0 : 65535;
+              CUDA_TRY (ds_cuda_softmax (DS_DTYPE_F32, scores + h0 * hs, dt,
+                                         at (probs, h0 * hs, dt), rows, keys, keys, nh, hs,
+                                         q_pos + q0, impl->stream),
+                        "attention softmax launch");
+            }
+          for (int64_t g = 0; g < group; g++)
+            DS_TRY (gemm (impl,
+                          &(Gemm) { .ab = dt, .ct = dt, .m = rows, .n = d, .k = keys,
+                                    .batch = kv_heads, .alpha = 1.0f,
+                                    .a = at (probs, g * hs, dt), .lda = keys,
+                                    .stride_a = group * hs, .b = vb, .ldb = ckv, .stride_b = d,
+                                    .c = at (ob, g * d, dt), .ldc = cq, .stride_c = group * d },
+                          err));
+        }
+    }
+  return DS_OK;
+}
+
+static DsStatus
+cuda_attention_kv (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *qt = c->src[0], *kt = c->src[1];
+  const int64_t nb = qt->shape[0], nq = qt->shape[1], nk = kt->shape[1];
+  const int64_t heads = c->p.attention_kv.heads, d = qt->shape[2] / heads;
+  const int64_t q_pos = c->p.attention_kv.q_pos;
+  if (nb == 0 || nq == 0 || d == 0)
+    return DS_OK;
+  if (nq > ATTN_KV_KERNEL_MAX_Q || !ds_cuda_attention_kv_supported (nb, nq, heads, d))
+    return attention_kv_materialised (impl, c, err);
+  const size_t bytes = ds_cuda_attention_kv_scratch (nb, nq, nk, heads, d, q_pos);
+  void *scratch = bytes ? cuda_scratch (impl, bytes, err) : NULL;
+  if (bytes && !scratch)
+    return err ? err->code : DS_ERR_DEVICE;
+  CUDA_TRY (ds_cuda_attention_kv (c->dst->dtype, qt->data, kt->data, c->src[2]->data,
+                                  c->dst->data, nb, nq, nk, heads, c->p.attention_kv.kv_heads, d,
+                                  c->p.attention_kv.scale, q_pos, scratch, impl->stream),
+            "cached attention launch");
+  return DS_OK;
+}
+
 /* ---- the backend interface ---- */
 
 static bool
 cuda_supports (DsBackend *be, DsOp op)
 {
-  /* The LLaMA decoder's ops have only CPU references so far (issue #13). */
-  if (op == DS_OP_RMS_NORM || op == DS_OP_ROPE || op == DS_OP_ATTENTION_KV)
-    return false;
   return (unsigned) op < DS_OP_COUNT;
 }
 
@@ -962,6 +1081,9 @@ dispatch (CudaImpl *impl, const DsOpCall *c, DsError *err)
     case DS_OP_EMBEDDING: return cuda_embedding (impl, c, err);
     case DS_OP_PERMUTE: return cuda_permute (impl, c, err);
     case DS_OP_MEAN_HEADS: return cuda_mean_heads (impl, c, err);
+    case DS_OP_RMS_NORM: return cuda_rms_norm (impl, c, err);
+    case DS_OP_ROPE: return cuda_rope (impl, c, err);
+    case DS_OP_ATTENTION_KV: return cuda_attention_kv (impl, c, err);
     default: break;
     }
   return ds_error_set (err, DS_ERR_UNSUPPORTED, "CUDA backend: unknown op %d", (int) c->op);

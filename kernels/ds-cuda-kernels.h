@@ -147,6 +147,37 @@ cudaError_t ds_cuda_permute (DsDType dt, const void *x, void *y, const DsCudaPer
 cudaError_t ds_cuda_mean_heads (DsDType dt, const void *x, void *y, int64_t nb, int64_t h,
                                 int64_t r, cudaStream_t stream);
 
+/* rms-norm.cu ------------------------------------------------------------- */
+
+/* x, y [rows, ch]; g [ch]. y = g * (x * rstd), rstd = 1/sqrt(mean(x^2) + eps)
+ * with the sum of squares in double (the CPU reference's recipe). y may be x. */
+cudaError_t ds_cuda_rms_norm (DsDType dt, const void *x, const void *g, void *y, int64_t rows,
+                              int64_t ch, float eps, cudaStream_t stream);
+
+/* rope.cu ----------------------------------------------------------------- */
+
+/* x, y [rows, heads*d] (rows = B*n tokens); token r is at position
+ * pos[r % n] (device i32 [n]). Per head: y[i] = x[i] cos - x[i + d/2] sin,
+ * y[i + d/2] = x[i + d/2] cos + x[i] sin, angle = pos * theta^(-2i/d) in f32
+ * as the CPU reference. d even; y may be x. */
+cudaError_t ds_cuda_rope (DsDType dt, const void *x, const int32_t *pos, void *y, int64_t rows,
+                          int64_t n, int64_t heads, int64_t d, float theta, cudaStream_t stream);
+
+/* attention-kv.cu --------------------------------------------------------- */
+
+/* Split-K attention of nq queries over a KV cache (decode steps):
+ * q, o [nb, nq, heads*d], k, v [nb, nk, kv_heads*d]; query i (at position
+ * q_pos + i) of head h sees keys 0 .. min(q_pos + i, nk - 1) of kv head
+ * h / (heads / kv_heads); softmax in f32. scratch: device memory of
+ * ds_cuda_attention_kv_scratch bytes (0: none needed, NULL is fine). */
+bool ds_cuda_attention_kv_supported (int64_t nb, int64_t nq, int64_t heads, int64_t head_dim);
+size_t ds_cuda_attention_kv_scratch (int64_t nb, int64_t nq, int64_t nk, int64_t heads, int64_t d,
+                                     int64_t q_pos);
+cudaError_t ds_cuda_attention_kv (DsDType dt, const void *q, const void *k, const void *v,
+                                  void *o, int64_t nb, int64_t nq, int64_t nk, int64_t heads,
+                                  int64_t kv_heads, int64_t d, float scale, int64_t q_pos,
+                                  void *scratch, cudaStream_t stream);
+
 /* attention.cu ------------------------------------------------------------ */
 
 /* Fused (flash-style) attention for f16/bf16 with head size 64:

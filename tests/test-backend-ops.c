@@ -19,6 +19,13 @@
  *   - everything but data movement, in f16: 1e-6 (rounding the result to
  *     f16 alone gives NMSE ~1e-7; attention also rounds its probabilities);
  *     in bf16: 3e-5 (8-bit significands: ~2e-6 from the final rounding).
+ * The LLaMA decoder's ops: rms_norm and rope as norms/maps (1e-10 in f32:
+ * rope's inv_freq comes from the host as on the CPU, so only cosf/sinf may
+ * differ), attention_kv as a GEMM-based op (1e-8: the split-K kernel sums in
+ * another order; up to 16 queries it runs, beyond them GEMMs + softmax),
+ * with decode shapes (1 query over 4096 keys, GQA, chunk edges at 256 keys,
+ * q_pos offsets with the cache longer than what the queries see) and
+ * prefill chunks.
  * f16/bf16 attention with head size 64 and no probabilities runs the fused
  * kernel (attention.cu), again with DS_CUDA_LDMATRIX=0 (its plain-load
  * fragments); the others the materialised path: all are covered.
@@ -71,13 +78,6 @@ static bool linear_by_lt;
 static long long case_device_ops = -1;
 static bool op_tested[DS_OP_COUNT];
 
-/* Ops with no CUDA kernel yet (the LLaMA decoder's, issue #13): the backend
- * must report them unsupported. */
-static bool
-cpu_only_op (DsOp op)
-{
-  return op == DS_OP_RMS_NORM || op == DS_OP_ROPE || op == DS_OP_ATTENTION_KV;
-}
 
 #define NDIMS(...) ((int) (sizeof ((int64_t[]){ __VA_ARGS__ }) / sizeof (int64_t)))
 #define SHAPE(...) NDIMS (__VA_ARGS__), (int64_t[]){ __VA_ARGS__ }
@@ -987,6 +987,109 @@ test_embeddings (void)
     test_embedding_bad_ids ();
 }
 
+/* ---- the decoder's ops (LLaMA) ---- */
+
+static void
+rms_norm_case (const char *label, int ndim, const int64_t *shape, float eps, float shift,
+               bool in_place)
+{
+  DsTensor t[3];
+  t[0] = rnd (1.5f, shift, ndim, shape);
+  t[1] = rnd (0.5f, 1.0f, SHAPE (shape[ndim - 1]));
+  t[2] = zeros (ndim, shape);
+  DsOpCall c = { .op = DS_OP_RMS_NORM, .src = { &t[0], &t[1] },
+                 .dst = in_place ? &t[0] : &t[2] };
+  c.p.rms_norm.eps = eps;
+  check_case (label, &c, TOL_MAP);
+  free_all (t, 3);
+}
+
+/* x [nb, n, heads*d] at positions p0, p0 + step, ... */
+static void
+rope_case (const char *label, int64_t nb, int64_t n, int heads, int64_t d, int32_t p0,
+           int32_t step, float theta, bool in_place)
+{
+  DsTensor t[3];
+  t[0] = rnd (2.0f, 0.0f, SHAPE (nb, n, heads * d));
+  t[1] = host_new (DS_DTYPE_I32, SHAPE (n));
+  for (int64_t i = 0; i < n; i++)
+    ((int32_t *) t[1].data)[i] = p0 + (int32_t) i * step;
+  t[2] = zeros (SHAPE (nb, n, heads * d));
+  DsOpCall c = { .op = DS_OP_ROPE, .src = { &t[0], &t[1] }, .dst = in_place ? &t[0] : &t[2] };
+  c.p.rope.heads = heads;
+  c.p.rope.theta = theta;
+  check_case (label, &c, TOL_MAP);
+  free_all (t, 3);
+}
+
+/* nq queries at positions q_pos.. over a cache of nk keys (q_pos + nq <= nk:
+ * the keys past the last query's position must not be read). Up to 16
+ * queries run the split-K kernel (a second launch combines the chunks of
+ * 256 keys when a row sees more than 256), more the GEMM path (2 * group
+ * GEMMs and a softmax per block of query rows). */
+static void
+attention_kv_case (const char *label, int64_t nb, int64_t nq, int64_t nk, int heads, int kv_heads,
+                   int64_t d, int64_t q_pos)
+{
+  DsTensor t[4];
+  t[0] = rnd (3.0f, 0.0f, SHAPE (nb, nq, heads * d));
+  t[1] = rnd (3.0f, 0.0f, SHAPE (nb, nk, kv_heads * d));
+  t[2] = rnd (1.0f, 0.0f, SHAPE (nb, nk, kv_heads * d));
+  t[3] = zeros (SHAPE (nb, nq, heads * d));
+  DsOpCall c = { .op = DS_OP_ATTENTION_KV, .src = { &t[0], &t[1], &t[2] }, .dst = &t[3] };
+  c.p.attention_kv.heads = heads;
+  c.p.attention_kv.kv_heads = kv_heads;
+  c.p.attention_kv.scale = 1.0f / sqrtf ((float) d);
+  c.p.attention_kv.q_pos = q_pos;
+  check_case (label, &c, TOL_GEMM);
+  if (case_device_ops >= 0)
+    {
+      const long long want = nq > 16 ? -1 : q_pos + nq > 256 ? 2 : 1;
+      if (want > 0)
+        DS_CHECK (case_device_ops == want, "%s: %lld launches, expected %lld", label,
+                  case_device_ops, want);
+      else
+        DS_CHECK (case_device_ops >= 3, "%s: %lld device operations, expected GEMMs and a softmax",
+                  label, case_device_ops);
+    }
+  free_all (t, 4);
+}
+
+static void
+test_decoder_ops (void)
+{
+  printf ("rms_norm, rope, attention_kv\n");
+  rms_norm_case ("LLaMA decode [1, 1, 4096]", SHAPE (1, 1, 4096), 1e-5f, 0.0f, false);
+  rms_norm_case ("LLaMA prefill [1, 37, 4096] in place", SHAPE (1, 37, 4096), 1e-6f, 0.5f, true);
+  rms_norm_case ("narrow rows [5, 7], mean 3", SHAPE (5, 7), 1e-5f, 3.0f, false);
+  rms_norm_case ("1-D [320], eps 0", SHAPE (320), 0.0f, 0.0f, false);
+  rms_norm_case ("[2, 3, 1000]", SHAPE (2, 3, 1000), 1e-5f, -1.0f, false);
+
+  rope_case ("decode: 32 heads D 128 at 4095", 1, 1, 32, 128, 4095, 1, 10000.0f, false);
+  rope_case ("prefill in place: 37 tokens from 0", 1, 37, 32, 128, 0, 1, 10000.0f, true);
+  rope_case ("kv heads 8 D 128 at 1000..1006", 1, 7, 8, 128, 1000, 1, 10000.0f, false);
+  rope_case ("batch 2 shares positions, D 64, theta 5e5", 2, 5, 3, 64, 17, 3, 500000.0f, false);
+  rope_case ("D 2 (one pair per head)", 1, 4, 5, 2, 2, 7, 10000.0f, false);
+  rope_case ("D 512 (inv_freq on the device)", 1, 3, 2, 512, 0, 6, 10000.0f, false);
+
+  attention_kv_case ("decode LLaMA-2 7B: 32 heads D 128, 4096 keys", 1, 1, 4096, 32, 32, 128,
+                     4095);
+  attention_kv_case ("decode GQA 32/8 D 128 at 3000 of a 4096 cache", 1, 1, 4096, 32, 8, 128,
+                     3000);
+  attention_kv_case ("decode, one chunk: 4 heads D 64 at 99", 1, 1, 100, 4, 4, 64, 99);
+  attention_kv_case ("decode at position 0 (one key)", 1, 1, 8, 2, 1, 64, 0);
+  attention_kv_case ("decode, 256 keys: exactly one chunk", 1, 1, 256, 2, 2, 32, 255);
+  attention_kv_case ("decode, 257 keys: a 1-key second chunk", 1, 1, 300, 2, 2, 32, 256);
+  attention_kv_case ("5 queries at 250 across a chunk edge, GQA 6/2 D 32", 1, 5, 300, 6, 2, 32,
+                     250);
+  attention_kv_case ("16 queries, batch 2, MQA 4/1 D 16 at 600", 2, 16, 700, 4, 1, 16, 600);
+  attention_kv_case ("decode D 256, batch 3", 3, 1, 520, 2, 1, 256, 519);
+  attention_kv_case ("prefill 64 from 0, GQA 8/2 D 64", 1, 64, 64, 8, 2, 64, 0);
+  attention_kv_case ("prefill chunk of 37 at 100, cache 200, D 128", 1, 37, 200, 4, 4, 128, 100);
+  attention_kv_case ("prefill batch 2 MQA 4/1 D 16, 20 at 30", 2, 20, 50, 4, 1, 16, 30);
+  attention_kv_case ("prefill 128 at 3968 of 4096, 8 heads D 128", 1, 128, 4096, 8, 8, 128, 3968);
+}
+
 /* ---- the backend itself ---- */
 
 static void
@@ -997,8 +1100,7 @@ test_backend_basics (void)
   DS_CHECK (strlen (gpu->name) > strlen ("CUDA · "), "name has the device");
   DS_CHECK (gpu->device == DS_DEVICE_CUDA, "device %d", (int) gpu->device);
   for (int op = 0; op < DS_OP_COUNT; op++)
-    DS_CHECK (gpu->supports (gpu, (DsOp) op) == !cpu_only_op ((DsOp) op), "supports %s",
-              ds_op_name ((DsOp) op));
+    DS_CHECK (gpu->supports (gpu, (DsOp) op), "supports %s", ds_op_name ((DsOp) op));
 
   DsError err = { 0 };
   /* Allocation is zeroed; upload and download round-trip exactly. */
@@ -1217,9 +1319,10 @@ main (void)
       test_data_movement ();
       test_mean_heads ();
       test_embeddings ();
+      test_decoder_ops ();
       test_device_arena ();
       for (int op = 0; op < DS_OP_COUNT; op++)
-        DS_CHECK (op_tested[op] || cpu_only_op ((DsOp) op), "op %s has no %s case", ds_op_name ((DsOp) op),
+        DS_CHECK (op_tested[op], "op %s has no %s case", ds_op_name ((DsOp) op),
                   ds_dtype_name (case_dt));
     }
 

@@ -1,0 +1,145 @@
+/* bench-llama-cuda.c: the LLaMA-2 decoder on the CUDA backend at the 7B widths
+ * with seeded random weights (GitHub issue #13): one prefill, then decode
+ * steps as ds_llama_generate runs them (forward of one token, logits
+ * downloaded, argmax), each timed; the median step as tokens/s and as the
+ * bandwidth it implies (every parameter read once per token, plus the KV
+ * cache rows the step's attention reads), and peak device memory.
+ *
+ *   bench-llama-cuda [--layers 32] [--prompt 512] [--decode 64] [--dtype f16|bf16|f32]
+ *
+ * The decode steps run eagerly (not recorded as CUDA graphs: see
+ * kernels/README.md), so launch overhead is part of what is measured.
+ * Without a GPU it says so and exits 0 (a benchmark, not a test).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench-util.h"
+#include "ds-cuda.h"
+#include "ds-llama.h"
+
+#include <cuda_runtime.h>
+
+int
+main (int argc, char **argv)
+{
+  int layers = 32, prompt = 512, decode = 64;
+  DsDType dt = DS_DTYPE_F16;
+  for (int i = 1; i < argc; i++)
+    {
+      if (!strcmp (argv[i], "--layers") && i + 1 < argc)
+        layers = atoi (argv[++i]);
+      else if (!strcmp (argv[i], "--prompt") && i + 1 < argc)
+        prompt = atoi (argv[++i]);
+      else if (!strcmp (argv[i], "--decode") && i + 1 < argc)
+        decode = atoi (argv[++i]);
+      else if (!strcmp (argv[i], "--dtype") && i + 1 < argc)
+        {
+          const char *s = argv[++i];
+          dt = !strcmp (s, "f32")    ? DS_DTYPE_F32
+               : !strcmp (s, "bf16") ? DS_DTYPE_BF16
+                                     : DS_DTYPE_F16;
+        }
+      else
+        {
+          fprintf (stderr,
+                   "usage: %s [--layers N] [--prompt N] [--decode N] [--dtype f16|bf16|f32]\n",
+                   argv[0]);
+          return 2;
+        }
+    }
+  if (layers < 0 || prompt < 1 || decode < 1)
+    return 2;
+  DsError err = { 0 };
+  DsBackend *be = ds_backend_cuda_new (0, dt, &err);
+  if (!be)
+    {
+      printf ("no CUDA backend (%s): nothing to measure\n", err.message);
+      return 0;
+    }
+  DsLlamaConfig cfg;
+  ds_llama_config_default (&cfg); /* LLaMA-2 7B: 4096, 32 x 32 heads of 128, 11008, 32000 */
+  cfg.num_hidden_layers = layers;
+  cfg.max_position_embeddings = 4096;
+  if (prompt + decode > cfg.max_position_embeddings)
+    {
+      fprintf (stderr, "prompt + decode must be <= %d\n", cfg.max_position_embeddings);
+      return 2;
+    }
+  printf ("%s, computing in %s; LLaMA-2 7B widths, %d layers, prompt %d, %d decode steps\n",
+          be->name, ds_dtype_name (dt), layers, prompt, decode);
+  DsLlama *m = NULL;
+  DsLlamaCache *kv = NULL;
+  DsArena a = { 0 };
+  DsTensor logits = { 0 };
+  const int64_t V = cfg.vocab_size;
+  int32_t *ids = malloc ((size_t) (prompt + decode) * sizeof *ids);
+  float *host = malloc ((size_t) V * sizeof *host);
+  double *step = malloc ((size_t) decode * sizeof *step);
+  double t0 = bench_now_ms ();
+  DsStatus st = ds_llama_new_random (&cfg, 7, be, &m, &err);
+  const double t_load = bench_now_ms () - t0;
+  if (st == DS_OK)
+    st = ds_llama_cache_new (m, prompt + decode, &kv, &err);
+  if (st == DS_OK)
+    {
+      size_t bytes = ds_llama_arena_bytes (m, prompt, 1), b1 = ds_llama_arena_bytes (m, 1, 1);
+      st = ds_backend_arena_init (be, &a, bytes > b1 ? bytes : b1, &err);
+    }
+  if (st == DS_OK)
+    st = be->tensor_alloc (be, &logits, dt, 2, (int64_t[]){ 1, V }, &err);
+  for (int i = 0; i < prompt; i++)
+    ids[i] = (int32_t) ((i * 7919 + 13) % V);
+  double t_prefill = 0;
+  if (st == DS_OK)
+    {
+      DsLlamaInput in = { .ids = ids, .n = prompt };
+      t0 = bench_now_ms ();
+      st = ds_llama_forward (m, &a, kv, &in, &logits, &err);
+      if (st == DS_OK)
+        st = ds_backend_download_f32 (be, &logits, host, &err);
+      t_prefill = bench_now_ms () - t0;
+    }
+  for (int t = 0; st == DS_OK && t < decode; t++)
+    {
+      ids[prompt + t] = ds_llama_argmax (host, V);
+      DsLlamaInput in = { .ids = ids + prompt + t, .n = 1 };
+      t0 = bench_now_ms ();
+      st = ds_llama_forward (m, &a, kv, &in, &logits, &err);
+      if (st == DS_OK)
+        st = ds_backend_download_f32 (be, &logits, host, &err);
+      step[t] = bench_now_ms () - t0;
+    }
+  if (st != DS_OK)
+    fprintf (stderr, "bench-llama-cuda: %s\n", err.message);
+  else
+    {
+      bench_sort (step, decode);
+      const double med = step[decode / 2];
+      const double wbytes = (double) ds_llama_n_params (m) * ds_dtype_size (dt);
+      /* keys and values of every layer at the middle step's position */
+      const double kvbytes = 2.0 * layers * (prompt + decode / 2)
+                             * cfg.num_key_value_heads * cfg.head_dim * ds_dtype_size (dt);
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo (&free_b, &total_b);
+      printf ("weights: %.2f GB generated and uploaded in %.1f s\n", wbytes / 1e9, t_load / 1e3);
+      printf ("prefill %d tokens: %.1f ms (%.0f tokens/s)\n", prompt, t_prefill,
+              prompt / (t_prefill / 1e3));
+      printf ("decode: median %.3f ms/token (min %.3f, max %.3f) = %.1f tokens/s, "
+              "%.0f GB/s of weights + KV cache\n",
+              med, step[0], step[decode - 1], 1e3 / med, (wbytes + kvbytes) / (med / 1e3) / 1e9);
+      printf ("device memory in use: %.2f GiB of %.2f GiB\n",
+              (double) (total_b - free_b) / (1 << 30), (double) total_b / (1 << 30));
+    }
+  if (logits.data)
+    be->tensor_free (be, &logits);
+  ds_backend_arena_free (be, &a);
+  ds_llama_cache_free (kv);
+  ds_llama_free (m);
+  ds_backend_free (be);
+  free (ids);
+  free (host);
+  free (step);
+  return st == DS_OK ? 0 : 1;
+}
