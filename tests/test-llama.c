@@ -226,6 +226,14 @@ test_case (const char *name, const char *prefix)
     return;
   DsError err = { 0 };
   DS_CHECK (strcmp (ds_llama_prefix (c.m), prefix) == 0, "prefix %s", ds_llama_prefix (c.m));
+  /* mha's file is f32 (copied in f32); gqa's f16, whose matrices stay 16-bit
+   * on the CPU (mixed linears), everything but the embeddings and norms */
+  const size_t np = ds_llama_n_params (c.m), nbytes = ds_llama_weight_bytes (c.m);
+  const int64_t E = (int64_t) c.cfg.vocab_size * c.cfg.hidden_size;
+  const int64_t norms = (2 * (int64_t) c.cfg.num_hidden_layers + 1) * c.cfg.hidden_size;
+  DS_CHECK (strcmp (name, "gqa") == 0 ? nbytes == 2 * (np - E - norms) + 4 * (E + norms)
+                                      : nbytes == 4 * np,
+            "%s: %zu bytes of weights for %zu parameters", name, nbytes, np);
   const int64_t V = c.cfg.vocab_size, C = c.cfg.hidden_size, L = c.n_prompt;
   const int64_t total = c.n_prompt + c.n_greedy;
   DsLlamaCache *kv;
@@ -456,6 +464,33 @@ test_random_model (void)
   /* a cache too short for the request */
   DS_CHECK_STATUS (ds_llama_generate (m1, k1, prompt, 3, 60, NULL, -1, o1, &n1, &err),
                    DS_ERR_INVALID, &err);
+  ds_llama_cache_free (k1);
+  ds_llama_cache_free (k2);
+  ds_llama_free (m1);
+  ds_llama_free (m2);
+
+  /* Matrices "stored" in f16: 16-bit mixed linears on the CPU give the logits
+   * of the same rounded weights widened to f32 (a backend without mixed
+   * linears), up to the order of f32 sums. */
+  DsBackend plain = *be;
+  plain.mixed_linear = false;
+  DS_CHECK_OK (ds_llama_new_random_stored (&c, 5, DS_DTYPE_F16, be, &m1, &err), &err);
+  DS_CHECK_OK (ds_llama_new_random_stored (&c, 5, DS_DTYPE_F16, &plain, &m2, &err), &err);
+  DS_CHECK (ds_llama_weight_bytes (m1) < ds_llama_weight_bytes (m2)
+                && ds_llama_weight_bytes (m2) == 4 * ds_llama_n_params (m2),
+            "f16 matrices held in 16 bits (%zu bytes, %zu in f32)", ds_llama_weight_bytes (m1),
+            ds_llama_weight_bytes (m2));
+  int32_t ids[12] = { 1, 7, 9, 3, 4, 5, 6, 8, 10, 11, 2, 0 };
+  DsLlamaInput in = { .ids = ids, .n = 12 };
+  ds_llama_cache_new (m1, 64, &k1, &err);
+  ds_llama_cache_new (m2, 64, &k2, &err);
+  DsTensor l1 = run (m1, k1, &in, 12), l2 = run (m2, k2, &in, 12);
+  ds_test_check_tensor ("f16-stored random model, mixed vs f32 (prefill)", &l1, &l2, 1e-10);
+  ds_tensor_free (&l1), ds_tensor_free (&l2);
+  in = (DsLlamaInput){ .ids = ids, .n = 1 };
+  l1 = run (m1, k1, &in, 1), l2 = run (m2, k2, &in, 1);
+  ds_test_check_tensor ("f16-stored random model, mixed vs f32 (decode)", &l1, &l2, 1e-10);
+  ds_tensor_free (&l1), ds_tensor_free (&l2);
   ds_llama_cache_free (k1);
   ds_llama_cache_free (k2);
   ds_llama_free (m1);

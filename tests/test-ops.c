@@ -7,8 +7,9 @@
  *  3. Cases big enough to take the chunked paths (conv2d's im2col row blocks,
  *     attention's query-row blocks), checked against direct double-precision
  *     loops written out in this file.
- * Plus the error paths: an out-of-range embedding id, and an op a backend does
- * not support.
+ * Plus the mixed linear (16-bit weights, f32 activations) against the f32
+ * linear within a derived rounding bound, and the error paths: an
+ * out-of-range embedding id, and an op a backend does not support.
  */
 #include "ds-test.h"
 
@@ -1134,6 +1135,94 @@ test_cpu_refuses_f16 (void)
   ds_tensor_free (&y);
 }
 
+/* The mixed linear (ds-ops.h): f16/bf16 weights with f32 x, b, r and y, on
+ * both of the CPU's paths (up to 8 rows: the streaming GEMV; more: weight
+ * blocks widened for sgemm, two blocks here), against the f32 linear on the
+ * same weights widened to f32 (exact). The two differ only in the order of
+ * their f32 sums. Each result is a sum of the K products x_k w_k, b_j and r_ij
+ * (K + 2 terms); any order of f32 summation (and any FMA use) is within
+ * gamma_n * sum |terms| of the exact value, gamma_n = n u / (1 - n u),
+ * u = 2^-24 (Higham, Accuracy and Stability, §3.1), so the two results are
+ * within 2 gamma_{K+2} * (sum_k |x_k w_k| + |b_j| + |r_ij|) of each other:
+ * the bound checked per element, with the sum in double. */
+static void
+check_mixed_linear (DsDType wdt, int64_t m, int64_t n, int64_t k, bool bias, int resid)
+{
+  DsError err = { 0 };
+  DsTensor x = TENSOR (NULL, m, k), wf = TENSOR (NULL, n, k), b = TENSOR (NULL, n);
+  DsTensor r = TENSOR (NULL, m, n), y = TENSOR (NULL, m, n), want = TENSOR (NULL, m, n);
+  DsTensor w;
+  fill_random (&x, 11 + (uint32_t) m);
+  fill_random (&wf, 12 + (uint32_t) n);
+  fill_random (&b, 13);
+  fill_random (&r, 14);
+  DS_CHECK_OK (ds_tensor_alloc (&w, wdt, 2, (int64_t[]){ n, k }, &err), &err);
+  ds_convert_from_f32 (w.data, wdt, ds_tensor_f32 (&wf), n * k);
+  DS_CHECK_OK (ds_convert_to_f32 (ds_tensor_f32 (&wf), w.data, wdt, n * k, &err), &err);
+  const DsTensor *bp = bias ? &b : NULL;
+  /* resid: 0 none, 1 r into y, 2 in place (y is r) */
+  DsTensor *yp = resid == 2 ? &r : &y;
+  if (resid == 2)
+    memcpy (want.data, r.data, ds_tensor_nbytes (&r));
+  DsTensor *rp = resid == 2 ? &want : resid ? &r : NULL;
+  DS_CHECK_OK (ds_linear_add (be, &x, &wf, bp, rp, &want, &err), &err);
+  float *r0 = malloc (ds_tensor_nbytes (&r));
+  memcpy (r0, r.data, ds_tensor_nbytes (&r));
+  DS_CHECK_OK (ds_linear_add (be, &x, &w, bp, resid ? &r : NULL, yp, &err), &err);
+  const double u = 0x1p-24, nu = (double) (k + 2) * u, gamma = nu / (1 - nu);
+  int64_t bad = 0;
+  double worst = 0;
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < n; j++)
+      {
+        double mag = (bias ? fabs (ds_tensor_f32 (&b)[j]) : 0) + (resid ? fabs (r0[i * n + j]) : 0);
+        for (int64_t q = 0; q < k; q++)
+          mag += fabs ((double) ds_tensor_f32 (&x)[i * k + q] * ds_tensor_f32 (&wf)[j * k + q]);
+        double d = fabs ((double) ds_tensor_f32 (yp)[i * n + j] - ds_tensor_f32 (&want)[i * n + j]);
+        double bound = 2 * gamma * mag;
+        worst = fmax (worst, bound > 0 ? d / bound : d);
+        bad += !(d <= bound);
+      }
+  DS_CHECK (bad == 0,
+            "mixed linear %s [%lld x %lld] . [%lld x %lld]^T%s%s: %lld elements past "
+            "2 gamma_{K+2} sum|terms| (worst at %.2f of the bound)",
+            ds_dtype_name (wdt), (long long) m, (long long) k, (long long) n, (long long) k,
+            bias ? " + b" : "", resid == 2 ? " + y" : resid ? " + r" : "", (long long) bad, worst);
+  free (r0);
+  ds_tensor_free (&x), ds_tensor_free (&wf), ds_tensor_free (&b), ds_tensor_free (&r);
+  ds_tensor_free (&y), ds_tensor_free (&want), ds_tensor_free (&w);
+}
+
+static void
+test_mixed_linear (void)
+{
+  /* K = 200 leaves tails after the 64- and 16-wide steps; N = 4000, K = 1100 is
+   * two widened blocks (16 MiB of f32 each) and several GEMV threads. */
+  const DsDType dts[] = { DS_DTYPE_F16, DS_DTYPE_BF16 };
+  for (int d = 0; d < 2; d++)
+    {
+      check_mixed_linear (dts[d], 1, 70, 200, false, 0);
+      check_mixed_linear (dts[d], 1, 70, 200, true, 1);
+      check_mixed_linear (dts[d], 3, 70, 7, true, 2);
+      check_mixed_linear (dts[d], 8, 65, 200, false, 2);
+      check_mixed_linear (dts[d], 9, 70, 200, true, 0);
+      check_mixed_linear (dts[d], 40, 33, 129, true, 2);
+      check_mixed_linear (dts[d], 1, 4000, 1100, true, 2);
+      check_mixed_linear (dts[d], 12, 4000, 1100, false, 1);
+    }
+  /* A backend without mixed_linear refuses the call and writes nothing. */
+  DsError err = { 0 };
+  DsBackend plain = *be;
+  plain.mixed_linear = false;
+  DsTensor x = TENSOR (NULL, 1, 4), y = TENSOR (NULL, 1, 2), w;
+  DS_CHECK_OK (ds_tensor_alloc (&w, DS_DTYPE_F16, 2, (int64_t[]){ 2, 4 }, &err), &err);
+  ds_tensor_f32 (&y)[0] = 7.0f;
+  DS_CHECK_STATUS (ds_linear (&plain, &x, &w, NULL, &y, &err), DS_ERR_UNSUPPORTED, &err);
+  DS_CHECK_CONTAINS (err.message, "f16 weights and f32 activations");
+  DS_CHECK (ds_tensor_f32 (&y)[0] == 7.0f, "a refused mixed linear wrote its output");
+  ds_tensor_free (&x), ds_tensor_free (&y), ds_tensor_free (&w);
+}
+
 int
 main (void)
 {
@@ -1159,6 +1248,7 @@ main (void)
   test_conv2d_row_blocks ();
   test_attention_blocks ();
   test_decoder_ops ();
+  test_mixed_linear ();
   ds_backend_free (be);
   return ds_test_finish ();
 }

@@ -1,7 +1,9 @@
 /* ds-backend-cpu.c: the CPU reference backend.
  *
  * Every op in plain fp32 C, written to be read and trusted: this is what the
- * CUDA kernels are tested against and what runs when there is no GPU. The GEMM-
+ * CUDA kernels are tested against and what runs when there is no GPU. Linear
+ * layers also take f16/bf16 weights (the mixed linear, ds-ops.h), widened to
+ * f32 by vector kernels as they are read. The GEMM-
  * shaped ops (conv2d via im2col, linear, matmul, attention) go through OpenBLAS,
  * which may thread internally; the norms, activations and GEGLU split their
  * independent items over as many threads (parallel_for), the rest are
@@ -23,6 +25,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -405,6 +408,322 @@ cpu_linear (const DsOpCall *c)
     }
   sgemm (false, true, m, n, k, 1.0f, ds_tensor_f32 (xt), k, ds_tensor_f32 (wt), k,
          bt || rt ? 1.0f : 0.0f, y, n);
+  return DS_OK;
+}
+
+/* ---- the mixed linear: f16/bf16 weights, f32 activations (ds-ops.h) ----
+ *
+ * y = init + x . widen(w)^T, init being r + b, b, r or 0 as in cpu_linear, so
+ * the only difference from the f32 linear on widened weights is the order of
+ * the K-term sums (widening f16/bf16 to f32 is exact). Two paths:
+ *  - up to MIXED_GEMV_ROWS rows of x (a decode step): each output row's weight
+ *    row is streamed once from memory and dotted with every x row while it
+ *    sits in L1, threads taking chunks of output rows; memory-bound, reading
+ *    2 bytes per weight instead of the f32 linear's 4.
+ *  - more rows (a prefill): blocks of weight rows are widened into f32 scratch
+ *    (MIXED_BLOCK_BYTES at most, threaded) and multiplied by OpenBLAS's sgemm
+ *    into the block's output columns; the widening costs O(N K) against the
+ *    GEMM's O(M N K).
+ * The vector kernels (F16C/AVX2 and AVX-512) are picked at run time; a
+ * portable scalar loop serves other CPUs. */
+
+#define MIXED_GEMV_ROWS 8
+#define MIXED_BLOCK_BYTES ((size_t) 16 << 20)
+#define MIXED_PREFETCH 512 /* weights (1 KiB) the GEMV prefetches ahead of its reads */
+
+static inline float
+widen1 (uint16_t h, bool bf16)
+{
+  return bf16 ? ds_bf16_to_f32 (h) : ds_f16_to_f32 (h);
+}
+
+static void
+widen_scalar (const uint16_t *s, bool bf16, float *d, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    d[i] = widen1 (s[i], bf16);
+}
+
+/* y[r * ldy] = init[r * ldy] + sum_k x[r * k + i] w[i], r < m, one f32 chain per
+ * row in order of k. */
+static void
+dot_rows_scalar (const float *x, int64_t m, const uint16_t *w, bool bf16, int64_t k, float *y,
+                 int64_t ldy)
+{
+  for (int64_t r = 0; r < m; r++)
+    {
+      float acc = 0.0f;
+      for (int64_t i = 0; i < k; i++)
+        acc += x[r * k + i] * widen1 (w[i], bf16);
+      y[r * ldy] += acc;
+    }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_X86_KERNELS 1
+
+__attribute__ ((target ("avx512f"))) static inline __m512
+widen16_avx512 (const uint16_t *s, bool bf16)
+{
+  __m256i h = _mm256_loadu_si256 ((const __m256i *) s);
+  if (bf16)
+    return _mm512_castsi512_ps (_mm512_slli_epi32 (_mm512_cvtepu16_epi32 (h), 16));
+  return _mm512_cvtph_ps (h);
+}
+
+__attribute__ ((target ("avx512f"))) static void
+widen_avx512 (const uint16_t *s, bool bf16, float *d, int64_t n)
+{
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps (d + i, widen16_avx512 (s + i, bf16));
+  widen_scalar (s + i, bf16, d + i, n - i);
+}
+
+/* Four accumulators of 16 lanes each (64 weights per step) hide the FMA latency. */
+__attribute__ ((target ("avx512f"))) static void
+dot_rows_avx512 (const float *x, int64_t m, const uint16_t *w, bool bf16, int64_t k, float *y,
+                 int64_t ldy)
+{
+  for (int64_t r = 0; r < m; r++)
+    {
+      const float *xr = x + r * k;
+      __m512 a0 = _mm512_setzero_ps (), a1 = a0, a2 = a0, a3 = a0;
+      int64_t i = 0;
+      for (; i + 64 <= k; i += 64)
+        {
+          /* 1 KiB ahead (the next row's start included): more reads in
+           * flight than the hardware prefetcher keeps alone */
+          _mm_prefetch ((const char *) (w + i + MIXED_PREFETCH), _MM_HINT_T0);
+          _mm_prefetch ((const char *) (w + i + MIXED_PREFETCH + 32), _MM_HINT_T0);
+          a0 = _mm512_fmadd_ps (_mm512_loadu_ps (xr + i), widen16_avx512 (w + i, bf16), a0);
+          a1 = _mm512_fmadd_ps (_mm512_loadu_ps (xr + i + 16), widen16_avx512 (w + i + 16, bf16),
+                                a1);
+          a2 = _mm512_fmadd_ps (_mm512_loadu_ps (xr + i + 32), widen16_avx512 (w + i + 32, bf16),
+                                a2);
+          a3 = _mm512_fmadd_ps (_mm512_loadu_ps (xr + i + 48), widen16_avx512 (w + i + 48, bf16),
+                                a3);
+        }
+      for (; i + 16 <= k; i += 16)
+        a0 = _mm512_fmadd_ps (_mm512_loadu_ps (xr + i), widen16_avx512 (w + i, bf16), a0);
+      float acc = _mm512_reduce_add_ps (_mm512_add_ps (_mm512_add_ps (a0, a1),
+                                                       _mm512_add_ps (a2, a3)));
+      for (; i < k; i++)
+        acc += xr[i] * widen1 (w[i], bf16);
+      y[r * ldy] += acc;
+    }
+}
+
+__attribute__ ((target ("avx2,f16c,fma"))) static inline __m256
+widen8_avx2 (const uint16_t *s, bool bf16)
+{
+  __m128i h = _mm_loadu_si128 ((const __m128i *) s);
+  if (bf16)
+    return _mm256_castsi256_ps (_mm256_slli_epi32 (_mm256_cvtepu16_epi32 (h), 16));
+  return _mm256_cvtph_ps (h);
+}
+
+__attribute__ ((target ("avx2,f16c,fma"))) static void
+widen_avx2 (const uint16_t *s, bool bf16, float *d, int64_t n)
+{
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps (d + i, widen8_avx2 (s + i, bf16));
+  widen_scalar (s + i, bf16, d + i, n - i);
+}
+
+__attribute__ ((target ("avx2,f16c,fma"))) static void
+dot_rows_avx2 (const float *x, int64_t m, const uint16_t *w, bool bf16, int64_t k, float *y,
+               int64_t ldy)
+{
+  for (int64_t r = 0; r < m; r++)
+    {
+      const float *xr = x + r * k;
+      __m256 a0 = _mm256_setzero_ps (), a1 = a0, a2 = a0, a3 = a0;
+      int64_t i = 0;
+      for (; i + 32 <= k; i += 32)
+        {
+          _mm_prefetch ((const char *) (w + i + MIXED_PREFETCH), _MM_HINT_T0);
+          a0 = _mm256_fmadd_ps (_mm256_loadu_ps (xr + i), widen8_avx2 (w + i, bf16), a0);
+          a1 = _mm256_fmadd_ps (_mm256_loadu_ps (xr + i + 8), widen8_avx2 (w + i + 8, bf16), a1);
+          a2 = _mm256_fmadd_ps (_mm256_loadu_ps (xr + i + 16), widen8_avx2 (w + i + 16, bf16),
+                                a2);
+          a3 = _mm256_fmadd_ps (_mm256_loadu_ps (xr + i + 24), widen8_avx2 (w + i + 24, bf16),
+                                a3);
+        }
+      for (; i + 8 <= k; i += 8)
+        a0 = _mm256_fmadd_ps (_mm256_loadu_ps (xr + i), widen8_avx2 (w + i, bf16), a0);
+      __m256 s8 = _mm256_add_ps (_mm256_add_ps (a0, a1), _mm256_add_ps (a2, a3));
+      __m128 s4 = _mm_add_ps (_mm256_castps256_ps128 (s8), _mm256_extractf128_ps (s8, 1));
+      s4 = _mm_add_ps (s4, _mm_movehl_ps (s4, s4));
+      s4 = _mm_add_ss (s4, _mm_movehdup_ps (s4));
+      float acc = _mm_cvtss_f32 (s4);
+      for (; i < k; i++)
+        acc += xr[i] * widen1 (w[i], bf16);
+      y[r * ldy] += acc;
+    }
+}
+#endif
+
+typedef void (*WidenFn) (const uint16_t *s, bool bf16, float *d, int64_t n);
+typedef void (*DotRowsFn) (const float *x, int64_t m, const uint16_t *w, bool bf16, int64_t k,
+                           float *y, int64_t ldy);
+
+/* The widest kernels this CPU runs. */
+static void
+mixed_kernels (WidenFn *widen, DotRowsFn *dot)
+{
+  *widen = widen_scalar;
+  *dot = dot_rows_scalar;
+#ifdef HAVE_X86_KERNELS
+  __builtin_cpu_init ();
+  if (__builtin_cpu_supports ("avx512f"))
+    {
+      *widen = widen_avx512;
+      *dot = dot_rows_avx512;
+    }
+  else if (__builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma")
+           && __builtin_cpu_supports ("f16c"))
+    {
+      *widen = widen_avx2;
+      *dot = dot_rows_avx2;
+    }
+#endif
+}
+
+/* y rows [0, m) of output columns [lo, hi) = r + b, b, r or 0, as cpu_linear
+ * starts them. */
+static void
+linear_init_cols (const DsOpCall *c, int64_t m, int64_t lo, int64_t hi)
+{
+  const DsTensor *bt = c->src[2], *rt = c->src[3];
+  const int64_t n = c->src[1]->shape[0];
+  const float *b = bt ? ds_tensor_f32 (bt) : NULL, *res = rt ? ds_tensor_f32 (rt) : NULL;
+  float *y = ds_tensor_f32 (c->dst);
+  for (int64_t r = 0; r < m; r++)
+    for (int64_t j = lo; j < hi; j++)
+      {
+        float v = res ? res[r * n + j] : 0.0f;
+        y[r * n + j] = b ? (res ? v + b[j] : b[j]) : v;
+      }
+}
+
+/* A mixed linear on few rows: workers take chunks of MIXED_CHUNK output
+ * columns from a shared counter, so a thread the OS runs less (a busy
+ * machine) takes fewer chunks instead of holding the others up. */
+#define MIXED_CHUNK 64
+
+typedef struct {
+  const DsOpCall *c;
+  DotRowsFn dot;
+  atomic_int_fast64_t next; /* the next chunk's first column */
+} GemvShared;
+
+static void *
+mixed_gemv_worker (void *arg)
+{
+  GemvShared *g = *(GemvShared **) arg;
+  const DsOpCall *c = g->c;
+  const DsTensor *wt = c->src[1];
+  const int64_t k = wt->shape[1], n = wt->shape[0], m = ds_tensor_numel (c->dst) / n;
+  const bool bf16 = wt->dtype == DS_DTYPE_BF16;
+  const uint16_t *w = wt->data;
+  float *y = ds_tensor_f32 (c->dst);
+  for (;;)
+    {
+      const int64_t lo = atomic_fetch_add (&g->next, MIXED_CHUNK);
+      if (lo >= n)
+        break;
+      const int64_t hi = lo + MIXED_CHUNK < n ? lo + MIXED_CHUNK : n;
+      linear_init_cols (c, m, lo, hi);
+      for (int64_t j = lo; j < hi; j++)
+        g->dot (ds_tensor_f32 (c->src[0]), m, w + j * k, bf16, k, y + j, n);
+    }
+  return NULL;
+}
+
+static void
+mixed_gemv (const DsOpCall *c)
+{
+  WidenFn widen;
+  GemvShared g = { .c = c };
+  mixed_kernels (&widen, &g.dot);
+  atomic_init (&g.next, 0);
+  const DsTensor *wt = c->src[1];
+  const int64_t n = wt->shape[0], m = ds_tensor_numel (c->dst) / n;
+  int t = blas_threads ();
+  t = t < 1 ? 1 : t > MAX_WORKERS ? MAX_WORKERS : t;
+  if (n * (wt->shape[1] + m) < ((int64_t) 1 << 20) || n <= MIXED_CHUNK)
+    t = 1;
+  GemvShared *jobs[MAX_WORKERS];
+  for (int i = 0; i < t; i++)
+    jobs[i] = &g;
+  run_threads (mixed_gemv_worker, jobs, sizeof jobs[0], t);
+}
+
+typedef struct {
+  WidenFn widen;
+  const uint16_t *src;
+  bool bf16;
+  float *dst;
+  int64_t n;
+} WidenJob;
+
+static void *
+widen_worker (void *arg)
+{
+  const WidenJob *j = arg;
+  j->widen (j->src, j->bf16, j->dst, j->n);
+  return NULL;
+}
+
+/* n values widened into dst, split among the OpenBLAS threads. */
+static void
+widen_parallel (WidenFn widen, const uint16_t *src, bool bf16, float *dst, int64_t n)
+{
+  int t = blas_threads ();
+  t = t < 1 ? 1 : t > MAX_WORKERS ? MAX_WORKERS : t;
+  if (n < ((int64_t) 1 << 20))
+    t = 1;
+  WidenJob jobs[MAX_WORKERS];
+  for (int i = 0; i < t; i++)
+    jobs[i] = (WidenJob){ widen, src + n * i / t, bf16, dst + n * i / t,
+                          n * (i + 1) / t - n * i / t };
+  run_threads (widen_worker, jobs, sizeof jobs[0], t);
+}
+
+static DsStatus
+cpu_linear_mixed (DsBackend *be, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *wt = c->src[1];
+  const int64_t k = wt->shape[1], n = wt->shape[0], m = ds_tensor_numel (c->dst) / n;
+  if (m == 0 || n == 0)
+    return DS_OK;
+  if (m <= MIXED_GEMV_ROWS || k == 0)
+    {
+      mixed_gemv (c);
+      return DS_OK;
+    }
+  WidenFn widen;
+  DotRowsFn dot;
+  mixed_kernels (&widen, &dot);
+  int64_t block = (int64_t) (MIXED_BLOCK_BYTES / ((size_t) k * sizeof (float)));
+  block = block < 1 ? 1 : block > n ? n : block;
+  float *wf = cpu_scratch (be, (size_t) (block * k), err);
+  if (!wf)
+    return err ? err->code : DS_ERR_NOMEM;
+  const bool bf16 = wt->dtype == DS_DTYPE_BF16, init = c->src[2] || c->src[3];
+  if (init)
+    linear_init_cols (c, m, 0, n);
+  for (int64_t j0 = 0; j0 < n; j0 += block)
+    {
+      const int64_t nb = n - j0 < block ? n - j0 : block;
+      widen_parallel (widen, (const uint16_t *) wt->data + j0 * k, bf16, wf, nb * k);
+      /* y[:, j0 : j0 + nb] (+)= x[M, K] . wf[nb, K]^T */
+      sgemm (false, true, m, nb, k, 1.0f, ds_tensor_f32 (c->src[0]), k, wf, k,
+             init ? 1.0f : 0.0f, ds_tensor_f32 (c->dst) + j0, n);
+    }
   return DS_OK;
 }
 
@@ -1019,7 +1338,8 @@ cpu_run (DsBackend *be, const DsOpCall *c, DsError *err)
     case DS_OP_CONV2D: return cpu_conv2d (be, c, err);
     case DS_OP_GROUP_NORM: return cpu_group_norm (c);
     case DS_OP_LAYER_NORM: return cpu_layer_norm (c);
-    case DS_OP_LINEAR: return cpu_linear (c);
+    case DS_OP_LINEAR:
+      return c->src[1]->dtype == DS_DTYPE_F32 ? cpu_linear (c) : cpu_linear_mixed (be, c, err);
     case DS_OP_MATMUL: return cpu_matmul (c);
     case DS_OP_SOFTMAX: return cpu_softmax (c);
     case DS_OP_ATTENTION: return cpu_attention (be, c, err);
@@ -1106,6 +1426,7 @@ ds_backend_cpu_new (DsError *err)
     .name = "CPU",
     .device = DS_DEVICE_CPU,
     .act_dtype = DS_DTYPE_F32,
+    .mixed_linear = true,
     .supports = cpu_supports,
     .run = cpu_run,
     .tensor_alloc = cpu_tensor_alloc,

@@ -10,7 +10,9 @@
  *
  * Contract details beyond ds-ops.h:
  *  - All float tensors of a call share the dtype of its destination (f32, f16
- *    or bf16); DS_OP_EMBEDDING's ids are i32.
+ *    or bf16); DS_OP_EMBEDDING's ids are i32. The exception: a mixed linear,
+ *    an f32 DS_OP_LINEAR whose weight is f16 or bf16, which ds_op_run refuses
+ *    (DS_ERR_UNSUPPORTED) on a backend without mixed_linear.
  *  - DS_OP_ADD accepts three forms of b, tried in this order:
  *      1. b has a's shape: elementwise;
  *      2. b is 1-D with a's last dimension (a bias over the last dim, as numpy
@@ -267,7 +269,12 @@ check_linear (const DsBackend *be, const DsOpCall *c)
 {
   const DsTensor *x = c->src[0], *w = c->src[1], *b = c->src[2], *y = c->dst;
   assert (is_float_on (be, x) && x->ndim >= 1);
-  assert (is_float_on (be, w) && w->ndim == 2 && w->shape[1] == x->shape[x->ndim - 1]);
+  /* the mixed linear: a 16-bit weight in an f32 call */
+  const bool mixed = w && w->dtype != call_dtype && call_dtype == DS_DTYPE_F32
+                     && (w->dtype == DS_DTYPE_F16 || w->dtype == DS_DTYPE_BF16);
+  assert (mixed ? w->device == be->device && (w->data || ds_tensor_numel (w) == 0)
+                : is_float_on (be, w));
+  assert (w->ndim == 2 && w->shape[1] == x->shape[x->ndim - 1]);
   assert (!b || (is_float_on (be, b) && b->ndim == 1 && b->shape[0] == w->shape[0]));
   assert (is_float_on (be, y) && y->ndim == x->ndim);
   assert (dims_equal (x->shape, y->shape, x->ndim - 1));
@@ -523,6 +530,12 @@ ds_op_run (DsBackend *be, const DsOpCall *call, DsError *err)
 {
   assert (be && call);
   check_call (be, call);
+  if (call->op == DS_OP_LINEAR && call->src[1]->dtype != call->dst->dtype && !be->mixed_linear)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                         "linear with %s weights and %s activations is not supported by the "
+                         "%s backend",
+                         ds_dtype_name (call->src[1]->dtype), ds_dtype_name (call->dst->dtype),
+                         be->name);
   if (!be->supports (be, call->op))
     return ds_error_set (err, DS_ERR_UNSUPPORTED, "op %s is not supported by the %s backend",
                          ds_op_name (call->op), be->name);

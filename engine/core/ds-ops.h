@@ -25,6 +25,12 @@
  * that cannot run an op in a call's dtype fails with DS_ERR_UNSUPPORTED. The
  * CPU backend computes in f32 only; the CUDA backend in f32 (strict, for
  * reference checks) and in f16/bf16 storage with f32 accumulation.
+ * One exception, the mixed linear: DS_OP_LINEAR in f32 may take its weight w
+ * in f16 or bf16 (x, b, r and y f32), on a backend with mixed_linear set (the
+ * CPU's); the result is that of the f32 linear on w widened to f32 (exact),
+ * up to the order of the f32 sums. Large language models keep their matrices
+ * in the stored 16-bit type this way (half the memory, half the bytes a
+ * memory-bound decode step streams); elsewhere it is DS_ERR_UNSUPPORTED.
  */
 #pragma once
 
@@ -93,6 +99,7 @@ struct DsBackend {
   const char *name; /* "CPU", "CUDA · NVIDIA H100 ..." */
   DsDevice device;
   DsDType act_dtype; /* what its models compute in: weights and activations */
+  bool mixed_linear; /* DS_OP_LINEAR takes f16/bf16 weights with f32 activations */
   bool planning;    /* ds_backend_null: checks shapes, computes nothing */
   bool (*supports) (DsBackend *be, DsOp op);
   DsStatus (*run) (DsBackend *be, const DsOpCall *call, DsError *err);
@@ -129,7 +136,8 @@ struct DsBackend {
   void *impl;
 };
 
-/* The CPU reference backend (fp32, OpenBLAS for GEMMs). transfer full. */
+/* The CPU reference backend (fp32, OpenBLAS for GEMMs; mixed linears with
+ * 16-bit weights). transfer full. */
 DsBackend *ds_backend_cpu_new (DsError *err);
 void ds_backend_free (DsBackend *be);
 
@@ -170,6 +178,8 @@ DsStatus ds_group_norm (DsBackend *be, const DsTensor *x, const DsTensor *gamma,
                         DsTensor *y, DsError *err);
 DsStatus ds_layer_norm (DsBackend *be, const DsTensor *x, const DsTensor *gamma,
                         const DsTensor *beta, float eps, DsTensor *y, DsError *err);
+/* y[..., N] = x[..., K] . w[N, K]^T + b[N]; w may be f16/bf16 with the rest f32
+ * where be->mixed_linear (see Dtypes above). */
 DsStatus ds_linear (DsBackend *be, const DsTensor *x, const DsTensor *w,
                     const DsTensor *b, DsTensor *y, DsError *err);
 /* y = x . w^T + b + r: a linear layer with its residual added in the same op

@@ -333,6 +333,8 @@ static const char *const known_prefixes[] = {
   "vision_tower.vision_model.",
   "model.vision_tower.vision_model.",
   "",
+  "vision_tower.",       /* llava-hf re-saved by transformers 5.2x: no vision_model level */
+  "model.vision_tower.",
 };
 
 static const char *
@@ -348,9 +350,25 @@ detect_prefix (const DsSafetensors *st)
   return known_prefixes[0]; /* the error then names the classic spelling */
 }
 
+/* The same through a sharded checkpoint's index. */
+static const char *
+detect_prefix_index (const DsSafetensorsIndex *idx)
+{
+  char name[256];
+  for (size_t i = 0; i < sizeof known_prefixes / sizeof known_prefixes[0]; i++)
+    {
+      snprintf (name, sizeof name, "%sembeddings.patch_embedding.weight", known_prefixes[i]);
+      if (ds_safetensors_index_find (idx, name, NULL))
+        return known_prefixes[i];
+    }
+  return known_prefixes[0];
+}
+
+/* idx: a sharded checkpoint instead of `file` (both NULL: random). */
 static DsStatus
-vt_create (const DsClipVisionConfig *cfg, const DsSafetensors *file, const char *prefix,
-           uint64_t seed, DsBackend *be, DsClipVision **out, DsError *err)
+vt_create_any (const DsClipVisionConfig *cfg, const DsSafetensors *file,
+               const DsSafetensorsIndex *idx, const char *prefix, uint64_t seed,
+               DsBackend *be, DsClipVision **out, DsError *err)
 {
   assert (cfg && be && out);
   *out = NULL;
@@ -370,7 +388,12 @@ vt_create (const DsClipVisionConfig *cfg, const DsSafetensors *file, const char 
   vt->cfg = *cfg;
   vt->grid = cfg->image_size / cfg->patch_size;
   vt->n_run = n_run;
-  if (!file)
+  if (idx)
+    {
+      ds_weights_init (&vt->w, be, NULL, prefix ? prefix : detect_prefix_index (idx));
+      vt->w.index = idx; /* each tensor from its shard (ds-weights.h) */
+    }
+  else if (!file)
     ds_weights_init_random (&vt->w, be, seed, prefix ? prefix : known_prefixes[0]);
   else
     ds_weights_init (&vt->w, be, file, prefix ? prefix : detect_prefix (file));
@@ -383,6 +406,21 @@ vt_create (const DsClipVisionConfig *cfg, const DsSafetensors *file, const char 
     }
   *out = vt;
   return DS_OK;
+}
+
+static DsStatus
+vt_create (const DsClipVisionConfig *cfg, const DsSafetensors *file, const char *prefix,
+           uint64_t seed, DsBackend *be, DsClipVision **out, DsError *err)
+{
+  return vt_create_any (cfg, file, NULL, prefix, seed, be, out, err);
+}
+
+DsStatus
+ds_clip_vision_load_index (const DsClipVisionConfig *cfg, const DsSafetensorsIndex *idx,
+                           const char *prefix, DsBackend *be, DsClipVision **out, DsError *err)
+{
+  assert (idx);
+  return vt_create_any (cfg, NULL, idx, prefix, 0, be, out, err);
 }
 
 DsStatus

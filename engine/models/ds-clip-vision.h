@@ -34,6 +34,7 @@
 
 #include "ds-model-dir.h"
 #include "ds-nn.h"
+#include "ds-safetensors-index.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -86,13 +87,19 @@ typedef struct DsClipVision DsClipVision;
  * is what every name starts with, e.g. "vision_model." (a CLIP checkpoint),
  * "vision_tower.vision_model." (llava-hf) or "model.vision_tower.vision_model."
  * (llava-hf re-saved by transformers 5) or "" (a CLIPVisionModel saved by
- * transformers 5); NULL tries those four in order and takes the first the
- * file has, by its patch_embedding. Errors name the file and tensor, prefixed with
+ * transformers 5), then "vision_tower." and "model.vision_tower." (llava-hf
+ * re-saved by transformers 5.2x, without the vision_model level); NULL tries
+ * those six in order and takes the first the file has, by its patch_embedding. Errors name the file and tensor, prefixed with
  * "vision tower". `st` may be closed after the call.
  * transfer full: *out must be freed with ds_clip_vision_free. */
 DsStatus ds_clip_vision_load_from (const DsClipVisionConfig *cfg, const DsSafetensors *st,
                                    const char *prefix, DsBackend *be, DsClipVision **out,
                                    DsError *err);
+/* The same from a sharded checkpoint (ds-safetensors-index.h), each tensor
+ * from the shard holding it; a NULL prefix is detected through the index. */
+DsStatus ds_clip_vision_load_index (const DsClipVisionConfig *cfg,
+                                    const DsSafetensorsIndex *idx, const char *prefix,
+                                    DsBackend *be, DsClipVision **out, DsError *err);
 /* The same, opening and closing the file at `weights_path`. */
 DsStatus ds_clip_vision_load (const DsClipVisionConfig *cfg, const char *weights_path,
                               const char *prefix, DsBackend *be, DsClipVision **out,

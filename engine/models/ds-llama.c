@@ -8,12 +8,13 @@
  * rotated there, so the cache needs no copy op. The final RMSNorm and lm_head
  * run on the logit rows only (the last one for a decode step).
  *
- * Toward f16 weights with f32 accumulation: on CUDA DsWeights already stores
+ * 16-bit weights with f32 accumulation: on CUDA DsWeights already stores
  * the parameters in the backend's act_dtype, so the graph would run unchanged
  * once the three decoder ops have kernels (RMSNorm and softmax accumulating in
- * f32). For the CPU the op contract (one dtype per call) would gain a mixed
- * linear, f16 weights x f32 activations, converting weight panels to f32 inside
- * the GEMM loop, and DsWeights would keep f16 copies for that backend.
+ * f32). On the CPU the seven projections and lm_head are loaded with
+ * ds_weights_load_matrix: an f16/bf16 checkpoint's matrices stay 16-bit,
+ * mapped from the file (kept open for the model's life), and run as mixed
+ * linears (ds-ops.h) with f32 activations; embeddings and norms are f32.
  */
 #include "ds-llama.h"
 
@@ -45,6 +46,7 @@ struct DsLlama {
   DsTensor lm_head;   /* [V, C]; embed itself when tied */
   LlamaLayer *layers; /* [num_hidden_layers] */
   char prefix[96], head_prefix[96];
+  DsSafetensors *file; /* open while weights point into its mapping, else NULL */
 };
 
 struct DsLlamaCache {
@@ -305,7 +307,7 @@ load_layer (DsWeights *w, const DsLlamaConfig *c, LlamaLayer *l, int i, DsError 
   const int64_t KVD = (int64_t) c->num_key_value_heads * c->head_dim;
   DsStatus st;
 #define W2(t, a, b, name)                                                                   \
-  ds_weights_load (w, t, 2, (int64_t[]){ a, b }, err, "layers.%d." name ".weight", i)
+  ds_weights_load_matrix (w, t, a, b, err, "layers.%d." name ".weight", i)
   if ((st = ds_weights_load (w, &l->in_norm, 1, (int64_t[]){ C }, err,
                              "layers.%d.input_layernorm.weight", i))
       || (st = W2 (&l->q, QD, C, "self_attn.q_proj"))
@@ -343,7 +345,7 @@ load_all (DsLlama *m, DsError *err)
       return DS_OK;
     }
   snprintf (w->prefix, sizeof w->prefix, "%s", m->head_prefix);
-  return ds_weights_load (w, &m->lm_head, 2, (int64_t[]){ V, C }, err, "lm_head.weight");
+  return ds_weights_load_matrix (w, &m->lm_head, V, C, err, "lm_head.weight");
 }
 
 /* The spellings of docs/models.md §7.8, in the order they are tried. */
@@ -353,8 +355,17 @@ static const char *const spellings[][2] = {
   { "model.language_model.", "" },
 };
 
+/* Whether the checkpoint (a file, or a sharded index) has `name`. */
+static bool
+has_tensor (const DsSafetensors *file, const DsSafetensorsIndex *idx, const char *name)
+{
+  return (file && ds_safetensors_find (file, name))
+         || (idx && ds_safetensors_index_find (idx, name, NULL));
+}
+
 static void
-pick_names (DsLlama *m, const DsSafetensors *file, const DsLlamaNames *names)
+pick_names (DsLlama *m, const DsSafetensors *file, const DsSafetensorsIndex *idx,
+            const DsLlamaNames *names)
 {
   const char *prefix = names ? names->prefix : NULL;
   const char *head = names ? names->head_prefix : NULL;
@@ -362,14 +373,14 @@ pick_names (DsLlama *m, const DsSafetensors *file, const DsLlamaNames *names)
     {
       char n[160];
       snprintf (n, sizeof n, "%sembed_tokens.weight", spellings[i][0]);
-      if (file && ds_safetensors_find (file, n))
+      if (has_tensor (file, idx, n))
         prefix = spellings[i][0];
     }
   for (size_t i = 0; i < sizeof spellings / sizeof spellings[0] && !head; i++)
     {
       char n[160];
       snprintf (n, sizeof n, "%slm_head.weight", spellings[i][1]);
-      if (file && ds_safetensors_find (file, n))
+      if (has_tensor (file, idx, n))
         head = spellings[i][1];
     }
   /* Absent every spelling, errors name the plain LlamaForCausalLM's. */
@@ -379,7 +390,8 @@ pick_names (DsLlama *m, const DsSafetensors *file, const DsLlamaNames *names)
 
 static DsStatus
 create (const DsLlamaConfig *cfg, const char *path, const DsLlamaNames *names, uint64_t seed,
-        DsBackend *be, DsLlama **out, DsError *err)
+        DsDType random_dtype, DsBackend *be, DsLlama **out, DsError *err,
+        const DsSafetensorsIndex *idx)
 {
   assert (cfg && be && out);
   *out = NULL;
@@ -402,15 +414,25 @@ create (const DsLlamaConfig *cfg, const char *path, const DsLlamaNames *names, u
       ds_llama_free (m);
       return ds_error_prefix (err, st, "llama");
     }
-  pick_names (m, file, names);
+  pick_names (m, file, idx, names);
   if (file)
     ds_weights_init (&m->w, be, file, m->prefix);
+  else if (idx)
+    {
+      ds_weights_init (&m->w, be, NULL, m->prefix);
+      m->w.index = idx; /* each tensor from its shard; idx outlives m (ds-llama.h) */
+    }
   else
-    ds_weights_init_random (&m->w, be, seed, m->prefix);
+    {
+      ds_weights_init_random (&m->w, be, seed, m->prefix);
+      m->w.random_dtype = random_dtype;
+    }
   st = load_all (m, err);
-  m->w.st = NULL; /* the weights are copies; the mapping goes now */
-  if (file)
-    ds_safetensors_close (file);
+  m->w.st = NULL;
+  if (file && m->w.n_mapped > 0)
+    m->file = file; /* 16-bit matrices point into the mapping */
+  else if (file)
+    ds_safetensors_close (file); /* the weights are copies; the mapping goes now */
   if (st != DS_OK)
     {
       ds_llama_free (m);
@@ -425,14 +447,30 @@ ds_llama_load (const DsLlamaConfig *cfg, const char *weights_path, const DsLlama
                DsBackend *be, DsLlama **out, DsError *err)
 {
   assert (weights_path);
-  return create (cfg, weights_path, names, 0, be, out, err);
+  return create (cfg, weights_path, names, 0, DS_DTYPE_F32, be, out, err, NULL);
+}
+
+DsStatus
+ds_llama_load_index (const DsLlamaConfig *cfg, const DsSafetensorsIndex *idx,
+                     const DsLlamaNames *names, DsBackend *be, DsLlama **out, DsError *err)
+{
+  assert (idx);
+  return create (cfg, NULL, names, 0, DS_DTYPE_F32, be, out, err, idx);
 }
 
 DsStatus
 ds_llama_new_random (const DsLlamaConfig *cfg, uint64_t seed, DsBackend *be, DsLlama **out,
                      DsError *err)
 {
-  return create (cfg, NULL, NULL, seed, be, out, err);
+  return create (cfg, NULL, NULL, seed, DS_DTYPE_F32, be, out, err, NULL);
+}
+
+DsStatus
+ds_llama_new_random_stored (const DsLlamaConfig *cfg, uint64_t seed, DsDType stored,
+                            DsBackend *be, DsLlama **out, DsError *err)
+{
+  assert (ds_dtype_is_float (stored));
+  return create (cfg, NULL, NULL, seed, stored, be, out, err, NULL);
 }
 
 void
@@ -441,6 +479,8 @@ ds_llama_free (DsLlama *m)
   if (!m)
     return;
   ds_weights_free (&m->w);
+  if (m->file)
+    ds_safetensors_close (m->file);
   free (m->layers);
   free (m);
 }
@@ -461,6 +501,12 @@ size_t
 ds_llama_n_params (const DsLlama *m)
 {
   return m->w.n_params;
+}
+
+size_t
+ds_llama_weight_bytes (const DsLlama *m)
+{
+  return m->w.n_bytes;
 }
 
 /* ---- the cache ---- */

@@ -24,10 +24,14 @@
  *
  * Not done here: batches (one sequence per cache), attention masks beyond the
  * causal one (no padding), RoPE scaling variants (rope_scaling must be null),
- * biases in the projections (attention_bias / mlp_bias must be false), sharded
- * checkpoints (one safetensors file; LLaVA's shards must be merged first), f16
- * compute on the CPU (the CPU backend computes in f32; on CUDA the ops are not
- * implemented yet: rms_norm, rope and attention_kv are CPU-only).
+ * biases in the projections (attention_bias / mlp_bias must be false), f16
+ * activations on the CPU (the CPU backend computes in f32; on CUDA the ops are
+ * not implemented yet: rms_norm, rope and attention_kv are CPU-only).
+ *
+ * Memory on the CPU: an f16/bf16 checkpoint's projection and lm_head matrices
+ * stay 16-bit, mapped from the file, which stays open until ds_llama_free
+ * (mixed linears, ds-ops.h: f32 accumulation); embeddings and norms are f32
+ * copies. An f32 checkpoint is copied in f32.
  */
 #pragma once
 
@@ -36,6 +40,7 @@
 #include <stdint.h>
 
 #include "ds-nn.h"
+#include "ds-safetensors-index.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -86,16 +91,33 @@ typedef struct {
  * "llama". transfer full: free *out with ds_llama_free. */
 DsStatus ds_llama_load (const DsLlamaConfig *cfg, const char *weights_path,
                         const DsLlamaNames *names, DsBackend *be, DsLlama **out, DsError *err);
+/* The same from a sharded checkpoint (or a single file) opened with
+ * ds_safetensors_index_open (ds-safetensors-index.h): each tensor is read from
+ * the shard holding it. idx must stay open while the model lives (16-bit
+ * matrices may point into its mappings). */
+DsStatus ds_llama_load_index (const DsLlamaConfig *cfg, const DsSafetensorsIndex *idx,
+                              const DsLlamaNames *names, DsBackend *be, DsLlama **out,
+                              DsError *err);
 /* The same decoder with seeded random parameters (ds_weights_init_random's
  * scheme under the "model." names), for tests and benchmarks. */
 DsStatus ds_llama_new_random (const DsLlamaConfig *cfg, uint64_t seed, DsBackend *be,
                               DsLlama **out, DsError *err);
+/* As ds_llama_new_random, as if from a file storing the matrices in `stored`:
+ * f16/bf16 ones stay 16-bit on the CPU, as ds_llama_load keeps such a file's,
+ * and are drawn by DsWeights' faster generator for 16-bit matrices
+ * (ds-weights.h: random_dtype), so they differ from ds_llama_new_random's.
+ * For benchmarks at 7B without a 13.5 GB file. */
+DsStatus ds_llama_new_random_stored (const DsLlamaConfig *cfg, uint64_t seed, DsDType stored,
+                                     DsBackend *be, DsLlama **out, DsError *err);
 void ds_llama_free (DsLlama *m);
 
 const DsLlamaConfig *ds_llama_config (const DsLlama *m);
 /* The prefix the parameters were loaded with ("model." for a random model). */
 const char *ds_llama_prefix (const DsLlama *m);
 size_t ds_llama_n_params (const DsLlama *m);
+/* Bytes of the parameters as held (16-bit matrices at 2 bytes, mapped ones
+ * included). */
+size_t ds_llama_weight_bytes (const DsLlama *m);
 
 /* The key/value cache of one sequence: per layer keys and values
  * [max_len, Hkv*D] in be's activation dtype on its device, after RoPE. */

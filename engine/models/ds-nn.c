@@ -67,6 +67,7 @@ ds_backend_null_new (const DsBackend *like)
   be->planning = true;
   be->device = like->device;
   be->act_dtype = like->act_dtype;
+  be->mixed_linear = like->mixed_linear;
   be->supports = null_supports;
   be->run = null_run;
   be->tensor_alloc = null_tensor_alloc;

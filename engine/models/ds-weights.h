@@ -7,6 +7,14 @@
  * as f32 (converted from f16/bf16 files), then converted once to the backend's
  * act_dtype (f16 on CUDA by default) and placed on its device.
  *
+ * Matrices of linear layers loaded with ds_weights_load_matrix are the one
+ * exception, on a backend with mixed_linear (the CPU's, ds-ops.h): stored in
+ * f16 or bf16 they stay in that dtype, pointing straight into the file's
+ * mapping (no copy: the DsSafetensors must then stay open until
+ * ds_weights_free; n_mapped says whether any does) or, where the mapping
+ * cannot serve (data not 2-byte aligned), in a compact copy. A LLaMA-7B
+ * checkpoint in f16 then needs its 13.5 GB, not 27 GB of f32 copies.
+ *
  * The small parameter structs below (linear, conv, norm) are what the model
  * graphs hold; shapes are written at each load call.
  */
@@ -17,6 +25,7 @@
 
 #include "ds-ops.h"
 #include "ds-safetensors.h"
+#include "ds-safetensors-index.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -25,11 +34,22 @@ extern "C" {
 typedef struct {
   DsBackend *be;
   const DsSafetensors *st; /* NULL: parameters are generated (ds_weights_init_random) */
+  /* A sharded checkpoint (set after ds_weights_init with st NULL): each load
+   * reads the shard holding its tensor (st is pointed at it); the index must
+   * stay open as long as st would have to. */
+  const DsSafetensorsIndex *index;
   uint64_t seed;
   char prefix[128];       /* prepended to every name, e.g. "encoder." */
   DsTensor *tensors;      /* everything loaded, for ds_weights_free */
   int n_tensors, cap_tensors;
   size_t n_params;
+  size_t n_bytes;      /* bytes of every tensor held, mapped ones included */
+  int n_mapped;        /* tensors pointing into st's mapping */
+  DsDType random_dtype; /* random source: the dtype ds_weights_load_matrix's matrices
+                           are "stored" in (f32 by default). f16/bf16 ones are drawn
+                           by a faster generator (for benchmarks at 7B): a sum of four
+                           uniforms with the same mean and variance, not the
+                           normal draws of ds_weights_init_random */
 } DsWeights;
 
 void ds_weights_init (DsWeights *w, DsBackend *be, const DsSafetensors *st,
@@ -45,6 +65,15 @@ void ds_weights_free (DsWeights *w);
 /* Loads the tensor named prefix + printf(fmt, ...) with the expected shape. */
 DsStatus ds_weights_load (DsWeights *w, DsTensor *out, int ndim, const int64_t *shape,
                           DsError *err, const char *fmt, ...)
+  __attribute__ ((format (printf, 6, 7)));
+/* A linear layer's weight [rows, cols]: as ds_weights_load, except that on a
+ * backend with mixed_linear an f16/bf16 matrix (in the file, or random_dtype
+ * for a random source) keeps that dtype (mapped from the file where it can
+ * be; see the top of this file). Anywhere else the op set's one-dtype rule
+ * holds and the matrix is converted to act_dtype. Stored values must be
+ * finite, as ds_safetensors_load_float requires. */
+DsStatus ds_weights_load_matrix (DsWeights *w, DsTensor *out, int64_t rows, int64_t cols,
+                                 DsError *err, const char *fmt, ...)
   __attribute__ ((format (printf, 6, 7)));
 /* True when prefix + name exists in the file (always, for a random source). */
 bool ds_weights_has (const DsWeights *w, const char *fmt, ...)

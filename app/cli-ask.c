@@ -1,0 +1,241 @@
+/* cli-ask.c: `diffscope-cli ask`: a question about an image, answered by
+ * LLaVA-1.5 (ds-llava.h) and streamed to stdout as it is generated.
+ *
+ *   diffscope-cli ask --llava DIR --image IMG --question TEXT [--max-tokens N]
+ *                     [--temperature T [--top-p P] [--seed N]] [--json]
+ *
+ * The answer's text goes to stdout piece by piece (flushed after each), then a
+ * newline; --json prints {"ids": [the generated ids], "text": the answer} at
+ * the end instead. Ctrl+C stops between tokens (exit 130, the text so far
+ * printed). The options are its own (not cli_parse_args'): none of the Stable
+ * Diffusion ones apply. --fusion and --model (diffusion features fused into
+ * the answer, issue #13) are refused as not done yet. Runs on the CPU: the
+ * decoder's ops have no CUDA kernels yet.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ds-image.h"
+#include "ds-llava.h"
+#include "ds-ops.h"
+
+typedef struct {
+  const char *llava, *image, *question;
+  long long max_tokens;
+  double temperature, top_p;
+  unsigned long long seed;
+  bool json, sampled_opts;
+} AskOptions;
+
+static atomic_int ask_cancel;
+
+static void
+on_sigint (int sig)
+{
+  (void) sig;
+  atomic_store (&ask_cancel, 1);
+}
+
+static void
+ask_usage (FILE *f)
+{
+  fputs ("usage: diffscope-cli ask --llava DIR --image IMG --question TEXT [--max-tokens N]\n"
+         "                         [--temperature T [--top-p P] [--seed N]] [--json]\n"
+         "\n"
+         "  --llava DIR       a llava-hf LLaVA-1.5 folder (config.json, preprocessor_config.json,\n"
+         "                    tokenizer.json, model.safetensors.index.json and its shards)\n"
+         "  --image FILE      PNG or JPEG\n"
+         "  --question TEXT   asked as \"USER: <image>\\nTEXT ASSISTANT:\"\n"
+         "  --max-tokens N    at most N new tokens, 1..100000 (256); the answer also ends\n"
+         "                    at </s> and at the model's context length\n"
+         "  --temperature T   sample at temperature T > 0 (default 0: greedy)\n"
+         "  --top-p P         with --temperature: nucleus sampling, 0 < P <= 1 (1)\n"
+         "  --seed N          with --temperature: the sampler's seed (0)\n"
+         "  --json            print {\"ids\": [...], \"text\": ...} at the end instead of\n"
+         "                    streaming the text\n",
+         f);
+}
+
+static int
+bad (const char *fmt, const char *arg)
+{
+  fprintf (stderr, "diffscope-cli: ask: ");
+  fprintf (stderr, fmt, arg);
+  fputc ('\n', stderr);
+  return 2;
+}
+
+static int
+parse_ask (int argc, char **argv, AskOptions *o)
+{
+  memset (o, 0, sizeof *o);
+  o->max_tokens = 256;
+  o->top_p = 1.0;
+  for (int i = 2; i < argc; i++)
+    {
+      const char *a = argv[i];
+      if (strcmp (a, "--json") == 0)
+        {
+          o->json = true;
+          continue;
+        }
+      if (strcmp (a, "--fusion") == 0 || strcmp (a, "--model") == 0)
+        return bad ("%s: fusing Stable Diffusion features into the answer is not done yet "
+                    "(issue #13); ask runs LLaVA-1.5 alone", a);
+      static const char *const with_value[] = { "--llava", "--image", "--question",
+                                                "--max-tokens", "--temperature", "--top-p",
+                                                "--seed" };
+      size_t k = 0;
+      while (k < sizeof with_value / sizeof with_value[0] && strcmp (a, with_value[k]) != 0)
+        k++;
+      if (k == sizeof with_value / sizeof with_value[0])
+        return bad ("unknown option \"%s\" (see diffscope-cli ask --help)", a);
+      if (i + 1 >= argc)
+        return bad ("%s needs a value", a);
+      const char *v = argv[++i];
+      char *end;
+      errno = 0;
+      switch (k)
+        {
+        case 0: o->llava = v; break;
+        case 1: o->image = v; break;
+        case 2: o->question = v; break;
+        case 3:
+          o->max_tokens = strtoll (v, &end, 10);
+          if (errno || *end || end == v || o->max_tokens < 1 || o->max_tokens > 100000)
+            return bad ("--max-tokens \"%s\": expected an integer in 1..100000", v);
+          break;
+        case 4:
+          o->temperature = strtod (v, &end);
+          if (errno || *end || end == v || !(o->temperature >= 0) || isinf (o->temperature))
+            return bad ("--temperature \"%s\": expected a number >= 0", v);
+          break;
+        case 5:
+          o->top_p = strtod (v, &end);
+          if (errno || *end || end == v || !(o->top_p > 0 && o->top_p <= 1))
+            return bad ("--top-p \"%s\": expected a number in (0, 1]", v);
+          o->sampled_opts = true;
+          break;
+        case 6:
+          if (v[0] == '-')
+            return bad ("--seed \"%s\": expected a non-negative integer", v);
+          o->seed = strtoull (v, &end, 10);
+          if (errno || *end || end == v)
+            return bad ("--seed \"%s\": expected a non-negative integer", v);
+          o->sampled_opts = true;
+          break;
+        }
+    }
+  if (!o->llava)
+    return bad ("%s", "--llava DIR is required (a llava-hf LLaVA-1.5 folder)");
+  if (!o->image)
+    return bad ("%s", "--image FILE is required");
+  if (!o->question)
+    return bad ("%s", "--question TEXT is required");
+  if (o->sampled_opts && o->temperature <= 0)
+    return bad ("%s", "--top-p and --seed only apply with --temperature T > 0");
+  return 0;
+}
+
+static void
+print_piece (const char *text, int32_t id, void *user)
+{
+  (void) id;
+  fputs (text, (FILE *) user);
+  fflush ((FILE *) user);
+}
+
+static int
+print_json (const DsLlavaAnswer *ans)
+{
+  json_t *ids = json_array ();
+  for (int64_t i = 0; ids && i < ans->n_ids; i++)
+    json_array_append_new (ids, json_integer (ans->ids[i]));
+  json_t *root = json_object ();
+  if (root && ids)
+    {
+      json_object_set_new (root, "ids", ids);
+      json_object_set_new (root, "text", json_string (ans->text ? ans->text : ""));
+    }
+  char *s = root ? json_dumps (root, JSON_ENSURE_ASCII) : NULL;
+  json_decref (root);
+  if (!s)
+    {
+      fprintf (stderr, "diffscope-cli: ask: out of memory writing JSON\n");
+      return 1;
+    }
+  puts (s);
+  free (s);
+  return fflush (stdout) == 0 ? 0 : 1;
+}
+
+int
+cli_cmd_ask (int argc, char **argv)
+{
+  for (int k = 2; k < argc; k++)
+    if (strcmp (argv[k], "--help") == 0 || strcmp (argv[k], "-h") == 0)
+      {
+        ask_usage (stdout);
+        return 0;
+      }
+  AskOptions o;
+  int rc = parse_ask (argc, argv, &o);
+  if (rc)
+    return rc;
+
+  DsError err = { 0 };
+  DsImage img = { 0 };
+  DsBackend *be = NULL;
+  DsLlava *lv = NULL;
+  DsLlavaAnswer ans = { 0 };
+  DsStatus st = ds_image_load (o.image, &img, &err);
+  if (st == DS_OK && !(be = ds_backend_cpu_new (&err)))
+    st = err.code ? err.code : DS_ERR_DEVICE;
+  if (st == DS_OK)
+    st = ds_llava_open (o.llava, be, &lv, &err);
+  if (st == DS_OK)
+    {
+      DsLlavaParams p;
+      ds_llava_params_default (&p);
+      p.max_new_tokens = o.max_tokens;
+      p.sampling = (DsLlamaSampling){ .temperature = (float) o.temperature,
+                                      .top_p = (float) o.top_p, .seed = o.seed };
+      p.on_text = o.json ? NULL : print_piece;
+      p.user = stdout;
+      p.cancel = &ask_cancel;
+      void (*old) (int) = signal (SIGINT, on_sigint);
+      st = ds_llava_ask (lv, &img, o.question, &p, &ans, &err);
+      signal (SIGINT, old);
+    }
+  if (st == DS_OK || st == DS_ERR_CANCELLED)
+    {
+      if (o.json)
+        rc = print_json (&ans);
+      else
+        {
+          fputc ('\n', stdout);
+          rc = fflush (stdout) == 0 ? 0 : 1;
+        }
+      if (st == DS_ERR_CANCELLED)
+        {
+          fprintf (stderr, "diffscope-cli: ask: interrupted after %lld tokens\n",
+                   (long long) ans.n_ids);
+          rc = 130;
+        }
+    }
+  else
+    rc = cli_fail (&err);
+  ds_llava_answer_clear (&ans);
+  ds_llava_free (lv);
+  if (be)
+    ds_backend_free (be);
+  ds_image_free (&img);
+  return rc;
+}
