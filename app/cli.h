@@ -93,3 +93,5 @@ int cli_cmd_features (const CliOptions *o);
 int cli_cmd_render (const CliOptions *o);
 int cli_cmd_score (const CliOptions *o);
 int cli_cmd_batch (const CliOptions *o);
+/* ask parses its own options (cli-ask.c): none of the Stable Diffusion ones apply. */
+int cli_cmd_ask (int argc, char **argv);
