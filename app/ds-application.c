@@ -23,7 +23,7 @@
 struct _DsApplication {
   GtkApplication parent_instance;
   gboolean demo;
-  char *model, *device, *prompt, *mismatched, *screenshot;
+  char *model, *device, *prompt, *mismatched, *screenshot, *llava;
   int t, word;
 };
 
@@ -35,6 +35,8 @@ new_window (DsApplication *self)
   DsWindow *win = ds_window_new (GTK_APPLICATION (self));
   if (self->prompt)
     ds_window_set_prompt (win, self->prompt);
+  if (self->llava)
+    ds_window_set_llava (win, self->llava);
   if (self->mismatched)
     gtk_editable_set_text (GTK_EDITABLE (ds_window_get_child (win, "prompt2_entry")),
                            self->mismatched);
@@ -83,6 +85,7 @@ ds_application_handle_local_options (GApplication *app, GVariantDict *opts)
   g_variant_dict_lookup (opts, "device", "s", &self->device);
   g_variant_dict_lookup (opts, "prompt", "s", &self->prompt);
   g_variant_dict_lookup (opts, "mismatched", "s", &self->mismatched);
+  g_variant_dict_lookup (opts, "llava", "^ay", &self->llava);
   g_variant_dict_lookup (opts, "screenshot", "^ay", &self->screenshot);
   g_variant_dict_lookup (opts, "t", "i", &self->t);
   g_variant_dict_lookup (opts, "word", "i", &self->word);
@@ -246,6 +249,7 @@ ds_application_startup (GApplication *app)
     { "win.export-features", { "<Control><Shift>e", NULL } },
     { "win.show-help-overlay", { "<Control>question", NULL } },
     { "win.focus-prompt", { "<Control>l", NULL } },
+    { "win.ask", { "<Control>Return", NULL } },
     { "win.ensemble", { "<Control>t", NULL } },
     { "win.show-special", { "<Control><Shift>t", NULL } },
     { "win.zoom-in", { "<Control>plus", "<Control>equal", NULL } },
@@ -272,6 +276,7 @@ ds_application_finalize (GObject *object)
   g_free (self->device);
   g_free (self->prompt);
   g_free (self->mismatched);
+  g_free (self->llava);
   g_free (self->screenshot);
   G_OBJECT_CLASS (ds_application_parent_class)->finalize (object);
 }
@@ -298,6 +303,8 @@ ds_application_init (DsApplication *self)
       "A Stable Diffusion 2.x folder in the diffusers layout", "DIR" },
     { "device", 0, 0, G_OPTION_ARG_STRING, NULL, "auto (default), cpu or cuda", "DEVICE" },
     { "prompt", 0, 0, G_OPTION_ARG_STRING, NULL, "The question or caption", "TEXT" },
+    { "llava", 0, 0, G_OPTION_ARG_FILENAME, NULL,
+      "A LLaVA-1.5 folder (llava-hf layout) that answers the prompt (press Enter)", "DIR" },
     { "mismatched", 0, 0, G_OPTION_ARG_STRING, NULL,
       "A second, mismatched prompt shown beside the first (leakage checks)", "TEXT" },
     { "t", 0, 0, G_OPTION_ARG_INT, NULL, "The timestep (0-999)", "T" },

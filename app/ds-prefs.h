@@ -12,6 +12,7 @@ typedef struct {
   int size;            /* model input side; 0 = the model's native size */
   char **blocks;       /* default blocks (paper names), NULL-terminated */
   char *last_model;    /* the last model folder opened, or NULL */
+  char *llava;         /* a LLaVA-1.5 folder (llava-hf layout) for answers, or NULL */
   char *colormap;      /* "inferno", "viridis", "jet", "grey", "greys" */
   double opacity;      /* overlay opacity 0..1 */
 } DsPrefs;

@@ -11,6 +11,7 @@
 #include "ds-block-picker.h"
 #include "ds-cka-plot.h"
 #include "ds-image-view.h"
+#include "ds-llava.h"
 #include "ds-map-grid.h"
 #include "ds-prefs.h"
 #include "ds-token-strip.h"
@@ -21,6 +22,15 @@ enum { JOB_MODEL, JOB_UPDATE, JOB_IMAGE, JOB_IMAGE2, JOB_EXPORT };
 typedef struct {
   DsExplorer *x;
 } Slot;
+
+/* The answer worker's state: the LLaVA model, opened on first use. */
+typedef struct {
+  DsBackend *be;
+  DsLlava *lv;
+  char *dir;
+} AnswerSlot;
+
+enum { ANSWER_JOB };
 
 struct _DsWindow {
   GtkApplicationWindow parent_instance;
@@ -58,6 +68,11 @@ struct _DsWindow {
 
   DsWorker *worker;
   Slot *slot;
+  /* Answers run on a worker of their own, so a long generation never holds
+   * up the maps (LLaVA runs on the CPU backend for now). */
+  DsWorker *answer_worker;
+  AnswerSlot *answer_slot;
+  guint n_answers;            /* answers finished (or stopped) */
   DsPrefs *prefs;
   DsExploreParams params;     /* what the person set */
   gboolean has_model, is_demo;
@@ -1056,6 +1071,201 @@ action_export_features (GtkWidget *w, const char *name, GVariant *param)
   choose_save (DS_WINDOW (w), TRUE);
 }
 
+/* ---- answers (LLaVA) ------------------------------------------------------------- */
+
+#define ANSWER_PLACEHOLDER_NO_MODEL                                                            \
+  "Answers come from LLaVA-1.5: give a llava-hf folder (llava-1.5-7b-hf) with --llava DIR "  \
+  "or Open LLaVA Folder… in the menu, type a question and press Enter. The fused answer "     \
+  "(CLIP and diffusion features) needs a fusion checkpoint, which does not exist yet."
+
+typedef struct {
+  AnswerSlot *slot;
+  char *dir;
+  DsSharedImage *image;
+  char *question;
+} AnswerData;
+
+static void
+answer_data_free (gpointer data)
+{
+  AnswerData *d = data;
+  g_free (d->dir);
+  ds_shared_image_unref (d->image);
+  g_free (d->question);
+  g_free (d);
+}
+
+static void
+answer_slot_free (AnswerSlot *a)
+{
+  if (!a)
+    return;
+  ds_llava_free (a->lv);
+  ds_backend_free (a->be);
+  g_free (a->dir);
+  g_free (a);
+}
+
+static void
+answer_piece (gpointer data, gpointer user_data)
+{
+  DsWindow *self = user_data;
+  ds_answer_view_append (self->answer_view, 0, data);
+}
+
+static void
+on_answer_text (const char *text, int32_t id, void *user)
+{
+  ds_worker_emit (user, answer_piece, g_strdup (text), g_free);
+}
+
+static gpointer
+answer_func (gpointer data, const atomic_int *cancel, DsWorker *worker, GError **error)
+{
+  AnswerData *d = data;
+  AnswerSlot *a = d->slot;
+  DsError err = { 0 };
+  if (!a->lv || g_strcmp0 (a->dir, d->dir))
+    {
+      ds_llava_free (a->lv);
+      a->lv = NULL;
+      g_clear_pointer (&a->dir, g_free);
+      if (!a->be && !(a->be = ds_backend_cpu_new (&err)))
+        {
+          ds_explore_set_error (error, &err);
+          return NULL;
+        }
+      ds_worker_progress (worker, "loading LLaVA", 0, 1);
+      if (ds_llava_open (d->dir, a->be, &a->lv, &err))
+        {
+          ds_explore_set_error (error, &err);
+          return NULL;
+        }
+      a->dir = g_strdup (d->dir);
+    }
+  DsLlavaParams p;
+  ds_llava_params_default (&p);
+  p.on_text = on_answer_text;
+  p.user = worker;
+  p.cancel = cancel;
+  DsLlavaAnswer ans = { 0 };
+  DsStatus st = ds_llava_ask (a->lv, &d->image->image, d->question, &p, &ans, &err);
+  ds_llava_answer_clear (&ans);
+  if (st)
+    {
+      ds_explore_set_error (error, &err);
+      return NULL;
+    }
+  return g_strdup ("done");
+}
+
+static void
+answer_done (gpointer result, const GError *error, gpointer user_data)
+{
+  DsWindow *self = user_data;
+  ds_answer_view_set_streaming (self->answer_view, FALSE);
+  self->n_answers++;
+  if (error && !g_error_matches (error, DS_EXPLORE_ERROR, DS_ERR_CANCELLED))
+    show_error (self, "Could not answer", error);
+}
+
+static void
+on_answer_notify (const char *stage, int done, int total, gpointer user_data)
+{
+  on_worker_notify (stage, done, total, user_data);
+}
+
+/* Asks LLaVA the prompt about the image (when a LLaVA folder is set); the
+ * answer streams into the answer pane, the Stop button ends it. */
+void
+ds_window_ask (DsWindow *self)
+{
+  const char *q = gtk_editable_get_text (GTK_EDITABLE (self->prompt_entry));
+  if (!self->prefs->llava)
+    {
+      ds_answer_view_clear (self->answer_view);
+      ds_answer_view_set_placeholder (self->answer_view, ANSWER_PLACEHOLDER_NO_MODEL);
+      return;
+    }
+  if (!self->params.image || !q || !*q)
+    return;
+  AnswerData *d = g_new0 (AnswerData, 1);
+  d->slot = self->answer_slot;
+  d->dir = g_strdup (self->prefs->llava);
+  d->image = ds_shared_image_ref (self->params.image);
+  d->question = g_strdup (q);
+  ds_answer_view_clear (self->answer_view);
+  ds_answer_view_set_streaming (self->answer_view, TRUE);
+  DsJob job = { .kind = ANSWER_JOB, .func = answer_func, .data = d,
+                .data_free = answer_data_free, .done = answer_done, .user_data = self,
+                .result_free = g_free };
+  ds_worker_post (self->answer_worker, &job);
+}
+
+static void
+update_answer_placeholder (DsWindow *self)
+{
+  ds_answer_view_set_placeholder (
+      self->answer_view,
+      self->prefs->llava
+          ? "Press Enter in the question to ask LLaVA-1.5 (CLIP-only: a fused answer needs a "
+            "fusion checkpoint, which does not exist yet)."
+          : ANSWER_PLACEHOLDER_NO_MODEL);
+}
+
+void
+ds_window_set_llava (DsWindow *self, const char *dir)
+{
+  g_free (self->prefs->llava);
+  self->prefs->llava = dir && *dir ? g_strdup (dir) : NULL;
+  ds_prefs_save (self->prefs, NULL);
+  update_answer_placeholder (self);
+}
+
+guint
+ds_window_get_n_answers (DsWindow *self)
+{
+  return self->n_answers;
+}
+
+static void
+on_answer_stop (DsAnswerView *view, DsWindow *self)
+{
+  ds_worker_cancel (self->answer_worker, ANSWER_JOB);
+  if (!ds_worker_busy (self->answer_worker))
+    ds_answer_view_set_streaming (view, FALSE); /* it was only queued: no done comes */
+}
+
+static void
+on_llava_response (GtkNativeDialog *dialog, int response, gpointer user_data)
+{
+  DsWindow *self = user_data;
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      g_autoptr (GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
+      g_autofree char *path = file ? g_file_get_path (file) : NULL;
+      if (path)
+        ds_window_set_llava (self, path);
+    }
+  g_object_unref (dialog);
+}
+
+static void
+action_open_llava (GtkWidget *w, const char *name, GVariant *param)
+{
+  GtkFileChooserNative *fc = gtk_file_chooser_native_new (
+      "Open a LLaVA-1.5 Folder (llava-hf layout)", GTK_WINDOW (w),
+      GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "_Cancel");
+  g_signal_connect (fc, "response", G_CALLBACK (on_llava_response), w);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (fc));
+}
+
+static void
+action_ask (GtkWidget *w, const char *name, GVariant *param)
+{
+  ds_window_ask (DS_WINDOW (w));
+}
+
 /* ---- small actions ------------------------------------------------------------------------- */
 
 static void
@@ -1129,6 +1339,8 @@ on_prompt_activate (DsWindow *self)
 {
   g_clear_handle_id (&self->prompt_timeout, g_source_remove);
   schedule_update (self);
+  if (self->prefs->llava)
+    ds_window_ask (self);
 }
 
 static void
@@ -1246,6 +1458,8 @@ ds_window_dispose (GObject *object)
   g_clear_handle_id (&self->screenshot_idle, g_source_remove);
   disconnect_after_paint (self);
   g_clear_pointer (&self->worker, ds_worker_free);
+  g_clear_pointer (&self->answer_worker, ds_worker_free);
+  g_clear_pointer (&self->answer_slot, answer_slot_free);
   if (self->slot)
     {
       ds_explorer_free (self->slot->x);
@@ -1332,6 +1546,8 @@ ds_window_class_init (DsWindowClass *klass)
   gtk_widget_class_install_action (wc, "win.zoom-reset", NULL, action_zoom);
   gtk_widget_class_install_action (wc, "win.ensemble", NULL, action_toggle);
   gtk_widget_class_install_action (wc, "win.show-special", NULL, action_toggle);
+  gtk_widget_class_install_action (wc, "win.ask", NULL, action_ask);
+  gtk_widget_class_install_action (wc, "win.open-llava", NULL, action_open_llava);
 }
 
 static void
@@ -1341,6 +1557,8 @@ ds_window_init (DsWindow *self)
   self->prefs = ds_prefs_load ();
   self->slot = g_new0 (Slot, 1);
   self->worker = ds_worker_new (on_worker_notify, self);
+  self->answer_slot = g_new0 (AnswerSlot, 1);
+  self->answer_worker = ds_worker_new (on_answer_notify, self);
   self->params.word[0] = self->params.word[1] = -1;
   self->params.tile_row = self->params.tile_col = -1;
   self->params.t = 100;
@@ -1371,10 +1589,8 @@ ds_window_init (DsWindow *self)
       g_autofree char *m = g_strdup_printf ("%d", marks[i]);
       gtk_scale_add_mark (t, marks[i], GTK_POS_BOTTOM, i % 2 ? NULL : m);
     }
-  ds_answer_view_set_placeholder (
-      self->answer_view,
-      "Answers come with the LLaVA work: a LLaVA-1.5 model that reads CLIP and diffusion "
-      "features will answer the question here, streamed, with a stop button.");
+  update_answer_placeholder (self);
+  g_signal_connect (self->answer_view, "stop", G_CALLBACK (on_answer_stop), self);
   gtk_stack_set_visible_child_name (self->stack, "empty");
   gtk_window_set_focus (GTK_WINDOW (self), self->demo_button);
   gtk_widget_set_sensitive (GTK_WIDGET (self->blocks_button), FALSE);
@@ -1477,4 +1693,5 @@ ds_window_wait_idle (DsWindow *self)
       schedule_update (self);
     }
   ds_worker_wait_idle (self->worker);
+  ds_worker_wait_idle (self->answer_worker);
 }

@@ -41,6 +41,15 @@ gboolean ds_window_export_png (DsWindow *self, const char *path, GError **error)
  * error bar. */
 void ds_window_export_features (DsWindow *self, const char *path);
 
+/* The LLaVA-1.5 folder (llava-hf layout) whose answers fill the answer pane
+ * (kept in the preferences; NULL: none). */
+void ds_window_set_llava (DsWindow *self, const char *dir);
+/* Asks LLaVA the prompt about the image; the answer streams into the pane
+ * (Enter in the prompt does the same when a LLaVA folder is set). */
+void ds_window_ask (DsWindow *self);
+/* Answers finished or stopped so far. */
+guint ds_window_get_n_answers (DsWindow *self);
+
 /* For tests and the benchmark: the named template child ("prompt_entry",
  * "t_scale", "s_scale", "token_strip", "image_view", "map_grid", …). */
 GtkWidget *ds_window_get_child (DsWindow *self, const char *name);

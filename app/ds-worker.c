@@ -36,7 +36,7 @@ struct _DsWorker {
   guint64 n_run, n_dropped, n_superseded;
 };
 
-typedef enum { MSG_DELIVER, MSG_PROGRESS, MSG_STATE } MsgKind;
+typedef enum { MSG_DELIVER, MSG_PROGRESS, MSG_STATE, MSG_EMIT } MsgKind;
 
 typedef struct {
   DsWorker *w;
@@ -45,6 +45,11 @@ typedef struct {
   Job *job;          /* MSG_DELIVER */
   gpointer result;
   GError *error;
+  DsWorkerEmitFn emit; /* MSG_EMIT: for the job of (kind, seq) */
+  gpointer emit_data, emit_user;
+  GDestroyNotify emit_destroy;
+  int job_kind;
+  guint64 seq;
 } Msg;
 
 static void
@@ -66,6 +71,8 @@ msg_free (gpointer data)
       job_free (m->job);
     }
   g_clear_error (&m->error);
+  if (m->emit_destroy && m->emit_data)
+    m->emit_destroy (m->emit_data);
   g_free (m);
 }
 
@@ -102,6 +109,10 @@ msg_dispatch (gpointer data)
   switch (m->kind)
     {
     case MSG_DELIVER: /* above */
+      break;
+    case MSG_EMIT:
+      if (m->seq >= w->latest[m->job_kind])
+        m->emit (m->emit_data, m->emit_user);
       break;
     case MSG_PROGRESS:
       if (w->notify)
@@ -261,6 +272,54 @@ ds_worker_progress (DsWorker *w, const char *stage, int done, int total)
       m->kind = MSG_PROGRESS;
       send_locked (w, m);
     }
+  g_mutex_unlock (&w->lock);
+}
+
+void
+ds_worker_emit (DsWorker *w, DsWorkerEmitFn fn, gpointer data, GDestroyNotify destroy)
+{
+  g_mutex_lock (&w->lock);
+  if (!w->running || w->stop)
+    {
+      g_mutex_unlock (&w->lock);
+      if (destroy && data)
+        destroy (data);
+      return;
+    }
+  Msg *m = g_new0 (Msg, 1);
+  m->kind = MSG_EMIT;
+  m->emit = fn;
+  m->emit_data = data;
+  m->emit_destroy = destroy;
+  m->emit_user = w->running->job.user_data;
+  m->job_kind = w->running->job.kind;
+  m->seq = w->running->seq;
+  send_locked (w, m);
+  g_mutex_unlock (&w->lock);
+}
+
+void
+ds_worker_cancel (DsWorker *w, int kind)
+{
+  g_return_if_fail (kind >= 0 && kind < DS_WORKER_MAX_KINDS);
+  g_mutex_lock (&w->lock);
+  for (GList *l = w->queue.head; l;)
+    {
+      GList *next = l->next;
+      Job *q = l->data;
+      if (q->job.kind == kind)
+        {
+          g_queue_delete_link (&w->queue, l);
+          job_free (q);
+          w->n_dropped++;
+        }
+      l = next;
+    }
+  if (w->running && w->running->job.kind == kind)
+    atomic_store (&w->cancel, 1);
+  Msg *m = g_new0 (Msg, 1);
+  m->kind = MSG_STATE;
+  send_locked (w, m);
   g_mutex_unlock (&w->lock);
 }
 

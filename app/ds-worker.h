@@ -57,6 +57,16 @@ void ds_worker_free (DsWorker *w);
 guint64 ds_worker_post (DsWorker *w, const DsJob *job);
 /* From a job's func: progress, forwarded to the main context (coalesced). */
 void ds_worker_progress (DsWorker *w, const char *stage, int done, int total);
+/* From a job's func: fn (data, the job's user_data) runs on the main context,
+ * in order with the job's other messages, unless a newer job of its kind was
+ * posted meanwhile (streamed text of a superseded answer never shows).
+ * data is freed with destroy either way. */
+typedef void (*DsWorkerEmitFn) (gpointer data, gpointer user_data);
+void ds_worker_emit (DsWorker *w, DsWorkerEmitFn fn, gpointer data, GDestroyNotify destroy);
+/* Main context: stops the running job of `kind` (its cancel flag; its done
+ * callback still runs, with the job's DS_ERR_CANCELLED or whatever it
+ * returns) and drops queued ones of that kind unrun. */
+void ds_worker_cancel (DsWorker *w, int kind);
 /* Main context: jobs queued, running, or finished with their result not yet
  * handed to the done callback. */
 int ds_worker_pending (DsWorker *w);

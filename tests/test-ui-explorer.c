@@ -16,7 +16,9 @@
 #include <gtk/gtk.h>
 #include <math.h>
 
+#include "ds-answer-view.h"
 #include "ds-block-picker.h"
+#include "ds-llava.h"
 #include "ds-prefs.h"
 #include "ds-safetensors.h"
 #include "ds-image-view.h"
@@ -402,6 +404,57 @@ test_paste_image (void)
   open_image (DS_TEST_DATA_DIR "/sd-input.png", FALSE);
 }
 
+/* Without a LLaVA folder the pane says how to get answers; with the tiny
+ * LLaVA fixture, Enter in the prompt streams exactly the engine's answer into
+ * the pane, and Stop ends a running answer. */
+static void
+test_answer_pane (void)
+{
+  DsAnswerView *av = DS_ANSWER_VIEW (child ("answer_view"));
+  ds_window_set_llava (win, NULL);
+  ds_window_ask (win);
+  wait_idle ();
+  g_assert_cmpuint (ds_window_get_n_answers (win), ==, 0);
+  const char *question = "What is shown in this picture?";
+  ds_window_set_prompt (win, question);
+  ds_window_set_llava (win, DS_TEST_DATA_DIR "/llava-tiny");
+  g_signal_emit_by_name (child ("prompt_entry"), "activate");
+  wait_idle ();
+  g_assert_null (ds_window_get_error (win));
+  g_assert_cmpuint (ds_window_get_n_answers (win), ==, 1);
+  g_assert_false (ds_answer_view_get_streaming (av));
+  /* the same question through the engine directly */
+  DsError err = { 0 };
+  DsBackend *be = ds_backend_cpu_new (&err);
+  DsLlava *lv = NULL;
+  g_assert_cmpint (ds_llava_open (DS_TEST_DATA_DIR "/llava-tiny", be, &lv, &err), ==, DS_OK);
+  DsImage img = { 0 };
+  g_assert_cmpint (ds_image_load (DS_TEST_DATA_DIR "/sd-input.png", &img, &err), ==, DS_OK);
+  DsLlavaParams p;
+  ds_llava_params_default (&p);
+  DsLlavaAnswer ans = { 0 };
+  g_assert_cmpint (ds_llava_ask (lv, &img, question, &p, &ans, &err), ==, DS_OK);
+  g_assert_cmpuint (ans.n_ids, >, 0);
+  g_assert_cmpstr (ds_answer_view_get_text (av, 0), ==, ans.text);
+  g_autofree char *full = g_strdup (ans.text);
+  ds_llava_answer_clear (&ans);
+  ds_image_free (&img);
+  ds_llava_free (lv);
+  ds_backend_free (be);
+  /* Stop right after asking: the job is dropped before it runs or stopped
+   * between tokens; either way the pane stops streaming, shows at most a
+   * prefix of the answer, and a stop is not an error. */
+  ds_window_ask (win);
+  g_assert_true (ds_answer_view_get_streaming (av));
+  g_signal_emit_by_name (av, "stop");
+  wait_idle ();
+  g_assert_false (ds_answer_view_get_streaming (av));
+  g_assert_cmpuint (ds_window_get_n_answers (win), <=, 2);
+  g_assert_true (g_str_has_prefix (full, ds_answer_view_get_text (av, 0)));
+  g_assert_null (ds_window_get_error (win));
+  ds_window_set_llava (win, NULL);
+}
+
 /* The accessible name a screen reader would read for w, or NULL. */
 static gboolean
 has_accessible_name (GtkWidget *w)
@@ -545,6 +598,7 @@ main (int argc, char **argv)
   g_test_add_func ("/explorer/exports", test_exports);
   g_test_add_func ("/explorer/drop-files", test_drop_files);
   g_test_add_func ("/explorer/paste-image", test_paste_image);
+  g_test_add_func ("/explorer/answer-pane", test_answer_pane);
   g_test_add_func ("/explorer/prefs-round-trip", test_prefs_round_trip);
   g_test_add_func ("/explorer/keyboard-only", test_keyboard_only);
   int rc = g_test_run ();
