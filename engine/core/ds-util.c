@@ -1,6 +1,10 @@
 /* ds-util.c: see ds-util.h. */
 #include "ds-util.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 double
@@ -18,4 +22,21 @@ ds_fnv1a (uint64_t h, const void *data, size_t n)
   for (size_t i = 0; i < n; i++)
     h = (h ^ b[i]) * 0x100000001b3ull;
   return h;
+}
+
+char *
+ds_path_join (const char *dir, const char *name)
+{
+  size_t n = strlen (dir) + strlen (name) + 2;
+  char *p = malloc (n);
+  if (p)
+    snprintf (p, n, "%s/%s", dir, name);
+  return p;
+}
+
+bool
+ds_path_exists (const char *path)
+{
+  struct stat sb;
+  return stat (path, &sb) == 0;
 }

@@ -1,8 +1,9 @@
-/* ds-util.h: two small helpers the engine's layers share: a monotonic clock
- * for per-stage timings and the FNV-1a hash behind cache keys and seeded
- * weight names. */
+/* ds-util.h: small helpers the engine's layers share: a monotonic clock for
+ * per-stage timings, the FNV-1a hash behind cache keys and seeded weight
+ * names, and two path helpers for model folders. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,11 @@ double ds_now_ms (void);
 
 /* 64-bit FNV-1a of n bytes, continuing from h (DS_FNV1A_OFFSET to start). */
 uint64_t ds_fnv1a (uint64_t h, const void *data, size_t n);
+
+/* "dir/name", malloc'ed (transfer full); NULL when out of memory. */
+char *ds_path_join (const char *dir, const char *name);
+/* Something exists at path (any kind of file). */
+bool ds_path_exists (const char *path);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
 /* ds-safetensors-index.c: see ds-safetensors-index.h. */
 #include "ds-safetensors-index.h"
 #include "ds-util.h"
+#include "ds-util.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -25,23 +26,6 @@ struct DsSafetensorsIndex {
   size_t n_slots;
   int64_t count;
 };
-
-static bool
-file_exists (const char *path)
-{
-  struct stat sb;
-  return stat (path, &sb) == 0;
-}
-
-static char *
-join (const char *dir, const char *name)
-{
-  size_t n = strlen (dir) + strlen (name) + 2;
-  char *p = malloc (n);
-  if (p)
-    snprintf (p, n, "%s/%s", dir, name);
-  return p;
-}
 
 static uint64_t
 hash_name (const char *name)
@@ -178,7 +162,7 @@ open_index (const char *path, DsSafetensorsIndex **out, DsError *err)
   json_t *root = json_load_file (path, JSON_REJECT_DUPLICATES, &jerr);
   if (!root)
     {
-      if (!file_exists (path))
+      if (!ds_path_exists (path))
         return ds_error_set (err, DS_ERR_IO, "%s: cannot open: %s", path, strerror (errno));
       return ds_error_set (err, DS_ERR_FORMAT, "%s: line %d: %s", path, jerr.line, jerr.text);
     }
@@ -239,13 +223,13 @@ open_index (const char *path, DsSafetensorsIndex **out, DsError *err)
                              path, key, f, why);
           break;
         }
-      char *shard_path = join (dir, f);
+      char *shard_path = ds_path_join (dir, f);
       if (!shard_path)
         {
           st = ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
           break;
         }
-      if (!file_exists (shard_path))
+      if (!ds_path_exists (shard_path))
         st = ds_error_set (err, DS_ERR_NOT_FOUND, "%s: shard \"%s\" (of tensor \"%s\") "
                            "is missing", path, f, key);
       else if ((st = ds_safetensors_open (shard_path, &idx->shards[s], err)) != DS_OK)
@@ -326,18 +310,18 @@ ds_safetensors_index_open (const char *dir, DsSafetensorsIndex **out, DsError *e
 {
   assert (dir && out);
   *out = NULL;
-  char *index = join (dir, DS_SAFETENSORS_INDEX_NAME);
-  char *single = join (dir, DS_SAFETENSORS_SINGLE_NAME);
-  char *pickle = join (dir, "pytorch_model.bin");
-  char *pickle_index = join (dir, "pytorch_model.bin.index.json");
+  char *index = ds_path_join (dir, DS_SAFETENSORS_INDEX_NAME);
+  char *single = ds_path_join (dir, DS_SAFETENSORS_SINGLE_NAME);
+  char *pickle = ds_path_join (dir, "pytorch_model.bin");
+  char *pickle_index = ds_path_join (dir, "pytorch_model.bin.index.json");
   DsStatus st;
   if (!index || !single || !pickle || !pickle_index)
     st = ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", dir);
-  else if (file_exists (index))
+  else if (ds_path_exists (index))
     st = open_index (index, out, err);
-  else if (file_exists (single))
+  else if (ds_path_exists (single))
     st = open_single (single, out, err);
-  else if (file_exists (pickle) || file_exists (pickle_index))
+  else if (ds_path_exists (pickle) || ds_path_exists (pickle_index))
     st = ds_error_set (err, DS_ERR_UNSUPPORTED, "%s: only a pickle checkpoint "
                        "(pytorch_model*.bin) is there; Diffscope never loads pickle files: "
                        "convert it to safetensors", dir);

@@ -1,5 +1,6 @@
 /* ds-llava.c: see ds-llava.h. */
 #include "ds-llava.h"
+#include "ds-util.h"
 
 #include "ds-safetensors-index.h"
 
@@ -29,23 +30,6 @@ struct DsLlava {
 };
 
 /* ---- files ---- */
-
-static char *
-path_join (const char *dir, const char *name)
-{
-  size_t n = strlen (dir) + strlen (name) + 2;
-  char *p = malloc (n);
-  if (p)
-    snprintf (p, n, "%s/%s", dir, name);
-  return p;
-}
-
-static bool
-file_exists (const char *path)
-{
-  struct stat sb;
-  return stat (path, &sb) == 0;
-}
 
 /* *text transfer full. */
 static DsStatus
@@ -98,7 +82,7 @@ read_text (const char *path, char **text, DsError *err)
 static DsStatus
 read_dir_text (const char *dir, const char *name, char **text, char **path, DsError *err)
 {
-  *path = path_join (dir, name);
+  *path = ds_path_join (dir, name);
   if (!*path)
     return ds_error_set (err, DS_ERR_NOMEM, "out of memory");
   return read_text (*path, text, err);
@@ -205,10 +189,10 @@ static DsStatus
 open_processor_config (DsLlava *lv, const char *dir, DsError *err)
 {
   snprintf (lv->image_token, sizeof lv->image_token, "<image>");
-  char *path = path_join (dir, "processor_config.json");
+  char *path = ds_path_join (dir, "processor_config.json");
   if (!path)
     return ds_error_set (err, DS_ERR_NOMEM, "out of memory");
-  if (!file_exists (path))
+  if (!ds_path_exists (path))
     {
       free (path);
       return DS_OK;
