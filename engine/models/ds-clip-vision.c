@@ -234,13 +234,6 @@ ds_clip_vision_config_parse (const char *json_text, const char *path, DsClipVisi
 
 /* ---- the model ---- */
 
-typedef struct {
-  DsNormW ln1, ln2;          /* [C] */
-  DsLinearW q, k, v, out;    /* [C, C] + bias [C] */
-  DsLinearW fc1;             /* [I, C] + bias [I] */
-  DsLinearW fc2;             /* [C, I] + bias [C] */
-} VisionLayer;
-
 struct DsClipVision {
   DsClipVisionConfig cfg;
   int grid;                  /* G = image_size / patch_size (the remainder is never seen) */
@@ -250,7 +243,7 @@ struct DsClipVision {
   DsTensor class_emb;        /* [1, 1, C]: a view of the stored [C] */
   DsTensor pos_emb;          /* [G² + 1, C] */
   DsNormW pre_ln;            /* [C] */
-  VisionLayer *layers;       /* [n_run] */
+  DsClipLayerW *layers;       /* [n_run] */
   DsGraphCache graphs;       /* recorded forwards (ds-graph.h) */
 };
 
@@ -283,26 +276,6 @@ check_config (const DsClipVisionConfig *c, DsError *err)
 }
 
 static DsStatus
-load_layer (DsWeights *w, VisionLayer *l, int64_t C, int64_t I, int index, DsError *err)
-{
-  char base[128], n[192];
-  snprintf (base, sizeof base, "encoder.layers.%d", index);
-  DsStatus st;
-#define SUB(s) (snprintf (n, sizeof n, "%s." s, base), n)
-  if ((st = ds_weights_norm (w, &l->ln1, C, err, SUB ("layer_norm1")))
-      || (st = ds_weights_linear (w, &l->q, C, C, true, err, SUB ("self_attn.q_proj")))
-      || (st = ds_weights_linear (w, &l->k, C, C, true, err, SUB ("self_attn.k_proj")))
-      || (st = ds_weights_linear (w, &l->v, C, C, true, err, SUB ("self_attn.v_proj")))
-      || (st = ds_weights_linear (w, &l->out, C, C, true, err, SUB ("self_attn.out_proj")))
-      || (st = ds_weights_norm (w, &l->ln2, C, err, SUB ("layer_norm2")))
-      || (st = ds_weights_linear (w, &l->fc1, I, C, true, err, SUB ("mlp.fc1")))
-      || (st = ds_weights_linear (w, &l->fc2, C, I, true, err, SUB ("mlp.fc2"))))
-    return st;
-#undef SUB
-  return DS_OK;
-}
-
-static DsStatus
 load_all (DsClipVision *vt, DsError *err)
 {
   const DsClipVisionConfig *c = &vt->cfg;
@@ -320,7 +293,7 @@ load_all (DsClipVision *vt, DsError *err)
     return st;
   vt->class_emb = ds_tensor_reshape (&cls, 3, (int64_t[]){ 1, 1, C });
   for (int l = 0; l < vt->n_run; l++)
-    if ((st = load_layer (w, &vt->layers[l], C, c->intermediate_size, l, err)))
+    if ((st = ds_clip_layer_load (w, &vt->layers[l], C, c->intermediate_size, l, err)))
       return st;
   return DS_OK;
 }
@@ -487,32 +460,6 @@ ds_clip_vision_n_layers_run (const DsClipVision *vt)
 
 /* x [B,N,C] += attn (ln1 (x)); x += mlp (ln2 (x)). h, q, k, v: [B,N,C]
  * scratch; f: [B,N,I] scratch. Full attention (docs/models.md §7.2). */
-static DsStatus
-layer_forward (const DsClipVision *vt, DsBackend *be, const VisionLayer *l, DsTensor *x,
-               DsTensor *h, DsTensor *q, DsTensor *k, DsTensor *v, DsTensor *f, DsError *err)
-{
-  const DsClipVisionConfig *c = &vt->cfg;
-  const int heads = c->num_attention_heads;
-  const float scale = 1.0f / sqrtf ((float) (c->hidden_size / heads));
-  const float eps = c->layer_norm_eps;
-  DsStatus st;
-  if ((st = ds_layer_norm (be, x, &l->ln1.g, &l->ln1.b, eps, h, err))
-      || (st = ds_linear (be, h, &l->q.w, ds_bias (&l->q.b), q, err))
-      || (st = ds_linear (be, h, &l->k.w, ds_bias (&l->k.b), k, err))
-      || (st = ds_linear (be, h, &l->v.w, ds_bias (&l->v.b), v, err))
-      || (st = ds_attention (be, q, k, v, heads, scale, false, h, NULL, err))
-      || (st = ds_linear_add (be, h, &l->out.w, ds_bias (&l->out.b), x, x, err)))
-    return st;
-  if ((st = ds_layer_norm (be, x, &l->ln2.g, &l->ln2.b, eps, h, err))
-      || (st = ds_linear (be, h, &l->fc1.w, ds_bias (&l->fc1.b), f, err)))
-    return st;
-  st = c->hidden_act == DS_ACT_QUICK_GELU ? ds_quick_gelu (be, f, f, err)
-                                          : ds_gelu (be, f, f, err);
-  if (st || (st = ds_linear_add (be, f, &l->fc2.w, ds_bias (&l->fc2.b), x, x, err)))
-    return st;
-  return DS_OK;
-}
-
 /* What the forward runs on: the arena tensors, all in place. */
 typedef struct {
   DsClipVision *vt;
@@ -574,8 +521,9 @@ body (void *user, DsError *err)
   if ((st = embed (d, err)))
     return st;
   for (int l = 0; l < vt->n_run; l++)
-    if ((st = layer_forward (vt, be, &vt->layers[l], &d->x, &d->h, &d->q, &d->k, &d->v, &d->f,
-                             err)))
+    if ((st = ds_clip_layer_forward (be, &vt->layers[l], vt->cfg.num_attention_heads,
+                                     vt->cfg.layer_norm_eps, vt->cfg.hidden_act, false, &d->x, &d->h,
+                                     &d->q, &d->k, &d->v, &d->f, err)))
       return st;
   /* The class token is row 0 of each image (docs/models.md §7.2). */
   const int64_t skip = vt->cfg.keep_class_token ? 0 : 1, T = N - skip;

@@ -1,6 +1,8 @@
 /* ds-nn.c: see ds-nn.h. */
 #include "ds-nn.h"
 
+#include <math.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -183,5 +185,49 @@ ds_resnet_forward (DsBackend *be, DsArena *a, const DsResnetW *r, const DsTensor
   ds_arena_reset_to (a, mark);
   if (increment)
     *increment = h;
+  return DS_OK;
+}
+
+DsStatus
+ds_clip_layer_load (DsWeights *w, DsClipLayerW *l, int64_t C, int64_t I, int index,
+                    DsError *err)
+{
+  char base[128], n[192];
+  snprintf (base, sizeof base, "encoder.layers.%d", index);
+  DsStatus st;
+#define SUB(s) (snprintf (n, sizeof n, "%s." s, base), n)
+  if ((st = ds_weights_norm (w, &l->ln1, C, err, SUB ("layer_norm1")))
+      || (st = ds_weights_linear (w, &l->q, C, C, true, err, SUB ("self_attn.q_proj")))
+      || (st = ds_weights_linear (w, &l->k, C, C, true, err, SUB ("self_attn.k_proj")))
+      || (st = ds_weights_linear (w, &l->v, C, C, true, err, SUB ("self_attn.v_proj")))
+      || (st = ds_weights_linear (w, &l->out, C, C, true, err, SUB ("self_attn.out_proj")))
+      || (st = ds_weights_norm (w, &l->ln2, C, err, SUB ("layer_norm2")))
+      || (st = ds_weights_linear (w, &l->fc1, I, C, true, err, SUB ("mlp.fc1")))
+      || (st = ds_weights_linear (w, &l->fc2, C, I, true, err, SUB ("mlp.fc2"))))
+    return st;
+#undef SUB
+  return DS_OK;
+}
+
+DsStatus
+ds_clip_layer_forward (DsBackend *be, const DsClipLayerW *l, int heads, float eps,
+                       DsActivation act, bool causal, DsTensor *x, DsTensor *h, DsTensor *q,
+                       DsTensor *k, DsTensor *v, DsTensor *f, DsError *err)
+{
+  const float scale = 1.0f / sqrtf ((float) (x->shape[x->ndim - 1] / heads));
+  DsStatus st;
+  if ((st = ds_layer_norm (be, x, &l->ln1.g, &l->ln1.b, eps, h, err))
+      || (st = ds_linear (be, h, &l->q.w, ds_bias (&l->q.b), q, err))
+      || (st = ds_linear (be, h, &l->k.w, ds_bias (&l->k.b), k, err))
+      || (st = ds_linear (be, h, &l->v.w, ds_bias (&l->v.b), v, err))
+      || (st = ds_attention (be, q, k, v, heads, scale, causal, h, NULL, err))
+      || (st = ds_linear_add (be, h, &l->out.w, ds_bias (&l->out.b), x, x, err)))
+    return st;
+  if ((st = ds_layer_norm (be, x, &l->ln2.g, &l->ln2.b, eps, h, err))
+      || (st = ds_linear (be, h, &l->fc1.w, ds_bias (&l->fc1.b), f, err)))
+    return st;
+  st = act == DS_ACT_QUICK_GELU ? ds_quick_gelu (be, f, f, err) : ds_gelu (be, f, f, err);
+  if (st || (st = ds_linear_add (be, f, &l->fc2.w, ds_bias (&l->fc2.b), x, x, err)))
+    return st;
   return DS_OK;
 }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "ds-ops.h"
+#include "ds-model-dir.h"
 #include "ds-weights.h"
 
 #ifdef __cplusplus
@@ -58,6 +59,25 @@ DsStatus ds_resnet_load (DsWeights *w, DsResnetW *r, int c_in, int c_out, int te
 DsStatus ds_resnet_forward (DsBackend *be, DsArena *a, const DsResnetW *r, const DsTensor *x,
                             const DsTensor *temb_act, int groups, float eps, DsTensor *out,
                             DsTensor *increment, DsError *err);
+
+/* A CLIP encoder layer (docs/models.md §5.2 for the text tower, §7.2 for the
+ * vision tower; the two differ only in the causal mask and the activation):
+ *   x = x + out_proj(MHA(layer_norm1(x)));  x = x + fc2(act(fc1(layer_norm2(x))))
+ * Weights under <prefix>encoder.layers.<index>. */
+typedef struct {
+  DsNormW ln1, ln2;          /* [C] */
+  DsLinearW q, k, v, out;    /* [C, C] + bias [C] */
+  DsLinearW fc1;             /* [I, C] + bias [I] */
+  DsLinearW fc2;             /* [C, I] + bias [C] */
+} DsClipLayerW;
+
+DsStatus ds_clip_layer_load (DsWeights *w, DsClipLayerW *l, int64_t C, int64_t I, int index,
+                             DsError *err);
+/* x [B, T, C] in place; h, q, k, v [B, T, C] and f [B, T, I] are scratch. */
+DsStatus ds_clip_layer_forward (DsBackend *be, const DsClipLayerW *l, int heads, float eps,
+                                DsActivation act, bool causal, DsTensor *x, DsTensor *h,
+                                DsTensor *q, DsTensor *k, DsTensor *v, DsTensor *f,
+                                DsError *err);
 
 #ifdef __cplusplus
 }

@@ -18,19 +18,12 @@
 #include "ds-graph.h"
 #include "ds-safetensors.h"
 
-typedef struct {
-  DsNormW ln1, ln2;          /* [C] */
-  DsLinearW q, k, v, out;    /* [C, C] + bias [C] */
-  DsLinearW fc1;             /* [I, C] + bias [I] */
-  DsLinearW fc2;             /* [C, I] + bias [C] */
-} TextLayer;
-
 struct DsTextEncoder {
   DsTextEncoderConfig cfg;
   DsWeights w;               /* owns every tensor below */
   DsTensor tok_emb;          /* [vocab, C] */
   DsTensor pos_emb;          /* [77, C]: the first rows of [max_positions, C] */
-  TextLayer *layers;         /* [num_hidden_layers] */
+  DsClipLayerW *layers;         /* [num_hidden_layers] */
   DsNormW final_ln;          /* [C] */
   DsGraphCache graphs;       /* recorded forwards (ds-graph.h) */
 };
@@ -62,26 +55,6 @@ check_config (const DsTextEncoderConfig *c, DsError *err)
 }
 
 static DsStatus
-load_layer (DsWeights *w, TextLayer *l, int64_t C, int64_t I, int index, DsError *err)
-{
-  char base[128], n[192];
-  snprintf (base, sizeof base, "encoder.layers.%d", index);
-  DsStatus st;
-#define SUB(s) (snprintf (n, sizeof n, "%s." s, base), n)
-  if ((st = ds_weights_norm (w, &l->ln1, C, err, SUB ("layer_norm1")))
-      || (st = ds_weights_linear (w, &l->q, C, C, true, err, SUB ("self_attn.q_proj")))
-      || (st = ds_weights_linear (w, &l->k, C, C, true, err, SUB ("self_attn.k_proj")))
-      || (st = ds_weights_linear (w, &l->v, C, C, true, err, SUB ("self_attn.v_proj")))
-      || (st = ds_weights_linear (w, &l->out, C, C, true, err, SUB ("self_attn.out_proj")))
-      || (st = ds_weights_norm (w, &l->ln2, C, err, SUB ("layer_norm2")))
-      || (st = ds_weights_linear (w, &l->fc1, I, C, true, err, SUB ("mlp.fc1")))
-      || (st = ds_weights_linear (w, &l->fc2, C, I, true, err, SUB ("mlp.fc2"))))
-    return st;
-#undef SUB
-  return DS_OK;
-}
-
-static DsStatus
 load_all (DsTextEncoder *te, DsError *err)
 {
   const DsTextEncoderConfig *c = &te->cfg;
@@ -96,7 +69,7 @@ load_all (DsTextEncoder *te, DsError *err)
     return st;
   te->pos_emb = ds_tensor_slice0 (&pos, 0, DS_TEXT_LEN);
   for (int l = 0; l < c->num_hidden_layers; l++)
-    if ((st = load_layer (w, &te->layers[l], C, c->intermediate_size, l, err)))
+    if ((st = ds_clip_layer_load (w, &te->layers[l], C, c->intermediate_size, l, err)))
       return st;
   return ds_weights_norm (w, &te->final_ln, C, err, "final_layer_norm");
 }
@@ -187,34 +160,6 @@ ds_text_encoder_hidden_size (const DsTextEncoder *te)
 
 /* x [B,77,C] += attn (ln1 (x)); x += mlp (ln2 (x)). h, q, k, v: [B,77,C]
  * scratch; f: [B,77,I] scratch. */
-static DsStatus
-layer_forward (const DsTextEncoder *te, DsBackend *be, const TextLayer *l, DsTensor *x,
-               DsTensor *h, DsTensor *q, DsTensor *k, DsTensor *v, DsTensor *f,
-               DsError *err)
-{
-  const DsTextEncoderConfig *c = &te->cfg;
-  const int heads = c->num_attention_heads;
-  const float scale = 1.0f / sqrtf ((float) (c->hidden_size / heads));
-  const float eps = c->layer_norm_eps;
-  DsStatus st;
-  if ((st = ds_layer_norm (be, x, &l->ln1.g, &l->ln1.b, eps, h, err))
-      || (st = ds_linear (be, h, &l->q.w, ds_bias (&l->q.b), q, err))
-      || (st = ds_linear (be, h, &l->k.w, ds_bias (&l->k.b), k, err))
-      || (st = ds_linear (be, h, &l->v.w, ds_bias (&l->v.b), v, err))
-      || (st = ds_attention (be, q, k, v, heads, scale, true, h, NULL, err))
-      || (st = ds_linear_add (be, h, &l->out.w, ds_bias (&l->out.b), x, x, err)))
-    return st;
-  if ((st = ds_layer_norm (be, x, &l->ln2.g, &l->ln2.b, eps, h, err))
-      || (st = ds_linear (be, h, &l->fc1.w, ds_bias (&l->fc1.b), f, err)))
-    return st;
-  st = c->hidden_act == DS_ACT_QUICK_GELU ? ds_quick_gelu (be, f, f, err)
-                                          : ds_gelu (be, f, f, err);
-  if (st
-      || (st = ds_linear_add (be, f, &l->fc2.w, ds_bias (&l->fc2.b), x, x, err)))
-    return st;
-  return DS_OK;
-}
-
 /* What the layers run on: the ids and the arena tensors, all in place. */
 typedef struct {
   DsTextEncoder *te;
@@ -242,8 +187,9 @@ body (void *user, DsError *err)
         return st;
     }
   for (int l = 0; l < te->cfg.num_hidden_layers; l++)
-    if ((st = layer_forward (te, be, &te->layers[l], &d->x, &d->h, &d->q, &d->k, &d->v, &d->f,
-                             err)))
+    if ((st = ds_clip_layer_forward (be, &te->layers[l], te->cfg.num_attention_heads,
+                                     te->cfg.layer_norm_eps, te->cfg.hidden_act, true, &d->x, &d->h,
+                                     &d->q, &d->k, &d->v, &d->f, err)))
       return st;
   return ds_layer_norm (be, &d->x, &te->final_ln.g, &te->final_ln.b, te->cfg.layer_norm_eps,
                         d->out, err);
