@@ -40,3 +40,29 @@ ds_path_exists (const char *path)
   struct stat sb;
   return stat (path, &sb) == 0;
 }
+
+uint64_t
+ds_hash_bytes (const char *s, size_t n)
+{
+  uint64_t h = ds_fnv1a (DS_FNV1A_OFFSET, s, n);
+  return h ^ (h >> 29);
+}
+
+uint64_t
+ds_hash_mix64 (uint64_t key)
+{
+  key ^= key >> 33;
+  key *= 0xff51afd7ed558ccdull;
+  key ^= key >> 33;
+  key *= 0xc4ceb9fe1a85ec53ull;
+  return key ^ (key >> 33);
+}
+
+size_t
+ds_pow2_at_least (size_t n)
+{
+  size_t p = 64;
+  while (p < n)
+    p *= 2;
+  return p;
+}

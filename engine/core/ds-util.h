@@ -19,6 +19,14 @@ double ds_now_ms (void);
 /* 64-bit FNV-1a of n bytes, continuing from h (DS_FNV1A_OFFSET to start). */
 uint64_t ds_fnv1a (uint64_t h, const void *data, size_t n);
 
+/* Hash-table helpers shared by the tokenizers' interned symbols:
+ * ds_fnv1a from the offset with a final xor-shift, a 64-bit finaliser
+ * (MurmurHash3's fmix64) for integer keys, and the power of two (>= 64)
+ * a table of n entries takes. */
+uint64_t ds_hash_bytes (const char *s, size_t n);
+uint64_t ds_hash_mix64 (uint64_t key);
+size_t ds_pow2_at_least (size_t n);
+
 /* "dir/name", malloc'ed (transfer full); NULL when out of memory. */
 char *ds_path_join (const char *dir, const char *name);
 /* Something exists at path (any kind of file). */

@@ -19,6 +19,7 @@
  * Decoding runs the decoder steps over the pieces' strings.
  */
 #include "ds-llama-tokenizer.h"
+#include "ds-util.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -194,37 +195,6 @@ ids_push (IdVec *v, int32_t id)
   return true;
 }
 
-static uint64_t
-hash_bytes (const char *s, size_t n)
-{
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (size_t i = 0; i < n; i++)
-    {
-      h ^= (unsigned char) s[i];
-      h *= 1099511628211ull;
-    }
-  return h ^ (h >> 29);
-}
-
-static uint64_t
-hash_pair (uint64_t key)
-{
-  key ^= key >> 33;
-  key *= 0xff51afd7ed558ccdull;
-  key ^= key >> 33;
-  key *= 0xc4ceb9fe1a85ec53ull;
-  return key ^ (key >> 33);
-}
-
-static size_t
-pow2_at_least (size_t n)
-{
-  size_t p = 64;
-  while (p < n)
-    p *= 2;
-  return p;
-}
-
 /* Rust's char::is_whitespace (Unicode White_Space), which lstrip/rstrip use. */
 static bool
 is_white_space (uint32_t c)
@@ -240,7 +210,7 @@ is_white_space (uint32_t c)
 static int32_t
 vocab_find (const DsLlamaTokenizer *tok, const char *s, size_t n)
 {
-  for (size_t i = hash_bytes (s, n) & tok->mask; tok->slots[i]; i = (i + 1) & tok->mask)
+  for (size_t i = ds_hash_bytes (s, n) & tok->mask; tok->slots[i]; i = (i + 1) & tok->mask)
     {
       int32_t id = tok->slots[i] - 1;
       if (tok->piece_len[id] == n && memcmp (tok->piece[id], s, n) == 0)
@@ -253,7 +223,7 @@ static void
 merge_put (DsLlamaTokenizer *tok, int32_t a, int32_t b, uint32_t rank, int32_t result)
 {
   uint64_t key = ((uint64_t) (uint32_t) a << 32) | (uint32_t) b;
-  size_t i = hash_pair (key) & tok->merge_mask;
+  size_t i = ds_hash_mix64 (key) & tok->merge_mask;
   while (tok->merges[i].rank != UINT32_MAX && tok->merges[i].key != key)
     i = (i + 1) & tok->merge_mask;
   /* a repeated pair keeps its last rank, as the library's map does */
@@ -266,7 +236,7 @@ merge_get (const DsLlamaTokenizer *tok, int32_t a, int32_t b)
   if (!tok->merges)
     return NULL;
   uint64_t key = ((uint64_t) (uint32_t) a << 32) | (uint32_t) b;
-  for (size_t i = hash_pair (key) & tok->merge_mask; tok->merges[i].rank != UINT32_MAX;
+  for (size_t i = ds_hash_mix64 (key) & tok->merge_mask; tok->merges[i].rank != UINT32_MAX;
        i = (i + 1) & tok->merge_mask)
     if (tok->merges[i].key == key)
       return &tok->merges[i];
@@ -351,7 +321,7 @@ load_vocab (DsLlamaTokenizer *tok, const json_t *model, const char *path, DsErro
   tok->n_ids = max_id + 1;
   tok->piece = calloc ((size_t) tok->n_ids, sizeof *tok->piece);
   tok->piece_len = calloc ((size_t) tok->n_ids, sizeof *tok->piece_len);
-  tok->mask = pow2_at_least (2 * json_object_size (vocab) + 64) - 1;
+  tok->mask = ds_pow2_at_least (2 * json_object_size (vocab) + 64) - 1;
   tok->slots = calloc (tok->mask + 1, sizeof *tok->slots);
   if (!tok->piece || !tok->piece_len || !tok->slots)
     return ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
@@ -366,7 +336,7 @@ load_vocab (DsLlamaTokenizer *tok, const json_t *model, const char *path, DsErro
     if (!(tok->piece[id] = dup_n (key, n)))
       return ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
     tok->piece_len[id] = (uint32_t) n;
-    size_t i = hash_bytes (key, n) & tok->mask;
+    size_t i = ds_hash_bytes (key, n) & tok->mask;
     while (tok->slots[i])
       i = (i + 1) & tok->mask;
     tok->slots[i] = id + 1;
@@ -384,7 +354,7 @@ load_merges (DsLlamaTokenizer *tok, const json_t *model, const char *path, DsErr
     return ds_error_set (err, DS_ERR_FORMAT, "%s: model.merges: expected an array, got %s", path,
                          ds_json_type_name (merges));
   size_t n = json_array_size (merges);
-  tok->merge_mask = pow2_at_least (2 * n + 64) - 1;
+  tok->merge_mask = ds_pow2_at_least (2 * n + 64) - 1;
   tok->merges = malloc ((tok->merge_mask + 1) * sizeof *tok->merges);
   Str cat = { 0 };
   if (!tok->merges)

@@ -22,6 +22,7 @@
  * to call from several threads at once.
  */
 #include "ds-tokenizer.h"
+#include "ds-util.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -144,37 +145,6 @@ read_file (const char *path, size_t max_bytes, char **out, size_t *out_len, DsEr
 
 /* ---- interned symbols --------------------------------------------------- */
 
-static uint64_t
-hash_bytes (const char *s, size_t n)
-{
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (size_t i = 0; i < n; i++)
-    {
-      h ^= (unsigned char) s[i];
-      h *= 1099511628211ull;
-    }
-  return h ^ (h >> 29);
-}
-
-static uint64_t
-hash_pair (uint64_t key)
-{
-  key ^= key >> 33;
-  key *= 0xff51afd7ed558ccdull;
-  key ^= key >> 33;
-  key *= 0xc4ceb9fe1a85ec53ull;
-  return key ^ (key >> 33);
-}
-
-static size_t
-pow2_at_least (size_t n)
-{
-  size_t p = 64;
-  while (p < n)
-    p *= 2;
-  return p;
-}
-
 static bool
 str_table_grow (DsTokenizer *tok)
 {
@@ -185,7 +155,7 @@ str_table_grow (DsTokenizer *tok)
   for (uint32_t sid = 0; sid < tok->n_syms; sid++)
     {
       const Symbol *s = &tok->syms[sid];
-      size_t i = hash_bytes (tok->arena + s->off, s->len) & (ncap - 1);
+      size_t i = ds_hash_bytes (tok->arena + s->off, s->len) & (ncap - 1);
       while (slots[i])
         i = (i + 1) & (ncap - 1);
       slots[i] = sid + 1;
@@ -200,7 +170,7 @@ str_table_grow (DsTokenizer *tok)
 static int64_t
 str_find (const DsTokenizer *tok, const char *s, size_t n)
 {
-  size_t i = hash_bytes (s, n) & tok->str_mask;
+  size_t i = ds_hash_bytes (s, n) & tok->str_mask;
   for (; tok->str_slots[i]; i = (i + 1) & tok->str_mask)
     {
       const Symbol *sym = &tok->syms[tok->str_slots[i] - 1];
@@ -230,7 +200,7 @@ str_intern (DsTokenizer *tok, const char *s, size_t n)
     }
   if (tok->arena_len + n + 1 > tok->arena_cap)
     {
-      size_t ncap = pow2_at_least (tok->arena_len + n + 1 > 2 * tok->arena_cap
+      size_t ncap = ds_pow2_at_least (tok->arena_len + n + 1 > 2 * tok->arena_cap
                                      ? tok->arena_len + n + 1
                                      : 2 * tok->arena_cap);
       char *na = realloc (tok->arena, ncap);
@@ -247,7 +217,7 @@ str_intern (DsTokenizer *tok, const char *s, size_t n)
   memcpy (tok->arena + tok->arena_len, s, n);
   tok->arena[tok->arena_len + n] = '\0';
   tok->arena_len += n + 1;
-  size_t i = hash_bytes (s, n) & tok->str_mask;
+  size_t i = ds_hash_bytes (s, n) & tok->str_mask;
   while (tok->str_slots[i])
     i = (i + 1) & tok->str_mask;
   tok->str_slots[i] = sid + 1;
@@ -260,7 +230,7 @@ static void
 merge_put (DsTokenizer *tok, uint32_t a, uint32_t b, uint32_t rank, uint32_t result)
 {
   uint64_t key = ((uint64_t) a << 32) | b;
-  size_t i = hash_pair (key) & tok->merge_mask;
+  size_t i = ds_hash_mix64 (key) & tok->merge_mask;
   while (tok->merge_slots[i].rank != NO_RANK && tok->merge_slots[i].key != key)
     i = (i + 1) & tok->merge_mask;
   /* A repeated pair keeps its last rank, as Python's dict (zip (merges, ranks)). */
@@ -271,7 +241,7 @@ static const MergeSlot *
 merge_get (const DsTokenizer *tok, uint32_t a, uint32_t b)
 {
   uint64_t key = ((uint64_t) a << 32) | b;
-  size_t i = hash_pair (key) & tok->merge_mask;
+  size_t i = ds_hash_mix64 (key) & tok->merge_mask;
   for (; tok->merge_slots[i].rank != NO_RANK; i = (i + 1) & tok->merge_mask)
     if (tok->merge_slots[i].key == key)
       return &tok->merge_slots[i];
@@ -301,7 +271,7 @@ load_vocab (DsTokenizer *tok, const char *path, DsError *err)
                            "%s: expected a JSON object mapping token strings to ids", path);
     }
   size_t n = json_object_size (root);
-  tok->str_mask = pow2_at_least (4 * n + 1024) - 1;
+  tok->str_mask = ds_pow2_at_least (4 * n + 1024) - 1;
   tok->str_slots = calloc (tok->str_mask + 1, sizeof *tok->str_slots);
   if (!tok->str_slots)
     {
@@ -387,7 +357,7 @@ load_merges (DsTokenizer *tok, const char *path, DsError *err)
   DsStatus st = read_file (path, MERGES_MAX_BYTES, &text, &len, err);
   if (st != DS_OK)
     return st;
-  tok->merge_mask = pow2_at_least (2 * MERGES_USED) - 1;
+  tok->merge_mask = ds_pow2_at_least (2 * MERGES_USED) - 1;
   tok->merge_slots = malloc ((tok->merge_mask + 1) * sizeof *tok->merge_slots);
   char *concat = malloc (len + 1);
   if (!tok->merge_slots || !concat)
@@ -673,7 +643,7 @@ ensure_sym_cap (Encoder *e, size_t n)
 {
   if (n <= e->sym_cap)
     return true;
-  size_t cap = pow2_at_least (n);
+  size_t cap = ds_pow2_at_least (n);
   uint32_t **arrays[5] = { &e->sym, &e->sym2, &e->old_pos, &e->rank, &e->rank2 };
   for (int i = 0; i < 5; i++)
     {
@@ -777,7 +747,7 @@ emit_piece (Encoder *e, const uint32_t *cps, size_t n)
 {
   if (4 * n > e->bytes_cap)
     {
-      size_t cap = pow2_at_least (4 * n);
+      size_t cap = ds_pow2_at_least (4 * n);
       char *b = realloc (e->bytes, cap);
       if (!b)
         return false;
