@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "ds-atomic.h"
+#include "ds-data.h"
 #include "ds-device.h"
+#include "ds-pipeline.h"
 #include "ds-safetensors.h"
 
 #ifndef DS_DATA_DIR
@@ -90,9 +92,25 @@ push (const char **list, int *n, const char *v, const char *what)
   return 0;
 }
 
+/* The default --size: the model's native size from its configs (512 for
+ * SD 2.1-base, 128 for the built-in model). 0 when the folder cannot be read:
+ * opening the session then says why. */
+static int
+native_size (const CliOptions *o)
+{
+  char dir[DS_PATH_MAX];
+  if (o->demo)
+    ds_pipeline_builtin_dir (ds_data_dir (), dir, sizeof dir);
+  DsModelDir *d = calloc (1, sizeof *d);
+  DsError err = { 0 };
+  int size = d && !ds_model_dir_open (o->demo ? dir : o->model, d, &err)
+                 ? ds_model_dir_native_size (d) : 0;
+  free (d);
+  return size;
+}
+
 /* The options each command reads (bits as CliOptions.given); the rest are
- * refused instead of being silently ignored. --seed also seeds the demo's
- * weights, so every command takes it. batch and score list options they
+ * refused instead of being silently ignored. batch and score list options they
  * refuse themselves with a message of their own. */
 #define B(name) (1ull << (O_##name - O_MODEL))
 enum { O_MODEL = 256, O_DEMO, O_IMAGE, O_PROMPT, O_UNCOND, O_T, O_MENG, O_SEED, O_SIZE,
@@ -105,14 +123,14 @@ static const struct {
 } command_options[] = {
   { "info", 0 },
   { "probes", B (SIZE) },
-  { "features", B (IMAGE) | B (PROMPT) | B (UNCOND) | B (T) | B (MENG) | B (SIZE) | B (CROP)
+  { "features", B (SEED) | B (IMAGE) | B (PROMPT) | B (UNCOND) | B (T) | B (MENG) | B (SIZE) | B (CROP)
                   | B (PROBE) | B (MAPS) | B (OUT) | B (NOISE) },
-  { "render", B (IMAGE) | B (PROMPT) | B (UNCOND) | B (T) | B (MENG) | B (SIZE) | B (CROP)
+  { "render", B (SEED) | B (IMAGE) | B (PROMPT) | B (UNCOND) | B (T) | B (MENG) | B (SIZE) | B (CROP)
                 | B (PROBE) | B (NOISE) | B (S) | B (COLORMAP) | B (WORDS) | B (CKA) | B (OUT_DIR)
                 | B (OPACITY) | B (HEAT_RES) | B (TIMESTEPS) | B (TRIALS) | B (DAAM) },
-  { "score", B (IMAGE) | B (PROMPT) | B (UNCOND) | B (MENG) | B (SIZE) | B (CROP) | B (CAPTION)
+  { "score", B (SEED) | B (IMAGE) | B (PROMPT) | B (UNCOND) | B (MENG) | B (SIZE) | B (CROP) | B (CAPTION)
                | B (TIMESTEPS) | B (TRIALS) | B (JSON) | B (OUT) | B (PAIRS) },
-  { "batch", B (IMAGE) | B (PROMPT) | B (PROBE) | B (OUT) | B (NOISE) | B (CAPTION) | B (UNCOND)
+  { "batch", B (SEED) | B (IMAGE) | B (PROMPT) | B (PROBE) | B (OUT) | B (NOISE) | B (CAPTION) | B (UNCOND)
                | B (T) | B (MENG) | B (SIZE) | B (CROP) | B (MAPS) | B (S) | B (COLORMAP)
                | B (WORDS) | B (CKA) | B (OUT_DIR) | B (OPACITY) | B (HEAT_RES) | B (TIMESTEPS)
                | B (TRIALS) | B (DAAM) | B (SHARD) },
@@ -120,8 +138,7 @@ static const struct {
 /* render's (and batch's renders') word heat-map options */
 static const unsigned long long words_only = B (OPACITY) | B (HEAT_RES) | B (TIMESTEPS)
                                              | B (TRIALS) | B (DAAM);
-static const unsigned long long everywhere = B (MODEL) | B (DEMO) | B (SEED) | B (DEVICE)
-                                             | B (PRECISION);
+static const unsigned long long everywhere = B (MODEL) | B (DEMO) | B (DEVICE) | B (PRECISION);
 
 /* Prints why the first option given but not read by `command` is refused;
  * 0 when there is none. */
@@ -182,7 +199,7 @@ cli_parse_args (int argc, char **argv, CliOptions *o)
     { "precision", required_argument, 0, O_PRECISION },
     { 0, 0, 0, 0 },
   };
-  *o = (CliOptions){ .t = 50, .size = 512, .uncond = "", .colormap = "viridis", .opacity = 0.6,
+  *o = (CliOptions){ .t = 50, .size = 0, .uncond = "", .colormap = "viridis", .opacity = 0.6,
                      .trials = 1 };
   int c;
   opterr = 0;
@@ -291,18 +308,14 @@ cli_parse_args (int argc, char **argv, CliOptions *o)
     {
       fprintf (stderr, "diffscope-cli: no model: give --model DIR (a diffusers Stable Diffusion "
                        "folder, e.g. stabilityai/stable-diffusion-2-1-base) or --demo for the "
-                       "built-in untrained model\n");
+                       "built-in " DS_BUILTIN_MODEL_LABEL "\n");
       return 2;
     }
+  if (o->size == 0)
+    o->size = native_size (o);
   return 0;
 }
 
-static const char *
-data_dir (void)
-{
-  const char *d = getenv ("DIFFSCOPE_DATA_DIR");
-  return d && *d ? d : DS_DATA_DIR;
-}
 
 /* The backend the options name (--device, or DIFFSCOPE_DEVICE, or auto); the
  * choice is ds_device_open's, shared with the explorer. The options were
@@ -325,7 +338,7 @@ cli_open_session (const CliOptions *o, DsBackend **be, DsSession **s, DsError *e
   if (!(*be = cli_backend_new (o, err)))
     return err->code;
   DsPipeline *p;
-  DsStatus st = o->demo ? ds_pipeline_open_demo (o->seed ^ 0x5eedULL, data_dir (), *be, &p, err)
+  DsStatus st = o->demo ? ds_pipeline_open_builtin (ds_data_dir (), *be, &p, err)
                         : ds_pipeline_open (o->model, *be, &p, err);
   if (!st)
     st = ds_session_new (p, NULL, s, err); /* takes p, also on failure */

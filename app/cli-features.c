@@ -31,9 +31,9 @@ cli_cmd_info (const CliOptions *o)
           m->unet.use_linear_projection ? "linear" : "1x1 conv");
   printf ("text:    %d layers, width %d, %s\n", m->text.num_hidden_layers, m->text.hidden_size,
           m->text.hidden_act == DS_ACT_GELU ? "gelu" : "quick_gelu");
-  if (ds_pipeline_is_demo (p))
-    printf ("note:    the demo model is UNTRAINED (random weights): its maps show structure, "
-            "not meaning\n");
+  printf ("size:    %d (native)\n", ds_pipeline_native_size (p));
+  if (ds_pipeline_is_builtin (p))
+    printf ("note:    the built-in model is a " DS_BUILTIN_MODEL_LABEL "; %s\n", CLI_BUILTIN_WORDS);
   cli_close_session (be, s);
   return 0;
 }
@@ -225,10 +225,10 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *lo
     }
 
   const DsModelDir *md = ds_pipeline_model (p);
-  meta = json_pack ("{s:s, s:b, s:s, s:s, s:s, s:i, s:i, s:s, s:I, s:i, s:s, s:o, s:o, s:o, "
+  meta = json_pack ("{s:s, s:b, s:b, s:s, s:s, s:s, s:i, s:i, s:s, s:I, s:i, s:s, s:o, s:o, s:o, "
                     "s:{s:f, s:f, s:f, s:f}}",
-                    "model", ds_pipeline_label (p), "untrained", ds_pipeline_is_demo (p),
-                    "model_dir", md->root, "device", be->name, "image", o->images[0], "size", o->size,
+                    "model", ds_pipeline_label (p), "untrained", ds_pipeline_is_untrained (p),
+                    "builtin", ds_pipeline_is_builtin (p), "model_dir", md->root, "device", be->name, "image", o->images[0], "size", o->size,
                     "t", o->t, "timestep_convention", o->meng ? "meng (unet runs at t-1)" : "direct",
                     "seed", (json_int_t) o->seed, "unet_timestep", r->unet_timestep, "prompt",
                     o->prompt, "cond", cli_tokens_json (&r->cond),
@@ -251,8 +251,8 @@ cli_features_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *lo
       fprintf (log, "wrote %s (%d tensors) and %s\n", o->out, n_items, jpath);
       fprintf (log, "timings: image %.1f ms, VAE %.1f ms, text %.1f ms, UNet %.1f ms\n",
                r->ms_image, r->ms_vae, r->ms_text, r->ms_unet);
-      if (ds_pipeline_is_demo (p))
-        fprintf (log, "note: demo model, UNTRAINED — random weights\n");
+      if (ds_pipeline_is_builtin (p))
+        fprintf (log, "note: " DS_BUILTIN_MODEL_LABEL "; %s\n", CLI_BUILTIN_WORDS);
     }
   free (jpath);
 

@@ -581,8 +581,8 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *log,
       }
   if (log)
     fprintf (log, "wrote %d PNG files to %s\n", t.written, opt.out_dir);
-  if (log && ds_pipeline_is_demo (p))
-    fprintf (log, "note: demo model, UNTRAINED — random weights: the maps show structure, not meaning\n");
+  if (log && ds_pipeline_is_builtin (p))
+    fprintf (log, "note: " DS_BUILTIN_MODEL_LABEL "; %s\n", CLI_BUILTIN_WORDS);
   rc = 0;
 
 out:

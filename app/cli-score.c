@@ -1,15 +1,10 @@
 /* cli-score.c: diffscope-cli score — Discffusion's image–text matching score
  * (docs/models.md §6.5) for every (caption, image) pair, as a table or JSON.
  *
- * For one pair, every timestep t and trial r is one UNet run on [uncond,
- * caption] at x_t, made from the image's latent and the noise of seed + r
- * (the same noise for every pair, as Discffusion's fixed noise bank). A run
- * gives the six layers' mean logsumexp (both CFG halves) and the bias
- * ‖ε − ε̂_uncond‖ − ‖ε − ε̂_cond‖; the score is the mean over the runs of
- * mean-over-layers + bias (ds_discffusion_score). One pair is one
- * ds_session_run with the timesteps × trials ensemble and want_eps; the
- * session caches latents and contexts, so the VAE runs once per image and the
- * text encoder once per caption.
+ * One pair's score is ds_session_score (engine/session/ds-score.h) over the
+ * timesteps × trials ensemble, with the same noise for every pair (as
+ * Discffusion's fixed noise bank); the session caches latents and contexts, so
+ * the VAE runs once per image and the text encoder once per caption.
  * Not the released code's 30 steps by default (5: 189..989), and no 0.1
  * factor (rankings do not change).
  */
@@ -26,8 +21,7 @@
 #include "ds-atomic.h"
 #include "ds-heatmap.h"
 #include "ds-image.h"
-
-#define N_LAYERS 6 /* §6.5.2: last down level, mid block, last up level */
+#include "ds-score.h"
 
 static const int default_timesteps[] = { 189, 389, 589, 789, 989 };
 
@@ -37,86 +31,28 @@ typedef struct {
   DsPipeline *p; /* the session's */
   const int *timesteps;
   int n_timesteps;
-  int layers[N_LAYERS];      /* positions among the cross-attention layers */
-  char names[N_LAYERS][48];  /* "D-L2-R0", "M", "U-L3-R2" */
-  int n_cross;               /* cross-attention layers in the UNet */
+  int n_layers;                         /* ds_score_layers: 6 for SD 2.x, 4 built-in */
+  int layers[DS_SCORE_MAX_LAYERS];      /* positions among the cross-attention layers */
+  char names[DS_SCORE_MAX_LAYERS][48];  /* "D-L2-R0", "M", "U-L3-R2" */
 } Scorer;
 
-/* The six layers and their names; DS_ERR_UNSUPPORTED when the model lacks them. */
 static DsStatus
 scorer_layers (Scorer *s, DsError *err)
 {
-  const DsProbeList *list;
-  DsStatus st = ds_pipeline_probes (s->p, s->o->size, &list, err);
-  if (st)
-    return st;
-  int n = ds_discffusion_layers (list, s->layers, N_LAYERS);
-  if (n != N_LAYERS)
-    return ds_error_set (err, DS_ERR_UNSUPPORTED,
-                         "the Discffusion score needs six cross-attention layers (each "
-                         "transformer of the last down level with cross-attention, the mid "
-                         "block's, each of the last up level's); %s has %d",
-                         ds_pipeline_label (s->p), n);
-  s->n_cross = 0;
-  for (int i = 0; i < list->n; i++)
-    {
-      if (list->probes[i].kind != DS_PROBE_CROSS_MAP)
-        continue;
-      for (int j = 0; j < N_LAYERS; j++)
-        if (s->layers[j] == s->n_cross)
-          {
-            snprintf (s->names[j], sizeof s->names[j], "%s", list->probes[i].name);
-            char *suffix = strstr (s->names[j], "-B0-Cross-Map");
-            if (suffix)
-              *suffix = '\0';
-          }
-      s->n_cross++;
-    }
-  return DS_OK;
+  return ds_score_layers (s->p, s->o->size, s->layers, s->names, &s->n_layers, err);
 }
 
 /* One pair's score: n_timesteps × trials UNet runs (one session query). */
 static DsStatus
 score_pair (const Scorer *s, const DsImage *img, const char *caption, double *out, DsError *err)
 {
-  const CliOptions *o = s->o;
-  const int n_steps = s->n_timesteps * o->trials;
-  DsQuery q = cli_query (o, s->s, img);
+  DsQuery q = cli_query (s->o, s->s, img);
   q.prompt = caption;
   q.t = s->timesteps[0];
   q.timesteps = s->timesteps;
   q.n_timesteps = s->n_timesteps;
-  q.trials = o->trials;
-  q.want_eps = true;
-  DsSessionResult *r = NULL;
-  double *layer_lse = malloc ((size_t) n_steps * N_LAYERS * sizeof *layer_lse); /* [steps, 6] */
-  double *bias = malloc ((size_t) n_steps * sizeof *bias);           /* [steps] */
-  DsStatus st = layer_lse && bias ? DS_OK : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
-  if (!st)
-    st = ds_session_run (s->s, &q, NULL, &r, err);
-  if (!st && r->runs != n_steps)
-    st = ds_error_set (err, DS_ERR_INVALID, "the session ran %d UNet runs, not %d", r->runs,
-                       n_steps);
-  if (!st)
-    {
-      const DsLatentShape ls = ds_pipeline_latent_shape (s->p, o->size);
-      const int64_t n = (int64_t) ls.channels * ls.h * ls.w; /* ε̂ [2, C, h, w]: uncond, cond */
-      for (int k = 0; k < n_steps; k++)
-        {
-          ds_discffusion_step_lse (r->cross_lse[k], 2, s->layers, N_LAYERS,
-                                   layer_lse + k * N_LAYERS);
-          bias[k] = ds_discffusion_bias (r->eps[k], r->eps_hat[k], r->eps_hat[k] + n, n);
-        }
-      st = ds_discffusion_score (layer_lse, n_steps, N_LAYERS, bias, out, err);
-      if (!st && !isfinite (*out))
-        st = ds_error_set (err, DS_ERR_INVALID,
-                           "the score is %s (non-finite weights?); nothing written",
-                           isnan (*out) ? "NaN" : "infinite");
-    }
-  ds_session_result_unref (r);
-  free (layer_lse);
-  free (bias);
-  return st;
+  q.trials = s->o->trials;
+  return ds_session_score (s->s, &q, out, err);
 }
 
 /* Index of the largest of n values at stride (NaN never wins); -1 if all NaN. */
@@ -147,7 +83,7 @@ score_json (const Scorer *s, DsBackend *be, const double *scores)
          *best_caption = json_array ();
   for (int k = 0; k < s->n_timesteps; k++)
     json_array_append_new (ts, json_integer (s->timesteps[k]));
-  for (int j = 0; j < N_LAYERS; j++)
+  for (int j = 0; j < s->n_layers; j++)
     json_array_append_new (layers, json_string (s->names[j]));
   for (int i = 0; i < ni; i++)
     {
@@ -164,12 +100,13 @@ score_json (const Scorer *s, DsBackend *be, const double *scores)
       json_array_append_new (best_image, json_integer (argmax (scores + c * ni, ni, 1)));
     }
   json_t *doc = json_pack (
-    "{s:s, s:s, s:b, s:s, s:i, s:s, s:s, s:o, s:i, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o}",
+    "{s:s, s:s, s:b, s:b, s:s, s:i, s:s, s:s, s:o, s:i, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o}",
     "score",
     "Discffusion (docs/models.md 6.5): mean over timesteps x trials of (mean over the layers of "
     "the mean cross-attention logsumexp, both CFG halves) + |eps - eps_uncond| - "
     "|eps - eps_cond|; higher = better match",
-    "model", ds_pipeline_label (s->p), "untrained", ds_pipeline_is_demo (s->p), "device",
+    "model", ds_pipeline_label (s->p), "untrained", ds_pipeline_is_untrained (s->p), "builtin",
+    ds_pipeline_is_builtin (s->p), "device",
     be->name, "size", o->size, "fit", o->crop ? "center-crop" : "stretch",
     "timestep_convention", o->meng ? "meng (unet runs at t-1)" : "direct", "timesteps", ts,
     "trials", o->trials, "seed", (json_int_t) o->seed, "uncond_prompt", o->uncond, "layers",
@@ -197,7 +134,7 @@ print_table (const Scorer *s, const double *scores)
     printf ("%c%d", k ? ',' : ' ', s->timesteps[k]);
   printf (" × %d trial%s (seed %llu%s), size %d, layers", o->trials, o->trials > 1 ? "s" : "",
           o->seed, o->trials > 1 ? " + trial" : "", o->size);
-  for (int j = 0; j < N_LAYERS; j++)
+  for (int j = 0; j < s->n_layers; j++)
     printf (" %s", s->names[j]);
   printf ("\n");
   for (int i = 0; i < ni; i++)
@@ -225,8 +162,8 @@ print_table (const Scorer *s, const double *scores)
       printf ("winoground (caption i <-> image i): text %s, image %s, group %s\n",
               w.text ? "pass" : "fail", w.image ? "pass" : "fail", w.group ? "pass" : "fail");
     }
-  if (ds_pipeline_is_demo (s->p))
-    printf ("note: demo model, UNTRAINED — random weights: the scores mean nothing\n");
+  if (ds_pipeline_is_builtin (s->p))
+    printf ("note: " DS_BUILTIN_MODEL_LABEL "; %s\n", CLI_BUILTIN_WORDS);
 }
 
 static double
@@ -356,8 +293,9 @@ score_pairs_file (const CliOptions *o, Scorer *s)
   DsWinogroundTotals tot;
   if (ds_winoground_aggregate (all, n, &tot, &err))
     goto out;
-  doc = json_pack ("{s:s, s:b, s:o, s:{s:i, s:f, s:f, s:f}}", "model", ds_pipeline_label (s->p),
-                   "untrained", ds_pipeline_is_demo (s->p), "items", list, "totals", "n", tot.n,
+  doc = json_pack ("{s:s, s:b, s:b, s:o, s:{s:i, s:f, s:f, s:f}}", "model",
+                   ds_pipeline_label (s->p), "untrained", ds_pipeline_is_untrained (s->p),
+                   "builtin", ds_pipeline_is_builtin (s->p), "items", list, "totals", "n", tot.n,
                    "text", tot.text_score, "image", tot.image_score, "group", tot.group_score);
   list = NULL;
   text = json_dumps (doc, JSON_INDENT (2) | JSON_REAL_PRECISION (17));
@@ -366,9 +304,9 @@ score_pairs_file (const CliOptions *o, Scorer *s)
   if (o->json)
     printf ("%s\n", text);
   else
-    printf ("winoground over %d items: text %.1f%%, image %.1f%%, group %.1f%%%s\n", tot.n,
-            100 * tot.text_score, 100 * tot.image_score, 100 * tot.group_score,
-            ds_pipeline_is_demo (s->p) ? " (demo model, UNTRAINED: chance level expected)" : "");
+    printf ("winoground over %d items: text %.1f%%, image %.1f%%, group %.1f%% (chance: text "
+            "25%%, image 25%%, group 16.7%%)\n", tot.n,
+            100 * tot.text_score, 100 * tot.image_score, 100 * tot.group_score);
   rc = 0;
 out:
   if (rc)

@@ -13,6 +13,10 @@
 #include "ds-tokenizer.h"
 
 #define CLI_MAX_LIST 512
+/* What the built-in model understands, for the notes beside its output. */
+#define CLI_BUILTIN_WORDS                                                                          \
+  "its words are the shapes world's (red, green, blue, yellow; circle, square, triangle; left "    \
+  "of, right of, above, below)"
 /* --size at most: SD 2.x runs at 512 (base) or 768; the cost grows with size²
  * and the attention maps with size⁴, so 2048 took minutes and gigabytes even
  * on the tiny demo model. */

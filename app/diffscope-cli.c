@@ -1,9 +1,9 @@
 /* diffscope-cli: Diffscope without a window, for scripts, batch runs and figures.
  *
  *   diffscope-cli info     [--model DIR | --demo]
- *   diffscope-cli probes   [--model DIR | --demo] [--size 512]
+ *   diffscope-cli probes   [--model DIR | --demo] [--size N]
  *   diffscope-cli features [--model DIR | --demo] --image IMG --prompt TEXT
- *                          [--uncond TEXT] [--t 50] [--meng] [--seed 0] [--size 512]
+ *                          [--uncond TEXT] [--t 50] [--meng] [--seed 0] [--size N]
  *                          [--crop] [--noise FILE[:TENSOR]] --probe NAME [--probe NAME ...]
  *                          [--maps] --out FILE.safetensors
  *   diffscope-cli render   (model and request options as for features) --probe NAME ...
@@ -11,7 +11,7 @@
  *                          [--opacity 0.6] [--heat-res 16] [--image IMG2] --out-dir DIR
  *   diffscope-cli score    [--model DIR | --demo] --image IMG ... --caption TEXT ...
  *                          [--timesteps 189,389,589,789,989] [--trials 1] [--seed 0]
- *                          [--size 512] [--uncond ""] [--json] [--out FILE.json]
+ *                          [--size N] [--uncond ""] [--json] [--out FILE.json]
  *   diffscope-cli batch    [--model DIR | --demo] JOBS.json --out-dir DIR [--shard K/N]
  *                          [request options: defaults for every job]
  *   diffscope-cli ask      --llava DIR --image IMG --question TEXT [--max-tokens N]
@@ -19,8 +19,10 @@
  *
  * Every file is written atomically (temporary file + rename; a FIFO or a
  * character device such as /dev/stdout is written through, a directory or
- * other non-file is refused). An option a command does not read is refused. The demo model is
- * untrained, and every output says so. Each command is in cli-<command>.c.
+ * other non-file is refused). An option a command does not read is refused. --demo is the
+ * built-in model (a toy shapes model, trained on synthetic scenes), and every output says
+ * so. --size defaults to the model's native size (512 for SD 2.1-base, 128 built-in). Each
+ * command is in cli-<command>.c.
  */
 #include <stdio.h>
 #include <string.h>
@@ -45,7 +47,8 @@ usage (FILE *f)
          "\n"
          "model:\n"
          "  --model DIR       a diffusers Stable Diffusion folder (SD 2.1-base is primary)\n"
-         "  --demo            the built-in demo model (untrained, random weights)\n"
+         "  --demo            the built-in model: a toy shapes model, trained on synthetic\n"
+         "                    scenes (red/green/blue/yellow circles, squares, triangles)\n"
          "device:\n"
          "  --device D        auto (default: CUDA when a GPU answers, else the CPU), cpu\n"
          "                    or cuda; also DIFFSCOPE_DEVICE\n"
@@ -60,10 +63,12 @@ usage (FILE *f)
          "  --meng            Meng et al.'s convention: the UNet runs at t-1\n"
          "  --seed N          noise seed (default 0)\n"
          "  --noise FILE[:T]  (features, render) use the noise tensor T (default \"noise\")\n"
-         "                    of a .safetensors file, shape [1, 4, size/8, size/8], instead\n"
+         "                    of a .safetensors file, shape [1, 4, size/f, size/f] (f the\n"
+         "                    VAE's factor: 8 for SD, 4 built-in; see probes), instead\n"
          "                    of the seed; NaN and infinities are refused\n"
-         "  --size N          model input side, a multiple of 64 in 64..1024 (default 512;\n"
-         "                    SD 2.x runs at 512 or 768; the cost grows with size^2)\n"
+         "  --size N          model input side, a multiple of 64 in 64..1024 (default: the\n"
+         "                    model's native size, 512 for SD 2.1-base, 128 built-in; the\n"
+         "                    cost grows with size^2)\n"
          "  --crop            keep the aspect: short side to size, centre crop\n"
          "                    (default: stretch to size x size, the paper's protocol)\n"
          "  --probe NAME      a probe, paper name (U-L1-R1-B0-Cross-Q) or long id; repeatable\n"
@@ -83,7 +88,7 @@ usage (FILE *f)
          "  --colormap NAME   viridis, inferno, jet, gray or greys (viridis)\n"
          "  --opacity A       heatmap overlay opacity 0..1 (0.6)\n"
          "  --out-dir DIR     where the PNGs go (created if missing)\n"
-         "score (Discffusion: mean over timesteps x trials of the six layers' mean\n"
+         "score (Discffusion: mean over timesteps x trials of the score layers' mean\n"
          "cross-attention logsumexp + |eps - eps_uncond| - |eps - eps_cond|):\n"
          "  --caption TEXT    a candidate caption; repeatable (with --image repeatable:\n"
          "                    every caption x image pair; 2 x 2 adds Winoground)\n"

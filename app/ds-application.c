@@ -3,9 +3,11 @@
  *   diffscope [--demo | --model DIR] [--device auto|cpu|cuda] [--prompt TEXT]
  *             [--mismatched TEXT] [IMAGE [IMAGE2]]
  *
- * With neither --demo nor --model, the last model folder opened is used; with
- * none remembered, the window opens on an empty state that says how to get
- * SD 2.1-base and offers the demo. --prompt, --t, --word and --screenshot
+ * --demo is the built-in model (a toy shapes model, trained on synthetic
+ * scenes). With neither --demo nor --model, the last model folder opened is
+ * used; with none remembered, the built-in model. When a model cannot be
+ * opened, the window says why and how to get SD 2.1-base, and offers the
+ * built-in model. --prompt, --t, --word and --screenshot
  * script a run (the end-to-end test and the README's screenshot use them).
  */
 #include "ds-application.h"
@@ -53,6 +55,8 @@ new_window (DsApplication *self)
     ds_window_open_model (win, self->model);
   else if (prefs->last_model && g_file_test (prefs->last_model, G_FILE_TEST_IS_DIR))
     ds_window_open_model (win, prefs->last_model);
+  else
+    ds_window_open_model (win, NULL);
   gtk_window_present (GTK_WINDOW (win));
   return win;
 }
@@ -298,7 +302,7 @@ ds_application_init (DsApplication *self)
   self->t = -1;
   self->word = -1;
   const GOptionEntry options[] = {
-    { "demo", 0, 0, G_OPTION_ARG_NONE, NULL, "Use the built-in demo model", NULL },
+    { "demo", 0, 0, G_OPTION_ARG_NONE, NULL, "Use the built-in toy shapes model (the default without a model folder)", NULL },
     { "model", 0, 0, G_OPTION_ARG_FILENAME, NULL,
       "A Stable Diffusion 2.x folder in the diffusers layout", "DIR" },
     { "device", 0, 0, G_OPTION_ARG_STRING, NULL, "auto (default), cpu or cuda", "DEVICE" },

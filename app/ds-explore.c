@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ds-analysis.h"
+#include "ds-data.h"
 #include "ds-device.h"
 #include "ds-heatmap.h"
 #include "ds-pca.h"
@@ -188,13 +189,6 @@ struct DsExplorer {
   guint64 tick;
 };
 
-static const char *
-data_dir (void)
-{
-  const char *d = g_getenv ("DIFFSCOPE_DATA_DIR");
-  return d && *d ? d : DS_DATA_DIR;
-}
-
 DsExplorer *
 ds_explorer_open (const char *model_dir, const char *device, GError **error)
 {
@@ -208,7 +202,7 @@ ds_explorer_open (const char *model_dir, const char *device, GError **error)
     }
   DsPipeline *p = NULL;
   DsStatus st = model_dir ? ds_pipeline_open (model_dir, be, &p, &err)
-                          : ds_pipeline_open_demo (0x5eedULL, data_dir (), be, &p, &err);
+                          : ds_pipeline_open_builtin (ds_data_dir (), be, &p, &err);
   if (st)
     {
       ds_backend_free (be);
@@ -266,9 +260,9 @@ ds_explorer_device (DsExplorer *x)
 }
 
 gboolean
-ds_explorer_is_demo (DsExplorer *x)
+ds_explorer_is_builtin (DsExplorer *x)
 {
-  return ds_pipeline_is_demo (ds_session_pipeline (x->session));
+  return ds_pipeline_is_builtin (ds_session_pipeline (x->session));
 }
 
 DsSession *

@@ -123,15 +123,15 @@ void ds_explore_view_free (DsExploreView *v);
 /* The worker's state: the session on its device. */
 typedef struct DsExplorer DsExplorer;
 
-/* model_dir NULL: the built-in demo model. device: "auto", "cpu" or "cuda". */
+/* model_dir NULL: the built-in model (a toy shapes model, ds-pipeline.h). device: "auto", "cpu" or "cuda". */
 DsExplorer *ds_explorer_open (const char *model_dir, const char *device, GError **error);
 /* Takes the backend and the pipeline (transfer full, also on failure); note:
  * shown after the device name (e.g. why auto fell back to the CPU), or NULL. */
 DsExplorer *ds_explorer_new (DsBackend *be, DsPipeline *p, const char *note, GError **error);
 void ds_explorer_free (DsExplorer *x);
-const char *ds_explorer_label (DsExplorer *x);   /* e.g. "demo model (untrained, seed 0)" */
+const char *ds_explorer_label (DsExplorer *x);   /* e.g. "toy shapes model, trained on synthetic scenes" */
 const char *ds_explorer_device (DsExplorer *x);  /* "CPU" or "CUDA · <name>" */
-gboolean ds_explorer_is_demo (DsExplorer *x);
+gboolean ds_explorer_is_builtin (DsExplorer *x);
 /* The probe names (paper grammar) of feature maps at the native size;
  * transfer full, NULL-terminated. */
 char **ds_explorer_block_names (DsExplorer *x);

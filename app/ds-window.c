@@ -43,7 +43,7 @@ struct _DsWindow {
   GtkLabel *info_label;
   GtkStack *stack;
   GtkLabel *empty_label;
-  GtkWidget *demo_button;
+  GtkWidget *builtin_button;
   DsImageView *image_view, *image_view2;
   GtkWidget *image2_scroll;      /* the right-hand picture with its caption */
   GtkLabel *image2_label;
@@ -75,8 +75,8 @@ struct _DsWindow {
   guint n_answers;            /* answers finished (or stopped) */
   DsPrefs *prefs;
   DsExploreParams params;     /* what the person set */
-  gboolean has_model, is_demo;
-  char *model_text;           /* "demo model … · CPU" */
+  gboolean has_model, is_builtin;
+  char *model_text;           /* "toy shapes model, … · CPU" */
   DsExploreView *view;        /* on screen */
   DsTokens strip_tokens[2];   /* what the token strips show (rebuilt only on a change) */
   gboolean strip_set[2];
@@ -501,7 +501,7 @@ typedef struct {
 
 typedef struct {
   char *label, *device;
-  gboolean demo;
+  gboolean builtin;
   char **blocks;
 } ModelInfo;
 
@@ -537,7 +537,7 @@ model_func (gpointer data, const atomic_int *cancel, DsWorker *worker, GError **
   ModelInfo *m = g_new0 (ModelInfo, 1);
   m->label = g_strdup (ds_explorer_label (x));
   m->device = g_strdup (ds_explorer_device (x));
-  m->demo = ds_explorer_is_demo (x);
+  m->builtin = ds_explorer_is_builtin (x);
   m->blocks = ds_explorer_block_names (x);
   return m;
 }
@@ -554,7 +554,7 @@ model_done (gpointer result, const GError *error, gpointer user_data)
     }
   ModelInfo *m = result;
   self->has_model = TRUE;
-  self->is_demo = m->demo;
+  self->is_builtin = m->builtin;
   g_free (self->model_text);
   self->model_text = g_strdup_printf ("%s · %s", m->label, m->device);
   gtk_label_set_text (self->model_label, self->model_text);
@@ -586,8 +586,9 @@ ds_window_open_model (DsWindow *self, const char *model_dir)
   d->slot = self->slot;
   d->dir = g_strdup (model_dir);
   d->device = g_strdup (self->prefs->device);
-  if (model_dir)
+  if (g_strcmp0 (self->prefs->last_model, model_dir) != 0)
     {
+      /* the last model opened, NULL for the built-in one, is the next start's */
       g_free (self->prefs->last_model);
       self->prefs->last_model = g_strdup (model_dir);
       ds_prefs_save (self->prefs, NULL);
@@ -810,7 +811,7 @@ action_open_model (GtkWidget *w, const char *name, GVariant *param)
 }
 
 static void
-action_use_demo (GtkWidget *w, const char *name, GVariant *param)
+action_use_builtin (GtkWidget *w, const char *name, GVariant *param)
 {
   ds_window_open_model (DS_WINDOW (w), NULL);
 }
@@ -1499,7 +1500,7 @@ ds_window_class_init (DsWindowClass *klass)
   CHILD (info_label);
   CHILD (stack);
   CHILD (empty_label);
-  CHILD (demo_button);
+  CHILD (builtin_button);
   CHILD (image_view);
   CHILD (image_view2);
   CHILD (image2_scroll);
@@ -1536,7 +1537,7 @@ ds_window_class_init (DsWindowClass *klass)
   gtk_widget_class_install_action (wc, "win.open-second", NULL, action_open_second);
   gtk_widget_class_install_action (wc, "win.close-second", NULL, action_close_second);
   gtk_widget_class_install_action (wc, "win.open-model", NULL, action_open_model);
-  gtk_widget_class_install_action (wc, "win.use-demo", NULL, action_use_demo);
+  gtk_widget_class_install_action (wc, "win.use-builtin", NULL, action_use_builtin);
   gtk_widget_class_install_action (wc, "win.paste", NULL, action_paste);
   gtk_widget_class_install_action (wc, "win.export-png", NULL, action_export_png);
   gtk_widget_class_install_action (wc, "win.export-features", NULL, action_export_features);
@@ -1574,7 +1575,9 @@ ds_window_init (DsWindow *self)
       "For example:\n\n<tt>huggingface-cli download stabilityai/stable-diffusion-2-1-base "
       "--include \"*.json\" \"*.txt\" \"*.safetensors\" --local-dir sd21</tt>\n\n"
       "then open that folder, or start with <tt>diffscope --model sd21</tt>. "
-      "The built-in demo model runs anywhere; it is small and labelled as what it is.");
+      "The built-in model runs anywhere: a toy shapes model, trained on synthetic scenes of "
+      "red, green, blue and yellow circles, squares and triangles, so it knows only those "
+      "words.");
 
   for (guint i = 0; i < G_N_ELEMENTS (colormaps); i++)
     if (!g_strcmp0 (colormaps[i], self->prefs->colormap))
@@ -1592,7 +1595,7 @@ ds_window_init (DsWindow *self)
   update_answer_placeholder (self);
   g_signal_connect (self->answer_view, "stop", G_CALLBACK (on_answer_stop), self);
   gtk_stack_set_visible_child_name (self->stack, "empty");
-  gtk_window_set_focus (GTK_WINDOW (self), self->demo_button);
+  gtk_window_set_focus (GTK_WINDOW (self), self->builtin_button);
   gtk_widget_set_sensitive (GTK_WIDGET (self->blocks_button), FALSE);
 
   g_signal_connect (self->info_bar, "response", G_CALLBACK (on_info_response), self);

@@ -1,9 +1,10 @@
 /* test-cli-cuda.c: the whole request path on CUDA, through diffscope-cli.
  *
- * `diffscope-cli batch` runs three jobs on one loaded demo model — the same
- * request twice, then another timestep and seed — once on the CPU and once on
- * CUDA in f32 and in f16, with features and every cross-attention map
- * (--maps). On CUDA that is: image -> VAE -> text encoder -> UNet with probes,
+ * `diffscope-cli batch` runs three jobs on one loaded built-in model (--demo:
+ * the toy shapes model, resources/models/shapes, at 64x64: a 16x16 latent) —
+ * the same request twice, then another timestep and seed — once on the CPU and
+ * once on CUDA in f32 and in f16, with features and every cross-attention map
+ * (--maps: its 10). On CUDA that is: image -> VAE -> text encoder -> UNet with probes,
  * the host-side f16 conversions, and the UNet recorded as a CUDA graph on the
  * second job and replayed on the third (ds-unet.c). Every tensor each job
  * writes must match the CPU's: NMSE <= 1e-6 in f32, <= 1e-3 in f16 (the
@@ -121,6 +122,20 @@ main (int argc, char **argv)
   snprintf (cpu, sizeof cpu, "%s/cpu", tmpdir);
   snprintf (f32, sizeof f32, "%s/f32", tmpdir);
   snprintf (f16, sizeof f16, "%s/f16", tmpdir);
+  /* --maps wrote every cross-attention map of the built-in model (3 down
+   * levels x 1 transformer + mid + 3 up levels x 2), so all are compared */
+  {
+    char pa[700];
+    snprintf (pa, sizeof pa, "%s/a.safetensors", cpu);
+    DsError err = { 0 };
+    DsSafetensors *sa = NULL;
+    int n_maps = 0;
+    DS_CHECK_OK (ds_safetensors_open (pa, &sa, &err), &err);
+    for (int i = 0; sa && i < ds_safetensors_count (sa); i++)
+      n_maps += strncmp (ds_safetensors_entry (sa, i)->name, "maps.", 5) == 0;
+    DS_CHECK (n_maps == 10, "job a has the 10 cross-attention maps, got %d", n_maps);
+    ds_safetensors_close (sa);
+  }
   static const char *const names[] = { "a", "b", "c" };
   for (int j = 0; j < 3; j++)
     {

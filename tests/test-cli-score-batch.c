@@ -1,5 +1,5 @@
-/* test-cli-score-batch.c: diffscope-cli score and batch end to end on the demo
- * model at 64×64, and every error a user can cause in them.
+/* test-cli-score-batch.c: diffscope-cli score and batch end to end on the
+ * built-in model (--demo) at 64×64, and every error a user can cause in them.
  *
  * score: the table and the JSON agree, runs repeat exactly, and one score is
  * recomputed here from the engine's raw outputs (ε, ε̂ and the per-layer
@@ -91,6 +91,13 @@ count (const char *hay, const char *needle)
   return n;
 }
 
+/* The rest of s after prefix p, or NULL when s does not start with it. */
+static const char *
+strprefix (const char *s, const char *p)
+{
+  return strncmp (s, p, strlen (p)) ? NULL : s + strlen (p);
+}
+
 /* ---- score ---------------------------------------------------------------- */
 
 #define SCORE "score --demo --size 64 --seed 5 --timesteps 100,600 --trials 2 " \
@@ -99,42 +106,44 @@ count (const char *hay, const char *needle)
 
 /* The score of caption 1 ("a photo of a dog") with image 0, from the engine's
  * raw outputs: for t in {100, 600} and trials r in {0, 1} (noise seed 5 + r),
- * mean over the six layers D-L2-R0, D-L2-R1, M, U-L3-R0..R2 of the per-layer
- * logsumexp averaged over [uncond, cond], plus ‖ε − ε̂_u‖ − ‖ε − ε̂_c‖; the mean
- * of the four. The demo model is the one the CLI opens for --seed 5. */
+ * mean over the four score layers of the built-in model (D-L2-R0, M, U-L3-R0,
+ * U-L3-R1: one transformer a down level) of the per-layer logsumexp averaged
+ * over [uncond, cond], plus ‖ε − ε̂_u‖ − ‖ε − ε̂_c‖; the mean of the four runs.
+ * The built-in model is the one the CLI opens for --demo. */
 static double
 score_by_hand (void)
 {
-  static const char *const six[] = { "D-L2-R0-B0-Cross-Map", "D-L2-R1-B0-Cross-Map",
-                                     "M-B0-Cross-Map",       "U-L3-R0-B0-Cross-Map",
-                                     "U-L3-R1-B0-Cross-Map", "U-L3-R2-B0-Cross-Map" };
+  enum { NL = 4 };
+  static const char *const want[NL] = { "D-L2-R0-B0-Cross-Map", "M-B0-Cross-Map",
+                                        "U-L3-R0-B0-Cross-Map", "U-L3-R1-B0-Cross-Map" };
   DsError err = { 0 };
   DsBackend *be = ds_backend_cpu_new (&err);
   DsPipeline *p = NULL;
   DsImage img = { 0 };
   const DsProbeList *list;
   double total = NAN;
-  if (ds_pipeline_open_demo (5 ^ 0x5eedULL, DS_RESOURCES_DIR, be, &p, &err)
+  if (ds_pipeline_open_builtin (DS_RESOURCES_DIR, be, &p, &err)
       || ds_image_load (DATA "/sd-input.png", &img, &err) || ds_pipeline_probes (p, 64, &list, &err))
     {
       DS_CHECK_OK (err.code, &err);
       goto out;
     }
-  /* positions of the six among the cross-attention layers, in forward order */
-  int pos[6] = { -1, -1, -1, -1, -1, -1 }, n_cross = 0;
+  /* positions of the four among the cross-attention layers, in forward order */
+  int pos[NL] = { -1, -1, -1, -1 }, n_cross = 0;
   for (int i = 0; i < list->n; i++)
     if (list->probes[i].kind == DS_PROBE_CROSS_MAP)
       {
-        for (int j = 0; j < 6; j++)
-          if (!strcmp (list->probes[i].name, six[j]))
+        for (int j = 0; j < NL; j++)
+          if (!strcmp (list->probes[i].name, want[j]))
             pos[j] = n_cross;
         n_cross++;
       }
-  DS_CHECK (n_cross == 16, "the demo has 16 cross-attention layers, got %d", n_cross);
-  for (int j = 0; j < 6; j++)
+  /* 3 down levels x 1 + mid + 3 up levels x 2 */
+  DS_CHECK (n_cross == 10, "the built-in model has 10 cross-attention layers, got %d", n_cross);
+  for (int j = 0; j < NL; j++)
     if (pos[j] < 0)
       {
-        DS_CHECK (pos[j] >= 0, "no cross-attention layer %s", six[j]);
+        DS_CHECK (pos[j] >= 0, "no cross-attention layer %s", want[j]);
         goto out;
       }
   total = 0;
@@ -154,7 +163,7 @@ score_by_hand (void)
         float *eps = malloc ((size_t) n * sizeof *eps);
         ds_noise_normal (5 + r, eps, n);
         double layers = 0, du = 0, dc = 0;
-        for (int j = 0; j < 6; j++)
+        for (int j = 0; j < NL; j++)
           layers += (lse[2 * pos[j]] + lse[2 * pos[j] + 1]) / 2;
         for (int64_t i = 0; i < n; i++)
           {
@@ -163,7 +172,7 @@ score_by_hand (void)
             du += u * u;
             dc += c * c;
           }
-        total += layers / 6 + sqrt (du) - sqrt (dc);
+        total += layers / NL + sqrt (du) - sqrt (dc);
         free (eps);
         ds_features_free (&f);
       }
@@ -214,17 +223,24 @@ test_score (void)
       json_decref (doc);
       return;
     }
-  DS_CHECK (json_is_true (json_object_get (doc, "untrained")), "the demo is flagged untrained");
+  DS_CHECK (json_is_true (json_object_get (doc, "builtin"))
+                && json_is_false (json_object_get (doc, "untrained")),
+            "the demo is flagged built-in (and trained)");
+  /* the built-in model's score layers: its last down level with cross-attention
+   * has one transformer, its last up level two */
   json_t *layers = json_object_get (doc, "layers"), *ts = json_object_get (doc, "timesteps");
-  DS_CHECK (json_array_size (layers) == 6
-                && !strcmp (json_string_value (json_array_get (layers, 2)), "M")
-                && !strcmp (json_string_value (json_array_get (layers, 5)), "U-L3-R2"),
-            "the six layers are listed");
+  DS_CHECK (json_array_size (layers) == 4
+                && !strcmp (json_string_value (json_array_get (layers, 0)), "D-L2-R0")
+                && !strcmp (json_string_value (json_array_get (layers, 1)), "M")
+                && !strcmp (json_string_value (json_array_get (layers, 2)), "U-L3-R0")
+                && !strcmp (json_string_value (json_array_get (layers, 3)), "U-L3-R1"),
+            "the four layers are listed");
   DS_CHECK (json_array_size (ts) == 2 && json_integer_value (json_array_get (ts, 1)) == 600
                 && json_integer_value (json_object_get (doc, "trials")) == 2,
             "timesteps and trials are recorded");
-  DS_CHECK (strstr (json_string_value (json_object_get (doc, "model")), "demo") != NULL,
-            "model label");
+  const char *model = json_string_value (json_object_get (doc, "model"));
+  DS_CHECK (model && !strcmp (model, "toy shapes model, trained on synthetic scenes"),
+            "model label: %s", model ? model : "(none)");
 
   /* one value recomputed from the engine's raw outputs */
   double hand = score_by_hand ();
@@ -246,7 +262,7 @@ test_score (void)
 
   /* the table: each value as in the JSON, best image / caption, Winoground */
   EXPECT (SCORE, 0, "winoground (caption i <-> image i)");
-  DS_CHECK_CONTAINS (out, "UNTRAINED");
+  DS_CHECK_CONTAINS (out, "note: toy shapes model, trained on synthetic scenes; its words are ");
   DS_CHECK_CONTAINS (out, "image 2    " DATA "/images/rgb.png");
   int best_img[2] = { 0, 0 }, best_cap[2] = { 0, 0 };
   const char *body = strstr (out, "best image\n"); /* the rows under the header */
@@ -289,6 +305,73 @@ test_score (void)
   DS_CHECK (!strstr (out, "winoground"), "Winoground only for 2 x 2");
 }
 
+/* A UNet weights file for one level of 8 channels with L transformers a
+ * block, from sd2-tiny's (src): every down resnet and transformer, and the
+ * mid block's, copy level 0's first; every up resnet (8 + 8 skip channels in)
+ * and transformer copies the last up level's second. */
+static bool
+one_level_weights (const char *src, const char *dst, int L)
+{
+  static const char *const keep[] = { "conv_in.", "time_embedding.", "conv_norm_out.",
+                                      "conv_out." };
+  DsError err = { 0 };
+  DsSafetensors *st;
+  if (ds_safetensors_open (src, &st, &err))
+    {
+      fprintf (stderr, "%s\n", err.message);
+      return false;
+    }
+  const int n = ds_safetensors_count (st), cap = n * (2 * L + 4);
+  DsSafetensorsItem *items = calloc ((size_t) cap, sizeof *items);
+  DsTensor *tensors = calloc ((size_t) cap, sizeof *tensors);
+  char (*names)[256] = calloc ((size_t) cap, sizeof *names);
+  int m = 0;
+#define ONE_LEVEL_ADD(...)                                                                   \
+  do {                                                                                       \
+    tensors[m] = ds_tensor_make (e->dtype, e->ndim, e->shape);                               \
+    tensors[m].data = (void *) e->data;                                                      \
+    snprintf (names[m], sizeof names[m], __VA_ARGS__);                                       \
+    items[m] = (DsSafetensorsItem){ names[m], &tensors[m] };                                 \
+    m++;                                                                                     \
+  } while (0)
+  for (int i = 0; i < n; i++)
+    {
+      const DsSafetensorsEntry *e = ds_safetensors_entry (st, i);
+      const char *rest;
+      for (size_t k = 0; k < sizeof keep / sizeof keep[0]; k++)
+        if (!strncmp (e->name, keep[k], strlen (keep[k])))
+          ONE_LEVEL_ADD ("%s", e->name);
+      if ((rest = strprefix (e->name, "down_blocks.0.resnets.0.")))
+        {
+          for (int j = 0; j < L; j++)
+            ONE_LEVEL_ADD ("down_blocks.0.resnets.%d.%s", j, rest);
+          for (int j = 0; j < 2; j++)
+            ONE_LEVEL_ADD ("mid_block.resnets.%d.%s", j, rest);
+        }
+      if ((rest = strprefix (e->name, "down_blocks.0.attentions.0.")))
+        {
+          for (int j = 0; j < L; j++)
+            ONE_LEVEL_ADD ("down_blocks.0.attentions.%d.%s", j, rest);
+          ONE_LEVEL_ADD ("mid_block.attentions.0.%s", rest);
+        }
+      if ((rest = strprefix (e->name, "up_blocks.3.resnets.1.")))
+        for (int j = 0; j <= L; j++)
+          ONE_LEVEL_ADD ("up_blocks.0.resnets.%d.%s", j, rest);
+      if ((rest = strprefix (e->name, "up_blocks.3.attentions.1.")))
+        for (int j = 0; j <= L; j++)
+          ONE_LEVEL_ADD ("up_blocks.0.attentions.%d.%s", j, rest);
+    }
+#undef ONE_LEVEL_ADD
+  DsStatus s = ds_safetensors_write (dst, items, m, NULL, &err);
+  if (s)
+    fprintf (stderr, "%s\n", err.message);
+  ds_safetensors_close (st);
+  free (items);
+  free (tensors);
+  free (names);
+  return s == DS_OK;
+}
+
 static void
 test_score_errors (void)
 {
@@ -299,12 +382,17 @@ test_score_errors (void)
   EXPECT ("score --demo --size 64 --image " DATA "/sd-input.png --image /nonexistent/b.png "
           "--caption a",
           1, "/nonexistent/b.png");
-  /* sd2-tiny without attention in the down and up blocks: only the mid block's
-   * cross-attention is left, one layer of the six */
+  /* The layer rule (each cross-attention transformer of the last down level
+   * with cross-attention, the mid block's, each of the last up level's) takes
+   * 1 to 16 layers. The mid block always has cross-attention (the only mid
+   * block the engine loads), and the UNet takes at most 3 layers a block, so
+   * a model that loads has 1 to 3 + 1 + 4 = 8 of them: both ends are checked
+   * to work. sd2-tiny without attention in the down and up blocks keeps only
+   * the mid block's: one layer, fewer than the built-in model's four. */
   char cmd[2048];
-  snprintf (cmd, sizeof cmd, "cp -r '%s/sd2-tiny' '%s/nolayers'", DATA, tmpdir);
+  snprintf (cmd, sizeof cmd, "cp -r '%s/sd2-tiny' '%s/mid-only'", DATA, tmpdir);
   DS_CHECK (system (cmd) == 0, "copy sd2-tiny");
-  snprintf (cmd, sizeof cmd, "%s/nolayers/unet/config.json", tmpdir);
+  snprintf (cmd, sizeof cmd, "%s/mid-only/unet/config.json", tmpdir);
   json_t *cfg = json_load_file (cmd, 0, NULL);
   json_t *down = json_array (), *up = json_array ();
   for (int i = 0; i < 4; i++)
@@ -316,9 +404,62 @@ test_score_errors (void)
   json_object_set_new (cfg, "up_block_types", up);
   DS_CHECK (json_dump_file (cfg, cmd, 0) == 0, "write %s", cmd);
   json_decref (cfg);
-  EXPECT ("score --model $T/nolayers --size 64 --image " DATA "/sd-input.png --caption a", 1,
-          "needs six cross-attention layers");
-  DS_CHECK_CONTAINS (errs, "has 1");
+  EXPECT ("score --model $T/mid-only --size 64 --timesteps 500 --image " DATA "/sd-input.png "
+          "--caption a --json", 0, "\"scores\"");
+  json_error_t jerr;
+  json_t *doc = json_loads (out, 0, &jerr);
+  json_t *layers = json_object_get (doc, "layers");
+  json_t *v = json_array_get (json_array_get (json_object_get (doc, "scores"), 0), 0);
+  DS_CHECK (json_array_size (layers) == 1
+                && !strcmp (json_string_value (json_array_get (layers, 0)), "M"),
+            "the mid block's layer alone is scored: %s", out);
+  DS_CHECK (json_is_real (v) && isfinite (json_real_value (v)), "a finite score from one layer");
+  json_decref (doc);
+
+  /* One-level UNets with L transformers a block (weights copied from
+   * sd2-tiny's 8-channel level): L down + the mid block's + L + 1 up score
+   * layers. L = 3, the most the UNet takes, is 8 layers, the most a model
+   * has. L = 8 would be 18, more than the rule's 16: the UNet refuses it before
+   * the score is reached (were it accepted, score must say "needs 1 to 16
+   * cross-attention layers ...; ... has 18" and this check must say so). */
+  for (int L = 3; L <= 8; L += 5)
+    {
+      char dir[1024], path[1100];
+      snprintf (dir, sizeof dir, "%s/one-level-%d", tmpdir, L);
+      snprintf (cmd, sizeof cmd, "cp -r '%s/sd2-tiny' '%s'", DATA, dir);
+      DS_CHECK (system (cmd) == 0, "copy sd2-tiny");
+      snprintf (path, sizeof path, "%s/unet/config.json", dir);
+      cfg = json_load_file (path, 0, NULL);
+      json_object_set_new (cfg, "block_out_channels", json_pack ("[i]", 8));
+      json_object_set_new (cfg, "attention_head_dim", json_pack ("[i]", 1));
+      json_object_set_new (cfg, "down_block_types", json_pack ("[s]", "CrossAttnDownBlock2D"));
+      json_object_set_new (cfg, "up_block_types", json_pack ("[s]", "CrossAttnUpBlock2D"));
+      json_object_set_new (cfg, "layers_per_block", json_integer (L));
+      DS_CHECK (json_dump_file (cfg, path, 0) == 0, "write %s", path);
+      json_decref (cfg);
+      snprintf (path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", dir);
+      DS_CHECK (one_level_weights (DATA "/sd2-tiny/unet/diffusion_pytorch_model.safetensors", path,
+                                   L),
+                "write %s", path);
+      char args[1200];
+      snprintf (args, sizeof args, "score --model %s --size 64 --timesteps 500 --image "
+                DATA "/sd-input.png --caption a --json", dir);
+      if (L == 3)
+        {
+          EXPECT (args, 0, "\"scores\"");
+          doc = json_loads (out, 0, &jerr);
+          layers = json_object_get (doc, "layers");
+          static const char *const eight[] = { "D-L0-R0", "D-L0-R1", "D-L0-R2", "M",
+                                               "U-L0-R0", "U-L0-R1", "U-L0-R2", "U-L0-R3" };
+          bool ok = json_array_size (layers) == 8;
+          for (size_t j = 0; ok && j < 8; j++)
+            ok = !strcmp (json_string_value (json_array_get (layers, j)), eight[j]);
+          DS_CHECK (ok, "the eight layers are scored: %s", out);
+          json_decref (doc);
+        }
+      else
+        EXPECT (args, 1, "UNet layers_per_block 8 is not supported (1 to 3)");
+    }
 }
 
 /* ---- batch ---------------------------------------------------------------- */
@@ -377,7 +518,9 @@ test_batch (void)
   if (!err.code)
     {
       const DsSafetensorsEntry *e = ds_safetensors_find (st, "cond.UNet-Out");
-      DS_CHECK (e && e->ndim == 3 && e->shape[0] == 4 && e->shape[1] == 8, "job-1's UNet-Out");
+      /* 4 latent channels; 64 px / the built-in VAE's factor 4 = 16x16 */
+      DS_CHECK (e && e->ndim == 3 && e->shape[0] == 4 && e->shape[1] == 16 && e->shape[2] == 16,
+                "job-1's UNet-Out");
       ds_safetensors_close (st);
     }
   snprintf (path, sizeof path, "%s/out/third.safetensors", tmpdir);
@@ -400,7 +543,8 @@ test_batch (void)
   DS_CHECK (json_integer_value (json_object_get (m, "t")) == 50
                 && json_integer_value (json_object_get (m, "seed")) == 2
                 && !strcmp (json_string_value (json_object_get (m, "uncond_prompt")), "blurry")
-                && json_is_true (json_object_get (m, "untrained")),
+                && json_is_true (json_object_get (m, "builtin"))
+                && json_is_false (json_object_get (m, "untrained")),
             "third's metadata (default t, given uncond)");
   json_decref (m);
   /* render: PNGs in out/job-1/, one per s; none for jobs without "render" */

@@ -54,6 +54,9 @@ test_usage_errors (void)
   EXPECT ("features --demo --seed -1", 2, "--seed must be a non-negative integer");
   EXPECT ("features --demo --image x.png --prompt p --out o", 2, "at least one --probe");
   EXPECT ("probes --demo --size 100", 1, "multiple of 64");
+  /* without --size, the model's native size: the built-in UNet's sample size
+   * 32 times its VAE's factor 4 */
+  EXPECT ("probes --demo", 0, "toy shapes model, trained on synthetic scenes, 128x128 input");
 }
 
 /* --device / --precision / DIFFSCOPE_DEVICE: bad values, the CPU's f32-only
@@ -65,6 +68,9 @@ test_device_choice (void)
   EXPECT ("probes --demo --precision f8", 2, "--precision must be f16, bf16 or f32");
   EXPECT ("info --demo --device cpu --precision f16", 1, "the CPU backend computes in f32 only");
   EXPECT ("info --demo --device cpu", 0, "device:  CPU (f32)");
+  DS_CHECK_CONTAINS (output, "size:    128 (native)");
+  DS_CHECK_CONTAINS (output, "note:    the built-in model is a toy shapes model, trained on "
+                             "synthetic scenes; its words are ");
   EXPECT ("info --demo --device cpu --precision f32", 0, "device:  CPU (f32)");
   int rc = run ("info --demo --device cuda");
   if (rc == 0)
@@ -99,10 +105,13 @@ test_input_errors (void)
             path);
   EXPECT (args, 1, "not a PNG or JPEG");
   EXPECT ("info --model /nonexistent/model", 1, "model_index.json");
-  /* Noise of the wrong shape (the fixture's is for a 128 image, this is 64). */
-  snprintf (args, sizeof args, FEATURES_DEMO "--noise %s/sd2-tiny-expected.safetensors:input.noise "
-            "--probe UNet-Out --out %s/o.safetensors", DATA, tmpdir);
-  EXPECT (args, 1, "input.noise");
+  /* Noise of the wrong shape: the fixture's is [1, 4, 16, 16] (sd2-tiny's
+   * latent of a 128 image), the built-in model's latent of a 128 image is
+   * [1, 4, 32, 32] (its VAE downsamples by 4). */
+  snprintf (args, sizeof args, "features --demo --size 128 --image %s/sd-input.png --prompt cat "
+            "--noise %s/sd2-tiny-expected.safetensors:input.noise "
+            "--probe UNet-Out --out %s/o.safetensors", DATA, DATA, tmpdir);
+  EXPECT (args, 1, "'input.noise' has shape [1, 4, 16, 16], expected [1, 4, 32, 32]");
   snprintf (args, sizeof args, FEATURES_DEMO "--noise %s/sd2-tiny-expected.safetensors "
             "--probe UNet-Out --out %s/o.safetensors", DATA, tmpdir);
   EXPECT (args, 1, "'noise'");
@@ -117,26 +126,29 @@ test_demo (void)
   char args[4096], path[512];
   snprintf (path, sizeof path, "%s/demo.safetensors", tmpdir);
   snprintf (args, sizeof args, FEATURES_DEMO "--probe D-L2-R0-B0-Cross-Q --maps --out %s", path);
-  EXPECT (args, 0, "UNTRAINED");
+  EXPECT (args, 0, "note: toy shapes model, trained on synthetic scenes");
   DsSafetensors *st;
   DsError err = { 0 };
   DS_CHECK_OK (ds_safetensors_open (path, &st, &err), &err);
   if (err.code)
     return;
   const DsSafetensorsEntry *e = ds_safetensors_find (st, "cond.D-L2-R0-B0-Cross-Q");
-  /* demo widths 32/64/128: level 2 has 128 channels; 64 px -> 8x8 latent -> 2x2 */
-  DS_CHECK (e && e->ndim == 3 && e->shape[0] == 128 && e->shape[1] == 2 && e->shape[2] == 2,
+  /* built-in widths 32/64/64/64: level 2 has 64 channels; 64 px -> 16x16
+   * latent (VAE factor 4) -> halved after levels 0 and 1 -> 4x4 */
+  DS_CHECK (e && e->ndim == 3 && e->shape[0] == 64 && e->shape[1] == 4 && e->shape[2] == 4,
             "cond probe shape");
   DS_CHECK (ds_safetensors_find (st, "uncond.D-L2-R0-B0-Cross-Q") != NULL, "uncond probe");
-  e = ds_safetensors_find (st, "maps.U-L3-R2");
-  DS_CHECK (e && e->ndim == 2 && e->shape[0] == 64 && e->shape[1] == 77, "head-mean map");
+  /* the last up level's last transformer (two a level: R0, R1) runs at the
+   * latent's 16x16 = 256 queries; its map is averaged over the heads */
+  e = ds_safetensors_find (st, "maps.U-L3-R1");
+  DS_CHECK (e && e->ndim == 2 && e->shape[0] == 256 && e->shape[1] == 77, "head-mean map");
   if (e)
     {
       /* each query's probabilities over the 77 keys sum to 1 */
       DsTensor m;
-      DS_CHECK_OK (ds_safetensors_load_f32 (st, "maps.U-L3-R2", 0, NULL, &m, &err), &err);
+      DS_CHECK_OK (ds_safetensors_load_f32 (st, "maps.U-L3-R1", 0, NULL, &m, &err), &err);
       double worst = 0;
-      for (int q = 0; q < 64; q++)
+      for (int q = 0; q < 256; q++)
         {
           double sum = 0;
           for (int k = 0; k < 77; k++)
@@ -147,7 +159,10 @@ test_demo (void)
       ds_tensor_free (&m);
     }
   const char *meta = ds_safetensors_metadata (st, "diffscope");
-  DS_CHECK (meta && strstr (meta, "\"untrained\": true"), "metadata says untrained");
+  DS_CHECK (meta && strstr (meta, "\"builtin\": true") && strstr (meta, "\"untrained\": false"),
+            "metadata says built-in, not untrained");
+  DS_CHECK (meta && strstr (meta, "\"model\": \"toy shapes model, trained on synthetic scenes\""),
+            "metadata names the built-in model");
   DS_CHECK (meta && strstr (meta, "49406"), "metadata has the token ids");
   ds_safetensors_close (st);
   snprintf (path, sizeof path, "%s/demo.safetensors.json", tmpdir);
@@ -159,7 +174,7 @@ test_demo (void)
   char per_head[512];
   snprintf (per_head, sizeof per_head, "%s/per-head.safetensors", tmpdir);
   snprintf (args, sizeof args,
-            FEATURES_DEMO "--probe D-L2-R0-B0-Cross-Q --probe U-L3-R2-B0-Cross-Map --maps --out %s",
+            FEATURES_DEMO "--probe D-L2-R0-B0-Cross-Q --probe U-L3-R1-B0-Cross-Map --maps --out %s",
             per_head);
   EXPECT (args, 0, "wrote");
   DsSafetensors *a = NULL, *b = NULL;
@@ -185,8 +200,9 @@ test_demo (void)
       ds_tensor_free (&x);
       ds_tensor_free (&y);
     }
-  DS_CHECK (n_maps == 16, "16 cross-attention maps compared, got %d", n_maps);
-  DS_CHECK (a && ds_safetensors_find (a, "cond.U-L3-R2-B0-Cross-Map"), "the named map kept");
+  /* 3 down levels x 1 transformer + mid + 3 up levels x 2 */
+  DS_CHECK (n_maps == 10, "10 cross-attention maps compared, got %d", n_maps);
+  DS_CHECK (a && ds_safetensors_find (a, "cond.U-L3-R1-B0-Cross-Map"), "the named map kept");
   ds_safetensors_close (a);
   ds_safetensors_close (b);
 }
@@ -287,17 +303,21 @@ test_render (void)
   snprintf (out, sizeof out, "%s/render", tmpdir);
   snprintf (args, sizeof args,
             "render --demo --size 64 --image %s/sd-input.png --prompt 'a red cube on a table' "
-            "--probe U-L1-R1-B0-Cross-Q --probe D-L0-R1-Res-Out --words --heat-res 4 --out-dir %s",
+            "--probe U-L1-R1-B0-Cross-Q --probe D-L1-R0-Res-Out --words --heat-res 4 --out-dir %s",
             DATA, out);
-  EXPECT (args, 0, "UNTRAINED");
+  EXPECT (args, 0, "note: toy shapes model, trained on synthetic scenes; its words are ");
+  /* The goldens shapes64-<file> are this command's output on the built-in
+   * model, copied from --out-dir (tests/data/golden/README.md has the command
+   * and the weights they were made with). D-L1-R0-Res-Out: a resnet after a
+   * cross-attention transformer, so its cond - uncond delta is not zero. */
   static const char *const files[] = {
     "U-L1-R1-B0-Cross-Q.pca-s7.5.png", "U-L1-R1-B0-Cross-Q.pca-uncond.png",
-    "D-L0-R1-Res-Out.pca-delta.png", "D-L0-R1-Res-Out.delta-heat.png", "word-02-red.png",
+    "D-L1-R0-Res-Out.pca-delta.png", "D-L1-R0-Res-Out.delta-heat.png", "word-02-red.png",
   };
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
     {
       snprintf (a, sizeof a, "%s/%s", out, files[i]);
-      snprintf (b, sizeof b, "%s/golden/demo64-%s", DATA, files[i]);
+      snprintf (b, sizeof b, "%s/golden/shapes64-%s", DATA, files[i]);
       check_golden (a, b);
     }
   /* Ensembles: the mean over two identical runs is the single run's map (the
@@ -310,7 +330,7 @@ test_render (void)
             "--words --heat-res 4 --timesteps 50,50 --out-dir %s", DATA, ens);
   EXPECT (args, 0, "wrote");
   snprintf (a, sizeof a, "%s/word-02-red.png", ens);
-  snprintf (b, sizeof b, "%s/golden/demo64-word-02-red.png", DATA);
+  snprintf (b, sizeof b, "%s/golden/shapes64-word-02-red.png", DATA);
   check_golden (a, b);
   snprintf (args, sizeof args,
             "render --demo --size 64 --image %s/sd-input.png --prompt 'a red cube on a table' "
@@ -337,9 +357,9 @@ test_render (void)
   snprintf (mdir, sizeof mdir, "%s/measures", tmpdir);
   snprintf (args, sizeof args,
             "render --demo --size 64 --image %s/sd-input.png --image %s/sd-input.png --prompt cube "
-            "--probe U-L1-R1-B0-Cross-Q --probe D-L0-R1-Res-Out --cka --out-dir %s",
+            "--probe U-L1-R1-B0-Cross-Q --probe D-L1-R0-Res-Out --cka --out-dir %s",
             DATA, DATA, mdir);
-  EXPECT (args, 0, "CKA(U-L1-R1-B0-Cross-Q, D-L0-R1-Res-Out)");
+  EXPECT (args, 0, "CKA(U-L1-R1-B0-Cross-Q, D-L1-R0-Res-Out)");
   snprintf (mpath, sizeof mpath, "%s/measures.json", mdir);
   json_error_t je;
   json_t *doc = json_load_file (mpath, 0, &je);
@@ -407,6 +427,19 @@ test_pairs (void)
   DS_CHECK (json_is_true (json_object_get (item, "group")) == (text && image), "group verdict");
   json_t *tot = json_object_get (doc, "totals");
   DS_CHECK (json_integer_value (json_object_get (tot, "n")) == 2, "two items");
+  DS_CHECK (json_is_true (json_object_get (doc, "builtin"))
+              && json_is_false (json_object_get (doc, "untrained")),
+            "pairs JSON: the built-in model, not untrained");
+  /* the table's totals line, with the chance levels beside it */
+  char line[200];
+  snprintf (line, sizeof line, "winoground over 2 items: text %.1f%%, image %.1f%%, group %.1f%% "
+            "(chance: text 25%%, image 25%%, group 16.7%%)",
+            100 * json_real_value (json_object_get (tot, "text")),
+            100 * json_real_value (json_object_get (tot, "image")),
+            100 * json_real_value (json_object_get (tot, "group")));
+  snprintf (args, sizeof args, "score --demo --size 64 --timesteps 189,989 --pairs %s/cli/pairs.json",
+            DATA);
+  EXPECT (args, 0, line);
 
   /* the same pair through the plain score command */
   char single[600];
@@ -444,16 +477,16 @@ test_pairs (void)
 }
 
 
-/* A [1, 4, 8, 8] noise file (the demo's latent at --size 64), every value v
- * except element 5, which is v5. */
+/* A [1, 4, 16, 16] noise file (the built-in model's latent at --size 64: its
+ * VAE downsamples by 4), every value v except element 5, which is v5. */
 static void
 write_noise (const char *path, float v, float v5)
 {
   DsTensor t = { 0 };
   DsError err = { 0 };
-  DS_CHECK_OK (ds_tensor_alloc (&t, DS_DTYPE_F32, 4, (int64_t[]){ 1, 4, 8, 8 }, &err), &err);
+  DS_CHECK_OK (ds_tensor_alloc (&t, DS_DTYPE_F32, 4, (int64_t[]){ 1, 4, 16, 16 }, &err), &err);
   float *x = ds_tensor_f32 (&t);
-  for (int i = 0; i < 256; i++)
+  for (int i = 0; i < 1024; i++)
     x[i] = i == 5 ? v5 : v * ((float) ((i * 37) % 17 - 8) / 8.0f);
   DsSafetensorsItem item = { "noise", &t };
   DS_CHECK_OK (ds_safetensors_write (path, &item, 1, NULL, &err), &err);
@@ -492,6 +525,9 @@ test_hardening (void)
 
   /* options a command would silently ignore are refused */
   EXPECT ("info --demo --prompt cat", 2, "--prompt is not used by info");
+  /* --seed seeds the noise only (the built-in model's weights are fixed) */
+  EXPECT ("info --demo --seed 3", 2, "--seed is not used by info");
+  EXPECT ("probes --demo --seed 3", 2, "--seed is not used by probes");
   EXPECT (FEATURES_DEMO "--probe UNet-Out --s 3 --out x", 2, "--s is not used by features");
   EXPECT ("score --demo --image " DATA "/sd-input.png --caption a --noise n.safetensors", 2,
           "--noise is not used by score");

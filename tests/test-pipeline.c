@@ -34,7 +34,7 @@ main (void)
       DS_CHECK_OK (err.code, &err);
       return ds_test_finish ();
     }
-  DS_CHECK (!ds_pipeline_is_demo (p), "a real model folder");
+  DS_CHECK (!ds_pipeline_is_untrained (p), "a real model folder");
   const DsProbeList *list;
   DS_CHECK_OK (ds_pipeline_probes (p, 128, &list, &err), &err);
   bool *want = calloc ((size_t) list->n, 1);

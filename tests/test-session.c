@@ -48,7 +48,7 @@ open_demo (DsBackend *be)
 {
   DsPipeline *p = NULL;
   DsError err = { 0 };
-  DS_CHECK_OK (ds_pipeline_open_demo (7, DS_RESOURCES_DIR, be, &p, &err), &err);
+  DS_CHECK_OK (ds_pipeline_open_untrained (7, DS_RESOURCES_DIR, be, &p, &err), &err);
   return p;
 }
 

@@ -126,13 +126,13 @@ double ds_discffusion_bias (const float *eps, const float *eps_uncond, const flo
  * positions of the logsumexp): out[j] = mean over the batch (both CFG halves)
  * of cross_lse[layers[j]·batch + b], j < n_layers. `layers` are positions among
  * the cross-attention layers in forward order (ds_discffusion_layers in
- * ds-heatmap.h gives the six of §6.5.2). Equal to ds_lse_score of the layer's
+ * ds-heatmap.h gives those of §6.5.2). Equal to ds_lse_score of the layer's
  * [batch·heads, N, K] logits. */
 void ds_discffusion_step_lse (const double *cross_lse, int batch, const int *layers,
                               int n_layers, double *out);
 
 /* The final Discffusion score (§6.5.2–5): layer_lse [n_steps, n_layers] holds
- * ds_lse_score of each layer (the six of §6.5.2) at each sampled timestep and
+ * ds_lse_score of each layer (those of §6.5.2) at each sampled timestep and
  * bias [n_steps] the ds_discffusion_bias of each step;
  *   out = mean_t ( mean_l layer_lse[t, l] + bias[t] ).
  * (The released demo wrapper multiplies this by 0.1; rankings do not change.)

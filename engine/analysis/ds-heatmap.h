@@ -46,12 +46,13 @@ typedef struct {
  * max indices and returns how many there are. */
 int ds_heatmap_cross_layers (const DsProbeList *list, int64_t nq, int *out, int max);
 
-/* The six layers of the Discffusion score (docs/models.md §6.5.2): the last
+/* The layers of the Discffusion score (docs/models.md §6.5.2): the last
  * cross-attention level of the down stage (each of its transformers), the mid
  * block, and the last up level (each of its transformers), given as positions
  * among all cross-attention layers in forward order, the index space of
  * DsProbeSink.cross_lse. For SD 2.1-base: 4, 5 (D-L2-R0/R1), 6 (mid), 13, 14,
- * 15 (U-L3-R0/R1/R2). Writes at most max and returns how many there are. */
+ * 15 (U-L3-R0/R1/R2), six; for the built-in shapes model (one transformer a
+ * down level) four. Writes at most max and returns how many there are. */
 int ds_discffusion_layers (const DsProbeList *list, int *out, int max);
 
 /* out [h·w, k] = mean over all (layer, head) maps of `layers` (each head of each

@@ -1110,3 +1110,9 @@ ds_model_dir_open (const char *root, DsModelDir *out, DsError *err)
     snprintf (out->pad_token, sizeof out->pad_token, "<|endoftext|>");
   return DS_OK;
 }
+
+int
+ds_model_dir_native_size (const DsModelDir *d)
+{
+  return d->unet.sample_size << (d->vae.n_levels - 1);
+}

@@ -101,6 +101,9 @@ typedef struct {
 
 /* Reads and checks every part; a missing part is DS_ERR_NOT_FOUND naming it. */
 DsStatus ds_model_dir_open (const char *root, DsModelDir *out, DsError *err);
+/* The model's native input side: unet.sample_size x 2^(vae levels - 1)
+ * (512 for SD 2.1-base: 64 x 8). */
+int ds_model_dir_native_size (const DsModelDir *d);
 
 /* Individual parsers, also for tests. `path` is used in messages. */
 DsStatus ds_unet_config_parse (const char *json_text, const char *path,

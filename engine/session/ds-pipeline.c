@@ -14,7 +14,7 @@
 
 struct DsPipeline {
   DsModelDir dir;
-  bool demo;
+  bool untrained, builtin;
   char label[DS_PATH_MAX + 64];
   DsBackend *be;
   DsTokenizer *tok;
@@ -32,9 +32,9 @@ struct DsPipeline {
   float *ctx;    /* [2,77,X] */
 };
 
-/* The demo model: SD 2.x's topology and conventions at small widths. */
+/* The untrained test fixture: SD 2.x's topology and conventions at small widths. */
 static void
-demo_configs (DsModelDir *d)
+untrained_configs (DsModelDir *d)
 {
   DsUnetConfig u = {
     .in_channels = 4, .out_channels = 4, .sample_size = 64, .n_levels = 4,
@@ -112,7 +112,7 @@ ds_pipeline_open_random (const DsModelDir *configs, uint64_t seed, const char *d
   if (!p)
     return ds_error_set (err, DS_ERR_NOMEM, "out of memory opening a random-weight model");
   p->be = be;
-  p->demo = true;
+  p->untrained = true;
   p->dir.unet = configs->unet;
   p->dir.vae = configs->vae;
   p->dir.text = configs->text;
@@ -138,20 +138,39 @@ ds_pipeline_open_random (const DsModelDir *configs, uint64_t seed, const char *d
 }
 
 DsStatus
-ds_pipeline_open_demo (uint64_t seed, const char *data_dir, DsBackend *be, DsPipeline **out,
-                       DsError *err)
+ds_pipeline_open_untrained (uint64_t seed, const char *data_dir, DsBackend *be, DsPipeline **out,
+                            DsError *err)
 {
   DsModelDir *d = calloc (1, sizeof *d);
   if (!d)
-    return ds_error_set (err, DS_ERR_NOMEM, "out of memory opening the demo model");
-  demo_configs (d);
+    return ds_error_set (err, DS_ERR_NOMEM, "out of memory opening the untrained model");
+  untrained_configs (d);
   DsStatus st = ds_pipeline_open_random (d, seed, data_dir, be, out, err);
   free (d);
   if (st)
-    return ds_error_prefix (err, st, "demo model");
-  snprintf ((*out)->dir.root, sizeof (*out)->dir.root, "(built-in demo)");
-  snprintf ((*out)->label, sizeof (*out)->label, "demo model (untrained, seed %llu)",
+    return ds_error_prefix (err, st, "untrained model");
+  snprintf ((*out)->dir.root, sizeof (*out)->dir.root, "(untrained test model)");
+  snprintf ((*out)->label, sizeof (*out)->label, "tiny SD 2.x, random weights (untrained, seed %llu)",
             (unsigned long long) seed);
+  return DS_OK;
+}
+
+void
+ds_pipeline_builtin_dir (const char *data_dir, char *buf, size_t n)
+{
+  snprintf (buf, n, "%s/%s", data_dir, DS_BUILTIN_MODEL_SUBDIR);
+}
+
+DsStatus
+ds_pipeline_open_builtin (const char *data_dir, DsBackend *be, DsPipeline **out, DsError *err)
+{
+  char dir[DS_PATH_MAX];
+  ds_pipeline_builtin_dir (data_dir, dir, sizeof dir);
+  DsStatus st = ds_pipeline_open (dir, be, out, err);
+  if (st)
+    return ds_error_prefix (err, st, "the built-in model (%s)", DS_BUILTIN_MODEL_LABEL);
+  (*out)->builtin = true;
+  snprintf ((*out)->label, sizeof (*out)->label, "%s", DS_BUILTIN_MODEL_LABEL);
   return DS_OK;
 }
 
@@ -179,9 +198,21 @@ ds_pipeline_label (const DsPipeline *p)
 }
 
 bool
-ds_pipeline_is_demo (const DsPipeline *p)
+ds_pipeline_is_untrained (const DsPipeline *p)
 {
-  return p->demo;
+  return p->untrained;
+}
+
+bool
+ds_pipeline_is_builtin (const DsPipeline *p)
+{
+  return p->builtin;
+}
+
+int
+ds_pipeline_native_size (const DsPipeline *p)
+{
+  return ds_model_dir_native_size (&p->dir);
 }
 
 const DsModelDir *

@@ -11,9 +11,14 @@
  * of its own (DsSession) runs the stages itself (ds_pipeline_encode_image,
  * ds_pipeline_encode_text) and hands the latent and context to the request,
  * which then bypasses the pipeline's one-entry caches. It is not thread-safe:
- * one worker thread owns a pipeline. The built-in demo model
- * (ds_pipeline_open_demo) has the SD 2.x topology at small widths with seeded
- * random weights: it runs everywhere and is labelled untrained everywhere.
+ * one worker thread owns a pipeline.
+ *
+ * The built-in model (ds_pipeline_open_builtin) is a small SD 2.x trained on
+ * the synthetic shapes world (scripts/shapes/, docs/shapes.md), shipped under
+ * DATA_DIR/models/shapes in the diffusers layout and loaded by exactly the
+ * code a user's SD 2.1 folder takes; it is labelled DS_BUILTIN_MODEL_LABEL
+ * everywhere. A model with random weights (ds_pipeline_open_untrained) is a
+ * test fixture only and is labelled untrained.
  */
 #pragma once
 
@@ -34,21 +39,35 @@ extern "C" {
 typedef struct DsPipeline DsPipeline;
 
 DsStatus ds_pipeline_open (const char *model_dir, DsBackend *be, DsPipeline **out, DsError *err);
-/* data_dir holds clip-tokenizer/{vocab.json,merges.txt}. */
-DsStatus ds_pipeline_open_demo (uint64_t seed, const char *data_dir, DsBackend *be,
-                                DsPipeline **out, DsError *err);
+
+#define DS_BUILTIN_MODEL_SUBDIR "models/shapes"
+#define DS_BUILTIN_MODEL_LABEL "toy shapes model, trained on synthetic scenes"
+/* The built-in model folder: data_dir/DS_BUILTIN_MODEL_SUBDIR into buf. */
+void ds_pipeline_builtin_dir (const char *data_dir, char *buf, size_t n);
+/* ds_pipeline_open of that folder, labelled DS_BUILTIN_MODEL_LABEL; a missing
+ * or broken folder is an error naming it. */
+DsStatus ds_pipeline_open_builtin (const char *data_dir, DsBackend *be, DsPipeline **out,
+                                   DsError *err);
+/* A test fixture: SD 2.x's topology at tiny widths with seeded random weights.
+ * data_dir holds clip-tokenizer/{vocab.json,merges.txt}. Untrained. */
+DsStatus ds_pipeline_open_untrained (uint64_t seed, const char *data_dir, DsBackend *be,
+                                     DsPipeline **out, DsError *err);
 /* A model with the configs of `configs` (its unet, vae, text, scheduler and
  * pad_token; the paths are ignored) and seeded random weights (the VAE from
- * seed + 1, the text encoder seed + 2, the UNet seed + 3): the demo is this
- * with its tiny configs; a benchmark passes SD 2.1-base's. Untrained:
- * ds_pipeline_is_demo answers true. */
+ * seed + 1, the text encoder seed + 2, the UNet seed + 3):
+ * ds_pipeline_open_untrained is this with its tiny configs; a benchmark passes
+ * SD 2.1-base's. ds_pipeline_is_untrained answers true. */
 DsStatus ds_pipeline_open_random (const DsModelDir *configs, uint64_t seed, const char *data_dir,
                                   DsBackend *be, DsPipeline **out, DsError *err);
 void ds_pipeline_free (DsPipeline *p);
 
-/* "SD 2.x (path)" or "demo model (untrained, seed N)". */
+/* "SD 2.x (path)", DS_BUILTIN_MODEL_LABEL, or "... random weights (untrained, seed N)". */
 const char *ds_pipeline_label (const DsPipeline *p);
-bool ds_pipeline_is_demo (const DsPipeline *p);
+bool ds_pipeline_is_untrained (const DsPipeline *p);
+bool ds_pipeline_is_builtin (const DsPipeline *p);
+/* The model's native input side: the UNet's sample_size times the VAE's
+ * downsampling factor (512 for SD 2.1-base, 128 for the built-in model). */
+int ds_pipeline_native_size (const DsPipeline *p);
 const DsModelDir *ds_pipeline_model (const DsPipeline *p);
 const DsTokenizer *ds_pipeline_tokenizer (const DsPipeline *p);
 /* The probes for an image of size x size (transfer none; valid until the next call). */

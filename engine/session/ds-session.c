@@ -197,9 +197,7 @@ ds_session_stage_name (DsSessionStage stage)
 DsQuery
 ds_query_default (const DsSession *s)
 {
-  const DsModelDir *m = ds_pipeline_model (s->p);
-  const DsLatentShape ls = ds_pipeline_latent_shape (s->p, 64);
-  return (DsQuery){ .size = m->unet.sample_size * (64 / ls.h), .fit = DS_FIT_STRETCH, .t = 100,
+  return (DsQuery){ .size = ds_pipeline_native_size (s->p), .fit = DS_FIT_STRETCH, .t = 100,
                     .convention = DS_TIMESTEP_DIRECT, .trials = 1 };
 }
 

@@ -93,6 +93,9 @@ def export(out, vae, unet, te, info):
       "vae": ["diffusers", "AutoencoderKL"],
   })
   write_json(os.path.join(out, "training.json"), info)
+  for root, _, files in os.walk(out):   # safetensors writes 0600; the model is installed for all
+    for f in files:
+      os.chmod(os.path.join(root, f), 0o644)
 
 
 def write_readme(out, info, args_train):

@@ -36,6 +36,7 @@ Export with scripts/shapes/export.py.
 """
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -364,10 +365,16 @@ class CaptureCross:
     return attn.to_out[1](attn.to_out[0](h))
 
 
-def quarter_cross_layers(unet):
-  """attn2 modules at a quarter of the latent side: down level 2, up level 1."""
+def cross_layers(unet, level):
+  """attn2 modules at 1/2**level of the latent side: down level L, up level 3-L.
+  level 2 (a quarter of the side) is the engine's default heatmap aggregation."""
   return [m for n, m in unet.named_modules()
-          if n.endswith("attn2") and (n.startswith("down_blocks.2.") or n.startswith("up_blocks.1."))]
+          if n.endswith("attn2") and (n.startswith("down_blocks.%d." % level) or
+                                      n.startswith("up_blocks.%d." % (3 - level)))]
+
+
+def quarter_cross_layers(unet):
+  return cross_layers(unet, 2)
 
 
 class PointingEval:
@@ -387,25 +394,39 @@ class PointingEval:
 
   @torch.no_grad()
   def __call__(self, unet, te, alphas):
-    store = []
-    layers = quarter_cross_layers(unet)
-    old = [m.processor for m in layers]
-    for m in layers:
-      m.set_processor(CaptureCross(store))
-    maps = 0
+    """Pointing with the default aggregation (the quarter-side layers), and, for
+    the log, with the layers of each other resolution alone."""
+    stores = {lv: [] for lv in (0, 1, 2)}
+    layers = {lv: cross_layers(unet, lv) for lv in stores}
+    old = {lv: [m.processor for m in layers[lv]] for lv in stores}
+    for lv in stores:
+      for m in layers[lv]:
+        m.set_processor(CaptureCross(stores[lv]))
+    n = len(self.scenes)
+    maps = {lv: 0 for lv in stores}
     try:
       ctx = te(self.ids)[0]
       for t in EVAL_T:
         a = alphas[t]
         x_t = a.sqrt() * self.lat + (1 - a).sqrt() * self.noise
-        for i in range(0, len(self.scenes), 50):
-          store.clear()
-          unet(x_t[i:i + 50], torch.full((len(x_t[i:i + 50]),), t), ctx[i:i + 50])
-          m = torch.stack(store).mean(0)              # [b, 64, 77]
-          maps = maps + F.pad(m, (0, 0, 0, 0, i, len(self.scenes) - i - m.shape[0])) / len(EVAL_T)
+        for i in range(0, n, 50):
+          for st in stores.values():
+            st.clear()
+          b = len(x_t[i:i + 50])
+          unet(x_t[i:i + 50], torch.full((b,), t), ctx[i:i + 50])
+          for lv, st in stores.items():
+            m = torch.stack(st).mean(0)              # [b, side*side, 77]
+            maps[lv] = maps[lv] + F.pad(m, (0, 0, 0, 0, i, n - i - b)) / len(EVAL_T)
     finally:
-      for m, p in zip(layers, old):
-        m.set_processor(p)
+      for lv in stores:
+        for m, p in zip(layers[lv], old[lv]):
+          m.set_processor(p)
+    r = self.score(maps[2])
+    for lv in (0, 1):
+      r["pointing_%d" % int(math.isqrt(maps[lv].shape[1]))] = self.score(maps[lv])["pointing"]
+    return r
+
+  def score(self, maps):
     side = int(math.isqrt(maps.shape[1]))
     hits = {"colour": [], "shape": []}
     for si, s in enumerate(self.scenes):
@@ -484,8 +505,28 @@ def train_unet(args):
     step, curve, best = ck["step"], ck["curve"], ck["best"]
     minutes_before = ck.get("minutes", 0.0)
     log("resumed from %s at step %d" % (latest, step), logp)
+  # An exponential moving average of the weights (as SD's released weights are):
+  # SGD at this learning rate oscillates, and the attention maps with it; the
+  # average is what is evaluated, kept as best.pt and exported.
+  ema_unet = ema_te = None
+  ema_n = 0
+  if args.ema > 0:
+    ema_unet, ema_te = copy.deepcopy(unet).eval(), copy.deepcopy(te).eval()
+    if args.resume and os.path.exists(latest) and "ema_unet" in ck:
+      ema_unet.load_state_dict(ck["ema_unet"])
+      te_load_sparse(ema_te, ck["ema_te"], ck["world_ids"])
+      ema_n = ck.get("ema_n", 0)
+      log("  with the EMA of %d steps" % ema_n, logp)
+    else:
+      log("  EMA (decay %g) starts at step %d" % (args.ema, step), logp)
+    for m in (ema_unet, ema_te):
+      for p in m.parameters():
+        p.requires_grad_(False)
+    ema_pairs = list(zip(list(ema_unet.parameters()) + list(ema_te.parameters()),
+                         list(unet.parameters()) + list(te.parameters())))
   n_u = sum(p.numel() for p in unet.parameters())
   n_t = sum(p.numel() for p in te.parameters())
+  log("stage B: min-SNR gamma %g" % args.snr_gamma, logp)
   log("stage B: UNet %d params, text encoder %d params (%d trained embedding rows), "
       "%d training latents, batch %d, lr %g" % (n_u, n_t, len(world_ids), N, args.batch, args.lr), logp)
   alphas = sched_alphas()
@@ -495,26 +536,36 @@ def train_unet(args):
 
   def checkpoint(minutes):
     sd, idx = opt_state_sparse(opt, emb, world_ids)
+    extra = {}
+    if ema_unet is not None:
+      extra = dict(ema_unet=ema_unet.state_dict(), ema_te=te_state_sparse(ema_te, world_ids),
+                   ema_n=ema_n)
     save_atomic(dict(unet=unet.state_dict(), te=te_state_sparse(te, world_ids),
                      world_ids=world_ids, opt=sd, opt_sparse_idx=idx, step=step, curve=curve,
-                     best=best, minutes=minutes, args=vars(args)), latest)
+                     best=best, minutes=minutes, args=vars(args), **extra), latest)
 
   def evaluate(minutes):
     nonlocal best
+    eu, et = (ema_unet, ema_te) if ema_unet is not None else (unet, te)
     unet.eval(); te.eval()
     t0 = time.time()
-    r = evaluator(unet, te, alphas)
+    r = evaluator(eu, et, alphas)
+    if ema_unet is not None:
+      r["weights"] = "ema"
+      r["raw_pointing"] = evaluator(unet, te, alphas)["pointing"]
     unet.train(); te.train()
     r.update(step=step, minutes=round(minutes, 2), loss=round(float(np.mean(losses[-200:])), 5)
              if losses else None)
     curve.append(r)
-    log("eval step %d: pointing %.3f (colour %.3f, shape %.3f; chance %.3f) [%.0f s]" % (
-        step, r["pointing"], r["colour"], r["shape"], r["chance"], time.time() - t0), logp)
+    log("eval step %d: pointing %.3f (colour %.3f, shape %.3f; chance %.3f; 16x16 layers "
+        "alone %.3f, 32x32 %.3f; raw weights %.3f) [%.0f s]" % (
+        step, r["pointing"], r["colour"], r["shape"], r["chance"], r.get("pointing_16", -1),
+        r.get("pointing_32", -1), r.get("raw_pointing", r["pointing"]), time.time() - t0), logp)
     with open(os.path.join(CKPT_DIR, "pointing.json"), "w") as f:
       json.dump(curve, f, indent=1)
     if r["pointing"] >= best:
       best = r["pointing"]
-      save_atomic(dict(unet=unet.state_dict(), te=te_state_sparse(te, world_ids),
+      save_atomic(dict(unet=eu.state_dict(), te=te_state_sparse(et, world_ids),
                        world_ids=world_ids, step=step, eval=r, minutes=minutes), os.path.join(CKPT_DIR, "best.pt"))
       log("  new best -> best.pt", logp)
 
@@ -545,11 +596,26 @@ def train_unet(args):
       pg["lr"] = lr
     ctx = te(ids)[0]
     pred = unet(x_t, t, ctx).sample
-    loss = F.mse_loss(pred, eps)
+    if args.snr_gamma > 0:
+      # min-SNR weighting (Hang et al. 2023) for epsilon prediction: weight
+      # min(SNR, gamma) / SNR, which lowers only the nearly clean steps (here
+      # t < ~120 for gamma 5), whose loss the image alone explains, and so puts
+      # the gradient where the caption matters.
+      snr = alphas[t] / (1 - alphas[t])
+      w = torch.clamp(snr, max=args.snr_gamma) / snr
+      loss = ((pred - eps).pow(2).mean(dim=(1, 2, 3)) * w).mean()
+    else:
+      loss = F.mse_loss(pred, eps)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(te.parameters()), 1.0)
     opt.step()
+    if ema_unet is not None:
+      ema_n += 1
+      decay = min(args.ema, (1 + ema_n) / (10 + ema_n))
+      with torch.no_grad():
+        for pe, p in ema_pairs:
+          pe.lerp_(p, 1 - decay)
     losses.append(loss.item())
     step += 1
     minutes = minutes_before + (time.time() - t_start) / 60
@@ -592,6 +658,10 @@ def main():
   ap.add_argument("--lr", type=float, default=5e-4)
   ap.add_argument("--warmup", type=int, default=200)
   ap.add_argument("--drop", type=float, default=0.15, help="caption dropout")
+  ap.add_argument("--ema", type=float, default=0.998,
+                  help="EMA decay of the evaluated/exported weights (0: none, as the first 2500 steps)")
+  ap.add_argument("--snr-gamma", type=float, default=5.0,
+                  help="min-SNR loss weighting gamma (0: plain MSE, as the first 970 steps)")
   ap.add_argument("--eval-every", type=int, default=250)
   ap.add_argument("--n-eval", type=int, default=100)
   ap.add_argument("--ckpt-minutes", type=float, default=4)
