@@ -1084,6 +1084,7 @@ typedef struct {
   char *dir;
   DsSharedImage *image;
   char *question;
+  char *question2; /* the mismatched prompt, answered second into column 1; NULL: none */
 } AnswerData;
 
 static void
@@ -1093,6 +1094,7 @@ answer_data_free (gpointer data)
   g_free (d->dir);
   ds_shared_image_unref (d->image);
   g_free (d->question);
+  g_free (d->question2);
   g_free (d);
 }
 
@@ -1107,17 +1109,25 @@ answer_slot_free (AnswerSlot *a)
   g_free (a);
 }
 
+/* A piece of an answer on its way to the main thread: text[0] is the column. */
 static void
 answer_piece (gpointer data, gpointer user_data)
 {
   DsWindow *self = user_data;
-  ds_answer_view_append (self->answer_view, 0, data);
+  const char *piece = data;
+  ds_answer_view_append (self->answer_view, piece[0], piece + 1);
 }
+
+typedef struct {
+  DsWorker *worker;
+  char column;
+} AnswerStream;
 
 static void
 on_answer_text (const char *text, int32_t id, void *user)
 {
-  ds_worker_emit (user, answer_piece, g_strdup (text), g_free);
+  AnswerStream *as = user;
+  ds_worker_emit (as->worker, answer_piece, g_strdup_printf ("%c%s", as->column, text), g_free);
 }
 
 static gpointer
@@ -1144,14 +1154,21 @@ answer_func (gpointer data, const atomic_int *cancel, DsWorker *worker, GError *
         }
       a->dir = g_strdup (d->dir);
     }
-  DsLlavaParams p;
-  ds_llava_params_default (&p);
-  p.on_text = on_answer_text;
-  p.user = worker;
-  p.cancel = cancel;
-  DsLlavaAnswer ans = { 0 };
-  DsStatus st = ds_llava_ask (a->lv, &d->image->image, d->question, &p, &ans, &err);
-  ds_llava_answer_clear (&ans);
+  /* the prompt's answer, then (leakage checks) the mismatched prompt's beside it */
+  const char *questions[2] = { d->question, d->question2 };
+  DsStatus st = DS_OK;
+  for (int i = 0; i < 2 && questions[i] && !st; i++)
+    {
+      AnswerStream as = { worker, (char) i };
+      DsLlavaParams p;
+      ds_llava_params_default (&p);
+      p.on_text = on_answer_text;
+      p.user = &as;
+      p.cancel = cancel;
+      DsLlavaAnswer ans = { 0 };
+      st = ds_llava_ask (a->lv, &d->image->image, questions[i], &p, &ans, &err);
+      ds_llava_answer_clear (&ans);
+    }
   if (st)
     {
       ds_explore_set_error (error, &err);
@@ -1195,6 +1212,15 @@ ds_window_ask (DsWindow *self)
   d->dir = g_strdup (self->prefs->llava);
   d->image = ds_shared_image_ref (self->params.image);
   d->question = g_strdup (q);
+  const char *q2 = gtk_editable_get_text (GTK_EDITABLE (self->prompt2_entry));
+  if (q2 && *q2)
+    {
+      /* side by side: the prompt's answer and the mismatched prompt's */
+      d->question2 = g_strdup (q2);
+      g_autofree char *c0 = g_strdup_printf ("“%s”", q);
+      g_autofree char *c1 = g_strdup_printf ("“%s” (mismatched)", q2);
+      ds_answer_view_set_captions (self->answer_view, c0, c1);
+    }
   ds_answer_view_clear (self->answer_view);
   ds_answer_view_set_streaming (self->answer_view, TRUE);
   DsJob job = { .kind = ANSWER_JOB, .func = answer_func, .data = d,

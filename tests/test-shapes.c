@@ -210,18 +210,26 @@ find_word (const DsTokens *t, const char *word, int nth)
   return NULL;
 }
 
-/* The heat-map ensemble over T_HEAT (and ε̂ of every run) for one caption. */
-static DsSessionResult *
-run_heat (const DsImage *img, const char *caption, DsError *err)
+/* A query of `caption` on `img` over n timesteps, one trial each, noise seed 0. */
+static DsQuery
+ensemble_query (const DsImage *img, const char *caption, const int *timesteps, int n)
 {
   DsQuery q = ds_query_default (session);
   q.image = img;
   q.prompt = caption;
-  q.t = T_HEAT[0];
-  q.timesteps = T_HEAT;
-  q.n_timesteps = N_T_HEAT;
+  q.t = timesteps[0];
+  q.timesteps = timesteps;
+  q.n_timesteps = n;
   q.trials = 1;
   q.seed = 0;
+  return q;
+}
+
+/* The heat-map ensemble over T_HEAT (and ε̂ of every run) for one caption. */
+static DsSessionResult *
+run_heat (const DsImage *img, const char *caption, DsError *err)
+{
+  DsQuery q = ensemble_query (img, caption, T_HEAT, N_T_HEAT);
   q.heat_nq = 0; /* the default aggregation */
   q.want_eps = true;
   DsSessionResult *r = NULL;
@@ -406,14 +414,7 @@ static bool
 score (const DsImage *img, const char *caption, double *out)
 {
   DsError err = { 0 };
-  DsQuery q = ds_query_default (session);
-  q.image = img;
-  q.prompt = caption;
-  q.t = T_SCORE[0];
-  q.timesteps = T_SCORE;
-  q.n_timesteps = N_T_SCORE;
-  q.trials = 1;
-  q.seed = 0;
+  DsQuery q = ensemble_query (img, caption, T_SCORE, N_T_SCORE);
   DS_CHECK_OK (ds_session_score (session, &q, out, &err), &err);
   return !err.code;
 }

@@ -406,7 +406,8 @@ test_paste_image (void)
 
 /* Without a LLaVA folder the pane says how to get answers; with the tiny
  * LLaVA fixture, Enter in the prompt streams exactly the engine's answer into
- * the pane, and Stop ends a running answer. */
+ * the pane (with a mismatched prompt, its answer beside it), and Stop ends a
+ * running answer. */
 static void
 test_answer_pane (void)
 {
@@ -436,8 +437,24 @@ test_answer_pane (void)
   g_assert_cmpint (ds_llava_ask (lv, &img, question, &p, &ans, &err), ==, DS_OK);
   g_assert_cmpuint (ans.n_ids, >, 0);
   g_assert_cmpstr (ds_answer_view_get_text (av, 0), ==, ans.text);
+  g_assert_cmpstr (ds_answer_view_get_text (av, 1), ==, "");
   g_autofree char *full = g_strdup (ans.text);
   ds_llava_answer_clear (&ans);
+  /* With a mismatched prompt both answers stand side by side: the prompt's in
+   * column 0, the mismatched prompt's in column 1, each the engine's own. */
+  const char *question2 = "Is there a dog on the sofa?";
+  gtk_editable_set_text (GTK_EDITABLE (child ("prompt2_entry")), question2);
+  g_signal_emit_by_name (child ("prompt_entry"), "activate");
+  wait_idle ();
+  g_assert_null (ds_window_get_error (win));
+  g_assert_cmpuint (ds_window_get_n_answers (win), ==, 2);
+  g_assert_cmpstr (ds_answer_view_get_text (av, 0), ==, full);
+  g_assert_cmpint (ds_llava_ask (lv, &img, question2, &p, &ans, &err), ==, DS_OK);
+  g_assert_cmpuint (ans.n_ids, >, 0);
+  g_assert_cmpstr (ds_answer_view_get_text (av, 1), ==, ans.text);
+  ds_llava_answer_clear (&ans);
+  gtk_editable_set_text (GTK_EDITABLE (child ("prompt2_entry")), "");
+  wait_idle ();
   ds_image_free (&img);
   ds_llava_free (lv);
   ds_backend_free (be);
@@ -449,7 +466,7 @@ test_answer_pane (void)
   g_signal_emit_by_name (av, "stop");
   wait_idle ();
   g_assert_false (ds_answer_view_get_streaming (av));
-  g_assert_cmpuint (ds_window_get_n_answers (win), <=, 2);
+  g_assert_cmpuint (ds_window_get_n_answers (win), <=, 3);
   g_assert_true (g_str_has_prefix (full, ds_answer_view_get_text (av, 0)));
   g_assert_null (ds_window_get_error (win));
   ds_window_set_llava (win, NULL);

@@ -3,7 +3,9 @@
  * A title "Answer" with a Stop button, then the answer in a read-only,
  * word-wrapping GtkTextView. Column 0 is the only one shown until text is
  * appended to column 1; then both are shown side by side, captioned
- * "CLIP only" (0) and "fused" (1), until ds_answer_view_clear(). While
+ * "CLIP only" (0) and "fused" (1), or what ds_answer_view_set_captions()
+ * gave (the window's prompt and mismatched prompt), until
+ * ds_answer_view_clear(). While
  * there is no text and nothing is streaming, column 0 shows the
  * placeholder, greyed. Appending keeps the end in view unless the reader
  * has scrolled up (scrolling back to the end follows it again).
@@ -26,6 +28,7 @@ struct _DsAnswerView
   GtkLabel    *title;
   GtkWidget   *stop_button;
   GtkLabel    *caption0;
+  GtkLabel    *caption1;
   GtkStack    *stack0;
   GtkLabel    *placeholder;
   GtkWidget   *scroller0;
@@ -83,9 +86,13 @@ update_layout (DsAnswerView *self)
                                     empty && !self->streaming ? "placeholder" : "text");
   gtk_widget_set_visible (self->column1, two);
   gtk_widget_set_visible (GTK_WIDGET (self->caption0), two);
+  g_autofree char *label0 = g_strdup_printf ("Answer, %s", gtk_label_get_text (self->caption0));
+  g_autofree char *label1 = g_strdup_printf ("Answer, %s", gtk_label_get_text (self->caption1));
   gtk_accessible_update_property (GTK_ACCESSIBLE (self->view0),
-                                  GTK_ACCESSIBLE_PROPERTY_LABEL,
-                                  two ? "Answer, CLIP only" : "Answer",
+                                  GTK_ACCESSIBLE_PROPERTY_LABEL, two ? label0 : "Answer",
+                                  -1);
+  gtk_accessible_update_property (GTK_ACCESSIBLE (self->view1),
+                                  GTK_ACCESSIBLE_PROPERTY_LABEL, label1,
                                   -1);
 }
 
@@ -192,6 +199,7 @@ ds_answer_view_class_init (DsAnswerViewClass *klass)
   gtk_widget_class_bind_template_child (widget_class, DsAnswerView, title);
   gtk_widget_class_bind_template_child (widget_class, DsAnswerView, stop_button);
   gtk_widget_class_bind_template_child (widget_class, DsAnswerView, caption0);
+  gtk_widget_class_bind_template_child (widget_class, DsAnswerView, caption1);
   gtk_widget_class_bind_template_child (widget_class, DsAnswerView, stack0);
   gtk_widget_class_bind_template_child (widget_class, DsAnswerView, placeholder);
   gtk_widget_class_bind_template_child (widget_class, DsAnswerView, scroller0);
@@ -226,9 +234,6 @@ ds_answer_view_init (DsAnswerView *self)
     }
   gtk_accessible_update_property (GTK_ACCESSIBLE (self),
                                   GTK_ACCESSIBLE_PROPERTY_LABEL, "Answer",
-                                  -1);
-  gtk_accessible_update_property (GTK_ACCESSIBLE (self->view1),
-                                  GTK_ACCESSIBLE_PROPERTY_LABEL, "Answer, fused",
                                   -1);
   gtk_accessible_update_property (GTK_ACCESSIBLE (self->stop_button),
                                   GTK_ACCESSIBLE_PROPERTY_DESCRIPTION,
@@ -371,4 +376,23 @@ ds_answer_view_get_text (DsAnswerView *self,
   g_return_val_if_fail (column == 0 || column == 1, NULL);
 
   return self->text[column]->str;
+}
+
+/**
+ * ds_answer_view_set_captions:
+ * @c0: the caption of column 0 (default "CLIP only")
+ * @c1: the caption of column 1 (default "fused")
+ *
+ * What the two columns are called when both are shown (and in their
+ * accessible labels), e.g. the prompt and the mismatched prompt.
+ */
+void
+ds_answer_view_set_captions (DsAnswerView *self,
+                             const char   *c0,
+                             const char   *c1)
+{
+  g_return_if_fail (DS_IS_ANSWER_VIEW (self));
+  gtk_label_set_text (self->caption0, c0);
+  gtk_label_set_text (self->caption1, c1);
+  update_layout (self);
 }

@@ -1,6 +1,6 @@
 /* ds-answer-view.h: the answer pane: the model's streamed answer (one
- * column, or "CLIP only" and "fused" side by side), a Stop button and a
- * status line. */
+ * column, or two side by side: "CLIP only" and "fused", or the answers to the
+ * prompt and to the mismatched prompt), a Stop button and a status line. */
 #pragma once
 
 #include <gtk/gtk.h>
@@ -23,5 +23,8 @@ void        ds_answer_view_set_streaming   (DsAnswerView *self,
 gboolean    ds_answer_view_get_streaming   (DsAnswerView *self);
 const char *ds_answer_view_get_text        (DsAnswerView *self,
                                             int           column);
+void        ds_answer_view_set_captions    (DsAnswerView *self,
+                                            const char   *c0,
+                                            const char   *c1);
 
 G_END_DECLS
