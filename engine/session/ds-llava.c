@@ -372,14 +372,13 @@ ds_llava_n_image_tokens (const DsLlava *lv)
 /* ---- the image ---- */
 
 DsStatus
-ds_llava_image_features (DsLlava *lv, const DsImage *img, DsTensor *features, DsError *err)
+ds_llava_vision_features (DsLlava *lv, const DsImage *img, DsTensor *clip, DsError *err)
 {
-  assert (lv && img && features);
-  memset (features, 0, sizeof *features);
+  assert (lv && img && clip);
+  memset (clip, 0, sizeof *clip);
   DsBackend *be = lv->be;
-  const int64_t N = ds_clip_vision_n_tokens (lv->vision);
-  const int64_t Cv = lv->cfg.vision.hidden_size, C = lv->cfg.text.hidden_size;
-  DsTensor px = { 0 }, vis = { 0 }, h = { 0 }, g = { 0 }, y = { 0 };
+  const int64_t N = ds_clip_vision_n_tokens (lv->vision), Cv = lv->cfg.vision.hidden_size;
+  DsTensor px = { 0 }, vis = { 0 };
   DsArena a = { 0 };
   DsStatus st = ds_clip_image_preprocess (img, &lv->image, &px, err);
   if (st == DS_OK)
@@ -387,36 +386,79 @@ ds_llava_image_features (DsLlava *lv, const DsImage *img, DsTensor *features, Ds
   if (st == DS_OK)
     st = be->tensor_alloc (be, &vis, be->act_dtype, 2, (int64_t[]){ N, Cv }, err);
   if (st == DS_OK)
-    st = be->tensor_alloc (be, &h, be->act_dtype, 2, (int64_t[]){ N, C }, err);
-  if (st == DS_OK)
-    st = be->tensor_alloc (be, &g, be->act_dtype, 2, (int64_t[]){ N, C }, err);
-  if (st == DS_OK)
-    st = be->tensor_alloc (be, &y, be->act_dtype, 2, (int64_t[]){ N, C }, err);
-  if (st == DS_OK)
     {
       DsTensor vis3 = ds_tensor_reshape (&vis, 3, (int64_t[]){ 1, N, Cv });
       st = ds_clip_vision_forward (lv->vision, be, &a, &px, &vis3, err);
     }
+  if (st == DS_OK)
+    st = ds_tensor_alloc (clip, DS_DTYPE_F32, 2, (int64_t[]){ N, Cv }, err);
+  if (st == DS_OK)
+    st = ds_backend_download_f32 (be, &vis, ds_tensor_f32 (clip), err);
+  if (st != DS_OK)
+    ds_tensor_free (clip);
+  ds_tensor_free (&px);
+  if (vis.data)
+    be->tensor_free (be, &vis);
+  ds_backend_arena_free (be, &a);
+  return st == DS_OK ? DS_OK : ds_error_prefix (err, st, "llava image");
+}
+
+DsStatus
+ds_llava_project (DsLlava *lv, const DsTensor *rows, DsTensor *out, DsError *err)
+{
+  assert (lv && rows && out);
+  memset (out, 0, sizeof *out);
+  DsBackend *be = lv->be;
+  const int64_t Cv = lv->cfg.vision.hidden_size, C = lv->cfg.text.hidden_size;
+  char shape[64];
+  if (rows->ndim != 2 || rows->dtype != DS_DTYPE_F32 || rows->device != DS_DEVICE_CPU
+      || rows->shape[0] < 1 || rows->shape[1] != Cv)
+    return ds_error_set (err, DS_ERR_INVALID, "llava projector: rows %s, expected host f32 "
+                         "[E >= 1, %lld] (the vision width)",
+                         ds_shape_str (rows->ndim, rows->shape, shape, sizeof shape),
+                         (long long) Cv);
+  const int64_t E = rows->shape[0];
+  DsTensor x = { 0 }, h = { 0 }, g = { 0 }, y = { 0 };
+  DsStatus st = be->tensor_alloc (be, &x, be->act_dtype, 2, (int64_t[]){ E, Cv }, err);
+  if (st == DS_OK)
+    st = ds_backend_upload_f32 (be, &x, ds_tensor_f32 (rows), err);
+  if (st == DS_OK)
+    st = be->tensor_alloc (be, &h, be->act_dtype, 2, (int64_t[]){ E, C }, err);
+  if (st == DS_OK)
+    st = be->tensor_alloc (be, &g, be->act_dtype, 2, (int64_t[]){ E, C }, err);
+  if (st == DS_OK)
+    st = be->tensor_alloc (be, &y, be->act_dtype, 2, (int64_t[]){ E, C }, err);
   /* mlp2x_gelu (docs/models.md §7.1): Linear, exact GELU, Linear */
   if (st == DS_OK)
-    st = ds_linear (be, &vis, &lv->proj1.w, ds_bias (&lv->proj1.b), &h, err);
+    st = ds_linear (be, &x, &lv->proj1.w, ds_bias (&lv->proj1.b), &h, err);
   if (st == DS_OK)
     st = ds_gelu (be, &h, &g, err);
   if (st == DS_OK)
     st = ds_linear (be, &g, &lv->proj2.w, ds_bias (&lv->proj2.b), &y, err);
   if (st == DS_OK)
-    st = ds_tensor_alloc (features, DS_DTYPE_F32, 2, (int64_t[]){ N, C }, err);
+    st = ds_tensor_alloc (out, DS_DTYPE_F32, 2, (int64_t[]){ E, C }, err);
   if (st == DS_OK)
-    st = ds_backend_download_f32 (be, &y, ds_tensor_f32 (features), err);
+    st = ds_backend_download_f32 (be, &y, ds_tensor_f32 (out), err);
   if (st != DS_OK)
-    ds_tensor_free (features);
-  ds_tensor_free (&px);
-  DsTensor *dev[] = { &vis, &h, &g, &y };
+    ds_tensor_free (out);
+  DsTensor *dev[] = { &x, &h, &g, &y };
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
     if (dev[i]->data)
       be->tensor_free (be, dev[i]);
-  ds_backend_arena_free (be, &a);
-  return st == DS_OK ? DS_OK : ds_error_prefix (err, st, "llava image");
+  return st == DS_OK ? DS_OK : ds_error_prefix (err, st, "llava projector");
+}
+
+DsStatus
+ds_llava_image_features (DsLlava *lv, const DsImage *img, DsTensor *features, DsError *err)
+{
+  assert (lv && img && features);
+  memset (features, 0, sizeof *features);
+  DsTensor clip = { 0 };
+  DsStatus st = ds_llava_vision_features (lv, img, &clip, err);
+  if (st == DS_OK)
+    st = ds_llava_project (lv, &clip, features, err);
+  ds_tensor_free (&clip);
+  return st;
 }
 
 /* ---- the prompt ---- */
@@ -742,6 +784,115 @@ ds_llava_ask (DsLlava *lv, const DsImage *img, const char *question, const DsLla
     st = ds_llava_encode_prompt (lv, prompt, feats.shape[0], &ids, &n, err);
   if (st == DS_OK)
     st = ds_llava_generate (lv, ids, n, &feats, p, ans, err);
+  ds_tensor_free (&feats);
+  free (ids);
+  free (prompt);
+  return st;
+}
+
+/* ---- fusion with diffusion features ---- */
+
+DsStatus
+ds_llava_fusion_check (DsLlava *lv, DsSession *s, const DsFusion *f, DsError *err)
+{
+  assert (lv && s && f);
+  const DsFusionConfig *c = ds_fusion_config (f);
+  const char *path = ds_fusion_config_path (f);
+  DsStatus st = ds_fusion_check_vision (f, lv->cfg.vision.hidden_size, "the LLaVA model", err);
+  if (st != DS_OK)
+    return st;
+  DsPipeline *p = ds_session_pipeline (s);
+  const int size = ds_query_default (s).size;
+  const DsProbeList *list;
+  if ((st = ds_pipeline_probes (p, size, &list, err)) != DS_OK)
+    return st;
+  int i = ds_probe_list_find (list, c->probe);
+  if (i < 0)
+    return ds_error_set (err, DS_ERR_NOT_FOUND, "%s: \"probe\" \"%s\" is not a probe of the SD "
+                         "model (%s at %d; `diffscope-cli probes` lists them)", path, c->probe,
+                         ds_pipeline_label (p), size);
+  if ((st = ds_fusion_check_probe (f, &list->probes[i], err)) != DS_OK)
+    return st;
+  int unet_t;
+  if ((st = ds_pipeline_unet_timestep (p, c->t, DS_TIMESTEP_DIRECT, &unet_t, err)) != DS_OK)
+    return ds_error_prefix (err, st, "%s: \"t\"", path);
+  return DS_OK;
+}
+
+/* The checkpoint's probe for the image and question -> *tokens host [g², C]. */
+static DsStatus
+diffusion_tokens (DsSession *s, const DsFusion *f, const DsImage *img, const char *question,
+                  const atomic_int *cancel, DsTensor *tokens, DsError *err)
+{
+  const DsFusionConfig *c = ds_fusion_config (f);
+  const char *probes[] = { c->probe };
+  DsQuery q = ds_query_default (s); /* native size, DS_FIT_STRETCH, DS_TIMESTEP_DIRECT */
+  q.image = img;
+  q.prompt = question;
+  q.uncond_prompt = "";
+  q.t = c->t;
+  q.seed = 0;
+  q.probes = probes;
+  q.n_probes = 1;
+  q.heat_nq = -1; /* no heat maps */
+  DsRunControl ctl = { .cancel = cancel };
+  DsSessionResult *r = NULL;
+  DsStatus st = ds_session_run (s, &q, &ctl, &r, err);
+  if (st != DS_OK)
+    return ds_error_prefix (err, st, "fusion: the SD model");
+  const DsSessionProbe *pr = &r->probes[0];
+  st = ds_fusion_tokens (c, pr->uncond, pr->cond, pr->c, pr->h, pr->w, tokens, err);
+  ds_session_result_unref (r);
+  return st;
+}
+
+DsStatus
+ds_llava_fused_features (DsLlava *lv, DsSession *s, DsFusion *f, const DsImage *img,
+                         const char *question, const atomic_int *cancel, DsTensor *features,
+                         DsError *err)
+{
+  assert (lv && s && f && img && question && features);
+  memset (features, 0, sizeof *features);
+  DsTensor F = { 0 }, V = { 0 }, fused = { 0 };
+  DsStatus st = ds_llava_fusion_check (lv, s, f, err);
+  if (st == DS_OK)
+    st = diffusion_tokens (s, f, img, question, cancel, &F, err); /* [g², C] */
+  if (st == DS_OK)
+    st = ds_llava_vision_features (lv, img, &V, err);             /* [N, Cv] */
+  if (st == DS_OK)
+    st = ds_fusion_forward (f, &V, &F, &fused, err);              /* [N (+ g²), Cv] */
+  if (st == DS_OK)
+    st = ds_llava_project (lv, &fused, features, err);            /* [N (+ g²), C] */
+  ds_tensor_free (&fused);
+  ds_tensor_free (&V);
+  ds_tensor_free (&F);
+  return st;
+}
+
+DsStatus
+ds_llava_ask_fused (DsLlava *lv, DsSession *s, DsFusion *f, const DsImage *img,
+                    const char *question, const DsLlavaParams *p, DsLlavaAnswer *ans,
+                    DsError *err)
+{
+  assert (lv && s && f && img && question && p && ans);
+  memset (ans, 0, sizeof *ans);
+  const bool untrained = !ds_fusion_config (f)->trained;
+  if (untrained && !p->allow_untrained_fusion)
+    return ds_error_set (err, DS_ERR_UNSUPPORTED, "%s: \"trained\" is false: an untrained "
+                         "fusion's output is not an answer (allow it explicitly to see it, "
+                         "labelled as such)", ds_fusion_config_path (f));
+  char *prompt = NULL;
+  int32_t *ids = NULL;
+  int64_t n = 0;
+  DsTensor feats = { 0 };
+  DsStatus st = ds_llava_prompt (NULL, question, true, &prompt, err);
+  if (st == DS_OK)
+    st = ds_llava_fused_features (lv, s, f, img, question, p->cancel, &feats, err);
+  if (st == DS_OK)
+    st = ds_llava_encode_prompt (lv, prompt, feats.shape[0], &ids, &n, err);
+  if (st == DS_OK)
+    st = ds_llava_generate (lv, ids, n, &feats, p, ans, err);
+  ans->untrained_fusion = untrained;
   ds_tensor_free (&feats);
   free (ids);
   free (prompt);

@@ -37,9 +37,18 @@
  *
  * The fusion hook: ds_llava_generate takes the prompt ids and a block of
  * embedding rows that fill the prompt's image-token positions in order. The
- * image's rows come from ds_llava_image_features; a fusion of diffusion
- * features (issue #13, later) would append its own rows to that block and ask
- * ds_llava_encode_prompt for as many more image tokens. Nothing fuses now.
+ * image's rows come from ds_llava_image_features (= ds_llava_vision_features,
+ * the CLIP tokens before the projector, then ds_llava_project). Diffscope's
+ * fusion of diffusion features (issue #13, ds-fusion.h, docs/models.md §7.9)
+ * sits between the two: ds_llava_fused_features runs the checkpoint's UNet
+ * probe through a DsSession (cond = the question, uncond = "", its t, seed
+ * 0), guides and pools it into diffusion tokens, fuses them with the CLIP
+ * tokens (concat: N + g² rows; cross_attention: N rows) and projects the
+ * result; ds_llava_ask_fused asks for as many image tokens
+ * (ds_llava_encode_prompt) and generates. No trained fusion weights exist
+ * publicly: a checkpoint with "trained": false is refused unless the caller
+ * sets DsLlavaParams.allow_untrained_fusion, and the answer then carries
+ * untrained_fusion = true so that it is never shown as an answer.
  *
  * Not done: the original liuhaotian checkpoints (pickle, and no llava-hf
  * config), the original's pad-to-square (the HF processor does not pad; set
@@ -56,8 +65,10 @@
 
 #include "ds-clip-image.h"
 #include "ds-clip-vision.h"
+#include "ds-fusion.h"
 #include "ds-llama-tokenizer.h"
 #include "ds-llama.h"
+#include "ds-session.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -98,9 +109,18 @@ int64_t ds_llava_n_image_tokens (const DsLlava *lv);
 
 /* The image through the processor, the vision tower and the projector:
  * *features a new host tensor [n_image_tokens, text hidden] f32 (transfer
- * full: ds_tensor_free). */
+ * full: ds_tensor_free). ds_llava_vision_features + ds_llava_project. */
 DsStatus ds_llava_image_features (DsLlava *lv, const DsImage *img, DsTensor *features,
                                   DsError *err);
+/* The image through the processor and the vision tower only: *clip a new
+ * host tensor [n_image_tokens, vision hidden] f32, the CLIP tokens before
+ * the projector (transfer full). */
+DsStatus ds_llava_vision_features (DsLlava *lv, const DsImage *img, DsTensor *clip,
+                                   DsError *err);
+/* The projector (mlp2x_gelu) on rows host [E, vision hidden] f32 (E >= 1;
+ * DS_ERR_INVALID naming the shape otherwise): *out a new host tensor [E, text
+ * hidden] f32 (transfer full). */
+DsStatus ds_llava_project (DsLlava *lv, const DsTensor *rows, DsTensor *out, DsError *err);
 
 /* Tokenises `prompt` after replacing each "<image>" in it with n_image_tokens
  * copies (the processor's expansion), BOS first. *ids transfer full (free ()). */
@@ -121,10 +141,13 @@ typedef struct {
   DsLlavaTextFn on_text;    /* may be NULL */
   void *user;
   const atomic_int *cancel; /* non-zero: stop before the next token; may be NULL */
+  /* ds_llava_ask_fused only: run a fusion checkpoint whose config says
+   * "trained": false (its output is then no answer: ans->untrained_fusion). */
+  bool allow_untrained_fusion;
 } DsLlavaParams;
 
 /* 256 new tokens, greedy (temperature 0, top_p 1, seed 0), stop at </s>, no
- * callback, no cancel flag. */
+ * callback, no cancel flag, untrained fusions refused. */
 void ds_llava_params_default (DsLlavaParams *p);
 
 typedef struct {
@@ -133,6 +156,9 @@ typedef struct {
   char *text;        /* their decode, special tokens skipped (what on_text got) */
   int64_t n_prompt;  /* prompt length with the image rows */
   bool stopped_at_eos;
+  /* ds_llava_ask_fused on a checkpoint with "trained": false: the text is the
+   * output of untrained fusion weights, NOT an answer; show it only as such. */
+  bool untrained_fusion;
 } DsLlavaAnswer;
 
 void ds_llava_answer_clear (DsLlavaAnswer *ans);
@@ -150,6 +176,35 @@ DsStatus ds_llava_generate (DsLlava *lv, const int32_t *ids, int64_t n_ids,
  * ds_llava_encode_prompt + ds_llava_generate. */
 DsStatus ds_llava_ask (DsLlava *lv, const DsImage *img, const char *question,
                        const DsLlavaParams *p, DsLlavaAnswer *ans, DsError *err);
+
+/* ---- fusion with diffusion features (ds-fusion.h, docs/models.md §7.9) ---- */
+
+/* Whether fusion checkpoint f fits lv and the session's SD model: its
+ * vision_hidden is the tower's width; its probe exists at the model's native
+ * size (the size ds_llava_fused_features runs at), is a feature map of
+ * diffusion_channels channels whose sides grid divides; its t is in the
+ * model's schedule. Errors name the checkpoint's config.json and the field. */
+DsStatus ds_llava_fusion_check (DsLlava *lv, DsSession *s, const DsFusion *f, DsError *err);
+
+/* The image rows of a fused prompt: *features a new host tensor
+ * [ds_fusion_n_rows (f, n_image_tokens), text hidden] f32 (transfer full).
+ * Runs ds_llava_fusion_check, then one session query (the image at the SD
+ * model's native size, DS_FIT_STRETCH; cond prompt = question, uncond = "";
+ * t from the checkpoint, DS_TIMESTEP_DIRECT; noise seed 0; the one probe; no
+ * heat maps), ds_fusion_tokens on its two halves, ds_llava_vision_features,
+ * ds_fusion_forward and ds_llava_project. cancel (may be NULL) stops the UNet
+ * between blocks (DS_ERR_CANCELLED). Does not look at "trained". */
+DsStatus ds_llava_fused_features (DsLlava *lv, DsSession *s, DsFusion *f, const DsImage *img,
+                                  const char *question, const atomic_int *cancel,
+                                  DsTensor *features, DsError *err);
+
+/* ds_llava_ask with the image rows of ds_llava_fused_features: the prompt
+ * gets one image token per row (N + g² for concat). A checkpoint with
+ * "trained": false is DS_ERR_UNSUPPORTED naming its config.json unless
+ * p->allow_untrained_fusion, and then ans->untrained_fusion is set. */
+DsStatus ds_llava_ask_fused (DsLlava *lv, DsSession *s, DsFusion *f, const DsImage *img,
+                             const char *question, const DsLlavaParams *p, DsLlavaAnswer *ans,
+                             DsError *err);
 
 /* The prefill alone on an empty cache: *logits a new host tensor [n_ids,
  * vocab] f32 of every position (transfer full), for checks and scoring. */
