@@ -15,6 +15,7 @@
  *   diffscope-cli batch    [--model DIR | --demo] JOBS.json --out-dir DIR [--shard K/N]
  *                          [request options: defaults for every job]
  *   diffscope-cli ask      --llava DIR --image IMG --question TEXT [--max-tokens N]
+ *                          [--fusion CKPT (--model DIR | --demo) [--allow-untrained-fusion]]
  *                          [--temperature T [--top-p P] [--seed N]] [--json]
  *
  * Every file is written atomically (temporary file + rename; a FIFO or a
