@@ -4,7 +4,8 @@
  * Decoding aims at the pixels Pillow gives for Image.open(f).convert("RGB"):
  * alpha is discarded (no compositing), palettes are expanded, low-depth grey is
  * scaled to 0..255, 16-bit samples keep their high byte (Pillow does that for
- * 16-bit RGB; for 16-bit grey Pillow saturates at 255, which we do not copy), and
+ * 16-bit RGB and grey + alpha; 16-bit grey alone, which Pillow saturates at
+ * 255, is refused with a message saying so), and
  * Adobe-inverted CMYK is converted with Pillow's integer formula. JPEGs go
  * through libjpeg with its defaults (ISLOW IDCT, fancy upsampling), as Pillow's
  * decoder does.
@@ -132,6 +133,18 @@ png_job_run (PngJob *job, DsError *err)
 
   int color = png_get_color_type (job->png, job->info);
   int depth = png_get_bit_depth (job->png, job->info);
+  if (color == PNG_COLOR_TYPE_GRAY && depth == 16)
+    {
+      /* Pillow, which the reference pipelines read images with, saturates
+       * 16-bit grey at 255 (nearly every pixel white); any other reading would
+       * not match them, so say so instead of guessing. */
+      job->status = ds_error_set (err, DS_ERR_UNSUPPORTED,
+                                  "%s: a 16-bit greyscale PNG is not supported (Pillow, which "
+                                  "diffusers pipelines read images with, clips it to white above "
+                                  "255): save it as 8-bit grey or RGB",
+                                  job->name);
+      return 0;
+    }
   if (color == PNG_COLOR_TYPE_PALETTE)
     png_set_palette_to_rgb (job->png);
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8)

@@ -8,11 +8,10 @@ What it writes into tests/data/images/ (all small; the total stays well under
     <name>.png / <name>.jpg  the file the C decoder reads
     <name>.rgb               the RGB bytes it must produce (width*height*3,
                              row-major), i.e. np.array(Image.open(f).convert("RGB"))
-                             as Pillow decodes it.  One deliberate exception:
-                             grey16.png, where Pillow clips 16-bit grey to 255
-                             (I;16 -> L saturates); the engine keeps the high
-                             byte, as Pillow itself does for 16-bit RGB, so the
-                             expected bytes are value >> 8 computed here.
+                             as Pillow decodes it.  One exception: grey16.png
+                             has no .rgb: Pillow clips 16-bit grey to 255
+                             (I;16 -> L saturates), and the engine refuses it
+                             with a message saying so.
     PNG paths: rgb, rgba, rgb_trns (tRNS colour key), palette_trns (P + tRNS),
     palette4 (4-bit palette), grey, grey_alpha, grey2 (2-bit grey + tRNS), grey16,
     rgb16 (16-bit RGB), rgba16, interlaced (Adam7 RGB), interlaced_palette.
@@ -203,8 +202,7 @@ def decode_fixtures():
     g16 = np.minimum(g16, 65535).reshape(H, W, 1)
     path = os.path.join(ROOT, "grey16.png")
     write_png(path, g16, 0, 16)
-    hi = (g16 >> 8).astype(np.uint8)
-    save_expected("grey16", np.repeat(hi, 3, axis=2))
+    # no expected pixels: the engine refuses 16-bit grey (Pillow clips it to 255)
 
     path = os.path.join(ROOT, "interlaced.png")
     write_png(path, src, 2, 8, interlace=True)
