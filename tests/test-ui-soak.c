@@ -164,7 +164,13 @@ test_soak (void)
            " UNet forwards; RSS %.1f MiB after warm-up, %.1f at the end, %.1f at most\n",
            seconds, actions, checks + 2, ds_window_get_n_views (win), ds_window_get_forwards (win),
            rss0, rss1, rss_max);
+#if defined(__SANITIZE_ADDRESS__)
+  /* ASan holds freed memory in its quarantine (256 MiB by default), so RSS
+   * says nothing about leaks here; LeakSanitizer checks those at exit. */
+  g_print ("soak: AddressSanitizer build: the RSS bound is not checked\n");
+#else
   g_assert_cmpfloat (rss_max - rss0, <=, RSS_BOUND_MIB);
+#endif
   g_rand_free (rng);
 }
 
