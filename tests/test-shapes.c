@@ -56,13 +56,15 @@
 #define MAX_SCENES 100
 #define N_WINO 50 /* Winoground items of each kind (each is 4 scores x 3 timesteps) */
 
-/* measured on the committed model (README.md, "The built-in model"); the
- * margins are explained in the header */
-#define POINTING_MIN 0.0
-#define LEAK_HEAT_MIN 0.0
-#define LEAK_F_MIN 0.0
-#define WINO_ATTR_GROUP_MIN 0.0
-#define WINO_REL_GROUP_MIN 0.0
+/* Measured on the committed model (scripts/shapes/publish, README.md "The
+ * built-in model"): pointing 0.175 (chance 0.029), wrong-word pointing 0.090,
+ * f 0.020 (control 0.005). The margins are explained in the header: 10 flips
+ * of 400 words for pointing, 3 of 100 scenes for the wrong word, a quarter of
+ * f (a mean of continuous values, which rounding moves by ~1e-6). Each bound
+ * is still at least twice its chance level or its control. */
+#define POINTING_MIN 0.15
+#define LEAK_HEAT_MIN 0.06
+#define LEAK_F_MIN 0.015
 
 static const int T_HEAT[] = { 100, 200, 300, 400, 500 };
 static const int T_SCORE[] = { 189, 489, 789 };
@@ -419,8 +421,12 @@ score (const DsImage *img, const char *caption, double *out)
   return !err.code;
 }
 
+/* The model does not pass Winoground (README.md: below chance, the score
+ * prefers one image whatever the caption); the table is printed and the
+ * mechanics checked (every item scored, every score finite), with no bound a
+ * model at chance could not meet. */
 static void
-winoground_table (const char *kind, const double *sc, int n, double group_min)
+winoground_table (const char *kind, const double *sc, int n)
 {
   DsWinogroundTotals tot;
   DsError err = { 0 };
@@ -430,8 +436,9 @@ winoground_table (const char *kind, const double *sc, int n, double group_min)
   printf ("winoground, %-9s swap (%2d items): text %.3f  image %.3f  group %.3f  "
           "(chance 0.250 / 0.250 / 0.167)\n",
           kind, n, tot.text_score, tot.image_score, tot.group_score);
-  DS_CHECK (tot.group_score >= group_min, "%s swap: group %.3f, at least %.3f expected", kind,
-            tot.group_score, group_min);
+  DS_CHECK (n == N_WINO, "%s swap: %d items scored, %d expected", kind, n, N_WINO);
+  for (int i = 0; i < 4 * n; i++)
+    DS_CHECK (isfinite (sc[i]), "%s swap: score %d is %g", kind, i, sc[i]);
 }
 
 static void
@@ -479,8 +486,8 @@ test_winoground (void)
           n_rel++;
         }
     }
-  winoground_table ("attribute", attr, n_attr, WINO_ATTR_GROUP_MIN);
-  winoground_table ("relation", rel, n_rel, WINO_REL_GROUP_MIN);
+  winoground_table ("attribute", attr, n_attr);
+  winoground_table ("relation", rel, n_rel);
 }
 
 int

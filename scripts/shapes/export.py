@@ -104,9 +104,6 @@ def write_readme(out, info, args_train):
       c["step"], "%.4f" % c["loss"] if c.get("loss") is not None else "-", c["pointing"],
       c["colour"], c["shape"]) for c in info["pointing_curve"]) or "| - | - | - | - | - |"
   p = info["params"]
-  cmd = "python3 scripts/shapes/train.py " + " ".join(
-      "--%s %s" % (k.replace("_", "-"), v) for k, v in sorted(args_train.items())
-      if k in ("seed", "n_train", "batch", "lr", "drop", "warmup")) if args_train else "(see train.log)"
   text = f"""# shapes: a toy Stable Diffusion trained on synthetic scenes
 
 **Toy shapes model, trained on synthetic scenes.** It has Stable Diffusion
@@ -118,13 +115,15 @@ tiny and knows only the shapes world of `scripts/shapes/world.py`: 128x128
 scenes of 1-3 solid objects (red, green, blue, yellow x circle, square,
 triangle, no colour or shape repeated in a scene) on grey backgrounds, with
 captions such as "a red circle left of a blue square". It exists so that the
-explorer's cross-attention maps mean something: each colour and shape word has
-one place in the picture. Localization emerged from denoising alone (epsilon
-MSE); there is no loss on attention maps.
+explorer's cross-attention maps can mean something: each colour and shape word
+has one place in the picture. Whatever localization it has comes from denoising
+alone (epsilon prediction); there is no loss on attention maps. How far it got
+is measured below and in tests/test-shapes.c.
 
-Use it at `--size 128` (the VAE downsamples by 4: 128 px -> 32x32x4 latent;
-cross-attention at 32x32, 16x16, 8x8 and 4x4 in the mid block). For word maps
-at a quarter of the latent side pass `--heat-res 8`.
+Its native size is 128 (the default of the CLI and the explorer: the VAE
+downsamples by 4, 128 px -> 32x32x4 latent; cross-attention at 32x32, 16x16,
+8x8 and 4x4 in the mid block); the default word maps are the 8x8 layers, a
+quarter of the latent side.
 
 | part | what | parameters |
 |---|---|---|
@@ -146,20 +145,25 @@ On 2 CPU cores (torch, `torch.set_num_threads(2)`), shared with other jobs:
   full-image PSNR {info["vae_psnr_db"]} dB; scaling_factor = 1 / std of the
   latent means.
 * Stage B, UNet + text encoder jointly: epsilon-prediction MSE at uniform random
-  t, batch of a fixed set of 20,000 scenes (seed 1) encoded once (posterior mean
-  x scaling), a random caption template per scene per step, 15% empty captions,
-  AdamW with warmup. This export is from step **{info["unet_step"]}**
-  ({info["unet_minutes"]} min of training), checkpoint `{info["checkpoint"]}`.
+  t, batches of a fixed set of 20,000 scenes (seed 1) encoded once (posterior
+  mean x scaling), a random caption template per scene per step, 15% empty
+  captions, AdamW with warmup. The recipe changed along the way: docs/shapes.md
+  lists every change with the step it took effect, and
+  scripts/shapes/checkpoints/train.log has every command that was run. This
+  export is from step **{info["unet_step"]}** ({info["unet_minutes"]} min of
+  UNet training), checkpoint `{info["checkpoint"]}`.
 
 ```sh
-python3 scripts/shapes/train.py --stage all       # stages A, B0 (latents), B; --resume continues B
-{cmd}
-python3 scripts/shapes/export.py --from {info["checkpoint"]}
+python3 scripts/shapes/train.py --stage vae; python3 scripts/shapes/train.py --stage latents
+python3 scripts/shapes/train.py --stage unet --resume [options as in train.log]
+scripts/shapes/publish {info["checkpoint"]}    # export + goldens + pictures + test-shapes
 ```
 
 ## Numbers
 
-POINTING on 100 held-out two-object scenes (seed 7000): for every colour and
+POINTING on 100 two-object scenes of seed 7000 (never trained on, but used
+to pick the exported step; the untouched held-out numbers are
+tests/test-shapes.c's on seed 9000, in docs/shapes.md): for every colour and
 shape word of "a <colour> <shape> and a <colour> <shape>", the argmax of its
 cross-attention map (mean over heads and over the three 8x8 cross-attention
 layers D-L2-R0, U-L1-R0, U-L1-R1; t in 100, 200, 300, 400, 500; cond half;

@@ -447,6 +447,22 @@ class PointingEval:
 
 # ---- Stage B: UNet + text encoder -----------------------------------------------------
 
+def train_caption(objects, rng, p_subset):
+  """A caption true of the scene. With probability p_subset (scenes of 2 or 3
+  objects) it names only some of them ("a red circle" of a red circle beside a
+  blue square), as real captions do: then the caption's information belongs to
+  some pixels and not others, which a caption listing everything never asks of
+  the cross-attention. Count templates ("two objects: ...") are left out of
+  such captions (they would be false)."""
+  if len(objects) > 1 and rng.random() < p_subset:
+    k = int(rng.integers(1, len(objects)))
+    keep = sorted(int(i) for i in rng.choice(len(objects), size=k, replace=False))
+    cs = [c for c in world.captions([objects[i] for i in keep])
+          if c.split()[0] not in world.NUMBERS.values()]
+    return cs[int(rng.integers(len(cs)))]
+  return world.random_caption(objects, rng)
+
+
 def save_atomic(obj, path):
   tmp = path + ".tmp"
   torch.save(obj, tmp)
@@ -505,6 +521,23 @@ def train_unet(args):
     step, curve, best = ck["step"], ck["curve"], ck["best"]
     minutes_before = ck.get("minutes", 0.0)
     log("resumed from %s at step %d" % (latest, step), logp)
+  # --te frozen: the text encoder is a fixed random featurizer, as SD's is a
+  # fixed (pretrained) one. Trained jointly, a 3-layer causal encoder learns to
+  # pack the whole scene, bindings included, into every token after the
+  # caption (the pads), and the UNet reads that summary with near-uniform
+  # attention: nothing then asks a pixel to find its own word. Frozen, the
+  # tokens stay mostly themselves and the UNet has to look words up.
+  switched = False
+  if args.te == "frozen":
+    resumed_frozen = args.resume and os.path.exists(latest) and ck.get("te_mode") == "frozen"
+    if not resumed_frozen:
+      switched = True
+      fresh = build_unet_te(args.seed + 1000, world_ids)[1]
+      te.load_state_dict(fresh.state_dict())
+      log("text encoder: re-initialised at random (seed %d) and frozen from step %d" % (
+          args.seed + 1000, step), logp)
+    for p in te.parameters():
+      p.requires_grad_(False)
   # An exponential moving average of the weights (as SD's released weights are):
   # SGD at this learning rate oscillates, and the attention maps with it; the
   # average is what is evaluated, kept as best.pt and exported.
@@ -512,7 +545,7 @@ def train_unet(args):
   ema_n = 0
   if args.ema > 0:
     ema_unet, ema_te = copy.deepcopy(unet).eval(), copy.deepcopy(te).eval()
-    if args.resume and os.path.exists(latest) and "ema_unet" in ck:
+    if args.resume and os.path.exists(latest) and "ema_unet" in ck and not switched:
       ema_unet.load_state_dict(ck["ema_unet"])
       te_load_sparse(ema_te, ck["ema_te"], ck["world_ids"])
       ema_n = ck.get("ema_n", 0)
@@ -522,11 +555,12 @@ def train_unet(args):
     for m in (ema_unet, ema_te):
       for p in m.parameters():
         p.requires_grad_(False)
-    ema_pairs = list(zip(list(ema_unet.parameters()) + list(ema_te.parameters()),
-                         list(unet.parameters()) + list(te.parameters())))
+    ema_pairs = [(pe, p) for pe, p in zip(list(ema_unet.parameters()) + list(ema_te.parameters()),
+                                          list(unet.parameters()) + list(te.parameters()))
+                 if p.requires_grad]
   n_u = sum(p.numel() for p in unet.parameters())
   n_t = sum(p.numel() for p in te.parameters())
-  log("stage B: min-SNR gamma %g" % args.snr_gamma, logp)
+  log("stage B: min-SNR gamma %g, subset captions %g" % (args.snr_gamma, args.subset), logp)
   log("stage B: UNet %d params, text encoder %d params (%d trained embedding rows), "
       "%d training latents, batch %d, lr %g" % (n_u, n_t, len(world_ids), N, args.batch, args.lr), logp)
   alphas = sched_alphas()
@@ -542,7 +576,8 @@ def train_unet(args):
                    ema_n=ema_n)
     save_atomic(dict(unet=unet.state_dict(), te=te_state_sparse(te, world_ids),
                      world_ids=world_ids, opt=sd, opt_sparse_idx=idx, step=step, curve=curve,
-                     best=best, minutes=minutes, args=vars(args), **extra), latest)
+                     best=best, minutes=minutes, args=vars(args), te_mode=args.te, **extra),
+                latest)
 
   def evaluate(minutes):
     nonlocal best
@@ -585,7 +620,8 @@ def train_unet(args):
     rng = np.random.default_rng([args.seed, 7, step])
     g = torch.Generator().manual_seed(int(args.seed) * 1000003 + step)
     idx = rng.integers(0, N, size=args.batch)
-    caps = ["" if rng.random() < args.drop else world.random_caption(objs[i], rng) for i in idx]
+    caps = ["" if rng.random() < args.drop else train_caption(objs[i], rng, args.subset)
+            for i in idx]
     ids = tokens.batch(caps)
     x0 = lat[torch.from_numpy(idx)]
     t = torch.randint(0, 1000, (args.batch,), generator=g)
@@ -594,7 +630,11 @@ def train_unet(args):
     lr = args.lr * min(1.0, (step + 1) / args.warmup)
     for pg in opt.param_groups:
       pg["lr"] = lr
-    ctx = te(ids)[0]
+    if args.te == "frozen":
+      with torch.no_grad():
+        ctx = te(ids)[0]
+    else:
+      ctx = te(ids)[0]
     pred = unet(x_t, t, ctx).sample
     if args.snr_gamma > 0:
       # min-SNR weighting (Hang et al. 2023) for epsilon prediction: weight
@@ -658,6 +698,12 @@ def main():
   ap.add_argument("--lr", type=float, default=5e-4)
   ap.add_argument("--warmup", type=int, default=200)
   ap.add_argument("--drop", type=float, default=0.15, help="caption dropout")
+  ap.add_argument("--subset", type=float, default=0.5,
+                  help="probability of a caption naming only some objects of a multi-object "
+                       "scene (0: always all, as the first 2600 steps)")
+  ap.add_argument("--te", choices=("train", "frozen"), default="frozen",
+                  help="the text encoder: trained jointly (as the first 3600 steps) or a frozen "
+                       "random one (re-initialised when a run switches to it)")
   ap.add_argument("--ema", type=float, default=0.998,
                   help="EMA decay of the evaluated/exported weights (0: none, as the first 2500 steps)")
   ap.add_argument("--snr-gamma", type=float, default=5.0,
