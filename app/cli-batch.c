@@ -239,66 +239,60 @@ job_parse (const json_t *j, int index, const char *dir, const CliOptions *o, Job
   return DS_OK;
 }
 
-/* Reads and checks the jobs file: 1 when it cannot be read, 2 when its
- * contents are wrong (message printed), else 0. */
-static int
-job_list_load (const char *path, const CliOptions *o, JobList *l)
+/* Reads and checks the jobs file. DS_ERR_IO (or DS_ERR_NOMEM) when it cannot
+ * be read, else an error naming the file and what is wrong with its contents. */
+static DsStatus
+job_list_load (const char *path, const CliOptions *o, JobList *l, DsError *err)
 {
   *l = (JobList){ .path = path };
   struct stat sb;
   if (stat (path, &sb) == 0 && !S_ISREG (sb.st_mode))
-    {
-      fprintf (stderr, "diffscope-cli: %s: is %s, not a jobs file (a JSON array)\n", path,
-               ds_file_kind (sb.st_mode));
-      return 1;
-    }
+    return ds_error_set (err, DS_ERR_IO, "%s: is %s, not a jobs file (a JSON array)", path,
+                         ds_file_kind (sb.st_mode));
   FILE *f = fopen (path, "r");
   if (!f)
-    {
-      fprintf (stderr, "diffscope-cli: %s: cannot open the jobs file: %s\n", path,
-               strerror (errno));
-      return 1;
-    }
+    return ds_error_set (err, DS_ERR_IO, "%s: cannot open the jobs file: %s", path,
+                         strerror (errno));
   json_error_t jerr;
   l->doc = json_loadf (f, JSON_REJECT_DUPLICATES, &jerr);
   fclose (f);
   if (!l->doc)
-    {
-      fprintf (stderr, "diffscope-cli: %s: not valid JSON: line %d, column %d: %s\n", path,
-               jerr.line, jerr.column, jerr.text);
-      return 2;
-    }
+    return ds_error_set (err, DS_ERR_FORMAT, "%s: not valid JSON: line %d, column %d: %s", path,
+                         jerr.line, jerr.column, jerr.text);
   if (!json_is_array (l->doc))
-    {
-      fprintf (stderr, "diffscope-cli: %s: expected a JSON array of job objects, got %s\n", path,
-               json_kind (l->doc));
-      return 2;
-    }
+    return ds_error_set (err, DS_ERR_FORMAT, "%s: expected a JSON array of job objects, got %s",
+                         path, json_kind (l->doc));
   char dir[4096]; /* the jobs file's folder, "" for the current one */
   const char *slash = strrchr (path, '/');
   snprintf (dir, sizeof dir, "%.*s", slash ? (int) (slash - path) + (slash == path) : 0, path);
   l->n = (int) json_array_size (l->doc);
   l->jobs = calloc ((size_t) l->n + 1, sizeof *l->jobs);
   json_t *seen = json_object (); /* name -> job index */
-  DsError err = { 0 };
-  DsStatus st = l->jobs && seen ? DS_OK : ds_error_set (&err, DS_ERR_NOMEM, "out of memory");
+  DsStatus st = l->jobs && seen ? DS_OK : ds_error_set (err, DS_ERR_NOMEM, "out of memory");
   for (int i = 0; !st && i < l->n; i++)
     {
-      st = job_parse (json_array_get (l->doc, i), i, dir, o, &l->jobs[i], &err);
+      st = job_parse (json_array_get (l->doc, i), i, dir, o, &l->jobs[i], err);
       json_t *other = st ? NULL : json_object_get (seen, l->jobs[i].name);
       if (other)
-        st = ds_error_set (&err, DS_ERR_INVALID, "job %d: \"name\": \"%s\" is also job %d's name",
+        st = ds_error_set (err, DS_ERR_INVALID, "job %d: \"name\": \"%s\" is also job %d's name",
                            i, l->jobs[i].name, (int) json_integer_value (other));
       else if (!st)
         json_object_set_new (seen, l->jobs[i].name, json_integer (i));
     }
   json_decref (seen);
   if (st)
-    {
-      fprintf (stderr, "diffscope-cli: %s: %s\n", path, err.message);
-      return st == DS_ERR_NOMEM ? 1 : 2;
-    }
-  return 0;
+    ds_error_prefix (err, st, "%s", path);
+  return st;
+}
+
+DsStatus
+cli_batch_check_jobs (const char *path, const CliOptions *o, int *n_jobs, DsError *err)
+{
+  JobList l;
+  DsStatus st = job_list_load (path, o, &l, err);
+  *n_jobs = st ? 0 : l.n;
+  job_list_free (&l);
+  return st;
 }
 
 /* Every probe name is known (and a feature map where the job renders). */
@@ -390,13 +384,15 @@ cli_cmd_batch (const CliOptions *o)
   if (o->shard && parse_shard (o->shard, &shard_k, &shard_n))
     return 2;
   JobList l;
-  int rc = job_list_load (o->positional, o, &l);
-  if (rc)
+  DsError err = { 0 };
+  DsStatus loaded = job_list_load (o->positional, o, &l, &err);
+  if (loaded)
     {
       job_list_free (&l);
-      return rc;
+      cli_fail (&err);
+      return loaded == DS_ERR_IO || loaded == DS_ERR_NOMEM ? 1 : 2;
     }
-  DsError err = { 0 };
+  int rc = 0;
   DsBackend *be = NULL;
   DsSession *s = NULL;
   if (cli_open_session (o, &be, &s, &err))

@@ -244,6 +244,17 @@ pairs_read (const char *path, json_t **root, PairItem **items, int *n, DsError *
   return DS_OK;
 }
 
+DsStatus
+cli_score_check_pairs (const char *path, int *n_items, DsError *err)
+{
+  json_t *root;
+  PairItem *items;
+  DsStatus st = pairs_read (path, &root, &items, n_items, err);
+  free (items);
+  json_decref (root);
+  return st;
+}
+
 static int
 score_pairs_file (const CliOptions *o, Scorer *s)
 {

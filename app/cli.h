@@ -91,6 +91,12 @@ DsStatus cli_features_write (const CliOptions *o, DsBackend *be, DsSession *s, F
 DsStatus cli_render_write (const CliOptions *o, DsBackend *be, DsSession *s, FILE *log,
                            DsError *err);
 
+/* What batch and score --pairs check of their JSON files before any model
+ * work, on its own (tests/fuzz): DS_OK with the number of jobs (pairs), else
+ * the error the command prints (DS_ERR_IO: the file cannot be read). */
+DsStatus cli_batch_check_jobs (const char *path, const CliOptions *o, int *n_jobs, DsError *err);
+DsStatus cli_score_check_pairs (const char *path, int *n_items, DsError *err);
+
 int cli_cmd_info (const CliOptions *o);
 int cli_cmd_probes (const CliOptions *o);
 int cli_cmd_features (const CliOptions *o);

@@ -217,7 +217,13 @@ ds_explorer_new (DsBackend *be, DsPipeline *p, const char *note, GError **error)
 {
   DsError err = { 0 };
   DsSession *s = NULL;
-  if (ds_session_new (p, NULL, &s, &err))
+  /* DIFFSCOPE_CACHE_MB: the bound on cached UNet results (default 256 MiB,
+   * ds-session.h); the soak test sets a small one so the cache fills early */
+  DsSessionLimits lim = { 0 };
+  const char *mb = g_getenv ("DIFFSCOPE_CACHE_MB");
+  if (mb && g_ascii_strtoll (mb, NULL, 10) > 0)
+    lim.result_bytes = (size_t) g_ascii_strtoll (mb, NULL, 10) << 20;
+  if (ds_session_new (p, &lim, &s, &err))
     {
       ds_backend_free (be);
       ds_explore_set_error (error, &err);

@@ -596,6 +596,22 @@ test_processor (void)
       printf ("  bad config: %s\n", err.message);
     }
 
+  /* Issue #14: a 1×131073 image at shortest edge 16384 has a long side of
+   * 2147500032 pixels, which wrapped around in an int to a negative size. */
+  {
+    DsClipImageConfig wide = l14;
+    wide.shortest_edge = 16384;
+    DsImage thin = { .width = 1, .height = 131073, .rgb = calloc (131073, 3) };
+    DsTensor px = { 0 };
+    DsError e = { 0 };
+    DsStatus s = ds_clip_image_preprocess (&thin, &wide, &px, &e);
+    DS_CHECK_STATUS (s, DS_ERR_INVALID, &e);
+    DS_CHECK_CONTAINS (e.message, "image 1×131073: resizing its short side to 16384 pixels "
+                                  "makes the long side 2147500032 pixels");
+    ds_tensor_free (&px);
+    free (thin.rgb);
+  }
+
   /* A crop larger than the image pads with zero bytes, ceil((crop - side) / 2)
    * before it (transformers' numpy center_crop): a 3x2 image into 6x5. */
   DsClipImageConfig crop = l14;

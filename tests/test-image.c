@@ -30,6 +30,31 @@
 
 static char tmpdir[64];
 
+/* Under AddressSanitizer the allocator tells the largest single allocation
+ * (test_hostile_chunks); plain builds check only the outcome. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifdef TEST_ASAN
+int __sanitizer_install_malloc_and_free_hooks (void (*) (const volatile void *, size_t),
+                                               void (*) (const volatile void *));
+static size_t largest_malloc;
+static void
+note_malloc (const volatile void *p, size_t n)
+{
+  if (n > largest_malloc)
+    largest_malloc = n;
+}
+static void
+note_free (const volatile void *p)
+{
+}
+#endif
+
 /* ---- helpers ---------------------------------------------------------------- */
 
 static uint8_t *
@@ -391,6 +416,59 @@ out:
   free (jpg);
 }
 
+/* Issue #14 (fuzz-png): libpng allocated a text chunk's declared length before
+ * reading it, so a 50-byte file asked for 1.8 GB; now the chunks that do not
+ * make the pixels are skipped unread. */
+static void
+test_hostile_chunks (void)
+{
+  size_t size, esize;
+  uint8_t *png = read_all (IMAGES "/rgb.png", &size);
+  uint8_t *expected = read_all (IMAGES "/rgb.rgb", &esize);
+  DS_CHECK (png && expected, "fixtures missing");
+  if (!png || !expected)
+    goto out;
+  size_t idat = find_chunk (png, size, "IDAT");
+  uint8_t *buf = malloc (size + 4096);
+
+  /* The signature and IHDR, then an iTXt chunk claiming 1.8 GB and ending. */
+  memcpy (buf, png, 33);
+  put_be32 (buf + 33, 1821947485u);
+  memcpy (buf + 37, "iTXtabc", 7);
+#ifdef TEST_ASAN
+  static int hooked;
+  if (!hooked)
+    hooked = __sanitizer_install_malloc_and_free_hooks (note_malloc, note_free);
+  largest_malloc = 0;
+#endif
+  check_decode_fails (buf, 44, "huge-itxt.png", DS_ERR_FORMAT, "truncated");
+#ifdef TEST_ASAN
+  DS_CHECK (hooked && largest_malloc < (16u << 20),
+            "decoding a 44-byte PNG allocated %zu bytes at once", largest_malloc);
+#endif
+
+  /* Whole text, ICC, histogram and suggested-palette chunks with nonsense in
+   * them change nothing: the pixels are rgb.png's. */
+  static const char *const types[] = { "iTXt", "zTXt", "tEXt", "iCCP", "sPLT", "hIST", "eXIf" };
+  size_t n = idat;
+  memcpy (buf, png, idat);
+  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+    put_chunk (buf, &n, types[i], (const uint8_t *) "\x78\x9c\xff\x00garbage", 12);
+  memcpy (buf + n, png + idat, size - idat);
+  n += size - idat;
+  DsImage img;
+  DsError err = { 0 };
+  DS_CHECK_OK (ds_image_decode (buf, n, "chunks.png", &img, &err), &err);
+  DS_CHECK (img.rgb && img.width == 37 && img.height == 23
+              && memcmp (img.rgb, expected, esize) == 0,
+            "ancillary chunks changed the pixels");
+  ds_image_free (&img);
+  free (buf);
+out:
+  free (png);
+  free (expected);
+}
+
 static void
 test_too_large (void)
 {
@@ -723,6 +801,7 @@ main (void)
   test_not_images ();
   test_truncated ();
   test_corrupt ();
+  test_hostile_chunks ();
   test_too_large ();
   test_resize_matches_pillow ();
   test_resize_invalid ();

@@ -509,6 +509,47 @@ check_open_error (const char *what, const char *json, const char *config, DsStat
     ds_llama_tokenizer_free (tok);
 }
 
+/* A normalizer of eight Replace(" ", "    ") steps, and a normalized added
+ * token "x": each step quadruples the spaces. */
+#define GROWING                                                                                    \
+  "{\"added_tokens\": [%s], \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": ["   \
+  R R R R R R R R "{\"type\": \"Prepend\", \"prepend\": \"a\"}]}, \"model\": {\"unk_token\": "     \
+  "\"<unk>\", \"vocab\": {\"<unk>\": 0, \"a\": 1, \" \": 2}, \"merges\": []}}"
+#define R "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"    \"}, "
+
+/* Issue #14 (fuzz-llama-tokenizer): a normalizer whose steps multiply the
+ * text turned a 101-byte prompt into gigabytes; now it is refused. */
+static void
+test_growing_normalizer (void)
+{
+  char json[2048];
+  snprintf (json, sizeof json, GROWING, "");
+  const char *tj = write_file ("tokenizer.json", json);
+  char path[128];
+  snprintf (path, sizeof path, "%s", tj);
+  DsLlamaTokenizer *tok;
+  DsError err = { 0 };
+  DS_CHECK_OK (ds_llama_tokenizer_open_files (path, NULL, &tok, &err), &err);
+  if (!tok)
+    return;
+  int32_t *ids;
+  int64_t n;
+  DS_CHECK_OK (ds_llama_tokenizer_encode (tok, "aa", false, &ids, &n, &err), &err);
+  DS_CHECK (n == 3, "\"aa\" (no space to grow): %lld ids", (long long) n);
+  free (ids);
+  char text[102] = "a";
+  memset (text + 1, ' ', 100);
+  text[101] = '\0';
+  DsStatus st = ds_llama_tokenizer_encode (tok, text, false, &ids, &n, &err);
+  DS_CHECK_STATUS (st, DS_ERR_UNSUPPORTED, &err);
+  DS_CHECK_CONTAINS (err.message, "normalizer makes the text more than 8 times longer");
+  ds_llama_tokenizer_free (tok);
+  snprintf (json, sizeof json, GROWING,
+            "{\"id\": 3, \"content\": \"x  x\", \"normalized\": true}");
+  check_open_error ("growing added token", json, NULL, DS_ERR_UNSUPPORTED,
+                    "added_tokens[0] (\"x  x\"): the normalizer makes it more than 8 times longer");
+}
+
 static void
 test_errors (void)
 {
@@ -630,6 +671,7 @@ test_errors (void)
                     "{\"add_bos_token\": true}", DS_ERR_FORMAT, "add_bos_token");
   check_open_error ("config not JSON", MINI ("", "", "[]"), "[1, 2", DS_ERR_FORMAT,
                     "tokenizer_config.json");
+  test_growing_normalizer ();
 
   char cmd[128];
   snprintf (cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

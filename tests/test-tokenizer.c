@@ -403,6 +403,10 @@ test_errors (void)
   expect_open_error (vocab, m, "!", DS_ERR_FORMAT, m, "line 1");
 
   expect_open_error (vocab, merges, "<pad>", DS_ERR_FORMAT, "<pad>", "vocab");
+  /* issue #14 (fuzz-clip-tokenizer): an empty pad token that the vocabulary
+   * has matched at every position and encoding never ended */
+  v = write_tmp ("empty-key.json", "{\"\": 0, \"<|startoftext|>\": 1, \"<|endoftext|>\": 2}");
+  expect_open_error (v, merges, "", DS_ERR_INVALID, "pad token: empty", NULL);
 
   /* issue #14: a NUL byte in merges.txt, named by line; devices and folders
    * said to be what they are */

@@ -463,8 +463,17 @@ dot_rows_scalar (const float *x, int64_t m, const uint16_t *w, bool bf16, int64_
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_X86_KERNELS 1
+
+/* From CPUID: clang before 16 has no "f16c" for __builtin_cpu_supports. */
+static bool
+cpu_has_f16c (void)
+{
+  unsigned a, b, c, d;
+  return __get_cpuid (1, &a, &b, &c, &d) && (c & bit_F16C);
+}
 
 __attribute__ ((target ("avx512f"))) static inline __m512
 widen16_avx512 (const uint16_t *s, bool bf16)
@@ -586,8 +595,7 @@ mixed_kernels (WidenFn *widen, DotRowsFn *dot)
       *widen = widen_avx512;
       *dot = dot_rows_avx512;
     }
-  else if (__builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma")
-           && __builtin_cpu_supports ("f16c"))
+  else if (__builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma") && cpu_has_f16c ())
     {
       *widen = widen_avx2;
       *dot = dot_rows_avx2;

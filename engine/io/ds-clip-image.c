@@ -5,6 +5,7 @@
 #include "ds-clip-image.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,22 +243,30 @@ pad_square (const DsImage *img, const DsClipImageConfig *cfg, DsImage *out, DsEr
   return DS_OK;
 }
 
-/* Step 2: the size transformers' get_resize_output_image_size gives. */
-static void
-resize_target (const DsClipImageConfig *cfg, int w, int h, int *rw, int *rh)
+/* Step 2: the size transformers' get_resize_output_image_size gives; an
+ * error when the long side would not even fit an int (a 1×131073 image at
+ * shortest edge 16384), which used to wrap around to a nonsense size. */
+static DsStatus
+resize_target (const DsClipImageConfig *cfg, int w, int h, int *rw, int *rh, DsError *err)
 {
   if (cfg->shortest_edge <= 0)
     {
       *rw = cfg->resize_w, *rh = cfg->resize_h;
-      return;
+      return DS_OK;
     }
   const int64_t s = cfg->shortest_edge, shorter = w <= h ? w : h, longer = w <= h ? h : w;
   /* int(size * long / short): a true division in double, then truncation */
   const int64_t nl = (int64_t) ((double) (s * longer) / (double) shorter);
+  if (nl > INT_MAX)
+    return ds_error_set (err, DS_ERR_INVALID,
+                         "image %d×%d: resizing its short side to %lld pixels makes the long "
+                         "side %lld pixels, more than any image may have",
+                         w, h, (long long) s, (long long) nl);
   if (w <= h)
     *rw = (int) s, *rh = (int) nl;
   else
     *rw = (int) nl, *rh = (int) s;
+  return DS_OK;
 }
 
 DsStatus
@@ -277,8 +286,9 @@ ds_clip_image_preprocess (const DsImage *img, const DsClipImageConfig *cfg, DsTe
     }
   if (cfg->do_resize)
     {
-      int rw, rh;
-      resize_target (cfg, cur->width, cur->height, &rw, &rh);
+      int rw = 0, rh = 0;
+      if ((st = resize_target (cfg, cur->width, cur->height, &rw, &rh, err)))
+        goto out;
       /* Pillow returns a copy when the size does not change. */
       if (rw != cur->width || rh != cur->height)
         {

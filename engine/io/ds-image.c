@@ -121,6 +121,16 @@ png_job_run (PngJob *job, DsError *err)
     return 1;
 
   png_set_read_fn (job->png, job, png_job_read);
+#ifdef PNG_HANDLE_AS_UNKNOWN_SUPPORTED
+  /* Only IHDR, PLTE, tRNS, IDAT and IEND make the pixels. libpng allocates a
+   * text, ICC or palette-histogram chunk's declared length before reading it
+   * (a 300-byte file can ask for 2 GB), so the other chunks it knows are
+   * skipped unread, as unknown ancillary chunks always are. */
+  static const png_byte skipped[] = "bKGD\0cHRM\0cICP\0eXIf\0gAMA\0hIST\0iCCP\0iTXt\0oFFs\0"
+                                    "pCAL\0pHYs\0sBIT\0sCAL\0sPLT\0sRGB\0tEXt\0tIME\0zTXt";
+  png_set_keep_unknown_chunks (job->png, PNG_HANDLE_CHUNK_NEVER, skipped,
+                               (int) (sizeof skipped / 5));
+#endif
   png_read_info (job->png, job->info);
 
   png_uint_32 width = png_get_image_width (job->png, job->info);

@@ -467,44 +467,62 @@ load_model (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsError
   return DS_OK;
 }
 
+/* How much the normalizer may lengthen text: LLaMA's Prepend("▁") and
+ * Replace(" ", "▁") at most triple it, but a file whose steps multiply it
+ * (sixteen Replace(" ", "    ")) would turn a short prompt into gigabytes. */
+#define NORM_MAX_GROWTH 8
+#define NORM_MAX_SLACK 4096
+
+typedef enum
+{
+  NORM_OK,
+  NORM_NOMEM,
+  NORM_TOO_LONG /* longer than NORM_MAX_GROWTH x + NORM_MAX_SLACK bytes */
+} NormResult;
+
 /* Applies the normalizer to s[0..n) into out (cleared first). */
-static bool
+static NormResult
 normalize (const DsLlamaTokenizer *tok, const char *s, size_t n, Str *out, Str *tmp)
 {
+  const size_t limit = NORM_MAX_GROWTH * n + NORM_MAX_SLACK;
   out->len = 0;
   if (!str_add (out, s, n))
-    return false;
+    return NORM_NOMEM;
   for (int k = 0; k < tok->n_norm; k++)
     {
       const NormStep *st = &tok->norm[k];
       tmp->len = 0;
       if (!str_add (tmp, "", 0))
-        return false;
+        return NORM_NOMEM;
       if (st->kind == NORM_PREPEND)
         {
           if (out->len == 0)
             continue;
+          if (strlen (st->a) + out->len > limit)
+            return NORM_TOO_LONG;
           if (!str_add (tmp, st->a, strlen (st->a)) || !str_add (tmp, out->s, out->len))
-            return false;
+            return NORM_NOMEM;
         }
       else
         {
           size_t pl = strlen (st->a), cl = strlen (st->b);
           for (size_t i = 0; i < out->len;)
-            if (i + pl <= out->len && memcmp (out->s + i, st->a, pl) == 0)
+            if (tmp->len + cl > limit)
+              return NORM_TOO_LONG;
+            else if (i + pl <= out->len && memcmp (out->s + i, st->a, pl) == 0)
               {
                 if (!str_add (tmp, st->b, cl))
-                  return false;
+                  return NORM_NOMEM;
                 i += pl;
               }
             else if (!str_add (tmp, out->s + i++, 1))
-              return false;
+              return NORM_NOMEM;
         }
       Str t = *out;
       *out = *tmp;
       *tmp = t;
     }
-  return true;
+  return NORM_OK;
 }
 
 static DsStatus
@@ -798,7 +816,17 @@ load_added (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsError
       bool ok = t->content != NULL;
       if (ok && t->normalized)
         {
-          ok = normalize (tok, t->content, strlen (t->content), &norm, &tmp);
+          NormResult r = normalize (tok, t->content, strlen (t->content), &norm, &tmp);
+          if (r == NORM_TOO_LONG)
+            {
+              free (norm.s);
+              free (tmp.s);
+              return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                                   "%s: added_tokens[%zu] (\"%.80s\"): the normalizer makes it "
+                                   "more than %d times longer",
+                                   path, i, t->content, NORM_MAX_GROWTH);
+            }
+          ok = r == NORM_OK;
           t->pattern = ok ? dup_n (norm.s, norm.len) : NULL;
         }
       else if (ok)
@@ -1142,6 +1170,7 @@ typedef struct
   size_t n_heap, heap_cap;
   Str norm, tmp, piece;
   IdVec *out;
+  bool too_long; /* the normalizer grew a segment past its limit */
 } Enc;
 
 static bool
@@ -1431,7 +1460,9 @@ static bool
 segment_raw (const DsLlamaTokenizer *tok, Enc *e, const char *s, size_t n, bool at_start)
 {
   /* e->norm stays untouched below: only pre_tokenize's e->piece is used */
-  return normalize (tok, s, n, &e->norm, &e->tmp)
+  NormResult r = normalize (tok, s, n, &e->norm, &e->tmp);
+  e->too_long = r == NORM_TOO_LONG;
+  return r == NORM_OK
          && split_added (tok, e, true, e->norm.s, e->norm.len, at_start, segment_normalized);
 }
 
@@ -1465,6 +1496,11 @@ ds_llama_tokenizer_encode (const DsLlamaTokenizer *tok, const char *text, bool a
   if (!ok)
     {
       free (out.v);
+      if (e.too_long)
+        return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                             "prompt: the tokenizer's normalizer makes the text more than %d "
+                             "times longer (tokenizer.json's normalizer steps keep growing it)",
+                             NORM_MAX_GROWTH);
       return ds_error_set (err, DS_ERR_NOMEM, "prompt: out of memory while tokenizing");
     }
   *ids = out.v;

@@ -96,7 +96,7 @@ read_file (const char *path, size_t max_bytes, char **out, size_t *out_len, DsEr
   FILE *f = fopen (path, "rb");
   if (!f)
     return ds_error_set (err, DS_ERR_IO, "%s: cannot open: %s", path, strerror (errno));
-  size_t cap = 1 << 20, len = 0;
+  size_t cap = 1 << 16, len = 0; /* doubled as needed: CLIP's vocab.json is 1 MB */
   char *buf = malloc (cap + 1);
   if (!buf)
     {
@@ -357,7 +357,12 @@ load_merges (DsTokenizer *tok, const char *path, DsError *err)
   DsStatus st = read_file (path, MERGES_MAX_BYTES, &text, &len, err);
   if (st != DS_OK)
     return st;
-  tok->merge_mask = ds_pow2_at_least (2 * MERGES_USED) - 1;
+  /* Room for one merge per line (at most MERGES_USED), at most half full: a
+   * small file gets a small table rather than CLIP's full 2 MB. */
+  size_t lines = 1;
+  for (const char *p = text; (p = memchr (p, '\n', len - (size_t) (p - text))); p++)
+    lines++;
+  tok->merge_mask = ds_pow2_at_least (2 * (lines < MERGES_USED ? lines : MERGES_USED) + 16) - 1;
   tok->merge_slots = malloc ((tok->merge_mask + 1) * sizeof *tok->merge_slots);
   char *concat = malloc (len + 1);
   if (!tok->merge_slots || !concat)
@@ -475,6 +480,11 @@ setup_symbols (DsTokenizer *tok, const char *vocab_path, const char *pad_token, 
   tok->unk_id = tok->eot_id; /* CLIP's unknown token is <|endoftext|> */
 
   size_t pad_len = strlen (pad_token);
+  /* An empty added token would match everywhere and never advance the text. */
+  if (pad_len == 0)
+    return ds_error_set (err, DS_ERR_INVALID,
+                         "pad token: empty (expected a vocabulary entry such as \"!\" or "
+                         "\"<|endoftext|>\")");
   if (ds_utf8_find_invalid (pad_token, pad_len) >= 0)
     return ds_error_set (err, DS_ERR_INVALID, "pad token: invalid UTF-8");
   int64_t pad_sid = str_find (tok, pad_token, pad_len);
