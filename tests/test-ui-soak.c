@@ -26,6 +26,7 @@
  * in the README come from a 600 s run.
  */
 #include <glib/gstdio.h>
+#include <malloc.h>
 #include <gtk/gtk.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,6 +52,18 @@ child (const char *name)
   GtkWidget *w = ds_window_get_child (win, name);
   g_assert_nonnull (w);
   return w;
+}
+
+/* Bytes the C heap has handed out and not had back (glibc), in MiB: apart
+ * from RSS, it tells a leak (this grows) from fragmentation (it does not). */
+static double
+heap_mib (void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+  return (double) mallinfo2 ().uordblks / (1024.0 * 1024.0);
+#else
+  return 0;
+#endif
 }
 
 static double
@@ -116,7 +129,7 @@ test_soak (void)
   const gint64 start = g_get_monotonic_time ();
   const gint64 end = start + (gint64) (seconds * G_USEC_PER_SEC);
   const gint64 warm = start + (gint64) (seconds / 4 * G_USEC_PER_SEC);
-  double rss0 = -1, rss_max = 0;
+  double rss0 = -1, rss_max = 0, heap0 = 0;
   int actions = 0, checks = 0;
   while (g_get_monotonic_time () < end)
     {
@@ -159,19 +172,26 @@ test_soak (void)
           checks++;
           double r = rss_mib ();
           if (rss0 < 0 && g_get_monotonic_time () >= warm)
-            rss0 = rss_max = r; /* the baseline, once the cache is full */
+            {
+              rss0 = rss_max = r; /* the baseline, once the cache is full */
+              heap0 = heap_mib ();
+            }
           rss_max = r > rss_max ? r : rss_max;
         }
     }
   settle_and_check (prompt);
   const double rss1 = rss_mib ();
   if (rss0 < 0) /* too short a run for a settled check after the warm-up */
-    rss0 = rss_max = rss1;
+    {
+      rss0 = rss_max = rss1;
+      heap0 = heap_mib ();
+    }
   rss_max = rss1 > rss_max ? rss1 : rss_max;
   g_print ("soak: %.0f s, %d actions, %d settled checks, %u views, %" G_GUINT64_FORMAT
-           " UNet forwards; RSS %.1f MiB after the first quarter, %.1f at the end, %.1f at most\n",
+           " UNet forwards; RSS %.1f MiB after the first quarter, %.1f at the end, %.1f at most; "
+           "malloc'd and not freed %.1f MiB then, %.1f at the end\n",
            seconds, actions, checks + 2, ds_window_get_n_views (win), ds_window_get_forwards (win),
-           rss0, rss1, rss_max);
+           rss0, rss1, rss_max, heap0, heap_mib ());
 #if defined(__SANITIZE_ADDRESS__)
   /* ASan holds freed memory in its quarantine (256 MiB by default), so RSS
    * says nothing about leaks here; LeakSanitizer checks those at exit. */
