@@ -1,0 +1,128 @@
+/* test-cli-faults.c: the disk filling up during an export (issue #14,
+ * "Faults").
+ *
+ * A full disk is simulated without root or a small file system: the CLI runs
+ * with RLIMIT_FSIZE at 16 KiB and SIGXFSZ ignored, so every write past 16 KiB
+ * fails with EFBIG, as a write to a full disk fails with ENOSPC (the same
+ * error path: write(2) returning an error). `features` then has to:
+ * - exit 1 with a message naming the file and the reason;
+ * - leave the previous export (FILE and FILE.json) byte for byte intact;
+ * - leave no temporary file behind;
+ * and with the limit lifted, the same command replaces both files.
+ * Usage: test-cli-faults PATH/TO/diffscope-cli
+ */
+#include "ds-test.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "ds-test-cli.h"
+
+#define DATA DS_TEST_DATA_DIR
+
+static char tmpdir[256];
+
+static void
+write_text (const char *path, const char *text)
+{
+  FILE *f = fopen (path, "w");
+  fputs (text, f);
+  fclose (f);
+}
+
+static char *
+read_text (const char *path)
+{
+  FILE *f = fopen (path, "rb");
+  if (!f)
+    return NULL;
+  char *buf = calloc (1, 1 << 20);
+  size_t n = fread (buf, 1, (1 << 20) - 1, f);
+  buf[n] = '\0';
+  fclose (f);
+  return buf;
+}
+
+/* Files in tmpdir other than the ones a run is expected to leave. */
+static int
+stray_files (void)
+{
+  DIR *d = opendir (tmpdir);
+  int n = 0;
+  for (struct dirent *e; d && (e = readdir (d));)
+    if (strcmp (e->d_name, ".") && strcmp (e->d_name, "..") && strcmp (e->d_name, "log")
+        && strcmp (e->d_name, "f.safetensors") && strcmp (e->d_name, "f.safetensors.json"))
+      {
+        fprintf (stderr, "stray file: %s\n", e->d_name);
+        n++;
+      }
+  if (d)
+    closedir (d);
+  return n;
+}
+
+static void
+test_disk_full (const char *cli)
+{
+  char out[1 << 14], args[2048], file[512], json[512];
+  snprintf (file, sizeof file, "%s/f.safetensors", tmpdir);
+  snprintf (json, sizeof json, "%s/f.safetensors.json", tmpdir);
+  write_text (file, "the previous export\n");
+  write_text (json, "{\"previous\": true}\n");
+  /* D-L0-R0-Res-Out is [32, 32, 32] a half: 256 KiB of f32, past the limit */
+  snprintf (args, sizeof args,
+            "features --demo --device cpu --image %s/shapes/0000.png --prompt 'a red circle' "
+            "--probe D-L0-R0-Res-Out --out '%s'",
+            DATA, file);
+
+  struct rlimit old, small;
+  DS_CHECK (getrlimit (RLIMIT_FSIZE, &old) == 0, "getrlimit");
+  small = old;
+  small.rlim_cur = 16 * 1024;
+  signal (SIGXFSZ, SIG_IGN); /* inherited: writes fail with EFBIG instead of killing */
+  DS_CHECK (setrlimit (RLIMIT_FSIZE, &small) == 0, "setrlimit");
+  int rc = ds_test_cli_run (cli, tmpdir, args, out, sizeof out);
+  setrlimit (RLIMIT_FSIZE, &old);
+  signal (SIGXFSZ, SIG_DFL);
+
+  DS_CHECK (rc == 1, "a failed export exits 1, got %d:\n%s", rc, out);
+  DS_CHECK (strstr (out, "f.safetensors") && strstr (out, "too large"),
+            "the message names the file and the reason:\n%s", out);
+  DS_CHECK (!strstr (out, "wrote"), "nothing is reported written:\n%s", out);
+  char *a = read_text (file), *b = read_text (json);
+  DS_CHECK (a && !strcmp (a, "the previous export\n"), "the previous FILE is intact");
+  DS_CHECK (b && !strcmp (b, "{\"previous\": true}\n"), "the previous FILE.json is intact");
+  free (a);
+  free (b);
+  DS_CHECK (stray_files () == 0, "no temporary file is left behind");
+
+  /* room again: the same command replaces both */
+  rc = ds_test_cli_run (cli, tmpdir, args, out, sizeof out);
+  DS_CHECK (rc == 0 && strstr (out, "wrote"), "with room the export succeeds (%d):\n%s", rc, out);
+  a = read_text (json);
+  DS_CHECK (a && strstr (a, "D-L0-R0-Res-Out"), "FILE.json is the new export's");
+  free (a);
+  DS_CHECK (stray_files () == 0, "no temporary file is left behind");
+}
+
+int
+main (int argc, char **argv)
+{
+  if (argc < 2)
+    {
+      fprintf (stderr, "usage: %s PATH/TO/diffscope-cli\n", argv[0]);
+      return 2;
+    }
+  snprintf (tmpdir, sizeof tmpdir, "/tmp/ds-test-faults-XXXXXX");
+  if (!mkdtemp (tmpdir))
+    return 1;
+  test_disk_full (argv[1]);
+  char cmd[512];
+  snprintf (cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  if (system (cmd) != 0)
+    fprintf (stderr, "could not remove %s\n", tmpdir);
+  return ds_test_finish ();
+}
