@@ -8,7 +8,8 @@
  * - exit 1 with a message naming the file and the reason;
  * - leave the previous export (FILE and FILE.json) byte for byte intact;
  * - leave no temporary file behind;
- * and with the limit lifted, the same command replaces both files.
+ * and with the limit lifted, the same command replaces both files. Also an
+ * output folder that cannot be made: a clear error, nothing written.
  * Usage: test-cli-faults PATH/TO/diffscope-cli
  */
 #include "ds-test.h"
@@ -108,6 +109,28 @@ test_disk_full (const char *cli)
   DS_CHECK (stray_files () == 0, "no temporary file is left behind");
 }
 
+/* An output folder that cannot be made (its parent is a regular file): render
+ * exits 1 naming the folder and the reason, and writes nothing. */
+static void
+test_unwritable_folder (const char *cli)
+{
+  char out[1 << 14], args[2048], file[512];
+  snprintf (file, sizeof file, "%s/f.safetensors", tmpdir);
+  write_text (file, "a file, not a folder\n");
+  snprintf (args, sizeof args,
+            "render --demo --device cpu --image %s/shapes/0000.png --prompt 'a red circle' "
+            "--probe UNet-Out --out-dir '%s/sub'",
+            DATA, file);
+  int rc = ds_test_cli_run (cli, tmpdir, args, out, sizeof out);
+  DS_CHECK (rc == 1, "render into an impossible folder exits 1, got %d:\n%s", rc, out);
+  DS_CHECK (strstr (out, "f.safetensors/sub") && strstr (out, "Not a directory"),
+            "the message names the folder and the reason:\n%s", out);
+  char *a = read_text (file);
+  DS_CHECK (a && !strcmp (a, "a file, not a folder\n"), "the file in the way is untouched");
+  free (a);
+  DS_CHECK (stray_files () == 0, "nothing else is written");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -120,6 +143,7 @@ main (int argc, char **argv)
   if (!mkdtemp (tmpdir))
     return 1;
   test_disk_full (argv[1]);
+  test_unwritable_folder (argv[1]);
   char cmd[512];
   snprintf (cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system (cmd) != 0)
