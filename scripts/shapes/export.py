@@ -98,7 +98,7 @@ def export(out, vae, unet, te, info):
       os.chmod(os.path.join(root, f), 0o644)
 
 
-def write_readme(out, info, args_train):
+def write_readme(out, info):
   ev = info["eval"] or {}
   curve = "\n".join("| %d | %s | %.3f | %.3f | %.3f |" % (
       c["step"], "%.4f" % c["loss"] if c.get("loss") is not None else "-", c["pointing"],
@@ -212,13 +212,6 @@ def check(out, vae, unet, te):
   print("vae scaling_factor", v2.config.scaling_factor)
 
 
-def _latest_args():
-  p = os.path.join(T.CKPT_DIR, "unet-latest.pt")
-  if os.path.exists(p):
-    return torch.load(p, weights_only=False).get("args")
-  return None
-
-
 def main():
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -249,7 +242,7 @@ def main():
                            shape=c["shape"], loss=c.get("loss")) for c in curve],
       chance=curve[-1]["chance"] if curve else None)
   export(args.out, vae, unet, te, info)
-  write_readme(args.out, info, ck.get("args") or _latest_args())
+  write_readme(args.out, info)
   check(args.out, vae, unet, te)
   print("wrote", args.out)
 
