@@ -21,7 +21,10 @@
 #define VOCAB DS_RESOURCES_DIR "/clip-tokenizer/vocab.json"
 #define MERGES DS_RESOURCES_DIR "/clip-tokenizer/merges.txt"
 #define CASES DS_TEST_DATA_DIR "/tokenizer-cases.json"
+#define FTFY_CASES DS_TEST_DATA_DIR "/tokenizer-ftfy-cases.json"
 
+/* The reference cases of tokenizer-cases.json are transformers without ftfy:
+ * these two use DS_TEXT_CLEAN_BASIC. */
 static DsTokenizer *tok_sd2; /* pad "!" */
 static DsTokenizer *tok_sd1; /* pad "<|endoftext|>" */
 static json_t *cases;
@@ -124,6 +127,54 @@ test_reference_cases (void)
   /* the data exercises what it should */
   DS_CHECK (n_sd1 >= 5 && n_trunc >= 5 && n_multiword_piece >= 20, "sd1 %d trunc %d multi %d",
             n_sd1, n_trunc, n_multiword_piece);
+}
+
+/* tests/data/tokenizer-ftfy-cases.json (gen_tokenizer_ftfy_cases.py): the slow
+ * CLIPTokenizer with ftfy installed on typed and pasted text (curly quotes,
+ * full-width forms, ligatures, HTML entities, CJK runs, line breaks, escapes,
+ * controls); every id and the token count must match. The default clean-up. */
+static void
+test_ftfy_cases (void)
+{
+  DsTokenizer *tok = NULL, *basic = NULL;
+  DsError err = { 0 };
+  DS_CHECK_OK (ds_tokenizer_open (VOCAB, MERGES, "!", &tok, &err), &err);
+  DS_CHECK_OK (ds_tokenizer_open (VOCAB, MERGES, "!", &basic, &err), &err);
+  json_error_t jerr;
+  json_t *fc = json_load_file (FTFY_CASES, 0, &jerr);
+  DS_CHECK (fc != NULL && json_is_array (fc), "%s: %s", FTFY_CASES, jerr.text);
+  if (!tok || !basic || !fc)
+    goto out;
+  ds_tokenizer_set_clean (basic, DS_TEXT_CLEAN_BASIC);
+  size_t n = json_array_size (fc);
+  DS_CHECK (n >= 200, "only %zu ftfy cases", n);
+  int failed = 0, basic_differs = 0;
+  for (size_t i = 0; i < n; i++)
+    {
+      const json_t *c = json_array_get (fc, i);
+      const char *prompt = json_string_value (json_object_get (c, "prompt"));
+      const json_t *ids = json_object_get (c, "ids");
+      DsTokens t, tb;
+      DS_CHECK_OK (ds_tokenizer_encode (tok, prompt, &t, &err), &err);
+      DS_CHECK_OK (ds_tokenizer_encode (basic, prompt, &tb, &err), &err);
+      int bad = t.n_tokens != json_integer_value (json_object_get (c, "n_tokens"));
+      for (int k = 0; k < DS_CLIP_CONTEXT; k++)
+        bad += t.ids[k] != json_integer_value (json_array_get (ids, (size_t) k));
+      if (bad && failed++ < 5)
+        {
+          fprintf (stderr, "ftfy case %zu differs: ", i);
+          for (int k = 0; k < t.n_tokens; k++)
+            fprintf (stderr, "%d%s", t.ids[k], k + 1 < t.n_tokens ? "," : "\n");
+        }
+      basic_differs += memcmp (t.ids, tb.ids, sizeof t.ids) != 0;
+    }
+  DS_CHECK (failed == 0, "%d of %zu ftfy cases differ from transformers with ftfy", failed, n);
+  /* the corpus is one where the two clean-ups disagree, so it tests the choice */
+  DS_CHECK (basic_differs >= 100, "only %d cases differ without ftfy", basic_differs);
+out:
+  json_decref (fc);
+  ds_tokenizer_free (tok);
+  ds_tokenizer_free (basic);
 }
 
 /* ---- spec vectors and hand-worked cases --------------------------------- */
@@ -495,6 +546,10 @@ main (void)
   DS_CHECK_OK (st, &err);
   st = ds_tokenizer_open (VOCAB, MERGES, "<|endoftext|>", &tok_sd1, &err);
   DS_CHECK_OK (st, &err);
+  if (tok_sd2)
+    ds_tokenizer_set_clean (tok_sd2, DS_TEXT_CLEAN_BASIC);
+  if (tok_sd1)
+    ds_tokenizer_set_clean (tok_sd1, DS_TEXT_CLEAN_BASIC);
   json_error_t jerr;
   cases = json_load_file (CASES, 0, &jerr);
   DS_CHECK (cases != NULL && json_is_array (cases), "%s: %s", CASES, jerr.text);
@@ -508,6 +563,7 @@ main (void)
     }
 
   test_reference_cases ();
+  test_ftfy_cases ();
   test_spec_vectors ();
   test_vocab_lookup ();
   test_tiny_bpe ();

@@ -1,15 +1,17 @@
 /* ds-tokenizer.c: CLIP's byte-level BPE, as transformers' slow CLIPTokenizer
- * runs it without ftfy (docs/models.md §5.4).
+ * runs it with ftfy installed (the default) or without (docs/models.md §5.4).
  *
  * The order of operations is the reference's, since each step changes what the
  * next sees:
  *   1. the raw text is split around the added tokens ("<|startoftext|>",
  *      "<|endoftext|>" and the pad token: "!" for SD 2.x), matched exactly and
  *      case-sensitively; each becomes its own id;
- *   2. every other segment goes through BasicTokenizer: control characters
- *      dropped, whitespace to spaces, CJK ideographs padded with spaces, NFC,
- *      split on whitespace, each word lower-cased by itself (so Final_Sigma
- *      sees one word);
+ *   2. every other segment is cleaned: with ftfy, by ftfy.fix_text
+ *      (ds-text-fix.c) and whitespace_clean; without, by BasicTokenizer
+ *      (control characters dropped, whitespace to spaces, CJK ideographs
+ *      padded with spaces, NFC); then split on whitespace, each word
+ *      lower-cased by itself (Final_Sigma never looks across whitespace, so
+ *      this equals lower-casing the whole text);
  *   3. CLIP's pattern cuts each word into pieces (contractions, letter runs,
  *      single digits, runs of anything else);
  *   4. each piece's UTF-8 bytes become byte symbols, "</w>" joins the last, and
@@ -32,6 +34,7 @@
 #include <sys/stat.h>
 
 #include "ds-atomic.h" /* ds_file_kind */
+#include "ds-text-fix.h"
 #include "ds-unicode.h"
 
 #define VOCAB_MAX_BYTES (64u << 20)
@@ -81,6 +84,7 @@ struct DsTokenizer {
   Special specials[3];
   int n_specials;
   char pad_text[64];
+  DsTextClean clean; /* DS_TEXT_CLEAN_FTFY unless set */
 };
 
 /* ---- file reading ------------------------------------------------------- */
@@ -560,6 +564,12 @@ ds_tokenizer_id_to_token (const DsTokenizer *tok, int32_t id)
   return tok->arena + tok->syms[tok->id_sid[id]].off;
 }
 
+void
+ds_tokenizer_set_clean (DsTokenizer *tok, DsTextClean clean)
+{
+  tok->clean = clean;
+}
+
 int32_t
 ds_tokenizer_pad_id (const DsTokenizer *tok)
 {
@@ -817,9 +827,28 @@ pretokenize (Encoder *e, const uint32_t *s, size_t n)
   return true;
 }
 
-/* BasicTokenizer on one segment between added tokens, then pieces and BPE. */
+/* CLIPTokenizer._tokenize with ftfy: fix_text, then whitespace_clean (runs of
+ * str.isspace characters become one space; the chunks are the words). */
 static bool
-process_segment (Encoder *e, const uint32_t *cps, size_t n)
+clean_ftfy (Encoder *e, const uint32_t *cps, size_t n)
+{
+  e->clean.len = 0;
+  e->nfc.len = 0;
+  if (!ds_text_fix (cps, n, &e->clean))
+    return false;
+  for (size_t i = 0; i < e->clean.len; i++)
+    {
+      uint32_t c = e->clean.cp[i];
+      if (!ds_uc_buf_push (&e->nfc, ds_text_is_py_space (c) ? ' ' : c))
+        return false;
+    }
+  return true;
+}
+
+/* CLIPTokenizer._tokenize without ftfy: BasicTokenizer's clean-up (controls
+ * dropped, whitespace to spaces, CJK ideographs set apart) and NFC. */
+static bool
+clean_basic (Encoder *e, const uint32_t *cps, size_t n)
 {
   e->clean.len = 0;
   e->nfc.len = 0;
@@ -839,7 +868,15 @@ process_segment (Encoder *e, const uint32_t *cps, size_t n)
       if (!ok)
         return false;
     }
-  if (!ds_uc_nfc (e->clean.cp, e->clean.len, &e->nfc))
+  return ds_uc_nfc (e->clean.cp, e->clean.len, &e->nfc);
+}
+
+/* One segment between added tokens: cleaned, cut into whitespace-separated
+ * words, each lower-cased, cut into pieces and BPE-merged. */
+static bool
+process_segment (Encoder *e, const uint32_t *cps, size_t n)
+{
+  if (!(e->tok->clean == DS_TEXT_CLEAN_BASIC ? clean_basic (e, cps, n) : clean_ftfy (e, cps, n)))
     return false;
   const uint32_t *s = e->nfc.cp;
   size_t m = e->nfc.len;

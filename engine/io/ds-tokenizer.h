@@ -1,7 +1,10 @@
 /* ds-tokenizer.h: the CLIP byte-level BPE tokenizer (vocab.json + merges.txt).
  *
- * Matches transformers' CLIPTokenizer without ftfy (docs/models.md §5.4): text
- * cleaned (control characters dropped, whitespace collapsed, lower-cased),
+ * Matches transformers' CLIPTokenizer with ftfy installed, which is how SD 2's
+ * text encoder saw text in training (OpenCLIP), or, as an option, without
+ * ftfy (docs/models.md §5.4): text cleaned (ftfy.fix_text: HTML entities,
+ * curly quotes, full-width forms, ligatures...; or BasicTokenizer's clean-up,
+ * which also sets CJK ideographs apart), whitespace collapsed, lower-cased,
  * split by CLIP's pre-tokenisation pattern, bytes mapped to CLIP's unicode
  * alphabet, BPE-merged by rank with "</w>" on each word's last symbol, framed as
  * [<|startoftext|>, up to 75 ids, <|endoftext|>] and padded to 77 with the pad id
@@ -45,10 +48,18 @@ typedef struct {
   DsTokenWord words[DS_TOKEN_MAX_WORDS]; /* words kept after truncation */
 } DsTokens;
 
+/* How text is cleaned before BPE. */
+typedef enum {
+  DS_TEXT_CLEAN_FTFY = 0,  /* ftfy.fix_text + whitespace_clean (the default) */
+  DS_TEXT_CLEAN_BASIC = 1, /* BasicTokenizer, as CLIPTokenizer when ftfy is not installed */
+} DsTextClean;
+
 /* pad_token: the pad token's text ("!" for SD 2.x; "<|endoftext|>" for SD 1.x). */
 DsStatus ds_tokenizer_open (const char *vocab_json_path, const char *merges_path,
                             const char *pad_token, DsTokenizer **out, DsError *err);
 void ds_tokenizer_free (DsTokenizer *tok);
+/* Chooses the clean-up; call before the tokenizer is shared between threads. */
+void ds_tokenizer_set_clean (DsTokenizer *tok, DsTextClean clean);
 
 /* Tokenizes UTF-8 text (invalid UTF-8 is a DS_ERR_INVALID naming the byte offset). */
 DsStatus ds_tokenizer_encode (const DsTokenizer *tok, const char *text, DsTokens *out,
