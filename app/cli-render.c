@@ -7,8 +7,9 @@
  *   <probe>.delta-heat.png   |Δcond| (L2 over channels), colormapped
  *   <probe>.pair-s<S>-a.png, -b.png  with two --image: one PCA fitted on both
  * With --words, per word of the prompt, word-<k>-<word>.png: the mean cross-
- * attention over heads and the layers at --heat-res (default: those at a
- * quarter of the latent side, SD 2.1-base's five 16×16 layers at 512),
+ * attention over heads and the layers at --heat-res (default: the model's,
+ * ds_pipeline_heat_side: SD 2.1-base's five 16×16 layers at 512, a quarter
+ * of the latent side; the built-in model's 16×16 layers at 128, half of it),
  * overlaid on the image; with --timesteps and
  * --trials averaged over that ensemble (e.g. 189,389,589,789,989 × 4 noise
  * draws: seeds seed..seed+trials-1), and with --daam DAAM's aggregation of
@@ -465,7 +466,7 @@ cli_render_write (const CliOptions *o, DsBackend *be, DsSession *ses, FILE *log,
     {
       /* checked here for the message that names --heat-res */
       const int lat = ds_pipeline_latent_shape (p, opt.size).h;
-      int side = opt.heat_res ? opt.heat_res : lat / 4;
+      int side = opt.heat_res ? opt.heat_res : ds_pipeline_heat_side (p, opt.size);
       n_layers = ds_heatmap_cross_layers (list, opt.daam ? 0 : (int64_t) side * side, layers, 64);
       if (n_layers == 0)
         {

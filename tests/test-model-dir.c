@@ -389,6 +389,21 @@ test_defaults (void)
                                      "u.json", &u, &err),
                &err);
   DS_CHECK (u.layers_per_block == 2 && u.sample_size == 96 && u.heads[2] == 4, "list forms");
+
+  /* Diffscope's own key: the default heat-map layers (4 when absent, above) */
+  DS_CHECK (u.heat_divisor == 4, "heat divisor default %d", u.heat_divisor);
+  DS_CHECK_OK (ds_unet_config_parse ("{\"_diffscope_heat_divisor\": 2}", "u.json", &u, &err), &err);
+  DS_CHECK (u.heat_divisor == 2, "heat divisor %d", u.heat_divisor);
+  for (int k = 0; k < 3; k++)
+    {
+      static const char *const bad[] = { "{\"_diffscope_heat_divisor\": 0}",
+                                         "{\"_diffscope_heat_divisor\": 65}",
+                                         "{\"_diffscope_heat_divisor\": \"2\"}" };
+      DsError e2 = { 0 };
+      DS_CHECK (ds_unet_config_parse (bad[k], "u.json", &u, &e2) != DS_OK
+                    && strstr (e2.message, "_diffscope_heat_divisor"),
+                "bad heat divisor %d: %s", k, e2.message);
+    }
   DS_CHECK_OK (
       ds_vae_config_parse ("{\"shift_factor\": null, \"latents_mean\": null}", "v.json", &v, &err),
       &err);

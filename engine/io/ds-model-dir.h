@@ -54,6 +54,12 @@ typedef struct {
   int downsample_padding;
   float mid_block_scale_factor;
   int transformer_layers_per_block; /* only 1 is supported */
+  /* Diffscope's own key "_diffscope_heat_divisor" (diffusers ignores keys that
+   * start with "_"): the default word heat maps average the cross-attention
+   * layers at latent side / heat_divisor. 4 when absent (SD 2.1-base's 16x16
+   * layers at 512); a model can name the layers where its words were measured
+   * to localize (the built-in shapes model: 2, docs/shapes.md). */
+  int heat_divisor;
 } DsUnetConfig;
 
 typedef struct {

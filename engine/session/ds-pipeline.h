@@ -68,6 +68,9 @@ bool ds_pipeline_is_builtin (const DsPipeline *p);
 /* The model's native input side: the UNet's sample_size times the VAE's
  * downsampling factor (512 for SD 2.1-base, 128 for the built-in model). */
 int ds_pipeline_native_size (const DsPipeline *p);
+/* The side of the cross-attention layers the default word heat maps average
+ * at input size `size`: the latent side / unet heat_divisor (DsUnetConfig). */
+int ds_pipeline_heat_side (const DsPipeline *p, int size);
 const DsModelDir *ds_pipeline_model (const DsPipeline *p);
 const DsTokenizer *ds_pipeline_tokenizer (const DsPipeline *p);
 /* The probes for an image of size x size (transfer none; valid until the next call). */

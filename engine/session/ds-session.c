@@ -386,8 +386,8 @@ plan_make (DsSession *s, const DsQuery *q, Plan *pl, DsError *err)
                          "query count", q->heat_nq);
   if (q->heat_nq != -1)
     {
-      const int quarter = pl->ls.h / 4;
-      heat_nq = daam ? 0 : q->heat_nq ? q->heat_nq : quarter * quarter;
+      const int side = ds_pipeline_heat_side (p, q->size);
+      heat_nq = daam ? 0 : q->heat_nq ? q->heat_nq : side * side;
       pl->n_heat = ds_heatmap_cross_layers (list, heat_nq, pl->heat, MAX_HEAT_LAYERS);
       if (pl->n_heat > MAX_HEAT_LAYERS)
         pl->n_heat = MAX_HEAT_LAYERS;

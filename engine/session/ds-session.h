@@ -120,7 +120,8 @@ typedef struct {
   bool head_mean_maps;
   /* Cross-attention heat maps of the cond half, averaged over heads and over
    * the down/up layers whose query count is heat_nq (0: the model's default,
-   * the layers at a quarter of the latent side; -1: no heat maps). With
+   * ds_pipeline_heat_side: a quarter of the latent side unless the model says
+   * otherwise; -1: no heat maps). With
    * more than 64 such layers, the first 64. */
   int heat_nq;
   /* Instead, DAAM's aggregation (docs/models.md §6.2, ds_daam_*): every down/up
