@@ -144,14 +144,12 @@ unescape_html (const uint32_t *s, size_t n, DsUcBuf *out)
                     name[q] = (char) s[j + q];
                   name[len] = '\0';
                   const DsTfEntity *e
-                      = len < DS_TF_ENTITY_NAME_MAX
-                            ? bsearch (name, ds_tf_entities,
-                                       sizeof ds_tf_entities / sizeof *ds_tf_entities,
-                                       sizeof *e, entity_cmp)
-                            : NULL;
+                      = bsearch (name, ds_tf_entities,
+                                 sizeof ds_tf_entities / sizeof *ds_tf_entities, sizeof *e,
+                                 entity_cmp);
                   if (e)
                     {
-                      if (!push_n (out, e->cps, e->n))
+                      if (!push_n (out, e->cps, (size_t) e->n))
                         return false;
                       i = k + 1;
                       continue;
@@ -175,17 +173,18 @@ unescape_html (const uint32_t *s, size_t n, DsUcBuf *out)
 /* ---- one-character maps ------------------------------------------------------ */
 
 static int
-lig_cmp (const void *key, const void *elem)
+map_cmp (const void *key, const void *elem)
 {
-  uint32_t x = *(const uint32_t *) key, y = ((const DsTfLigature *) elem)->from;
+  uint32_t x = *(const uint32_t *) key, y = ((const DsTfMap *) elem)->from;
   return x < y ? -1 : x > y;
 }
 
-static int
-width_cmp (const void *key, const void *elem)
+/* Appends m's replacement of c when m has one, else c. */
+static bool
+map_one (const DsTfMap *m, size_t n_map, uint32_t c, DsUcBuf *out)
 {
-  uint32_t x = *(const uint32_t *) key, y = ((const DsTfWidth *) elem)->from;
-  return x < y ? -1 : x > y;
+  const DsTfMap *hit = bsearch (&c, m, n_map, sizeof *m, map_cmp);
+  return hit ? push_n (out, hit->cps, (size_t) hit->n) : ds_uc_buf_push (out, c);
 }
 
 typedef enum { MAP_C1, MAP_LIGATURES, MAP_WIDTH, MAP_QUOTES, MAP_CONTROLS } MapKind;
@@ -205,19 +204,11 @@ map_chars (MapKind kind, const uint32_t *s, size_t n, DsUcBuf *out)
           ok = ds_uc_buf_push (out, c >= 0x80 && c <= 0x9F ? ds_tf_c1[c - 0x80] : c);
           break;
         case MAP_LIGATURES:
-          {
-            const DsTfLigature *l = bsearch (&c, ds_tf_ligatures, sizeof ds_tf_ligatures / sizeof *l,
-                                             sizeof *l, lig_cmp);
-            ok = l ? push_n (out, l->cps, l->n) : ds_uc_buf_push (out, c);
-            break;
-          }
+          ok = map_one (ds_tf_ligatures, sizeof ds_tf_ligatures / sizeof *ds_tf_ligatures, c, out);
+          break;
         case MAP_WIDTH:
-          {
-            const DsTfWidth *w = bsearch (&c, ds_tf_width, sizeof ds_tf_width / sizeof *w,
-                                          sizeof *w, width_cmp);
-            ok = w ? push_n (out, w->cps, w->n) : ds_uc_buf_push (out, c);
-            break;
-          }
+          ok = map_one (ds_tf_width, sizeof ds_tf_width / sizeof *ds_tf_width, c, out);
+          break;
         case MAP_QUOTES:
           if (c == 0x02BC || (c >= 0x2018 && c <= 0x201B))
             c = '\'';

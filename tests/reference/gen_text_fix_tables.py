@@ -72,7 +72,7 @@ def main():
     ent_re = re.compile(r"&[0-9A-Za-z]{1,24};")
     ents = sorted((k[1:-1], v) for k, v in chardata.HTML_ENTITIES.items() if ent_re.fullmatch(k))
     ent_w = max(len(v) for _, v in ents)
-    name_w = max(len(k) for k, _ in ents) + 1
+    assert max(len(k) for k, _ in ents) <= 24
 
     fix, drop = [], []
     for n in range(0x110000 + 1):
@@ -102,15 +102,28 @@ def main():
         ftfy.__version__, sys.version.split()[0]))
     o.append(" * for what each table holds. */")
     o.append("")
-    o.append("#define DS_TF_ENTITY_NAME_MAX %d" % name_w)
+    map_w = max(lig_w, width_w)
+
+    def u32_table(name, values):
+        o.append("static const uint32_t %s[%d] = {" % (name, len(values)))
+        for i in range(0, len(values), 8):
+            o.append("  " + ", ".join("0x%x" % n for n in values[i:i + 8]) + ",")
+        o.append("};")
+        o.append("")
+
+    def map_table(name, items):
+        o.append("static const DsTfMap %s[%d] = {" % (name, len(items)))
+        for k, v in items:
+            o.append("  { 0x%x, %s }," % (k, c_cps(v, map_w)))
+        o.append("};")
+        o.append("")
+
     o.append("#define DS_TF_ENTITY_CPS_MAX %d" % ent_w)
-    o.append("#define DS_TF_LIGATURE_CPS_MAX %d" % lig_w)
-    o.append("#define DS_TF_WIDTH_CPS_MAX %d" % width_w)
+    o.append("#define DS_TF_MAP_CPS_MAX %d" % map_w)
     o.append("")
     o.append("typedef struct { const char *name; uint32_t cps[DS_TF_ENTITY_CPS_MAX]; int n; } DsTfEntity;")
     o.append("typedef struct { uint32_t from, to; } DsTfPair;")
-    o.append("typedef struct { uint32_t from; uint32_t cps[%d]; int n; } DsTfLigature;" % lig_w)
-    o.append("typedef struct { uint32_t from; uint32_t cps[%d]; int n; } DsTfWidth;" % width_w)
+    o.append("typedef struct { uint32_t from; uint32_t cps[DS_TF_MAP_CPS_MAX]; int n; } DsTfMap;")
     o.append("")
     o.append("static const DsTfEntity ds_tf_entities[%d] = {" % len(ents))
     for k, v in ents:
@@ -122,30 +135,11 @@ def main():
         o.append("  { 0x%x, 0x%x }," % (n, ord(r)))
     o.append("};")
     o.append("")
-    o.append("static const uint32_t ds_tf_charref_drop[%d] = {" % len(drop))
-    for i in range(0, len(drop), 8):
-        o.append("  " + ", ".join("0x%x" % n for n in drop[i:i + 8]) + ",")
-    o.append("};")
-    o.append("")
-    o.append("static const uint32_t ds_tf_c1[32] = {")
-    for i in range(0, 32, 8):
-        o.append("  " + ", ".join("0x%x" % ord(s) for s in c1[i:i + 8]) + ",")
-    o.append("};")
-    o.append("")
-    o.append("static const DsTfLigature ds_tf_ligatures[%d] = {" % len(lig))
-    for k, v in lig:
-        o.append("  { 0x%x, %s }," % (k, c_cps(v, lig_w)))
-    o.append("};")
-    o.append("")
-    o.append("static const DsTfWidth ds_tf_width[%d] = {" % len(width))
-    for k, v in width:
-        o.append("  { 0x%x, %s }," % (k, c_cps(v, width_w)))
-    o.append("};")
-    o.append("")
-    o.append("static const uint32_t ds_tf_controls[%d] = {" % len(controls))
-    for i in range(0, len(controls), 8):
-        o.append("  " + ", ".join("0x%x" % n for n in controls[i:i + 8]) + ",")
-    o.append("};")
+    u32_table("ds_tf_charref_drop", drop)
+    u32_table("ds_tf_c1", [ord(s) for s in c1])
+    map_table("ds_tf_ligatures", lig)
+    map_table("ds_tf_width", width)
+    u32_table("ds_tf_controls", controls)
     with open(OUT, "w") as f:
         f.write("\n".join(o) + "\n")
     print("wrote %s: %d entities, %d+%d charref rules, %d ligatures, %d width, %d controls" % (
