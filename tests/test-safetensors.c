@@ -815,6 +815,51 @@ remove_scratch (void)
   rmdir (scratch);
 }
 
+/* Faults: a file truncated while it is mapped (another program rewriting the
+ * model in place). Reading the lost part raises SIGBUS; it must become an
+ * error naming the file and tensor, and the next load must work. */
+static void
+test_truncated_while_mapped (void)
+{
+  DsError err = { 0 };
+  enum { N = 1 << 20 }; /* 4 MiB: most of it far past the first page */
+  DsTensor big;
+  DS_CHECK_OK (ds_tensor_alloc (&big, DS_DTYPE_F32, 1, (int64_t[]){ N }, &err), &err);
+  if (!big.data)
+    return;
+  for (int i = 0; i < N; i++)
+    ds_tensor_f32 (&big)[i] = (float) i;
+  const char *path = scratch_path ("shrinks.safetensors");
+  DsSafetensorsItem item = { "w", &big };
+  DS_CHECK_OK (ds_safetensors_write (path, &item, 1, NULL, &err), &err);
+  DsSafetensors *st = NULL;
+  DS_CHECK_OK (ds_safetensors_open (path, &st, &err), &err);
+  if (!st)
+    {
+      ds_tensor_free (&big);
+      return;
+    }
+  DS_CHECK (truncate (path, 4096) == 0, "truncate: %s", strerror (errno));
+  DsTensor t = { 0 };
+  DsError e2 = { 0 };
+  DsStatus s = ds_safetensors_load_f32 (st, "w", 1, (int64_t[]){ N }, &t, &e2);
+  DS_CHECK (s == DS_ERR_IO && strstr (e2.message, "shorter") && strstr (e2.message, "'w'")
+                && strstr (e2.message, "shrinks.safetensors") && t.data == NULL,
+            "truncated while mapped: status %d, %s", s, e2.message);
+  ds_safetensors_close (st);
+  /* the guard is released: the file written again loads */
+  DS_CHECK_OK (ds_safetensors_write (path, &item, 1, NULL, &err), &err);
+  DS_CHECK_OK (ds_safetensors_open (path, &st, &err), &err);
+  if (st)
+    {
+      DS_CHECK_OK (ds_safetensors_load_f32 (st, "w", 1, (int64_t[]){ N }, &t, &err), &err);
+      DS_CHECK (t.data && ds_tensor_f32 (&t)[N - 1] == (float) (N - 1), "reload");
+      ds_tensor_free (&t);
+      ds_safetensors_close (st);
+    }
+  ds_tensor_free (&big);
+}
+
 int
 main (void)
 {
@@ -832,6 +877,7 @@ main (void)
   test_python_fixture ();
   test_hardening ();
   test_atomic_targets ();
+  test_truncated_while_mapped ();
   remove_scratch ();
   return ds_test_finish ();
 }

@@ -22,6 +22,9 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -531,6 +534,63 @@ ds_safetensors_metadata (const DsSafetensors *st, const char *key)
   return NULL;
 }
 
+/* A file that shrinks while it is mapped (truncated or rewritten in place by
+ * another program) makes reading past its new end raise SIGBUS, which would
+ * kill the process. Copies out of the mapping run inside a guard: a SIGBUS in
+ * the thread that holds one jumps back and becomes an error; any other SIGBUS
+ * goes to the disposition there was before. */
+static _Thread_local sigjmp_buf *bus_guard;
+static struct sigaction bus_previous;
+static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
+
+static void
+on_sigbus (int sig, siginfo_t *info, void *ctx)
+{
+  if (bus_guard)
+    siglongjmp (*bus_guard, 1);
+  if (bus_previous.sa_flags & SA_SIGINFO)
+    bus_previous.sa_sigaction (sig, info, ctx);
+  else if (bus_previous.sa_handler != SIG_DFL && bus_previous.sa_handler != SIG_IGN)
+    bus_previous.sa_handler (sig);
+  else
+    {
+      signal (SIGBUS, SIG_DFL);
+      raise (SIGBUS);
+    }
+}
+
+static void
+install_bus_handler (void)
+{
+  struct sigaction sa;
+  memset (&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_sigbus;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGBUS, &sa, &bus_previous);
+}
+
+/* ds_convert_to_f32 from the mapping, under the SIGBUS guard. */
+static DsStatus
+convert_guarded (const DsSafetensors *st, const char *name, float *dst,
+                 const DsSafetensorsEntry *e, int64_t n, DsError *err)
+{
+  pthread_once (&bus_once, install_bus_handler);
+  sigjmp_buf jb;
+  if (sigsetjmp (jb, 1))
+    {
+      bus_guard = NULL;
+      return ds_error_set (err, DS_ERR_IO,
+                           "%s: tensor '%s' could not be read: the file is now shorter than "
+                           "when it was opened (truncated or replaced while in use)",
+                           st->path, name);
+    }
+  bus_guard = &jb;
+  DsStatus s = ds_convert_to_f32 (dst, e->data, e->dtype, n, err);
+  bus_guard = NULL;
+  return s;
+}
+
 DsStatus
 ds_safetensors_load_f32 (const DsSafetensors *st, const char *name, int ndim,
                          const int64_t *expected_shape, DsTensor *out, DsError *err)
@@ -556,7 +616,14 @@ ds_safetensors_load_f32 (const DsSafetensors *st, const char *name, int ndim,
     }
   DsStatus s = ds_tensor_alloc (out, DS_DTYPE_F32, e->ndim, e->shape, err);
   if (s == DS_OK)
-    s = ds_convert_to_f32 (ds_tensor_f32 (out), e->data, e->dtype, ds_tensor_numel (out), err);
+    {
+      s = convert_guarded (st, name, ds_tensor_f32 (out), e, ds_tensor_numel (out), err);
+      if (s == DS_ERR_IO)
+        {
+          ds_tensor_free (out);
+          return s;
+        }
+    }
   if (s != DS_OK)
     {
       ds_tensor_free (out);
