@@ -649,6 +649,17 @@ ds_backend_download_f32 (DsBackend *be, const DsTensor *t, float *host, DsError 
   return st;
 }
 
+DsStatus
+ds_backend_download_new_f32 (DsBackend *be, const DsTensor *t, DsTensor *out, DsError *err)
+{
+  DsStatus st = ds_tensor_alloc (out, DS_DTYPE_F32, t->ndim, t->shape, err);
+  if (st == DS_OK)
+    st = ds_backend_download_f32 (be, t, ds_tensor_f32 (out), err);
+  if (st != DS_OK)
+    ds_tensor_free (out);
+  return st;
+}
+
 /* ---- typed wrappers ---- */
 
 DsStatus

@@ -151,6 +151,9 @@ void ds_backend_arena_free (DsBackend *be, DsArena *a);
  * dtype on the backend, rounding to t's dtype; and back, widening to f32. */
 DsStatus ds_backend_upload_f32 (DsBackend *be, DsTensor *t, const float *host, DsError *err);
 DsStatus ds_backend_download_f32 (DsBackend *be, const DsTensor *t, float *host, DsError *err);
+/* Downloads t into *out, a new host f32 tensor of t's shape (freed again on failure). */
+DsStatus ds_backend_download_new_f32 (DsBackend *be, const DsTensor *t, DsTensor *out,
+                                      DsError *err);
 
 /* True when DIFFSCOPE_PROFILE asks ds_op_run to time every op: on the device
  * where the backend has timers (no synchronisation per op), else by the wall

@@ -391,11 +391,7 @@ ds_llava_vision_features (DsLlava *lv, const DsImage *img, DsTensor *clip, DsErr
       st = ds_clip_vision_forward (lv->vision, be, &a, &px, &vis3, err);
     }
   if (st == DS_OK)
-    st = ds_tensor_alloc (clip, DS_DTYPE_F32, 2, (int64_t[]){ N, Cv }, err);
-  if (st == DS_OK)
-    st = ds_backend_download_f32 (be, &vis, ds_tensor_f32 (clip), err);
-  if (st != DS_OK)
-    ds_tensor_free (clip);
+    st = ds_backend_download_new_f32 (be, &vis, clip, err); /* [N, Cv] */
   ds_tensor_free (&px);
   if (vis.data)
     be->tensor_free (be, &vis);
@@ -436,11 +432,7 @@ ds_llava_project (DsLlava *lv, const DsTensor *rows, DsTensor *out, DsError *err
   if (st == DS_OK)
     st = ds_linear (be, &g, &lv->proj2.w, ds_bias (&lv->proj2.b), &y, err);
   if (st == DS_OK)
-    st = ds_tensor_alloc (out, DS_DTYPE_F32, 2, (int64_t[]){ E, C }, err);
-  if (st == DS_OK)
-    st = ds_backend_download_f32 (be, &y, ds_tensor_f32 (out), err);
-  if (st != DS_OK)
-    ds_tensor_free (out);
+    st = ds_backend_download_new_f32 (be, &y, out, err); /* [E, C] */
   DsTensor *dev[] = { &x, &h, &g, &y };
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
     if (dev[i]->data)
@@ -626,11 +618,7 @@ ds_llava_prompt_logits (DsLlava *lv, const int32_t *ids, int64_t n_ids, const Ds
       st = ds_llama_forward (lv->llm, &a, kv, &in, &lg, err);
     }
   if (st == DS_OK)
-    st = ds_tensor_alloc (logits, DS_DTYPE_F32, 2, (int64_t[]){ n_ids, V }, err);
-  if (st == DS_OK)
-    st = ds_backend_download_f32 (be, &lg, ds_tensor_f32 (logits), err);
-  if (st != DS_OK)
-    ds_tensor_free (logits);
+    st = ds_backend_download_new_f32 (be, &lg, logits, err); /* [n_ids, V] */
   if (lg.data)
     be->tensor_free (be, &lg);
   if (dev.data)
