@@ -373,8 +373,18 @@ def cross_layers(unet, level):
                                       n.startswith("up_blocks.%d." % (3 - level)))]
 
 
-def quarter_cross_layers(unet):
-  return cross_layers(unet, 2)
+# The model's default word heat maps: the cross-attention layers at latent
+# side / HEAT_DIVISOR, written into unet/config.json as "_diffscope_heat_divisor"
+# (the engine's default is 4, SD 2.1-base's 16x16 layers at 512). Measured with
+# the pretrained text encoder (docs/shapes.md): the 16x16 layers (divisor 2)
+# point at the named object ~85% of the time from step 250 on, the 8x8 ones
+# (divisor 4) 0.1-0.3 and unsteadily.
+HEAT_DIVISOR = 2
+HEAT_LEVEL = int(math.log2(HEAT_DIVISOR))
+
+
+def default_cross_layers(unet):
+  return cross_layers(unet, HEAT_LEVEL)
 
 
 class PointingEval:
@@ -394,7 +404,7 @@ class PointingEval:
 
   @torch.no_grad()
   def __call__(self, unet, te, alphas):
-    """Pointing with the default aggregation (the quarter-side layers), and, for
+    """Pointing with the default aggregation (default_cross_layers), and, for
     the log, with the layers of each other resolution alone."""
     stores = {lv: [] for lv in (0, 1, 2)}
     layers = {lv: cross_layers(unet, lv) for lv in stores}
@@ -421,8 +431,8 @@ class PointingEval:
       for lv in stores:
         for m, p in zip(layers[lv], old[lv]):
           m.set_processor(p)
-    r = self.score(maps[2])
-    for lv in (0, 1):
+    r = self.score(maps[HEAT_LEVEL])
+    for lv in (lv for lv in (0, 1, 2) if lv != HEAT_LEVEL):
       r["pointing_%d" % int(math.isqrt(maps[lv].shape[1]))] = self.score(maps[lv])["pointing"]
     return r
 
@@ -443,6 +453,114 @@ class PointingEval:
     allh = hits["colour"] + hits["shape"]
     return dict(pointing=float(np.mean(allh)), colour=float(np.mean(hits["colour"])),
                 shape=float(np.mean(hits["shape"])), chance=self.chance, n_words=len(allh))
+
+
+# ---- Stage T: a text encoder pretrained on the world's words ----------------------
+
+def token_targets(tokens, text):
+  """Per-token targets of the text pretraining, from the caption's own words:
+  the colour class (1..4) and the shape class (1..3) of the object a token
+  names, 0 for a token that names no object (articles, "and", relations, start,
+  end, pads), and -100 (ignored) for what a causal encoder cannot know yet at
+  that token: the shape of "red" in "a red circle", the colour of "circle" in
+  "a circle that is red". Also returns the caption's end position (EOS)."""
+  colours, shapes = list(world.COLOURS), list(world.SHAPES)
+  ids = tokens.ids(text)
+  words = [w.replace("</w>", "") for w in tokens.tok.convert_ids_to_tokens(ids)]
+  n = len(ids)
+  col, shp = [0] * n, [0] * n
+  for i, w in enumerate(words):
+    if w in colours and i + 1 < n and words[i + 1] in shapes:          # "red circle"
+      col[i], shp[i] = 1 + colours.index(w), -100
+      col[i + 1], shp[i + 1] = 1 + colours.index(w), 1 + shapes.index(words[i + 1])
+    elif (w in shapes and i + 3 < n and words[i + 1:i + 3] == ["that", "is"]
+          and words[i + 3] in colours):                                  # "circle that is red"
+      col[i], shp[i] = -100, 1 + shapes.index(w)
+      col[i + 3], shp[i + 3] = 1 + colours.index(words[i + 3]), 1 + shapes.index(w)
+  return col, shp, ids.index(49407)
+
+
+def pretrain_te(args):
+  """Stage T: the text encoder alone, on the world's captions, then frozen for
+  stage B, as SD's text encoder was pretrained (by CLIP) and frozen.
+
+  Objective (text only; no image and no attention map is involved): from each
+  token's output, linear heads predict the colour and the shape of the object
+  that token names (token_targets), and the outputs of the end token and the
+  pads after it are pulled to those of the empty caption. So a word's output
+  says which object it is about, and the tokens after the caption carry
+  nothing of it. The joint training of stage B does the opposite: its causal
+  encoder packs the whole scene into the pads, the UNet reads that summary
+  with attention spread over every token, and no pixel needs to find its own
+  word (docs/shapes.md)."""
+  logp = os.path.join(CKPT_DIR, "train.log")
+  tokens = Tokens(args.cache)
+  world_ids = world_token_ids(tokens)
+  _, te = build_unet_te(args.seed + 2000, world_ids)
+  H = TEXT_CONFIG["hidden_size"]
+  torch.manual_seed(args.seed + 2000)
+  heads = torch.nn.ModuleDict(dict(colour=torch.nn.Linear(H, 1 + len(world.COLOURS)),
+                                   shape=torch.nn.Linear(H, 1 + len(world.SHAPES))))
+  emb = te.get_input_embeddings().weight
+  params = list(te.parameters()) + list(heads.parameters())
+  opt = torch.optim.AdamW(params, lr=args.te_lr, weight_decay=0.01)
+  keep = torch.zeros(emb.shape[0], 1)
+  keep[torch.tensor(world_ids)] = 1
+  empty = tokens.batch([""])
+  log("stage T: text encoder %d params, %d steps of %d captions, lr %g" % (
+      sum(p.numel() for p in te.parameters()), args.te_steps, args.te_batch, args.te_lr), logp)
+  t0 = time.time()
+  rng = np.random.default_rng([args.seed, 11])
+  pool = [world.make_scene(rng)["objects"] for _ in range(4000)]   # scenes of the world (seed 1's
+  targets = {}                                                     # training set is not used)
+  for step in range(args.te_steps):
+    rng = np.random.default_rng([args.seed, 11, step])
+    caps = ["" if rng.random() < 0.05 else
+            train_caption(pool[int(rng.integers(len(pool)))], rng, 0.5)
+            for _ in range(args.te_batch)]
+    for c in caps:
+      if c not in targets:
+        targets[c] = token_targets(tokens, c)
+    tg = [targets[c] for c in caps]
+    ids = torch.cat([tokens.batch(caps), empty])
+    h = te(ids)[0]
+    hc, h0 = h[:-1], h[-1:]
+    col = torch.tensor([t[0] for t in tg])
+    shp = torch.tensor([t[1] for t in tg])
+    # Each head's cross-entropy is the mean over the tokens that name an object
+    # plus the mean over those that name none: most of 77 tokens are pads, and a
+    # plain mean would be met by always answering "none".
+    def balanced_ce(logits, target):
+      ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=-100,
+                           reduction="none").view(target.shape)
+      named, none = target > 0, target == 0
+      return ce[named].mean() + ce[none].mean()
+    l_col = balanced_ce(heads["colour"](hc), col)
+    l_shp = balanced_ce(heads["shape"](hc), shp)
+    after = torch.zeros(len(caps), ids.shape[1], dtype=torch.bool)
+    for i, t in enumerate(tg):
+      after[i, t[2]:] = True
+    d = (hc - h0).pow(2).mean(-1)                      # [B, 77]
+    l_pad = d[after].mean()
+    loss = l_col + l_shp + args.te_pad_weight * l_pad
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    emb.grad *= keep                                   # only the world's rows move
+    opt.step()
+    if step % 50 == 0 or step == args.te_steps - 1:
+      with torch.no_grad():       # accuracy on the tokens that name an object
+        m = col > 0
+        acc_c = float((heads["colour"](hc).argmax(-1) == col)[m].float().mean())
+        m = shp > 0
+        acc_s = float((heads["shape"](hc).argmax(-1) == shp)[m].float().mean())
+      log("te step %d  colour CE %.4f (acc %.4f)  shape CE %.4f (acc %.4f)  pad distance %.2e  "
+          "%.0f s" % (step, l_col.item(), acc_c, l_shp.item(), acc_s, l_pad.item(),
+                      time.time() - t0), logp)
+  with torch.no_grad():
+    emb.mul_(keep)
+  save_atomic(dict(te=te_state_sparse(te, world_ids), world_ids=world_ids, steps=args.te_steps,
+                   args=vars(args)), os.path.join(CKPT_DIR, "te-pretrained.pt"))
+  log("stage T done in %.1f min -> te-pretrained.pt" % ((time.time() - t0) / 60), logp)
 
 
 # ---- Stage B: UNet + text encoder -----------------------------------------------------
@@ -528,7 +646,17 @@ def train_unet(args):
   # attention: nothing then asks a pixel to find its own word. Frozen, the
   # tokens stay mostly themselves and the UNet has to look words up.
   switched = False
-  if args.te == "frozen":
+  if args.te == "pretrained":
+    # Stage T's encoder, frozen (see pretrain_te). A resumed run has it in its checkpoint.
+    if not (args.resume and os.path.exists(latest) and ck.get("te_mode") == "pretrained"):
+      pt = torch.load(os.path.join(CKPT_DIR, "te-pretrained.pt"), weights_only=False)
+      te_load_sparse(te, pt["te"], pt["world_ids"])
+      switched = True
+      log("text encoder: stage T's (te-pretrained.pt, %d steps), frozen from step %d" % (
+          pt["steps"], step), logp)
+    for p in te.parameters():
+      p.requires_grad_(False)
+  elif args.te == "frozen":
     resumed_frozen = args.resume and os.path.exists(latest) and ck.get("te_mode") == "frozen"
     if not resumed_frozen:
       switched = True
@@ -592,10 +720,12 @@ def train_unet(args):
     r.update(step=step, minutes=round(minutes, 2), loss=round(float(np.mean(losses[-200:])), 5)
              if losses else None)
     curve.append(r)
-    log("eval step %d: pointing %.3f (colour %.3f, shape %.3f; chance %.3f; 16x16 layers "
-        "alone %.3f, 32x32 %.3f; raw weights %.3f) [%.0f s]" % (
-        step, r["pointing"], r["colour"], r["shape"], r["chance"], r.get("pointing_16", -1),
-        r.get("pointing_32", -1), r.get("raw_pointing", r["pointing"]), time.time() - t0), logp)
+    others = "; ".join("%s alone %.3f" % (k[9:] + "x" + k[9:], v) for k, v in sorted(r.items())
+                       if k.startswith("pointing_"))
+    log("eval step %d: pointing %.3f at the default layers (colour %.3f, shape %.3f; chance "
+        "%.3f; %s; raw weights %.3f) [%.0f s]" % (
+        step, r["pointing"], r["colour"], r["shape"], r["chance"], others,
+        r.get("raw_pointing", r["pointing"]), time.time() - t0), logp)
     with open(os.path.join(CKPT_DIR, "pointing.json"), "w") as f:
       json.dump(curve, f, indent=1)
     if r["pointing"] >= best:
@@ -630,7 +760,7 @@ def train_unet(args):
     lr = args.lr * min(1.0, (step + 1) / args.warmup)
     for pg in opt.param_groups:
       pg["lr"] = lr
-    if args.te == "frozen":
+    if args.te != "train":
       with torch.no_grad():
         ctx = te(ids)[0]
     else:
@@ -678,7 +808,7 @@ def train_unet(args):
 def main():
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("--stage", choices=("all", "vae", "latents", "unet"), default="all")
+  ap.add_argument("--stage", choices=("all", "vae", "latents", "te", "unet"), default="all")
   ap.add_argument("--resume", action="store_true", help="stage B: continue unet-latest.pt")
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--threads", type=int, default=2)
@@ -701,9 +831,14 @@ def main():
   ap.add_argument("--subset", type=float, default=0.5,
                   help="probability of a caption naming only some objects of a multi-object "
                        "scene (0: always all, as the first 2600 steps)")
-  ap.add_argument("--te", choices=("train", "frozen"), default="frozen",
-                  help="the text encoder: trained jointly (as the first 3600 steps) or a frozen "
-                       "random one (re-initialised when a run switches to it)")
+  ap.add_argument("--te", choices=("pretrained", "train", "frozen"), default="pretrained",
+                  help="the text encoder: stage T's, frozen (the shipped recipe); trained jointly "
+                       "with the UNet (the first run's); or a frozen random one")
+  ap.add_argument("--te-steps", type=int, default=1500, help="stage T: steps")
+  ap.add_argument("--te-batch", type=int, default=128, help="stage T: captions a step")
+  ap.add_argument("--te-lr", type=float, default=1e-3, help="stage T: learning rate")
+  ap.add_argument("--te-pad-weight", type=float, default=10.0,
+                  help="stage T: weight of the pull of the end and pad outputs to the empty caption's")
   ap.add_argument("--ema", type=float, default=0.998,
                   help="EMA decay of the evaluated/exported weights (0: none, as the first 2500 steps)")
   ap.add_argument("--snr-gamma", type=float, default=5.0,
@@ -721,6 +856,8 @@ def main():
     if args.stage == "latents":
       vae, _ = load_vae()
     make_latents(args, vae.eval())
+  if args.stage in ("all", "te"):
+    pretrain_te(args)
   if args.stage in ("all", "unet"):
     train_unet(args)
 
