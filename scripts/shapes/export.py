@@ -45,8 +45,9 @@ def load_trained(which):
   ck = torch.load(os.path.join(T.CKPT_DIR, "best.pt" if which == "best" else "unet-latest.pt"),
                   weights_only=False)
   unet, te = T.build_unet_te(0, ck["world_ids"])
-  unet.load_state_dict(ck["unet"])
-  T.te_load_sparse(te, ck["te"], ck["world_ids"])
+  # the EMA weights are what training evaluates (best.pt holds only them)
+  unet.load_state_dict(ck.get("ema_unet", ck["unet"]))
+  T.te_load_sparse(te, ck.get("ema_te", ck["te"]), ck["world_ids"])
   return vae.eval(), unet.eval(), te.eval(), vck, ck
 
 
@@ -65,6 +66,12 @@ def export(out, vae, unet, te, info):
   for name, m in (("unet", unet), ("vae", vae)):
     d = os.path.join(out, name)
     m.save_pretrained(d, safe_serialization=True)
+    if name == "unet":   # the engine's default heat-map layers for this model (train.HEAT_DIVISOR)
+      cp = os.path.join(d, "config.json")
+      with open(cp) as f:
+        cfg = json.load(f)
+      cfg["_diffscope_heat_divisor"] = T.HEAT_DIVISOR
+      write_json(cp, cfg)
     w = os.path.join(d, "diffusion_pytorch_model.safetensors")
     sd = load_file(w)
     os.remove(w)
@@ -100,9 +107,10 @@ def export(out, vae, unet, te, info):
 
 def write_readme(out, info):
   ev = info["eval"] or {}
-  curve = "\n".join("| %d | %s | %.3f | %.3f | %.3f |" % (
-      c["step"], "%.4f" % c["loss"] if c.get("loss") is not None else "-", c["pointing"],
-      c["colour"], c["shape"]) for c in info["pointing_curve"]) or "| - | - | - | - | - |"
+  curve = "\n".join("| %d | %s | %s | %s | %s |" % (
+      c["step"], "%.4f" % c["loss"] if c.get("loss") is not None else "-",
+      *("%.3f" % c[k] if c.get(k) is not None else "-" for k in ("p16", "p8", "p32")))
+      for c in info["pointing_curve"]) or "| - | - | - | - | - |"
   p = info["params"]
   text = f"""# shapes: a toy Stable Diffusion trained on synthetic scenes
 
@@ -122,8 +130,10 @@ is measured below and in tests/test-shapes.c.
 
 Its native size is 128 (the default of the CLI and the explorer: the VAE
 downsamples by 4, 128 px -> 32x32x4 latent; cross-attention at 32x32, 16x16,
-8x8 and 4x4 in the mid block); the default word maps are the 8x8 layers, a
-quarter of the latent side.
+8x8 and 4x4 in the mid block); the default word maps are the 16x16 layers,
+half the latent side (`"_diffscope_heat_divisor": 2` in unet/config.json: the
+layers where this model's words were measured to point at their objects; SD
+2.1-base's default is a quarter of the latent side, its 16x16 layers at 512).
 
 | part | what | parameters |
 |---|---|---|
@@ -144,10 +154,15 @@ On 2 CPU cores (torch, `torch.set_num_threads(2)`), shared with other jobs:
   edge + 1e-4 KL on freshly generated scenes (64 px crops, then full 128 px);
   full-image PSNR {info["vae_psnr_db"]} dB; scaling_factor = 1 / std of the
   latent means.
-* Stage B, UNet + text encoder jointly: epsilon-prediction MSE at uniform random
+* Stage T, text encoder alone, on the world's captions (no images): linear
+  heads on each token's output predict the colour and shape of the object the
+  token names, and the outputs after the caption are pulled to the empty
+  caption's; then frozen, as SD's CLIP encoder is.
+* Stage B, UNet: epsilon-prediction MSE (min-SNR weighted) at uniform random
   t, batches of a fixed set of 20,000 scenes (seed 1) encoded once (posterior
-  mean x scaling), a random caption template per scene per step, 15% empty
-  captions, AdamW with warmup. The recipe changed along the way: docs/shapes.md
+  mean x scaling), a random caption template per scene per step (half of the
+  multi-object ones naming only some objects), 15% empty captions, AdamW with
+  warmup, an EMA of the weights. The recipe changed along the way: docs/shapes.md
   lists every change with the step it took effect, and
   scripts/shapes/checkpoints/train.log has every command that was run. This
   export is from step **{info["unet_step"]}** ({info["unet_minutes"]} min of
@@ -155,7 +170,8 @@ On 2 CPU cores (torch, `torch.set_num_threads(2)`), shared with other jobs:
 
 ```sh
 python3 scripts/shapes/train.py --stage vae; python3 scripts/shapes/train.py --stage latents
-python3 scripts/shapes/train.py --stage unet --resume [options as in train.log]
+python3 scripts/shapes/train.py --stage te --te-steps 400
+python3 scripts/shapes/train.py --stage unet --batch 16 --lr 1e-3 [--resume]
 scripts/shapes/publish {info["checkpoint"]}    # export + goldens + pictures + test-shapes
 ```
 
@@ -165,15 +181,19 @@ POINTING on 100 two-object scenes of seed 7000 (never trained on, but used
 to pick the exported step; the untouched held-out numbers are
 tests/test-shapes.c's on seed 9000, in docs/shapes.md): for every colour and
 shape word of "a <colour> <shape> and a <colour> <shape>", the argmax of its
-cross-attention map (mean over heads and over the three 8x8 cross-attention
-layers D-L2-R0, U-L1-R0, U-L1-R1; t in 100, 200, 300, 400, 500; cond half;
+cross-attention map (mean over heads and over the three 16x16 cross-attention
+layers D-L1-R0, U-L2-R0, U-L2-R1; t in 100, 200, 300, 400, 500; cond half;
 bilinear to 128x128) lies inside that object's mask. Chance (mean mask area):
 {(info["chance"] or 0):.3f}.
 
 This model: pointing **{ev.get("pointing", float("nan")):.3f}** (colour words
 {ev.get("colour", float("nan")):.3f}, shape words {ev.get("shape", float("nan")):.3f}).
 
-| step | loss (last 200) | pointing | colour | shape |
+The curve below is this run's (pointing at the 16x16 default layers, and at
+the 8x8 and 32x32 layers alone); the first run's, with a text encoder trained
+jointly with the UNet, is in docs/shapes.md.
+
+| step | loss (last 200) | 16x16 (default) | 8x8 | 32x32 |
 |---|---|---|---|---|
 {curve}
 
@@ -212,6 +232,25 @@ def check(out, vae, unet, te):
   print("vae scaling_factor", v2.config.scaling_factor)
 
 
+def curve_row(c):
+  """One evaluation of pointing.json as {step, loss, p8, p16, p32}. Entries
+  written while the default layers were the 8x8 ones have "pointing" at 8x8
+  and "pointing_16"; later ones "pointing" at 16x16 and "pointing_8"."""
+  if "pointing_8" in c:
+    p8, p16 = c["pointing_8"], c["pointing"]
+  else:
+    p8, p16 = c["pointing"], c.get("pointing_16")
+  return dict(step=c["step"], loss=c.get("loss"), p8=p8, p16=p16, p32=c.get("pointing_32"))
+
+
+def fresh_eval(vae, unet, te):
+  """Pointing of the exported (fp16-rounded) weights at the default layers, on
+  the evaluation scenes of training (seed 7000)."""
+  tokens = T.Tokens(T.os.environ.get("SHAPES_CACHE", "/tmp/shapes-cache"))
+  with torch.no_grad():
+    return T.PointingEval(vae, tokens)(unet, te, T.sched_alphas())
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -231,15 +270,14 @@ def main():
       what="toy shapes model: Stable Diffusion 2.x architecture, trained on synthetic "
            "shapes-world scenes (scripts/shapes)",
       checkpoint=args.which, unet_step=ck["step"], unet_minutes=round(ck.get("minutes", 0), 1),
-      eval=ck.get("eval") or (curve[-1] if curve else None),
+      eval=fresh_eval(vae, unet, te),
       vae_steps=vck["steps"], vae_minutes=round(vck["minutes"], 1), vae_psnr_db=round(vck["psnr"], 2),
       scaling_factor=vck["scaling_factor"],
       params=dict(unet=sum(x.numel() for x in unet.parameters()),
                   vae=sum(x.numel() for x in vae.parameters()),
                   text_encoder=sum(x.numel() for x in te.parameters()),
                   trained_embedding_rows=len(ck["world_ids"])),
-      pointing_curve=[dict(step=c["step"], pointing=c["pointing"], colour=c["colour"],
-                           shape=c["shape"], loss=c.get("loss")) for c in curve],
+      pointing_curve=[curve_row(c) for c in curve],
       chance=curve[-1]["chance"] if curve else None)
   export(args.out, vae, unet, te, info)
   write_readme(args.out, info)
