@@ -15,6 +15,8 @@
 #include <glib/gstdio.h>
 #include <gtk/gtk.h>
 #include <math.h>
+#include <signal.h>
+#include <sys/resource.h>
 
 #include "ds-answer-view.h"
 #include "ds-block-picker.h"
@@ -291,6 +293,48 @@ test_exports (void)
   g_assert_nonnull (c);
   g_assert_cmpstr (ds_safetensors_metadata (sf, "prompt"), ==, "a red disc above a triangle");
   ds_safetensors_close (sf);
+  /* A full disk: writes past 1 KiB fail as on a full disk (RLIMIT_FSIZE, with
+   * SIGXFSZ ignored they return EFBIG). Both exports report it, in the window
+   * and as a GError, and the files already there stay byte for byte, with no
+   * temporary file left beside them. */
+  {
+    g_autofree char *png_before = NULL, *st_before = NULL;
+    gsize png_len = 0, st_len = 0;
+    g_assert_true (g_file_get_contents (png, &png_before, &png_len, NULL));
+    g_assert_true (g_file_get_contents (st, &st_before, &st_len, NULL));
+    g_assert_cmpuint (png_len, >, 1024);
+    g_assert_cmpuint (st_len, >, 1024);
+    struct rlimit old_lim, small;
+    g_assert_cmpint (getrlimit (RLIMIT_FSIZE, &old_lim), ==, 0);
+    small = old_lim;
+    small.rlim_cur = 1024;
+    void (*old_xfsz) (int) = signal (SIGXFSZ, SIG_IGN);
+    g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &small), ==, 0);
+    g_autoptr (GError) full = NULL;
+    gboolean png_ok = ds_window_export_png (win, png, &full);
+    ds_window_export_features (win, st);
+    wait_idle ();
+    g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &old_lim), ==, 0);
+    signal (SIGXFSZ, old_xfsz);
+    g_assert_false (png_ok);
+    g_assert_nonnull (full);
+    g_assert_nonnull (strstr (full->message, "view.png"));
+    const char *shown = ds_window_get_error (win);
+    g_assert_nonnull (shown);
+    g_assert_nonnull (strstr (shown, "features.safetensors"));
+    g_autofree char *png_after = NULL, *st_after = NULL;
+    gsize png_len2 = 0, st_len2 = 0;
+    g_assert_true (g_file_get_contents (png, &png_after, &png_len2, NULL));
+    g_assert_true (g_file_get_contents (st, &st_after, &st_len2, NULL));
+    g_assert_true (png_len2 == png_len && memcmp (png_after, png_before, png_len) == 0);
+    g_assert_true (st_len2 == st_len && memcmp (st_after, st_before, st_len) == 0);
+    GDir *d = g_dir_open (dir, 0, NULL);
+    int n_files = 0;
+    while (g_dir_read_name (d))
+      n_files++;
+    g_dir_close (d);
+    g_assert_cmpint (n_files, ==, 2);
+  }
   /* a folder that does not exist: an error in the window, nothing crashes */
   g_autofree char *bad = g_build_filename (dir, "missing", "f.safetensors", NULL);
   ds_window_export_features (win, bad);
