@@ -462,7 +462,7 @@ ds_unet_config_parse (const char *json_text, const char *path, DsUnetConfig *out
   TRY (cfg_int (&c, "in_channels", 4, 1, 1 << 16, &u.in_channels));
   TRY (cfg_int (&c, "out_channels", 4, 1, 1 << 16, &u.out_channels));
   TRY (unet_sample_size (&c, &u.sample_size));
-  TRY (cfg_int (&c, "_diffscope_heat_divisor", 4, 1, 64, &u.heat_divisor));
+  TRY (cfg_int (&c, "_diffscope_heat_divisor", DS_UNET_HEAT_DIVISOR_DEFAULT, 1, 64, &u.heat_divisor));
   TRY (cfg_level_ints (&c, "block_out_channels", def_channels, 4, u.block_out_channels,
                        &u.n_levels));
   int down[DS_MAX_LEVELS], up[DS_MAX_LEVELS];

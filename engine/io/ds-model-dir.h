@@ -62,6 +62,8 @@ typedef struct {
   int heat_divisor;
 } DsUnetConfig;
 
+#define DS_UNET_HEAT_DIVISOR_DEFAULT 4
+
 typedef struct {
   int in_channels, latent_channels;
   int n_levels;

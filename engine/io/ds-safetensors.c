@@ -570,10 +570,10 @@ install_bus_handler (void)
   sigaction (SIGBUS, &sa, &bus_previous);
 }
 
-/* ds_convert_to_f32 from the mapping, under the SIGBUS guard. */
+/* ds_convert_to_f32 from the mapping, under the SIGBUS guard (the caller
+ * prefixes the file and tensor to any error). */
 static DsStatus
-convert_guarded (const DsSafetensors *st, const char *name, float *dst,
-                 const DsSafetensorsEntry *e, int64_t n, DsError *err)
+convert_guarded (float *dst, const DsSafetensorsEntry *e, int64_t n, DsError *err)
 {
   pthread_once (&bus_once, install_bus_handler);
   sigjmp_buf jb;
@@ -581,9 +581,8 @@ convert_guarded (const DsSafetensors *st, const char *name, float *dst,
     {
       bus_guard = NULL;
       return ds_error_set (err, DS_ERR_IO,
-                           "%s: tensor '%s' could not be read: the file is now shorter than "
-                           "when it was opened (truncated or replaced while in use)",
-                           st->path, name);
+                           "could not be read: the file is now shorter than when it was "
+                           "opened (truncated or replaced while in use)");
     }
   bus_guard = &jb;
   DsStatus s = ds_convert_to_f32 (dst, e->data, e->dtype, n, err);
@@ -616,14 +615,7 @@ ds_safetensors_load_f32 (const DsSafetensors *st, const char *name, int ndim,
     }
   DsStatus s = ds_tensor_alloc (out, DS_DTYPE_F32, e->ndim, e->shape, err);
   if (s == DS_OK)
-    {
-      s = convert_guarded (st, name, ds_tensor_f32 (out), e, ds_tensor_numel (out), err);
-      if (s == DS_ERR_IO)
-        {
-          ds_tensor_free (out);
-          return s;
-        }
-    }
+    s = convert_guarded (ds_tensor_f32 (out), e, ds_tensor_numel (out), err);
   if (s != DS_OK)
     {
       ds_tensor_free (out);

@@ -46,7 +46,7 @@ untrained_configs (DsModelDir *d)
     .layers_per_block = 2, .heads = { 1, 2, 4, 4 }, .cross_attention_dim = 64,
     .use_linear_projection = true, .norm_num_groups = 16, .norm_eps = 1e-5f,
     .flip_sin_to_cos = true, .freq_shift = 0, .downsample_padding = 1,
-    .mid_block_scale_factor = 1, .transformer_layers_per_block = 1, .heat_divisor = 4,
+    .mid_block_scale_factor = 1, .transformer_layers_per_block = 1, .heat_divisor = DS_UNET_HEAT_DIVISOR_DEFAULT,
   };
   DsVaeConfig v = {
     .in_channels = 3, .latent_channels = 4, .n_levels = 4,
@@ -219,7 +219,8 @@ int
 ds_pipeline_heat_side (const DsPipeline *p, int size)
 {
   /* 0: a config made in code rather than parsed (tests); the parser's default */
-  const int div = p->dir.unet.heat_divisor > 0 ? p->dir.unet.heat_divisor : 4;
+  const int div = p->dir.unet.heat_divisor > 0 ? p->dir.unet.heat_divisor
+                                                   : DS_UNET_HEAT_DIVISOR_DEFAULT;
   return ds_pipeline_latent_shape (p, size).h / div;
 }
 
