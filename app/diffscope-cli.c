@@ -55,6 +55,8 @@ usage (FILE *f)
          "                    or cuda; also DIFFSCOPE_DEVICE\n"
          "  --precision P     what CUDA computes in: f16 (default), bf16, or f32 (strict,\n"
          "                    for reference checks); the CPU computes in f32\n"
+         "                    DIFFSCOPE_GPU_MEMORY=6G (K, M, G or bytes) caps the device\n"
+         "                    memory CUDA allocates: past it, out of device memory\n"
          "request:\n"
          "  --image FILE      PNG or JPEG (render: a second one for a joint PCA pair view;\n"
          "                    score: repeatable)\n"

@@ -212,17 +212,24 @@ ds_explorer_open (const char *model_dir, const char *device, GError **error)
   return ds_explorer_new (be, p, note, error);
 }
 
+/* DIFFSCOPE_CACHE_MB: the bound on cached UNet results (default 256 MiB,
+ * ds-session.h); the soak test sets a small one so the cache fills early. */
+static DsSessionLimits
+session_limits (void)
+{
+  DsSessionLimits lim = { 0 };
+  const char *mb = g_getenv ("DIFFSCOPE_CACHE_MB");
+  if (mb && g_ascii_strtoll (mb, NULL, 10) > 0)
+    lim.result_bytes = (size_t) g_ascii_strtoll (mb, NULL, 10) << 20;
+  return lim;
+}
+
 DsExplorer *
 ds_explorer_new (DsBackend *be, DsPipeline *p, const char *note, GError **error)
 {
   DsError err = { 0 };
   DsSession *s = NULL;
-  /* DIFFSCOPE_CACHE_MB: the bound on cached UNet results (default 256 MiB,
-   * ds-session.h); the soak test sets a small one so the cache fills early */
-  DsSessionLimits lim = { 0 };
-  const char *mb = g_getenv ("DIFFSCOPE_CACHE_MB");
-  if (mb && g_ascii_strtoll (mb, NULL, 10) > 0)
-    lim.result_bytes = (size_t) g_ascii_strtoll (mb, NULL, 10) << 20;
+  DsSessionLimits lim = session_limits ();
   if (ds_session_new (p, &lim, &s, &err))
     {
       ds_backend_free (be);
@@ -621,9 +628,63 @@ now_ms (void)
   return g_get_monotonic_time () / 1e3;
 }
 
+static DsStatus run_query_once (DsExplorer *x, const DsExploreParams *p, const DsImage *image,
+                                const char *prompt, const DsRunControl *ctl,
+                                DsSessionResult **out, DsError *err);
+
+/* The GPU was lost (a fault that ends the CUDA context, be->lost): the same
+ * model opens again on the CPU, the device label says why, and the lost
+ * backend goes. The caches go with the old session; cached blocks are host
+ * data and stay. */
+static DsStatus
+move_to_cpu (DsExplorer *x, DsError *err)
+{
+  const DsPipeline *old = ds_session_pipeline (x->session);
+  if (ds_pipeline_is_untrained (old))
+    return err->code; /* a test fixture: nothing to reopen it from */
+  DsBackend *cpu = ds_backend_cpu_new (err);
+  if (!cpu)
+    return err->code;
+  DsPipeline *p = NULL;
+  DsStatus st = ds_pipeline_is_builtin (old)
+                  ? ds_pipeline_open_builtin (ds_data_dir (), cpu, &p, err)
+                  : ds_pipeline_open (ds_pipeline_model (old)->root, cpu, &p, err);
+  DsSession *s = NULL;
+  DsSessionLimits lim = session_limits ();
+  if (st == DS_OK)
+    st = ds_session_new (p, &lim, &s, err); /* takes p, also on failure */
+  if (st != DS_OK)
+    {
+      ds_backend_free (cpu);
+      return ds_error_prefix (err, st, "moving to the CPU after the GPU failed");
+    }
+  ds_session_free (x->session);
+  ds_backend_free (x->be);
+  x->session = s;
+  x->be = cpu;
+  snprintf (x->device, sizeof x->device,
+            "%s — the GPU failed and cannot be used again until Diffscope restarts", cpu->name);
+  return DS_OK;
+}
+
 static DsStatus
 run_query (DsExplorer *x, const DsExploreParams *p, const DsImage *image, const char *prompt,
            const DsRunControl *ctl, DsSessionResult **out, DsError *err)
+{
+  DsStatus st = run_query_once (x, p, image, prompt, ctl, out, err);
+  if (st == DS_ERR_DEVICE && x->be->lost)
+    {
+      g_message ("%s; moving to the CPU", err->message);
+      if (move_to_cpu (x, err) == DS_OK)
+        st = run_query_once (x, p, image, prompt, ctl, out, err);
+    }
+  return st;
+}
+
+static DsStatus
+run_query_once (DsExplorer *x, const DsExploreParams *p, const DsImage *image,
+                const char *prompt, const DsRunControl *ctl, DsSessionResult **out,
+                DsError *err)
 {
   DsQuery q = ds_query_default (x->session);
   q.image = image;

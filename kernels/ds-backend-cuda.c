@@ -35,6 +35,15 @@
  * Every CUDA and cuBLAS status is checked; failures become DS_ERR_DEVICE
  * naming the op and the call (out of memory also says how much was asked and
  * how much is free). Shapes were asserted by ds_op_run; this file trusts them.
+ *
+ * A memory cap (DIFFSCOPE_GPU_MEMORY at creation, or
+ * ds_cuda_backend_set_memory_cap) bounds what this backend allocates: past
+ * it an allocation fails as if the device were full. After a failure the
+ * backend checks whether the device still answers: a launch error is not
+ * sticky and the next call works, but a fault inside a kernel (an illegal
+ * address) loses the CUDA context for the whole process. Then be->lost is
+ * set, the error says so, and every later call fails at once naming the first
+ * failure: the caller moves to another backend (ds-session.h).
  */
 #include "ds-cuda.h"
 
@@ -45,6 +54,7 @@
 #include <cublasLt.h>
 #pragma GCC diagnostic pop
 #include <cublas_v2.h>
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -114,6 +124,9 @@ typedef struct {
   DsCudaConvStats conv_stats;
   cudaEvent_t *timer_events; /* 2 * TIMER_SLOTS start/end pairs, made on first use */
   int timer_used;        /* slots handed out since the last timer_reset */
+  size_t mem_used;       /* device bytes this backend holds (tensors, scratch, workspace) */
+  size_t mem_cap;        /* at most this many; 0: no cap but the device's */
+  char lost_why[200];    /* the failure that lost the device (be.lost) */
 } CudaImpl;
 
 static CudaImpl *
@@ -153,17 +166,28 @@ blas_fail (cublasStatus_t s, DsError *err, const char *what)
       return st_;                                                                              \
   } while (0)
 
-/* cudaMalloc with an error that says what wanted the memory and what was left.
- * Zero bytes give NULL without asking the driver. */
+/* cudaMalloc with an error that says what wanted the memory and what was left
+ * (of the device, or of the cap). Zero bytes give NULL without asking the
+ * driver. Counted in impl->mem_used until device_free. */
 static DsStatus
-device_malloc (void **p, size_t bytes, const char *what, DsError *err)
+device_malloc (CudaImpl *impl, void **p, size_t bytes, const char *what, DsError *err)
 {
   *p = NULL;
   if (bytes == 0)
     return DS_OK;
+  const size_t cap_left = impl->mem_used < impl->mem_cap ? impl->mem_cap - impl->mem_used : 0;
+  if (impl->mem_cap && bytes > cap_left)
+    return ds_error_set (err, DS_ERR_DEVICE,
+                         "CUDA backend: out of device memory: %s needs %.1f MiB, "
+                         "%.1f MiB free of the %.1f MiB cap (DIFFSCOPE_GPU_MEMORY)",
+                         what, bytes / 1048576.0, cap_left / 1048576.0,
+                         impl->mem_cap / 1048576.0);
   cudaError_t e = cudaMalloc (p, bytes);
   if (e == cudaSuccess)
-    return DS_OK;
+    {
+      impl->mem_used += bytes;
+      return DS_OK;
+    }
   *p = NULL;
   cudaGetLastError (); /* an allocation failure is not sticky: clear it */
   if (e != cudaErrorMemoryAllocation)
@@ -183,12 +207,49 @@ device_malloc (void **p, size_t bytes, const char *what, DsError *err)
                        what, bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0);
 }
 
-/* Makes the backend's device current for this thread (cheap when it already is). */
+static void
+device_free (CudaImpl *impl, void *p, size_t bytes)
+{
+  if (!p)
+    return;
+  cudaFree (p);
+  impl->mem_used -= bytes < impl->mem_used ? bytes : impl->mem_used;
+}
+
+/* Makes the backend's device current for this thread (cheap when it already
+ * is); fails at once when the device was lost. */
 static DsStatus
 enter (CudaImpl *impl, DsError *err)
 {
+  if (impl->be.lost)
+    return ds_error_set (err, DS_ERR_DEVICE,
+                         "CUDA backend: the GPU failed earlier (%s) and cannot be used again "
+                         "by this process",
+                         impl->lost_why);
   CUDA_TRY (cudaSetDevice (impl->device), "cudaSetDevice");
   return DS_OK;
+}
+
+/* After a failed call: clears a launch error (not sticky) and asks the device
+ * whether it still works. A sticky error means the context is lost: marks
+ * the backend and says so in err (which holds the failure). */
+static DsStatus
+check_lost (CudaImpl *impl, DsStatus st, DsError *err)
+{
+  if (st != DS_ERR_DEVICE || impl->be.lost || impl->capturing)
+    return st;
+  cudaGetLastError ();
+  cudaError_t e = cudaStreamSynchronize (impl->stream);
+  if (e == cudaSuccess)
+    e = cudaGetLastError ();
+  if (e == cudaSuccess)
+    return st;
+  impl->be.lost = true;
+  snprintf (impl->lost_why, sizeof impl->lost_why, "%s", cudaGetErrorName (e));
+  return ds_error_prefix (err, st,
+                          "the GPU cannot be used again by this process (%s is sticky: "
+                          "restart, or compute on the CPU)",
+                          cudaGetErrorName (e));
 }
 
 /* At least `bytes` of scratch, or NULL with err set. */
@@ -212,7 +273,7 @@ cuda_scratch (CudaImpl *impl, size_t bytes, DsError *err)
     }
   impl->scratch = NULL;
   impl->scratch_bytes = 0;
-  if (device_malloc (&impl->scratch, bytes,
+  if (device_malloc (impl, &impl->scratch, bytes,
                      "the backend's scratch (im2col columns, attention scores)", err))
     return NULL;
   impl->scratch_bytes = bytes;
@@ -1108,8 +1169,9 @@ cuda_run (DsBackend *be, const DsOpCall *c, DsError *err)
     {
       char s[96];
       const DsTensor *d = c->dst;
-      return ds_error_prefix (err, st, "%s -> %s", ds_op_name (c->op),
-                              ds_shape_str (d->ndim, d->shape, s, sizeof s));
+      ds_error_prefix (err, st, "%s -> %s", ds_op_name (c->op),
+                       ds_shape_str (d->ndim, d->shape, s, sizeof s));
+      return check_lost (impl, st, err);
     }
   return st;
 }
@@ -1130,7 +1192,7 @@ cuda_tensor_alloc (DsBackend *be, DsTensor *t, DsDType dtype, int ndim, const in
   char what[128], s[96];
   snprintf (what, sizeof what, "a %s %s tensor", ds_dtype_name (dtype),
             ds_shape_str (ndim, shape, s, sizeof s));
-  DS_TRY (device_malloc (&t->data, bytes, what, err));
+  DS_TRY (device_malloc (impl, &t->data, bytes, what, err));
   t->owned = true;
   /* Zeroed, as ds_tensor_alloc's host tensors are. */
   if (bytes)
@@ -1149,7 +1211,7 @@ cuda_tensor_free (DsBackend *be, DsTensor *t)
        * go to; it is a sticky device error the next checked call reports. */
       if (cudaSetDevice (impl->device) == cudaSuccess)
         cudaStreamSynchronize (impl->stream);
-      cudaFree (t->data);
+      device_free (impl, t->data, ds_tensor_nbytes (t));
     }
   memset (t, 0, sizeof *t);
 }
@@ -1164,8 +1226,11 @@ cuda_copy (CudaImpl *impl, void *dst, const void *src, size_t bytes, enum cudaMe
   if (bytes == 0)
     return DS_OK;
   const char *what = kind == cudaMemcpyHostToDevice ? "upload" : "download";
-  CUDA_TRY (cudaMemcpyAsync (dst, src, bytes, kind, impl->stream), what);
-  CUDA_TRY (cudaStreamSynchronize (impl->stream), what);
+  cudaError_t e = cudaMemcpyAsync (dst, src, bytes, kind, impl->stream);
+  if (e == cudaSuccess)
+    e = cudaStreamSynchronize (impl->stream);
+  if (e != cudaSuccess)
+    return check_lost (impl, cuda_fail (e, err, what), err);
   return DS_OK;
 }
 
@@ -1190,7 +1255,9 @@ cuda_synchronize (DsBackend *be, DsError *err)
 {
   CudaImpl *impl = impl_of (be);
   DS_TRY (enter (impl, err));
-  CUDA_TRY (cudaStreamSynchronize (impl->stream), "cudaStreamSynchronize");
+  cudaError_t e = cudaStreamSynchronize (impl->stream);
+  if (e != cudaSuccess)
+    return check_lost (impl, cuda_fail (e, err, "cudaStreamSynchronize"), err);
   return DS_OK;
 }
 
@@ -1240,7 +1307,9 @@ cuda_graph_launch (DsBackend *be, void *graph, DsError *err)
 {
   CudaImpl *impl = impl_of (be);
   DS_TRY (enter (impl, err));
-  CUDA_TRY (cudaGraphLaunch ((cudaGraphExec_t) graph, impl->stream), "cudaGraphLaunch");
+  cudaError_t e = cudaGraphLaunch ((cudaGraphExec_t) graph, impl->stream);
+  if (e != cudaSuccess)
+    return check_lost (impl, cuda_fail (e, err, "cudaGraphLaunch"), err);
   return DS_OK;
 }
 
@@ -1334,8 +1403,8 @@ cuda_destroy (DsBackend *be)
 #ifdef DS_HAVE_CUDNN
   ds_cudnn_free (impl->cudnn);
 #endif
-  cudaFree (impl->blas_workspace);
-  cudaFree (impl->scratch);
+  device_free (impl, impl->blas_workspace, BLAS_WORKSPACE_BYTES);
+  device_free (impl, impl->scratch, impl->scratch_bytes);
   for (int i = 0; i < impl->n_retired; i++)
     cudaFree (impl->retired[i]);
   free (impl->retired);
@@ -1356,10 +1425,39 @@ switched_off (const char *name)
   return v && strcmp (v, "0") == 0;
 }
 
+/* DIFFSCOPE_GPU_MEMORY: bytes, with an optional K, M or G (powers of 1024);
+ * unset or empty: no cap. */
+static DsStatus
+parse_memory_cap (size_t *cap, DsError *err)
+{
+  *cap = 0;
+  const char *v = getenv ("DIFFSCOPE_GPU_MEMORY");
+  if (!v || !*v)
+    return DS_OK;
+  char *end;
+  errno = 0;
+  const double n = strtod (v, &end);
+  double unit = 1;
+  if (*end == 'K' || *end == 'k')
+    unit = 1024.0, end++;
+  else if (*end == 'M' || *end == 'm')
+    unit = 1048576.0, end++;
+  else if (*end == 'G' || *end == 'g')
+    unit = 1073741824.0, end++;
+  if (end == v || *end || errno || !(n > 0) || n * unit >= 0x1p62)
+    return ds_error_set (err, DS_ERR_INVALID,
+                         "DIFFSCOPE_GPU_MEMORY='%s' is not a memory size (bytes, or a number "
+                         "with K, M or G, e.g. 6G)",
+                         v);
+  *cap = (size_t) (n * unit);
+  return DS_OK;
+}
+
 /* Stream, cuBLAS handle and settings; on failure the caller destroys. */
 static DsStatus
 cuda_setup (CudaImpl *impl, DsError *err)
 {
+  DS_TRY (parse_memory_cap (&impl->mem_cap, err));
   CUDA_TRY (cudaStreamCreate (&impl->stream), "cudaStreamCreate");
   cublasStatus_t s = cublasCreate (&impl->blas);
   if (s != CUBLAS_STATUS_SUCCESS)
@@ -1371,8 +1469,8 @@ cuda_setup (CudaImpl *impl, DsError *err)
     return blas_fail (s, err, "set stream");
   /* A workspace of its own so cuBLAS never allocates inside a captured graph;
    * cuBLASLt is handed the same one (both run on this one stream). */
-  DS_TRY (device_malloc (&impl->blas_workspace, BLAS_WORKSPACE_BYTES, "cuBLAS's workspace",
-                         err));
+  DS_TRY (device_malloc (impl, &impl->blas_workspace, BLAS_WORKSPACE_BYTES,
+                         "cuBLAS's workspace", err));
   if ((s = cublasSetWorkspace (impl->blas, impl->blas_workspace, BLAS_WORKSPACE_BYTES))
       != CUBLAS_STATUS_SUCCESS)
     return blas_fail (s, err, "set workspace");
@@ -1487,4 +1585,16 @@ void
 ds_cuda_backend_conv_stats (DsBackend *be, DsCudaConvStats *out)
 {
   *out = impl_of (be)->conv_stats;
+}
+
+void
+ds_cuda_backend_set_memory_cap (DsBackend *be, size_t bytes)
+{
+  impl_of (be)->mem_cap = bytes;
+}
+
+size_t
+ds_cuda_backend_memory_used (DsBackend *be)
+{
+  return impl_of (be)->mem_used;
 }

@@ -71,6 +71,16 @@ typedef struct {
 } DsCudaConvStats;
 void ds_cuda_backend_conv_stats (DsBackend *be, DsCudaConvStats *out);
 
+/* A cap on the device memory this backend allocates (its tensors, arenas,
+ * scratch and the GEMM workspace): past it an allocation fails with "out of
+ * device memory", as on a full device, and the backend goes on. 0: none. The
+ * cap at creation comes from DIFFSCOPE_GPU_MEMORY (bytes, or with K, M, G:
+ * "6G"); a bad value fails the creation naming it. Lowering the cap frees
+ * nothing. */
+void ds_cuda_backend_set_memory_cap (DsBackend *be, size_t bytes);
+/* Device bytes the backend holds now. */
+size_t ds_cuda_backend_memory_used (DsBackend *be);
+
 #ifdef __cplusplus
 }
 #endif

@@ -170,6 +170,24 @@ main (int argc, char **argv)
       ds_safetensors_close (sb);
     }
 
+  /* The memory cap from the environment: a bad value is named; a cap too
+   * small for the forward is "out of device memory" with the cap, exit 1. */
+  setenv ("DIFFSCOPE_GPU_MEMORY", "lots", 1);
+  int rc = run ("info --demo --device cuda");
+  DS_CHECK (rc == 1 && strstr (output, "DIFFSCOPE_GPU_MEMORY='lots' is not a memory size"),
+            "a bad DIFFSCOPE_GPU_MEMORY is named (exit %d):\n%s", rc, output);
+  setenv ("DIFFSCOPE_GPU_MEMORY", "40M", 1);
+  snprintf (args, sizeof args,
+            "features --demo --device cuda --image %s/sd-input.png --prompt x --probe UNet-Out "
+            "--out %s/capped",
+            DS_TEST_DATA_DIR, tmpdir);
+  rc = run (args);
+  printf ("40 MiB cap: %s", output);
+  DS_CHECK (rc == 1 && strstr (output, "out of device memory")
+              && strstr (output, "cap (DIFFSCOPE_GPU_MEMORY)"),
+            "a cap too small fails naming it (exit %d):\n%s", rc, output);
+  unsetenv ("DIFFSCOPE_GPU_MEMORY");
+
   snprintf (args, sizeof args, "rm -rf '%s'", tmpdir);
   if (system (args) != 0)
     fprintf (stderr, "could not remove %s\n", tmpdir);

@@ -133,6 +133,10 @@ struct DsBackend {
    * being recorded included), recorded forwards launched by ds_graph_run,
    * recordings that failed on the device (ds-graph.h: those run eagerly). */
   uint64_t n_ops, n_graph_launches, n_graph_failures;
+  /* The device failed in a way this process cannot recover from (a CUDA
+   * kernel's fault loses the context): every later call fails at once. Set by
+   * the backend; the session then moves to the CPU (ds-session.h). */
+  bool lost;
   void *impl;
 };
 

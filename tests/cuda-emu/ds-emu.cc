@@ -229,6 +229,29 @@ fail (cudaError_t e)
 
 static std::atomic<unsigned long long> work_count{ 0 };
 
+/* Injected faults (ds_emu_fail_launch, ds_emu_fault_kernel): countdowns, 0 =
+ * none armed, and the error a kernel fault left. A fault in a kernel is sticky
+ * on a GPU: the context is lost and every later call returns the error. */
+static std::atomic<unsigned long long> launch_countdown{ 0 }, kernel_countdown{ 0 };
+static std::atomic<int> launch_fault{ cudaSuccess }, kernel_fault{ cudaSuccess };
+static std::atomic<int> sticky{ cudaSuccess };
+
+/* Whether this call is the one an armed countdown waits for. */
+static bool
+countdown_hits (std::atomic<unsigned long long> &c)
+{
+  unsigned long long v = c.load ();
+  while (v > 0 && !c.compare_exchange_weak (v, v - 1))
+    ;
+  return v == 1;
+}
+
+cudaError_t
+sticky_error ()
+{
+  return (cudaError_t) sticky.load ();
+}
+
 cudaError_t
 enqueue (cudaStream_t stream, std::function<void ()> work, bool counted)
 {
@@ -240,6 +263,8 @@ enqueue (cudaStream_t stream, std::function<void ()> work, bool counted)
   std::lock_guard<std::recursive_mutex> lock (api_mutex ());
   if (device_count () <= 0)
     return fail (cudaErrorNoDevice);
+  if (sticky_error () != cudaSuccess)
+    return fail (sticky_error ());
   CUstream_st *s = stream_of (stream);
   if (!s)
     return fail (cudaErrorInvalidResourceHandle);
@@ -282,6 +307,10 @@ launch_kernel (const LaunchConfig &cfg, std::function<void ()> body)
       if (cfg.smem > limit)
         e = cudaErrorInvalidValue;
     }
+  if (e == cudaSuccess && sticky_error () != cudaSuccess)
+    e = sticky_error ();
+  else if (e == cudaSuccess && countdown_hits (launch_countdown))
+    e = (cudaError_t) launch_fault.load ();
   if (e != cudaSuccess)
     {
       /* A failed launch also spoils a capture in progress. */
@@ -291,7 +320,16 @@ launch_kernel (const LaunchConfig &cfg, std::function<void ()> body)
       return;
     }
   LaunchConfig c = cfg;
-  enqueue (cfg.stream, [c, body] () { run_kernel (c, body); });
+  enqueue (cfg.stream, [c, body] () {
+    if (sticky_error () != cudaSuccess)
+      return; /* the context is gone: nothing runs */
+    if (countdown_hits (kernel_countdown))
+      {
+        sticky = kernel_fault.load ();
+        return;
+      }
+    run_kernel (c, body);
+  });
 }
 
 [[noreturn]] void
@@ -310,6 +348,8 @@ using namespace ds_emu;
   do {                                                                                        \
     if (device_count () <= 0)                                                                 \
       return fail (cudaErrorNoDevice);                                                        \
+    if (sticky_error () != cudaSuccess)                                                       \
+      return fail (sticky_error ());                                                          \
   } while (0)
 
 extern "C" {
@@ -410,6 +450,8 @@ cudaDeviceReset (void)
 cudaError_t
 cudaGetLastError (void)
 {
+  if (sticky_error () != cudaSuccess)
+    return sticky_error (); /* not cleared: it is the context's now */
   cudaError_t e = last_error;
   last_error = cudaSuccess;
   return e;
@@ -418,7 +460,7 @@ cudaGetLastError (void)
 cudaError_t
 cudaPeekAtLastError (void)
 {
-  return last_error;
+  return sticky_error () != cudaSuccess ? sticky_error () : last_error;
 }
 
 #define ERRORS(X)                                                                             \
@@ -946,4 +988,18 @@ extern "C" unsigned long long
 ds_emu_work_count (void)
 {
   return ds_emu::work_count.load ();
+}
+
+extern "C" void
+ds_emu_fail_launch (unsigned long long n, cudaError_t e)
+{
+  ds_emu::launch_fault = e;
+  ds_emu::launch_countdown = n;
+}
+
+extern "C" void
+ds_emu_fault_kernel (unsigned long long n, cudaError_t e)
+{
+  ds_emu::kernel_fault = e;
+  ds_emu::kernel_countdown = n;
 }

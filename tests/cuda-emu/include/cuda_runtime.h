@@ -254,6 +254,16 @@ cudaError_t cudaFuncSetAttribute (const void *func, enum cudaFuncAttribute attr,
  * process-wide, for counting what a forward issues. */
 unsigned long long ds_emu_work_count (void);
 
+/* Not CUDA: injected faults, for the fault tests. ds_emu_fail_launch: the n-th
+ * kernel launch from now (1: the next; eager or being captured) fails with e,
+ * as a launch error does (not sticky: cudaGetLastError clears it).
+ * ds_emu_fault_kernel: the n-th kernel run from now (eager or a node of a
+ * replayed graph) faults instead of running, as a kernel's illegal address
+ * does on a GPU: e is sticky, every later runtime call returns it and no work
+ * runs again in this process. n = 0 disarms. */
+void ds_emu_fail_launch (unsigned long long n, cudaError_t e);
+void ds_emu_fault_kernel (unsigned long long n, cudaError_t e);
+
 DS_EMU_END_C
 
 #ifdef __cplusplus
