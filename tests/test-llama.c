@@ -18,7 +18,10 @@
  */
 #include "ds-test.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "ds-llama.h"
 #include "ds-nn.h"
@@ -497,6 +500,99 @@ test_random_model (void)
   ds_llama_free (m2);
 }
 
+/* ---- a weights file that shrinks during a decode (issue #14, Faults) ----
+ *
+ * The mha fixture rewritten with its matrices in f16, so on the CPU they stay
+ * mapped and the mixed linears read them from the file at every step. Cut
+ * the file to its first page between two decode steps: the next step reads
+ * past the new end, which is SIGBUS; it must be an error naming the file and
+ * saying it shrank (the step ran on zeros, ds-safetensors.h), every later
+ * step too, and the process lives on: the file written again loads and
+ * decodes as before. */
+static void
+test_shrinking_weights (void)
+{
+  DsError err = { 0 };
+  DsLlamaConfig cfg;
+  DsSafetensors *src = NULL;
+  DS_CHECK_OK (ds_llama_config_load (DS_TEST_DATA_DIR "/llama/mha/config.json", &cfg, &err),
+               &err);
+  DS_CHECK_OK (ds_safetensors_open (DS_TEST_DATA_DIR "/llama/mha/model.safetensors", &src, &err),
+               &err);
+  if (!src)
+    return;
+  const int n = ds_safetensors_count (src);
+  DsTensor *t = calloc ((size_t) n, sizeof *t);
+  DsSafetensorsItem *items = calloc ((size_t) n, sizeof *items);
+  for (int i = 0; i < n; i++)
+    {
+      const DsSafetensorsEntry *e = ds_safetensors_entry (src, i);
+      DsTensor f = { 0 };
+      DS_CHECK_OK (ds_safetensors_load_f32 (src, e->name, 0, NULL, &f, &err), &err);
+      if (f.ndim == 2 && strstr (e->name, "embed") == NULL)
+        {
+          ds_tensor_alloc (&t[i], DS_DTYPE_F16, 2, f.shape, &err);
+          uint16_t *h = t[i].data;
+          for (int64_t k = 0; k < ds_tensor_numel (&f); k++)
+            h[k] = ds_f32_to_f16 (ds_tensor_f32 (&f)[k]);
+          ds_tensor_free (&f);
+        }
+      else
+        t[i] = f;
+      items[i] = (DsSafetensorsItem){ e->name, &t[i] };
+    }
+  char path[] = "/tmp/ds-test-llama-XXXXXX.safetensors";
+  int fd = mkstemps (path, 12);
+  DS_CHECK (fd >= 0, "scratch file");
+  if (fd >= 0)
+    close (fd);
+  DS_CHECK_OK (ds_safetensors_write (path, items, n, NULL, &err), &err);
+
+  int32_t prompt[4] = { 1, 5, 9, 2 }, out1[8], out2[8];
+  int64_t got = 0;
+  for (int round = 0; round < 2; round++)
+    {
+      DsLlama *m = NULL;
+      DsLlamaCache *kv = NULL;
+      DS_CHECK_OK (ds_llama_load (&cfg, path, NULL, be, &m, &err), &err);
+      if (!m)
+        break;
+      DS_CHECK_OK (ds_llama_cache_new (m, 32, &kv, &err), &err);
+      int32_t *out = round ? out2 : out1;
+      DS_CHECK_OK (ds_llama_generate (m, kv, prompt, 4, 8, NULL, -1, out, &got, &err), &err);
+      if (round == 0)
+        {
+          DS_CHECK (truncate (path, 4096) == 0, "truncate: %s", strerror (errno));
+          DsLlamaInput in = { .ids = &out[got - 1], .n = 1 };
+          DsTensor logits;
+          ds_tensor_alloc (&logits, DS_DTYPE_F32, 2, (int64_t[]){ 1, cfg.vocab_size }, &err);
+          DsArena a;
+          DS_CHECK_OK (ds_backend_arena_init (be, &a, ds_llama_arena_bytes (m, 1, 1), &err),
+                       &err);
+          for (int step = 0; step < 2; step++)
+            {
+              DsStatus st = ds_llama_forward (m, &a, kv, &in, &logits, &err);
+              DS_CHECK (st == DS_ERR_IO && strstr (err.message, "shorter")
+                          && strstr (err.message, path),
+                        "decode step %d on a shrunk file: %s", step, err.message);
+            }
+          printf ("  shrunk during decode: %s\n", err.message);
+          ds_backend_arena_free (be, &a);
+          ds_tensor_free (&logits);
+          DS_CHECK_OK (ds_safetensors_write (path, items, n, NULL, &err), &err);
+        }
+      ds_llama_cache_free (kv);
+      ds_llama_free (m);
+    }
+  DS_CHECK (memcmp (out1, out2, sizeof out1) == 0, "the rewritten file decodes as before");
+  unlink (path);
+  for (int i = 0; i < n; i++)
+    ds_tensor_free (&t[i]);
+  free (t);
+  free (items);
+  ds_safetensors_close (src);
+}
+
 /* ---- the real widths at reduced depth (DIFFSCOPE_LLAMA_REAL) ---- */
 
 static void
@@ -552,6 +648,7 @@ main (void)
   test_case ("gqa", "language_model.model.");
   test_sampling ();
   test_random_model ();
+  test_shrinking_weights ();
   const char *real = getenv ("DIFFSCOPE_LLAMA_REAL");
   if (real && *real)
     test_real (real);

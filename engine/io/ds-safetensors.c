@@ -23,8 +23,8 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +49,7 @@ struct DsSafetensors
   int *by_name;                /* (count) entry indices sorted by name */
   int n_meta;
   char **meta; /* (2 * n_meta) key, value, key, value, ... */
+  int slot;    /* in the SIGBUS guard's table (map_slots), or -1 */
 };
 
 /* The safetensors dtype strings the engine can load. */
@@ -407,6 +408,123 @@ out:
   return status;
 }
 
+/* ---- files that shrink while mapped ----
+ *
+ * A file truncated or rewritten in place by another program while it is
+ * mapped makes a read past its new end raise SIGBUS, which would kill the
+ * process, in whichever thread reads: a copy here, or a worker thread of a
+ * mixed linear reading a LLaMA's mapped 16-bit weights during a decode. So
+ * every mapping is entered in a fixed table that the SIGBUS handler reads
+ * without locks. A fault inside one maps zero pages over the rest of it, so
+ * the reading code runs on (on zeros), and marks the mapping damaged; readers
+ * check the mark once they are done (ds_safetensors_intact) and turn it into
+ * an error, and a damaged file stays an error until it is opened again. A
+ * SIGBUS anywhere else goes to the disposition there was before. (mmap is not
+ * on POSIX's list of async-signal-safe calls; on Linux it is one system call
+ * that touches no user-space state, which is what matters in a handler.)
+ * With the table full (MAP_SLOTS files open at once) a mapping goes
+ * unguarded. */
+#define MAP_SLOTS 1024
+
+typedef struct {
+  _Atomic uintptr_t start; /* 0: a free slot */
+  _Atomic size_t len;      /* 0 while being entered */
+  atomic_int damaged;
+} MapSlot;
+
+static MapSlot map_slots[MAP_SLOTS];
+static struct sigaction bus_previous;
+static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
+static uintptr_t page_mask;
+
+static void
+on_sigbus (int sig, siginfo_t *info, void *ctx)
+{
+  const uintptr_t a = (uintptr_t) info->si_addr;
+  for (int i = 0; i < MAP_SLOTS; i++)
+    {
+      const uintptr_t start = atomic_load (&map_slots[i].start);
+      const size_t len = atomic_load (&map_slots[i].len);
+      if (!start || !len || a < start || a - start >= len)
+        continue;
+      const uintptr_t page = a & page_mask;
+      if (mmap ((void *) page, start + len - page, PROT_READ,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+          != MAP_FAILED)
+        {
+          atomic_store (&map_slots[i].damaged, 1);
+          return; /* the read is retried, on zeros */
+        }
+      break;
+    }
+  if (bus_previous.sa_flags & SA_SIGINFO)
+    bus_previous.sa_sigaction (sig, info, ctx);
+  else if (bus_previous.sa_handler != SIG_DFL && bus_previous.sa_handler != SIG_IGN)
+    bus_previous.sa_handler (sig);
+  else
+    {
+      signal (SIGBUS, SIG_DFL);
+      raise (SIGBUS);
+    }
+}
+
+static void
+install_bus_handler (void)
+{
+  page_mask = ~((uintptr_t) sysconf (_SC_PAGESIZE) - 1);
+  struct sigaction sa;
+  memset (&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_sigbus;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGBUS, &sa, &bus_previous);
+}
+
+/* Enters [map, map + len) in the table; its slot, or -1 when it is full. */
+static int
+guard_mapping (const void *map, size_t len)
+{
+  pthread_once (&bus_once, install_bus_handler);
+  for (int i = 0; i < MAP_SLOTS; i++)
+    {
+      uintptr_t free_slot = 0;
+      if (atomic_compare_exchange_strong (&map_slots[i].start, &free_slot, (uintptr_t) map))
+        {
+          atomic_store (&map_slots[i].damaged, 0);
+          atomic_store (&map_slots[i].len, len);
+          return i;
+        }
+    }
+  return -1;
+}
+
+static void
+unguard_mapping (int slot)
+{
+  if (slot < 0)
+    return;
+  atomic_store (&map_slots[slot].len, 0);
+  atomic_store (&map_slots[slot].damaged, 0);
+  atomic_store (&map_slots[slot].start, 0);
+}
+
+bool
+ds_safetensors_intact (const DsSafetensors *st)
+{
+  return st->slot < 0 || !atomic_load (&map_slots[st->slot].damaged);
+}
+
+DsStatus
+ds_safetensors_check_intact (const DsSafetensors *st, DsError *err)
+{
+  if (ds_safetensors_intact (st))
+    return DS_OK;
+  return ds_error_set (err, DS_ERR_IO,
+                       "%s: could not be read: the file is now shorter than when it was "
+                       "opened (truncated or replaced while in use); open it again",
+                       st->path);
+}
+
 DsStatus
 ds_safetensors_open (const char *path, DsSafetensors **out, DsError *err)
 {
@@ -418,6 +536,7 @@ ds_safetensors_open (const char *path, DsSafetensors **out, DsError *err)
       free (st);
       return ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
     }
+  st->slot = -1;
 
   int fd = open (path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
@@ -455,10 +574,13 @@ ds_safetensors_open (const char *path, DsSafetensors **out, DsError *err)
                                (long long)sb.st_size, strerror (e));
         }
       st->map = m;
+      st->slot = guard_mapping (m, st->map_size);
     }
   close (fd);
 
   DsStatus status = parse_header (st, err);
+  if (status == DS_OK || !ds_safetensors_intact (st))
+    status = ds_safetensors_check_intact (st, err);
   if (status != DS_OK)
     {
       ds_safetensors_close (st);
@@ -474,7 +596,10 @@ ds_safetensors_close (DsSafetensors *st)
   if (!st)
     return;
   if (st->map)
-    munmap (st->map, st->map_size);
+    {
+      unguard_mapping (st->slot);
+      munmap (st->map, st->map_size);
+    }
   for (int i = 0; i < st->count; i++)
     free ((char *)st->entries[i].name);
   free (st->entries);
@@ -534,62 +659,6 @@ ds_safetensors_metadata (const DsSafetensors *st, const char *key)
   return NULL;
 }
 
-/* A file that shrinks while it is mapped (truncated or rewritten in place by
- * another program) makes reading past its new end raise SIGBUS, which would
- * kill the process. Copies out of the mapping run inside a guard: a SIGBUS in
- * the thread that holds one jumps back and becomes an error; any other SIGBUS
- * goes to the disposition there was before. */
-static _Thread_local sigjmp_buf *bus_guard;
-static struct sigaction bus_previous;
-static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
-
-static void
-on_sigbus (int sig, siginfo_t *info, void *ctx)
-{
-  if (bus_guard)
-    siglongjmp (*bus_guard, 1);
-  if (bus_previous.sa_flags & SA_SIGINFO)
-    bus_previous.sa_sigaction (sig, info, ctx);
-  else if (bus_previous.sa_handler != SIG_DFL && bus_previous.sa_handler != SIG_IGN)
-    bus_previous.sa_handler (sig);
-  else
-    {
-      signal (SIGBUS, SIG_DFL);
-      raise (SIGBUS);
-    }
-}
-
-static void
-install_bus_handler (void)
-{
-  struct sigaction sa;
-  memset (&sa, 0, sizeof sa);
-  sa.sa_sigaction = on_sigbus;
-  sa.sa_flags = SA_SIGINFO;
-  sigemptyset (&sa.sa_mask);
-  sigaction (SIGBUS, &sa, &bus_previous);
-}
-
-/* ds_convert_to_f32 from the mapping, under the SIGBUS guard (the caller
- * prefixes the file and tensor to any error). */
-static DsStatus
-convert_guarded (float *dst, const DsSafetensorsEntry *e, int64_t n, DsError *err)
-{
-  pthread_once (&bus_once, install_bus_handler);
-  sigjmp_buf jb;
-  if (sigsetjmp (jb, 1))
-    {
-      bus_guard = NULL;
-      return ds_error_set (err, DS_ERR_IO,
-                           "could not be read: the file is now shorter than when it was "
-                           "opened (truncated or replaced while in use)");
-    }
-  bus_guard = &jb;
-  DsStatus s = ds_convert_to_f32 (dst, e->data, e->dtype, n, err);
-  bus_guard = NULL;
-  return s;
-}
-
 DsStatus
 ds_safetensors_load_f32 (const DsSafetensors *st, const char *name, int ndim,
                          const int64_t *expected_shape, DsTensor *out, DsError *err)
@@ -615,7 +684,11 @@ ds_safetensors_load_f32 (const DsSafetensors *st, const char *name, int ndim,
     }
   DsStatus s = ds_tensor_alloc (out, DS_DTYPE_F32, e->ndim, e->shape, err);
   if (s == DS_OK)
-    s = convert_guarded (ds_tensor_f32 (out), e, ds_tensor_numel (out), err);
+    s = ds_convert_to_f32 (ds_tensor_f32 (out), e->data, e->dtype, ds_tensor_numel (out), err);
+  if (s == DS_OK && !ds_safetensors_intact (st))
+    s = ds_error_set (err, DS_ERR_IO,
+                      "could not be read: the file is now shorter than when it was opened "
+                      "(truncated or replaced while in use)");
   if (s != DS_OK)
     {
       ds_tensor_free (out);

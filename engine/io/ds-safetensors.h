@@ -48,6 +48,16 @@ DsStatus ds_safetensors_open (const char *path, DsSafetensors **out, DsError *er
 void ds_safetensors_close (DsSafetensors *st);
 
 const char *ds_safetensors_path (const DsSafetensors *st);
+
+/* Whether the mapping still holds the file as it was opened. A file that
+ * shrinks while mapped (truncated or rewritten in place by another program)
+ * would kill the process with SIGBUS on the next read of the lost part; here
+ * that read gives zeros instead and the file is marked damaged, for good.
+ * Every load from the file checks the mark; code that reads the mapping
+ * itself (entry->data: mapped 16-bit weights) checks it after reading, with
+ * ds_safetensors_check_intact, which says which file and what happened. */
+bool ds_safetensors_intact (const DsSafetensors *st);
+DsStatus ds_safetensors_check_intact (const DsSafetensors *st, DsError *err);
 int ds_safetensors_count (const DsSafetensors *st);
 /* Entries in file order of their data offsets; index in [0, count). */
 const DsSafetensorsEntry *ds_safetensors_entry (const DsSafetensors *st, int index);

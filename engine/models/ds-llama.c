@@ -806,6 +806,14 @@ ds_llama_forward (DsLlama *m, DsArena *a, DsLlamaCache *kv, const DsLlamaInput *
   size_t mark = ds_arena_mark (a);
   DsStatus st = forward (&f, a, err);
   ds_arena_reset_to (a, mark);
+  /* Mapped 16-bit matrices were read straight from the files: if one shrank
+   * meanwhile, the step ran on zeros (ds-safetensors.h) and is an error. */
+  for (int i = 0; st == DS_OK && m->w.n_mapped > 0 && m->w.index
+                  && i < ds_safetensors_index_n_shards (m->w.index);
+       i++)
+    st = ds_safetensors_check_intact (ds_safetensors_index_shard (m->w.index, i), err);
+  if (st == DS_OK && m->file)
+    st = ds_safetensors_check_intact (m->file, err);
   if (st == DS_OK)
     kv->len += n;
   return st;
