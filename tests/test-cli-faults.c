@@ -9,15 +9,20 @@
  * - leave the previous export (FILE and FILE.json) byte for byte intact;
  * - leave no temporary file behind;
  * and with the limit lifted, the same command replaces both files. Also an
- * output folder that cannot be made: a clear error, nothing written.
+ * output folder that cannot be made: a clear error, nothing written. And
+ * files the user may not read, a folder they may not write: the error names
+ * the file and says "Permission denied" (run as nobody when the test runs as
+ * root, who may read anything).
  * Usage: test-cli-faults PATH/TO/diffscope-cli
  */
 #include "ds-test.h"
 
 #include <dirent.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ds-test-cli.h"
@@ -131,6 +136,100 @@ test_unwritable_folder (const char *cli)
   DS_CHECK (stray_files () == 0, "nothing else is written");
 }
 
+/* ds_test_cli_run as a user without root's right to read anything: as
+ * nobody (65534) when we are root, in a child; dir must be theirs to write
+ * (the log goes there). */
+static int
+run_unprivileged (const char *cli, const char *dir, const char *args, char *out, size_t size)
+{
+  if (geteuid () != 0)
+    return ds_test_cli_run (cli, dir, args, out, size);
+  fflush (NULL);
+  pid_t pid = fork ();
+  if (pid == 0)
+    {
+      if (setgroups (0, NULL) || setgid (65534) || setuid (65534))
+        _exit (99);
+      _exit (ds_test_cli_run (cli, dir, args, out, size) & 0xff);
+    }
+  int status = 0;
+  waitpid (pid, &status, 0);
+  char log[600];
+  snprintf (log, sizeof log, "%s/log", dir);
+  char *text = read_text (log);
+  snprintf (out, size, "%s", text ? text : "");
+  free (text);
+  return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+/* An image, a model's config and its weights that the user may not read, and
+ * an output folder they may not write: exit 1, the path and "Permission
+ * denied" in the message, nothing written. */
+static void
+test_permissions (const char *cli)
+{
+  char dir[300], model[400], cmd[4096], out[1 << 14], args[2400];
+  snprintf (dir, sizeof dir, "%s/perm", tmpdir);
+  snprintf (model, sizeof model, "%s/model", dir);
+  /* the built-in model as links, but unet/config.json and the VAE's weights
+   * as copies that only root may read; an image likewise; a read-only folder */
+  snprintf (cmd, sizeof cmd,
+            "set -e; mkdir -p '%s/ro'; cp -rs '%s/models/shapes' '%s'; cd '%s';"
+            "rm unet/config.json vae/diffusion_pytorch_model.fp16.safetensors;"
+            "cp '%s/models/shapes/unet/config.json' unet/;"
+            "cp '%s/models/shapes/vae/diffusion_pytorch_model.fp16.safetensors' vae/;"
+            "cp '%s/shapes/0000.png' '%s/secret.png'; cp '%s/shapes/0000.png' '%s/open.png';"
+            "chmod 0777 '%s'; chmod 0000 unet/config.json '%s/secret.png';"
+            "chmod 0555 '%s/ro'",
+            dir, DS_RESOURCES_DIR, model, model, DS_RESOURCES_DIR, DS_RESOURCES_DIR, DATA, dir,
+            DATA, dir, dir, dir, dir);
+  DS_CHECK (system (cmd) == 0, "setting up %s", dir);
+  chmod (tmpdir, 0755); /* nobody passes through */
+
+  snprintf (args, sizeof args,
+            "features --demo --device cpu --image '%s/secret.png' --prompt x --probe UNet-Out "
+            "--out '%s/f.safetensors'",
+            dir, dir);
+  int rc = run_unprivileged (cli, dir, args, out, sizeof out);
+  printf ("unreadable image: %s", out);
+  DS_CHECK (rc == 1 && strstr (out, "secret.png") && strstr (out, "Permission denied"),
+            "an unreadable image is named (exit %d):\n%s", rc, out);
+
+  snprintf (args, sizeof args,
+            "features --model '%s' --device cpu --image '%s/open.png' --prompt x "
+            "--probe UNet-Out --out '%s/f.safetensors'",
+            model, dir, dir);
+  rc = run_unprivileged (cli, dir, args, out, sizeof out);
+  printf ("unreadable config: %s", out);
+  DS_CHECK (rc == 1 && strstr (out, "unet/config.json") && strstr (out, "Permission denied"),
+            "an unreadable config is named (exit %d):\n%s", rc, out);
+  snprintf (cmd, sizeof cmd, "chmod 0644 '%s/unet/config.json'; chmod 0000 '%s/vae/"
+            "diffusion_pytorch_model.fp16.safetensors'", model, model);
+  DS_CHECK (system (cmd) == 0, "chmod");
+  rc = run_unprivileged (cli, dir, args, out, sizeof out);
+  printf ("unreadable weights: %s", out);
+  DS_CHECK (rc == 1 && strstr (out, "vae/diffusion_pytorch_model.fp16.safetensors")
+              && strstr (out, "Permission denied"),
+            "unreadable weights are named (exit %d):\n%s", rc, out);
+
+  snprintf (args, sizeof args,
+            "features --demo --device cpu --image '%s/open.png' --prompt x --probe UNet-Out "
+            "--out '%s/ro/f.safetensors'",
+            dir, dir);
+  rc = run_unprivileged (cli, dir, args, out, sizeof out);
+  printf ("read-only folder: %s", out);
+  DS_CHECK (rc == 1 && strstr (out, "ro/f.safetensors") && strstr (out, "Permission denied"),
+            "a folder that may not be written is named (exit %d):\n%s", rc, out);
+  snprintf (cmd, sizeof cmd, "ls -A '%s/ro'", dir);
+  FILE *ls = popen (cmd, "r");
+  char line[256] = "";
+  DS_CHECK (ls && !fgets (line, sizeof line, ls), "nothing is written there: %s", line);
+  if (ls)
+    pclose (ls);
+  snprintf (cmd, sizeof cmd, "chmod -R u+rwX '%s'; rm -rf '%s'", dir, dir);
+  DS_CHECK (system (cmd) == 0, "cleaning up");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -144,6 +243,7 @@ main (int argc, char **argv)
     return 1;
   test_disk_full (argv[1]);
   test_unwritable_folder (argv[1]);
+  test_permissions (argv[1]);
   char cmd[512];
   snprintf (cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system (cmd) != 0)
