@@ -25,7 +25,7 @@
 struct _DsApplication {
   GtkApplication parent_instance;
   gboolean demo;
-  char *model, *device, *prompt, *mismatched, *screenshot, *llava;
+  char *model, *device, *prompt, *mismatched, *screenshot, *llava, *fusion;
   int t, word;
 };
 
@@ -39,6 +39,8 @@ new_window (DsApplication *self)
     ds_window_set_prompt (win, self->prompt);
   if (self->llava)
     ds_window_set_llava (win, self->llava);
+  if (self->fusion)
+    ds_window_set_fusion (win, self->fusion);
   if (self->mismatched)
     gtk_editable_set_text (GTK_EDITABLE (ds_window_get_child (win, "prompt2_entry")),
                            self->mismatched);
@@ -90,6 +92,7 @@ ds_application_handle_local_options (GApplication *app, GVariantDict *opts)
   g_variant_dict_lookup (opts, "prompt", "s", &self->prompt);
   g_variant_dict_lookup (opts, "mismatched", "s", &self->mismatched);
   g_variant_dict_lookup (opts, "llava", "^ay", &self->llava);
+  g_variant_dict_lookup (opts, "fusion", "^ay", &self->fusion);
   g_variant_dict_lookup (opts, "screenshot", "^ay", &self->screenshot);
   g_variant_dict_lookup (opts, "t", "i", &self->t);
   g_variant_dict_lookup (opts, "word", "i", &self->word);
@@ -281,6 +284,7 @@ ds_application_finalize (GObject *object)
   g_free (self->prompt);
   g_free (self->mismatched);
   g_free (self->llava);
+  g_free (self->fusion);
   g_free (self->screenshot);
   G_OBJECT_CLASS (ds_application_parent_class)->finalize (object);
 }
@@ -309,6 +313,9 @@ ds_application_init (DsApplication *self)
     { "prompt", 0, 0, G_OPTION_ARG_STRING, NULL, "The question or caption", "TEXT" },
     { "llava", 0, 0, G_OPTION_ARG_FILENAME, NULL,
       "A LLaVA-1.5 folder (llava-hf layout) that answers the prompt (press Enter)", "DIR" },
+    { "fusion", 0, 0, G_OPTION_ARG_FILENAME, NULL,
+      "A fusion checkpoint (CLIP + the model's diffusion features): a trained one adds the "
+      "fused answer", "CKPT" },
     { "mismatched", 0, 0, G_OPTION_ARG_STRING, NULL,
       "A second, mismatched prompt shown beside the first (leakage checks)", "TEXT" },
     { "t", 0, 0, G_OPTION_ARG_INT, NULL, "The timestep (0-999)", "T" },

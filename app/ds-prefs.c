@@ -45,6 +45,9 @@ ds_prefs_load (void)
   p->llava = ok ? g_key_file_get_string (kf, GROUP, "llava", NULL) : NULL;
   if (p->llava && !*p->llava)
     g_clear_pointer (&p->llava, g_free);
+  p->fusion = ok ? g_key_file_get_string (kf, GROUP, "fusion", NULL) : NULL;
+  if (p->fusion && !*p->fusion)
+    g_clear_pointer (&p->fusion, g_free);
   p->colormap = ok ? g_key_file_get_string (kf, GROUP, "colormap", NULL) : NULL;
   if (!p->colormap)
     p->colormap = g_strdup ("inferno");
@@ -67,6 +70,7 @@ ds_prefs_save (const DsPrefs *p, GError **error)
                                 g_strv_length (p->blocks));
   g_key_file_set_string (kf, GROUP, "last-model", p->last_model ? p->last_model : "");
   g_key_file_set_string (kf, GROUP, "llava", p->llava ? p->llava : "");
+  g_key_file_set_string (kf, GROUP, "fusion", p->fusion ? p->fusion : "");
   g_key_file_set_string (kf, GROUP, "colormap", p->colormap ? p->colormap : "inferno");
   g_key_file_set_double (kf, GROUP, "opacity", p->opacity);
   g_autofree char *path = ds_prefs_path ();
@@ -90,6 +94,7 @@ ds_prefs_free (DsPrefs *p)
   g_strfreev (p->blocks);
   g_free (p->last_model);
   g_free (p->llava);
+  g_free (p->fusion);
   g_free (p->colormap);
   g_free (p);
 }

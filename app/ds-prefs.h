@@ -13,6 +13,7 @@ typedef struct {
   char **blocks;       /* default blocks (paper names), NULL-terminated */
   char *last_model;    /* the last model folder opened, or NULL */
   char *llava;         /* a LLaVA-1.5 folder (llava-hf layout) for answers, or NULL */
+  char *fusion;        /* a fusion checkpoint folder (docs/models.md §7.9), or NULL */
   char *colormap;      /* "inferno", "viridis", "jet", "grey", "greys" */
   double opacity;      /* overlay opacity 0..1 */
 } DsPrefs;

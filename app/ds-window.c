@@ -6,10 +6,12 @@
 #include "ds-window.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "ds-answer-view.h"
 #include "ds-block-picker.h"
 #include "ds-cka-plot.h"
+#include "ds-data.h"
 #include "ds-image-view.h"
 #include "ds-llava.h"
 #include "ds-map-grid.h"
@@ -23,11 +25,18 @@ typedef struct {
   DsExplorer *x;
 } Slot;
 
-/* The answer worker's state: the LLaVA model, opened on first use. */
+/* The answer worker's state, each part opened on first use and kept while
+ * its folder stays: the LLaVA model; for fused answers the fusion checkpoint
+ * and a session of its own on the SD model (the explorer's worker owns the
+ * other one). */
 typedef struct {
   DsBackend *be;
   DsLlava *lv;
   char *dir;
+  DsFusion *fusion;
+  char *fusion_dir;
+  DsSession *sd;
+  char *sd_dir; /* "" for the built-in model */
 } AnswerSlot;
 
 enum { ANSWER_JOB };
@@ -74,6 +83,7 @@ struct _DsWindow {
   AnswerSlot *answer_slot;
   guint n_answers;            /* answers finished (or stopped) */
   DsPrefs *prefs;
+  DsFusionConfig fusion;      /* prefs->fusion's config.json, when prefs->fusion is set */
   DsExploreParams params;     /* what the person set */
   gboolean has_model, is_builtin;
   char *model_text;           /* "toy shapes model, … · CPU" */
@@ -1077,14 +1087,22 @@ action_export_features (GtkWidget *w, const char *name, GVariant *param)
 #define ANSWER_PLACEHOLDER_NO_MODEL                                                            \
   "Answers come from LLaVA-1.5: give a llava-hf folder (llava-1.5-7b-hf) with --llava DIR "  \
   "or Open LLaVA Folder… in the menu, type a question and press Enter. The fused answer "     \
-  "(CLIP and diffusion features) needs a fusion checkpoint, which does not exist yet."
+  "(CLIP and diffusion features) needs a trained fusion checkpoint (--fusion CKPT); none "    \
+  "is published yet."
+
+/* What a column of the pane answers: a question, CLIP-only or fused. */
+typedef struct {
+  char *question; /* NULL: the column stays empty */
+  gboolean fused;
+} AnswerColumn;
 
 typedef struct {
   AnswerSlot *slot;
   char *dir;
   DsSharedImage *image;
-  char *question;
-  char *question2; /* the mismatched prompt, answered second into column 1; NULL: none */
+  AnswerColumn col[2];
+  char *fusion_dir; /* with a fused column: the checkpoint, and the SD model (NULL: built-in) */
+  char *sd_dir;
 } AnswerData;
 
 static void
@@ -1093,8 +1111,10 @@ answer_data_free (gpointer data)
   AnswerData *d = data;
   g_free (d->dir);
   ds_shared_image_unref (d->image);
-  g_free (d->question);
-  g_free (d->question2);
+  g_free (d->col[0].question);
+  g_free (d->col[1].question);
+  g_free (d->fusion_dir);
+  g_free (d->sd_dir);
   g_free (d);
 }
 
@@ -1103,10 +1123,48 @@ answer_slot_free (AnswerSlot *a)
 {
   if (!a)
     return;
+  ds_session_free (a->sd);
+  ds_fusion_free (a->fusion);
   ds_llava_free (a->lv);
   ds_backend_free (a->be);
   g_free (a->dir);
+  g_free (a->fusion_dir);
+  g_free (a->sd_dir);
   g_free (a);
+}
+
+/* The fusion checkpoint and the SD session of a fused answer, (re)opened when
+ * their folders changed. */
+static DsStatus
+answer_open_fusion (AnswerSlot *a, const AnswerData *d, DsWorker *worker, DsError *err)
+{
+  if (!a->fusion || g_strcmp0 (a->fusion_dir, d->fusion_dir))
+    {
+      ds_fusion_free (a->fusion);
+      a->fusion = NULL;
+      g_clear_pointer (&a->fusion_dir, g_free);
+      DsStatus st = ds_fusion_open (d->fusion_dir, a->be, &a->fusion, err);
+      if (st)
+        return st;
+      a->fusion_dir = g_strdup (d->fusion_dir);
+    }
+  const char *sd_dir = d->sd_dir ? d->sd_dir : "";
+  if (!a->sd || g_strcmp0 (a->sd_dir, sd_dir))
+    {
+      ds_session_free (a->sd);
+      a->sd = NULL;
+      g_clear_pointer (&a->sd_dir, g_free);
+      ds_worker_progress (worker, "loading the SD model for the fused answer", 0, 1);
+      DsPipeline *p = NULL;
+      DsStatus st = d->sd_dir ? ds_pipeline_open (d->sd_dir, a->be, &p, err)
+                              : ds_pipeline_open_builtin (ds_data_dir (), a->be, &p, err);
+      if (st == DS_OK)
+        st = ds_session_new (p, NULL, &a->sd, err); /* takes p, also on failure */
+      if (st)
+        return st;
+      a->sd_dir = g_strdup (sd_dir);
+    }
+  return ds_llava_fusion_check (a->lv, a->sd, a->fusion, err);
 }
 
 /* A piece of an answer on its way to the main thread: text[0] is the column. */
@@ -1154,10 +1212,14 @@ answer_func (gpointer data, const atomic_int *cancel, DsWorker *worker, GError *
         }
       a->dir = g_strdup (d->dir);
     }
-  /* the prompt's answer, then (leakage checks) the mismatched prompt's beside it */
-  const char *questions[2] = { d->question, d->question2 };
   DsStatus st = DS_OK;
-  for (int i = 0; i < 2 && questions[i] && !st; i++)
+  if ((d->col[0].fused || d->col[1].fused) && (st = answer_open_fusion (a, d, worker, &err)))
+    {
+      ds_explore_set_error (error, &err);
+      return NULL;
+    }
+  /* column 0, then column 1 beside it (ds_window_ask chose what each answers) */
+  for (int i = 0; i < 2 && d->col[i].question && !st; i++)
     {
       AnswerStream as = { worker, (char) i };
       DsLlavaParams p;
@@ -1166,7 +1228,10 @@ answer_func (gpointer data, const atomic_int *cancel, DsWorker *worker, GError *
       p.user = &as;
       p.cancel = cancel;
       DsLlavaAnswer ans = { 0 };
-      st = ds_llava_ask (a->lv, &d->image->image, questions[i], &p, &ans, &err);
+      st = d->col[i].fused ? ds_llava_ask_fused (a->lv, a->sd, a->fusion, &d->image->image,
+                                                 d->col[i].question, &p, &ans, &err)
+                           : ds_llava_ask (a->lv, &d->image->image, d->col[i].question, &p,
+                                           &ans, &err);
       ds_llava_answer_clear (&ans);
     }
   if (st)
@@ -1211,16 +1276,36 @@ ds_window_ask (DsWindow *self)
   d->slot = self->answer_slot;
   d->dir = g_strdup (self->prefs->llava);
   d->image = ds_shared_image_ref (self->params.image);
-  d->question = g_strdup (q);
+  const gboolean fused = self->prefs->fusion && self->fusion.trained;
+  if (fused)
+    {
+      d->fusion_dir = g_strdup (self->prefs->fusion);
+      d->sd_dir = g_strdup (self->prefs->last_model);
+    }
   const char *q2 = gtk_editable_get_text (GTK_EDITABLE (self->prompt2_entry));
+  g_autofree char *how = fused ? g_strdup_printf ("fused: %s, t %d, s %g", self->fusion.probe,
+                                                  self->fusion.t, self->fusion.s)
+                               : g_strdup ("CLIP only");
   if (q2 && *q2)
     {
-      /* side by side: the prompt's answer and the mismatched prompt's */
-      d->question2 = g_strdup (q2);
-      g_autofree char *c0 = g_strdup_printf ("“%s”", q);
-      g_autofree char *c1 = g_strdup_printf ("“%s” (mismatched)", q2);
+      /* side by side: the prompt's answer and the mismatched prompt's (both
+       * fused when a trained checkpoint is set: the diffusion features are
+       * conditioned on each prompt, which is what a leakage check compares) */
+      d->col[0] = (AnswerColumn){ g_strdup (q), fused };
+      d->col[1] = (AnswerColumn){ g_strdup (q2), fused };
+      g_autofree char *c0 = g_strdup_printf ("“%s” · %s", q, how);
+      g_autofree char *c1 = g_strdup_printf ("“%s” (mismatched) · %s", q2, how);
       ds_answer_view_set_captions (self->answer_view, c0, c1);
     }
+  else if (fused)
+    {
+      /* the same question, CLIP only and fused */
+      d->col[0] = (AnswerColumn){ g_strdup (q), FALSE };
+      d->col[1] = (AnswerColumn){ g_strdup (q), TRUE };
+      ds_answer_view_set_captions (self->answer_view, "CLIP only", how);
+    }
+  else
+    d->col[0] = (AnswerColumn){ g_strdup (q), FALSE };
   ds_answer_view_clear (self->answer_view);
   ds_answer_view_set_streaming (self->answer_view, TRUE);
   DsJob job = { .kind = ANSWER_JOB, .func = answer_func, .data = d,
@@ -1232,12 +1317,62 @@ ds_window_ask (DsWindow *self)
 static void
 update_answer_placeholder (DsWindow *self)
 {
-  ds_answer_view_set_placeholder (
-      self->answer_view,
-      self->prefs->llava
-          ? "Press Enter in the question to ask LLaVA-1.5 (CLIP-only: a fused answer needs a "
-            "fusion checkpoint, which does not exist yet)."
-          : ANSWER_PLACEHOLDER_NO_MODEL);
+  g_autofree char *text = NULL;
+  if (!self->prefs->llava)
+    text = g_strdup (ANSWER_PLACEHOLDER_NO_MODEL);
+  else if (!self->prefs->fusion)
+    text = g_strdup ("Press Enter in the question to ask LLaVA-1.5 (CLIP only: a fused answer "
+                     "needs a trained fusion checkpoint, --fusion CKPT; none is published "
+                     "yet).");
+  else if (!self->fusion.trained)
+    text = g_strdup_printf ("Press Enter in the question to ask LLaVA-1.5. CLIP only: the "
+                            "fusion checkpoint %s says \"trained\": false, so what it would "
+                            "say is no answer and is not shown.",
+                            self->prefs->fusion);
+  else
+    text = g_strdup_printf ("Press Enter in the question to ask LLaVA-1.5: the CLIP-only "
+                            "answer and, beside it, the one fused with %s of the open model "
+                            "(t %d, s %g).",
+                            self->fusion.probe, self->fusion.t, self->fusion.s);
+  ds_answer_view_set_placeholder (self->answer_view, text);
+}
+
+/* prefs->fusion's config.json into self->fusion; FALSE with error set when it
+ * cannot be read or parsed. */
+static gboolean
+load_fusion_config (DsWindow *self, GError **error)
+{
+  memset (&self->fusion, 0, sizeof self->fusion);
+  if (!self->prefs->fusion)
+    return TRUE;
+  g_autofree char *path = g_build_filename (self->prefs->fusion, "config.json", NULL);
+  g_autofree char *text = NULL;
+  if (!g_file_get_contents (path, &text, NULL, error))
+    return FALSE;
+  DsError err = { 0 };
+  if (ds_fusion_config_parse (text, path, &self->fusion, &err))
+    {
+      ds_explore_set_error (error, &err);
+      memset (&self->fusion, 0, sizeof self->fusion);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+ds_window_set_fusion (DsWindow *self, const char *dir)
+{
+  g_free (self->prefs->fusion);
+  self->prefs->fusion = dir && *dir ? g_strdup (dir) : NULL;
+  GError *error = NULL;
+  if (!load_fusion_config (self, &error))
+    {
+      show_error (self, "Could not read the fusion checkpoint", error);
+      g_error_free (error);
+      g_clear_pointer (&self->prefs->fusion, g_free);
+    }
+  ds_prefs_save (self->prefs, NULL);
+  update_answer_placeholder (self);
 }
 
 void
@@ -1284,6 +1419,30 @@ action_open_llava (GtkWidget *w, const char *name, GVariant *param)
       "Open a LLaVA-1.5 Folder (llava-hf layout)", GTK_WINDOW (w),
       GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "_Cancel");
   g_signal_connect (fc, "response", G_CALLBACK (on_llava_response), w);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (fc));
+}
+
+static void
+on_fusion_response (GtkNativeDialog *dialog, int response, gpointer user_data)
+{
+  DsWindow *self = user_data;
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      g_autoptr (GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
+      g_autofree char *path = file ? g_file_get_path (file) : NULL;
+      if (path)
+        ds_window_set_fusion (self, path);
+    }
+  g_object_unref (dialog);
+}
+
+static void
+action_open_fusion (GtkWidget *w, const char *name, GVariant *param)
+{
+  GtkFileChooserNative *fc = gtk_file_chooser_native_new (
+      "Open a Fusion Checkpoint (config.json, fusion.safetensors)", GTK_WINDOW (w),
+      GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "_Cancel");
+  g_signal_connect (fc, "response", G_CALLBACK (on_fusion_response), w);
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (fc));
 }
 
@@ -1575,6 +1734,7 @@ ds_window_class_init (DsWindowClass *klass)
   gtk_widget_class_install_action (wc, "win.show-special", NULL, action_toggle);
   gtk_widget_class_install_action (wc, "win.ask", NULL, action_ask);
   gtk_widget_class_install_action (wc, "win.open-llava", NULL, action_open_llava);
+  gtk_widget_class_install_action (wc, "win.open-fusion", NULL, action_open_fusion);
 }
 
 static void
@@ -1617,6 +1777,15 @@ ds_window_init (DsWindow *self)
     {
       g_autofree char *m = g_strdup_printf ("%d", marks[i]);
       gtk_scale_add_mark (t, marks[i], GTK_POS_BOTTOM, i % 2 ? NULL : m);
+    }
+  GError *fusion_error = NULL;
+  if (!load_fusion_config (self, &fusion_error))
+    {
+      /* a remembered checkpoint that is gone or broken is forgotten */
+      g_message ("forgetting the fusion checkpoint %s: %s", self->prefs->fusion,
+                 fusion_error->message);
+      g_clear_error (&fusion_error);
+      g_clear_pointer (&self->prefs->fusion, g_free);
     }
   update_answer_placeholder (self);
   g_signal_connect (self->answer_view, "stop", G_CALLBACK (on_answer_stop), self);

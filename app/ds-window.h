@@ -44,6 +44,13 @@ void ds_window_export_features (DsWindow *self, const char *path);
 /* The LLaVA-1.5 folder (llava-hf layout) whose answers fill the answer pane
  * (kept in the preferences; NULL: none). */
 void ds_window_set_llava (DsWindow *self, const char *dir);
+/* The fusion checkpoint (docs/models.md §7.9) whose fused answer stands
+ * beside the CLIP-only one (with a mismatched prompt: both prompts' fused
+ * answers), run on the open model's features; NULL: none. Its config.json is
+ * read now: one that cannot be read is an error shown in the window, and one
+ * that says "trained": false only gets the CLIP-only answer, with the pane
+ * saying why. Remembered in the preferences. */
+void ds_window_set_fusion (DsWindow *self, const char *dir);
 /* Asks LLaVA the prompt about the image; the answer streams into the pane
  * (Enter in the prompt does the same when a LLaVA folder is set). */
 void ds_window_ask (DsWindow *self);

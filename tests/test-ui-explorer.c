@@ -516,6 +516,100 @@ test_answer_pane (void)
   ds_window_set_llava (win, NULL);
 }
 
+/* With a fusion checkpoint (the test fixture of tests/data/fusion, which says
+ * "trained": true) and the SD model it fits (tests/data/sd2-tiny) open, Enter
+ * streams the CLIP-only answer into column 0 and the fused one into column 1,
+ * each exactly the engine's (ds_llava_ask, ds_llava_ask_fused on a session of
+ * the same model). A checkpoint that says "trained": false gets the CLIP-only
+ * answer alone and the pane says why; one without a config.json is an error
+ * in the window, and the window goes on. */
+static void
+test_fused_answer (void)
+{
+  DsAnswerView *av = DS_ANSWER_VIEW (child ("answer_view"));
+  const char *question = "What is shown in this picture?";
+  ds_window_open_model (win, DS_TEST_DATA_DIR "/sd2-tiny");
+  wait_idle ();
+  g_assert_null (ds_window_get_error (win));
+  ds_window_set_prompt (win, question);
+  ds_window_set_llava (win, DS_TEST_DATA_DIR "/llava-tiny");
+  ds_window_set_fusion (win, DS_TEST_DATA_DIR "/fusion/concat");
+  g_assert_null (ds_window_get_error (win));
+  const guint n0 = ds_window_get_n_answers (win);
+  g_signal_emit_by_name (child ("prompt_entry"), "activate");
+  wait_idle ();
+  g_assert_null (ds_window_get_error (win));
+  g_assert_cmpuint (ds_window_get_n_answers (win), ==, n0 + 1);
+
+  DsError err = { 0 };
+  DsBackend *be = ds_backend_cpu_new (&err);
+  DsLlava *lv = NULL;
+  DsFusion *f = NULL;
+  DsPipeline *pipe = NULL;
+  DsSession *s = NULL;
+  g_assert_cmpint (ds_llava_open (DS_TEST_DATA_DIR "/llava-tiny", be, &lv, &err), ==, DS_OK);
+  g_assert_cmpint (ds_fusion_open (DS_TEST_DATA_DIR "/fusion/concat", be, &f, &err), ==, DS_OK);
+  g_assert_cmpint (ds_pipeline_open (DS_TEST_DATA_DIR "/sd2-tiny", be, &pipe, &err), ==, DS_OK);
+  g_assert_cmpint (ds_session_new (pipe, NULL, &s, &err), ==, DS_OK);
+  DsImage img = { 0 };
+  g_assert_cmpint (ds_image_load (DS_TEST_DATA_DIR "/sd-input.png", &img, &err), ==, DS_OK);
+  DsLlavaParams p;
+  ds_llava_params_default (&p);
+  DsLlavaAnswer clip = { 0 }, fused = { 0 };
+  g_assert_cmpint (ds_llava_ask (lv, &img, question, &p, &clip, &err), ==, DS_OK);
+  g_assert_cmpint (ds_llava_ask_fused (lv, s, f, &img, question, &p, &fused, &err), ==, DS_OK);
+  g_assert_cmpuint (fused.n_ids, >, 0);
+  g_assert_cmpstr (ds_answer_view_get_text (av, 0), ==, clip.text);
+  g_assert_cmpstr (ds_answer_view_get_text (av, 1), ==, fused.text);
+
+  /* "trained": false: the CLIP-only answer alone, and the pane says why */
+  g_autofree char *dir = g_dir_make_tmp ("ds-ui-fusion-XXXXXX", NULL);
+  g_autofree char *cfg = NULL, *weights = NULL;
+  g_assert_true (g_file_get_contents (DS_TEST_DATA_DIR "/fusion/concat/config.json", &cfg,
+                                      NULL, NULL));
+  GString *untrained = g_string_new (cfg);
+  g_assert_cmpuint (g_string_replace (untrained, "\"trained\": true", "\"trained\": false", 1),
+                    ==, 1);
+  g_autofree char *cfg_path = g_build_filename (dir, "config.json", NULL);
+  g_autofree char *w_path = g_build_filename (dir, "fusion.safetensors", NULL);
+  gsize n = 0;
+  g_assert_true (g_file_get_contents (DS_TEST_DATA_DIR "/fusion/concat/fusion.safetensors",
+                                      &weights, &n, NULL));
+  g_assert_true (g_file_set_contents (cfg_path, untrained->str, -1, NULL));
+  g_assert_true (g_file_set_contents (w_path, weights, (gssize) n, NULL));
+  g_string_free (untrained, TRUE);
+  ds_window_set_fusion (win, dir);
+  g_assert_null (ds_window_get_error (win));
+  g_signal_emit_by_name (child ("prompt_entry"), "activate");
+  wait_idle ();
+  g_assert_null (ds_window_get_error (win));
+  g_assert_cmpstr (ds_answer_view_get_text (av, 0), ==, clip.text);
+  g_assert_cmpstr (ds_answer_view_get_text (av, 1), ==, "");
+  ds_answer_view_clear (av);
+  g_assert_nonnull (strstr (ds_answer_view_get_placeholder (av), "\"trained\": false"));
+
+  /* no config.json: an error, no checkpoint, and the window goes on */
+  g_unlink (cfg_path);
+  ds_window_set_fusion (win, dir);
+  g_assert_nonnull (ds_window_get_error (win));
+  g_assert_nonnull (strstr (ds_window_get_error (win), "config.json"));
+  ds_window_set_fusion (win, NULL);
+  ds_window_set_llava (win, NULL);
+  ds_window_open_model (win, NULL);
+  wait_idle ();
+  g_assert_null (ds_window_get_error (win));
+
+  g_unlink (w_path);
+  g_rmdir (dir);
+  ds_llava_answer_clear (&clip);
+  ds_llava_answer_clear (&fused);
+  ds_image_free (&img);
+  ds_session_free (s);
+  ds_fusion_free (f);
+  ds_llava_free (lv);
+  ds_backend_free (be);
+}
+
 /* The accessible name a screen reader would read for w, or NULL. */
 static gboolean
 has_accessible_name (GtkWidget *w)
@@ -660,6 +754,7 @@ main (int argc, char **argv)
   g_test_add_func ("/explorer/drop-files", test_drop_files);
   g_test_add_func ("/explorer/paste-image", test_paste_image);
   g_test_add_func ("/explorer/answer-pane", test_answer_pane);
+  g_test_add_func ("/explorer/fused-answer", test_fused_answer);
   g_test_add_func ("/explorer/prefs-round-trip", test_prefs_round_trip);
   g_test_add_func ("/explorer/keyboard-only", test_keyboard_only);
   int rc = g_test_run ();

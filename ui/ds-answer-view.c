@@ -269,6 +269,18 @@ ds_answer_view_set_placeholder (DsAnswerView *self,
 }
 
 /**
+ * ds_answer_view_get_placeholder:
+ *
+ * Returns: (transfer none): the text shown while there is no answer.
+ */
+const char *
+ds_answer_view_get_placeholder (DsAnswerView *self)
+{
+  g_return_val_if_fail (DS_IS_ANSWER_VIEW (self), NULL);
+  return gtk_label_get_text (self->placeholder);
+}
+
+/**
  * ds_answer_view_clear:
  * @self: the view
  *

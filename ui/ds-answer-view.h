@@ -14,6 +14,7 @@ G_DECLARE_FINAL_TYPE (DsAnswerView, ds_answer_view, DS, ANSWER_VIEW, GtkWidget)
 GtkWidget  *ds_answer_view_new             (void);
 void        ds_answer_view_set_placeholder (DsAnswerView *self,
                                             const char   *text);
+const char *ds_answer_view_get_placeholder (DsAnswerView *self);
 void        ds_answer_view_clear           (DsAnswerView *self);
 void        ds_answer_view_append          (DsAnswerView *self,
                                             int           column,
