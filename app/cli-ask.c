@@ -4,6 +4,7 @@
  *
  *   diffscope-cli ask --llava DIR --image IMG --question TEXT [--max-tokens N]
  *                     [--temperature T [--top-p P] [--seed N]] [--json]
+ *                     [--device auto|cpu|cuda] [--precision f16|bf16|f32]
  *                     [--fusion CKPT (--model SD_DIR | --demo) [--allow-untrained-fusion]]
  *
  * The answer's text goes to stdout piece by piece (flushed after each), then a
@@ -20,8 +21,9 @@
  * weights exist publicly: a checkpoint whose config says "trained": false is
  * refused unless --allow-untrained-fusion, and then its output is labelled
  * "UNTRAINED FUSION — not an answer" on stderr (before and after the text)
- * and "untrained_fusion": true in --json. Runs on the CPU: the decoder's ops
- * have no CUDA kernels yet.
+ * and "untrained_fusion": true in --json. --device and --precision choose the
+ * backend as for the other commands (ds_device_open: CUDA in f16 when a GPU
+ * answers, else the CPU in f32); --json also prints "device".
  */
 #include <errno.h>
 #include <jansson.h>
@@ -34,6 +36,7 @@
 
 #include "cli.h"
 #include "ds-data.h"
+#include "ds-device.h"
 #include "ds-fusion.h"
 #include "ds-image.h"
 #include "ds-llava.h"
@@ -44,6 +47,7 @@
 typedef struct {
   const char *llava, *image, *question;
   const char *fusion, *model; /* --fusion CKPT, --model SD_DIR */
+  const char *device, *precision; /* NULL: DIFFSCOPE_DEVICE or auto; the device's default */
   long long max_tokens;
   double temperature, top_p;
   unsigned long long seed;
@@ -64,6 +68,7 @@ ask_usage (FILE *f)
 {
   fputs ("usage: diffscope-cli ask --llava DIR --image IMG --question TEXT [--max-tokens N]\n"
          "                         [--temperature T [--top-p P] [--seed N]] [--json]\n"
+         "                         [--device auto|cpu|cuda] [--precision f16|bf16|f32]\n"
          "                         [--fusion CKPT (--model SD_DIR | --demo)\n"
          "                          [--allow-untrained-fusion]]\n"
          "\n"
@@ -76,8 +81,11 @@ ask_usage (FILE *f)
          "  --temperature T   sample at temperature T > 0 (default 0: greedy)\n"
          "  --top-p P         with --temperature: nucleus sampling, 0 < P <= 1 (1)\n"
          "  --seed N          with --temperature: the sampler's seed (0)\n"
-         "  --json            print {\"ids\": [...], \"text\": ...} at the end instead of\n"
-         "                    streaming the text\n"
+         "  --json            print {\"ids\": [...], \"text\": ..., \"device\": ...} at the end\n"
+         "                    instead of streaming the text\n"
+         "  --device D        auto (default: CUDA when a GPU answers, else the CPU), cpu\n"
+         "                    or cuda; also DIFFSCOPE_DEVICE\n"
+         "  --precision P     what CUDA computes in: f16 (default), bf16 or f32\n"
          "  --fusion CKPT     fuse Stable Diffusion features into the image tokens: a fusion\n"
          "                    checkpoint folder (config.json, fusion.safetensors; see\n"
          "                    docs/models.md 7.9); its UNet probe runs with the question as\n"
@@ -139,7 +147,8 @@ parse_ask (int argc, char **argv, AskOptions *o)
         }
       static const char *const with_value[] = { "--llava", "--image", "--question",
                                                 "--max-tokens", "--temperature", "--top-p",
-                                                "--seed", "--fusion", "--model" };
+                                                "--seed", "--fusion", "--model", "--device",
+                                                "--precision" };
       size_t k = 0;
       while (k < sizeof with_value / sizeof with_value[0] && strcmp (a, with_value[k]) != 0)
         k++;
@@ -181,6 +190,16 @@ parse_ask (int argc, char **argv, AskOptions *o)
           break;
         case 7: o->fusion = v; break;
         case 8: o->model = v; break;
+        case 9:
+          if (strcmp (v, "auto") && strcmp (v, "cpu") && strcmp (v, "cuda"))
+            return bad ("--device \"%s\": expected auto, cpu or cuda", v);
+          o->device = v;
+          break;
+        case 10:
+          if (strcmp (v, "f16") && strcmp (v, "bf16") && strcmp (v, "f32"))
+            return bad ("--precision \"%s\": expected f16, bf16 or f32", v);
+          o->precision = v;
+          break;
         }
     }
   if (!o->llava)
@@ -211,7 +230,7 @@ fusion_json (const DsFusionConfig *c)
 }
 
 static int
-print_json (const DsLlavaAnswer *ans, const DsFusion *fusion)
+print_json (const DsLlavaAnswer *ans, const DsFusion *fusion, const DsBackend *be)
 {
   json_t *ids = json_array ();
   for (int64_t i = 0; ids && i < ans->n_ids; i++)
@@ -221,6 +240,7 @@ print_json (const DsLlavaAnswer *ans, const DsFusion *fusion)
     {
       json_object_set_new (root, "ids", ids);
       json_object_set_new (root, "text", json_string (ans->text ? ans->text : ""));
+      json_object_set_new (root, "device", json_string (be->name));
       if (fusion)
         {
           json_object_set_new (root, "fusion", fusion_json (ds_fusion_config (fusion)));
@@ -295,8 +315,15 @@ cli_cmd_ask (int argc, char **argv)
   DsSession *sd = NULL;
   DsLlavaAnswer ans = { 0 };
   DsStatus st = ds_image_load (o.image, &img, &err);
-  if (st == DS_OK && !(be = ds_backend_cpu_new (&err)))
-    st = err.code ? err.code : DS_ERR_DEVICE;
+  if (st == DS_OK)
+    {
+      char note[512];
+      const char *dev = o.device ? o.device : getenv ("DIFFSCOPE_DEVICE");
+      if (!(be = ds_device_open (dev, o.precision, note, sizeof note, &err)))
+        st = err.code ? err.code : DS_ERR_DEVICE;
+      else if (note[0])
+        fprintf (stderr, "diffscope-cli: %s\n", note);
+    }
   if (st == DS_OK && o.fusion)
     st = open_fusion (&o, be, &fusion, &sd, &err);
   if (st == DS_OK)
@@ -325,7 +352,7 @@ cli_cmd_ask (int argc, char **argv)
   if (st == DS_OK || st == DS_ERR_CANCELLED)
     {
       if (o.json)
-        rc = print_json (&ans, fusion);
+        rc = print_json (&ans, fusion, be);
       else
         {
           fputc ('\n', stdout);

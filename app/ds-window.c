@@ -12,6 +12,7 @@
 #include "ds-block-picker.h"
 #include "ds-cka-plot.h"
 #include "ds-data.h"
+#include "ds-device.h"
 #include "ds-image-view.h"
 #include "ds-llava.h"
 #include "ds-map-grid.h"
@@ -31,12 +32,14 @@ typedef struct {
  * other one). */
 typedef struct {
   DsBackend *be;
+  char *device; /* what be was opened for: "auto", "cpu" or "cuda" */
   DsLlava *lv;
   char *dir;
   DsFusion *fusion;
   char *fusion_dir;
   DsSession *sd;
   char *sd_dir; /* "" for the built-in model */
+  gboolean gpu_lost; /* a fault ended the CUDA context: the CPU from then on */
 } AnswerSlot;
 
 enum { ANSWER_JOB };
@@ -78,7 +81,7 @@ struct _DsWindow {
   DsWorker *worker;
   Slot *slot;
   /* Answers run on a worker of their own, so a long generation never holds
-   * up the maps (LLaVA runs on the CPU backend for now). */
+   * up the maps (LLaVA on a backend of its own, on the preferences' device). */
   DsWorker *answer_worker;
   AnswerSlot *answer_slot;
   guint n_answers;            /* answers finished (or stopped) */
@@ -1099,6 +1102,7 @@ typedef struct {
 typedef struct {
   AnswerSlot *slot;
   char *dir;
+  char *device; /* the preferences' device */
   DsSharedImage *image;
   AnswerColumn col[2];
   char *fusion_dir; /* with a fused column: the checkpoint, and the SD model (NULL: built-in) */
@@ -1110,6 +1114,7 @@ answer_data_free (gpointer data)
 {
   AnswerData *d = data;
   g_free (d->dir);
+  g_free (d->device);
   ds_shared_image_unref (d->image);
   g_free (d->col[0].question);
   g_free (d->col[1].question);
@@ -1118,18 +1123,26 @@ answer_data_free (gpointer data)
   g_free (d);
 }
 
+/* Everything the slot holds, the backend last (not what it learnt: gpu_lost). */
+static void
+answer_slot_clear (AnswerSlot *a)
+{
+  g_clear_pointer (&a->sd, ds_session_free);
+  g_clear_pointer (&a->fusion, ds_fusion_free);
+  g_clear_pointer (&a->lv, ds_llava_free);
+  g_clear_pointer (&a->be, ds_backend_free);
+  g_clear_pointer (&a->device, g_free);
+  g_clear_pointer (&a->dir, g_free);
+  g_clear_pointer (&a->fusion_dir, g_free);
+  g_clear_pointer (&a->sd_dir, g_free);
+}
+
 static void
 answer_slot_free (AnswerSlot *a)
 {
   if (!a)
     return;
-  ds_session_free (a->sd);
-  ds_fusion_free (a->fusion);
-  ds_llava_free (a->lv);
-  ds_backend_free (a->be);
-  g_free (a->dir);
-  g_free (a->fusion_dir);
-  g_free (a->sd_dir);
+  answer_slot_clear (a);
   g_free (a);
 }
 
@@ -1194,16 +1207,31 @@ answer_func (gpointer data, const atomic_int *cancel, DsWorker *worker, GError *
   AnswerData *d = data;
   AnswerSlot *a = d->slot;
   DsError err = { 0 };
+  /* The device the preferences name (LLaVA in f16 on a GPU); a GPU lost to a
+   * fault (be->lost) gives way to the CPU, as the explorer's does. */
+  if (a->be && a->be->lost)
+    {
+      answer_slot_clear (a);
+      a->gpu_lost = TRUE;
+    }
+  const char *device = a->gpu_lost ? "cpu" : d->device;
+  if (a->be && g_strcmp0 (a->device, device))
+    answer_slot_clear (a);
+  if (!a->be)
+    {
+      char note[256];
+      if (!(a->be = ds_device_open (device, NULL, note, sizeof note, &err)))
+        {
+          ds_explore_set_error (error, &err);
+          return NULL;
+        }
+      a->device = g_strdup (device);
+    }
   if (!a->lv || g_strcmp0 (a->dir, d->dir))
     {
       ds_llava_free (a->lv);
       a->lv = NULL;
       g_clear_pointer (&a->dir, g_free);
-      if (!a->be && !(a->be = ds_backend_cpu_new (&err)))
-        {
-          ds_explore_set_error (error, &err);
-          return NULL;
-        }
       ds_worker_progress (worker, "loading LLaVA", 0, 1);
       if (ds_llava_open (d->dir, a->be, &a->lv, &err))
         {
@@ -1275,6 +1303,7 @@ ds_window_ask (DsWindow *self)
   AnswerData *d = g_new0 (AnswerData, 1);
   d->slot = self->answer_slot;
   d->dir = g_strdup (self->prefs->llava);
+  d->device = g_strdup (self->prefs->device);
   d->image = ds_shared_image_ref (self->params.image);
   const gboolean fused = self->prefs->fusion && self->fusion.trained;
   if (fused)

@@ -194,6 +194,10 @@ main (int argc, char **argv)
       return 2;
     }
   const char *cli = argv[1];
+  /* The CPU: the answers are checked against transformers' fp32 (CUDA's are
+   * in the cuda suite, test-cli-cuda), and stderr stays free of the note a
+   * CUDA build without a GPU prints in auto. */
+  setenv ("DIFFSCOPE_DEVICE", "cpu", 1);
   char dir[] = "/tmp/ds-test-cli-ask-XXXXXX";
   DsError err = { 0 };
   DsSafetensors *exp = NULL;

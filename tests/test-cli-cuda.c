@@ -170,6 +170,32 @@ main (int argc, char **argv)
       ds_safetensors_close (sb);
     }
 
+  /* LLaVA on CUDA through `ask`: the tiny llava-hf fixture in strict f32
+   * gives the CPU's 32 greedy ids (logits agree to ~1e-13 NMSE, far from a
+   * near-tie: test-llava-cuda), and says which device ran it. */
+  {
+    char ask_cpu[65536];
+    snprintf (args, sizeof args,
+              "ask --llava %s/llava-tiny --image %s/sd-input.png --question 'What is shown?' "
+              "--max-tokens 32 --json --device cpu",
+              DS_TEST_DATA_DIR, DS_TEST_DATA_DIR);
+    int rc_cpu = run (args);
+    snprintf (ask_cpu, sizeof ask_cpu, "%s", output);
+    snprintf (args, sizeof args,
+              "ask --llava %s/llava-tiny --image %s/sd-input.png --question 'What is shown?' "
+              "--max-tokens 32 --json --device cuda --precision f32",
+              DS_TEST_DATA_DIR, DS_TEST_DATA_DIR);
+    int rc_cuda = run (args);
+    const char *ids_cpu = strstr (ask_cpu, "\"ids\""), *ids_cuda = strstr (output, "\"ids\"");
+    const char *end_cpu = ids_cpu ? strchr (ids_cpu, ']') : NULL;
+    DS_CHECK (rc_cpu == 0 && rc_cuda == 0 && end_cpu && ids_cuda
+                && strncmp (ids_cpu, ids_cuda, (size_t) (end_cpu - ids_cpu)) == 0,
+              "ask on CUDA (f32) gives the CPU's ids (exit %d, %d):\n%s\n%s", rc_cpu, rc_cuda,
+              ask_cpu, output);
+    DS_CHECK (strstr (output, "\"device\": \"CUDA") != NULL, "ask says it ran on CUDA:\n%s",
+              output);
+  }
+
   /* The memory cap from the environment: a bad value is named; a cap too
    * small for the forward is "out of device memory" with the cap, exit 1. */
   setenv ("DIFFSCOPE_GPU_MEMORY", "lots", 1);

@@ -13,6 +13,13 @@
  *  - bad folders: a missing shard, shard paths leaving the folder or naming a
  *    pickle, a tensor in two shards, missing config keys, a wrong tensor
  *    shape, no weights or only pickle weights: each error names the fault.
+ *
+ * Built a second time as test-llava-cuda (DS_TEST_LLAVA_CUDA, the cuda
+ * suite): the same model end to end on the CUDA backend in strict f32, with
+ * the bars of CUDA f32 (ds-test-cuda.h: 1e-6 for features and logits, whose
+ * GEMMs sum in another order) and the same 32 greedy ids; the index and the
+ * bad folders, which are the loader's, run only on the CPU. Exits 77 where
+ * no CUDA device answers.
  */
 #include "ds-test.h"
 
@@ -23,6 +30,16 @@
 #include "ds-image.h"
 #include "ds-llava.h"
 #include "ds-safetensors-index.h"
+#ifdef DS_TEST_LLAVA_CUDA
+#include "ds-test-cuda.h"
+/* strict f32 on the GPU: the order of sums differs from the CPU's */
+#define FEATURES_TOL 1e-6
+#define LOGITS_TOL 1e-6
+#else
+/* the same f32 function as transformers', summed in another order */
+#define FEATURES_TOL 1e-10
+#define LOGITS_TOL 1e-8
+#endif
 
 #define TINY DS_TEST_DATA_DIR "/llava-tiny"
 
@@ -240,7 +257,7 @@ test_case (DsLlava *lv, const char *name, const char *image_path, bool all_rows)
   DS_CHECK_OK (ds_safetensors_load_f32 (expected, key, 2, (int64_t[]){ 9, 64 }, &ref, &err),
                &err);
   if (feats.data && ref.data)
-    ds_test_check_tensor ("image features", &feats, &ref, 1e-10);
+    ds_test_check_tensor ("image features", &feats, &ref, FEATURES_TOL);
   ds_tensor_free (&ref);
   DS_CHECK_OK (ds_llava_prompt_logits (lv, ids, n, &feats, &logits, &err), &err);
   snprintf (key, sizeof key, "%s.logits", name);
@@ -251,7 +268,7 @@ test_case (DsLlava *lv, const char *name, const char *image_path, bool all_rows)
     {
       DsTensor got = ds_tensor_slice0 (&logits, n - rows, rows);
       ds_test_check_tensor (all_rows ? "prefill logits (every row)" : "prefill logits (last)",
-                            &got, &ref, 1e-8);
+                            &got, &ref, LOGITS_TOL);
     }
   ds_tensor_free (&ref);
   ds_tensor_free (&logits);
@@ -596,7 +613,12 @@ int
 main (void)
 {
   DsError err = { 0 };
+#ifdef DS_TEST_LLAVA_CUDA
+  ds_test_cuda_begin ();
+  be = ds_backend_cuda_new (0, DS_DTYPE_F32, &err);
+#else
   be = ds_backend_cpu_new (&err);
+#endif
   if (!be || ds_safetensors_open (DS_TEST_DATA_DIR "/llava-tiny-expected.safetensors", &expected,
                                   &err) != DS_OK)
     {

@@ -25,8 +25,10 @@
  * Not done here: batches (one sequence per cache), attention masks beyond the
  * causal one (no padding), RoPE scaling variants (rope_scaling must be null),
  * biases in the projections (attention_bias / mlp_bias must be false), f16
- * activations on the CPU (the CPU backend computes in f32; on CUDA the ops are
- * not implemented yet: rms_norm, rope and attention_kv are CPU-only).
+ * activations on the CPU (the CPU backend computes in f32; CUDA computes in
+ * its act_dtype, kernels/rms-norm.cu, rope.cu, attention-kv.cu), the decode
+ * step recorded as a CUDA graph (its position is baked into what it
+ * launches; kernels/README.md says what recording it needs).
  *
  * Memory on the CPU: an f16/bf16 checkpoint's projection and lm_head matrices
  * stay 16-bit, mapped from the file, which stays open until ds_llama_free

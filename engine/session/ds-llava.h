@@ -54,8 +54,9 @@
  * config), the original's pad-to-square (the HF processor does not pad; set
  * the image config's pad_to_square by hand), several images per prompt,
  * batches, a vision_feature_layer list, other projectors than mlp2x_gelu,
- * chat templates (the single-turn HF prompt is built in), CUDA (the decoder's
- * ops are CPU-only for now, ds-llama.h).
+ * chat templates (the single-turn HF prompt is built in), the decode step as
+ * a CUDA graph (each step runs eagerly, ds-llama.h). On CUDA everything runs
+ * on the device (test-llava-cuda: the fixture in strict f32 on the emulator).
  */
 #pragma once
 
