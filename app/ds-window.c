@@ -1427,52 +1427,46 @@ on_answer_stop (DsAnswerView *view, DsWindow *self)
     ds_answer_view_set_streaming (view, FALSE); /* it was only queued: no done comes */
 }
 
+/* The folders the answer pane reads, chosen in a dialog: the LLaVA model or
+ * the fusion checkpoint ("fusion" set on the dialog). */
 static void
-on_llava_response (GtkNativeDialog *dialog, int response, gpointer user_data)
+on_answer_folder_response (GtkNativeDialog *dialog, int response, gpointer user_data)
 {
   DsWindow *self = user_data;
   if (response == GTK_RESPONSE_ACCEPT)
     {
       g_autoptr (GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
       g_autofree char *path = file ? g_file_get_path (file) : NULL;
-      if (path)
+      if (path && g_object_get_data (G_OBJECT (dialog), "fusion"))
+        ds_window_set_fusion (self, path);
+      else if (path)
         ds_window_set_llava (self, path);
     }
   g_object_unref (dialog);
 }
 
 static void
-action_open_llava (GtkWidget *w, const char *name, GVariant *param)
+choose_answer_folder (GtkWidget *w, gboolean fusion)
 {
   GtkFileChooserNative *fc = gtk_file_chooser_native_new (
-      "Open a LLaVA-1.5 Folder (llava-hf layout)", GTK_WINDOW (w),
-      GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "_Cancel");
-  g_signal_connect (fc, "response", G_CALLBACK (on_llava_response), w);
+      fusion ? "Open a Fusion Checkpoint (config.json, fusion.safetensors)"
+             : "Open a LLaVA-1.5 Folder (llava-hf layout)",
+      GTK_WINDOW (w), GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "_Cancel");
+  g_object_set_data (G_OBJECT (fc), "fusion", GINT_TO_POINTER (fusion));
+  g_signal_connect (fc, "response", G_CALLBACK (on_answer_folder_response), w);
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (fc));
 }
 
 static void
-on_fusion_response (GtkNativeDialog *dialog, int response, gpointer user_data)
+action_open_llava (GtkWidget *w, const char *name, GVariant *param)
 {
-  DsWindow *self = user_data;
-  if (response == GTK_RESPONSE_ACCEPT)
-    {
-      g_autoptr (GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
-      g_autofree char *path = file ? g_file_get_path (file) : NULL;
-      if (path)
-        ds_window_set_fusion (self, path);
-    }
-  g_object_unref (dialog);
+  choose_answer_folder (w, FALSE);
 }
 
 static void
 action_open_fusion (GtkWidget *w, const char *name, GVariant *param)
 {
-  GtkFileChooserNative *fc = gtk_file_chooser_native_new (
-      "Open a Fusion Checkpoint (config.json, fusion.safetensors)", GTK_WINDOW (w),
-      GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "_Cancel");
-  g_signal_connect (fc, "response", G_CALLBACK (on_fusion_response), w);
-  gtk_native_dialog_show (GTK_NATIVE_DIALOG (fc));
+  choose_answer_folder (w, TRUE);
 }
 
 static void
