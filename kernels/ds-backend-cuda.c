@@ -1094,18 +1094,40 @@ cuda_attention_kv (CudaImpl *impl, const DsOpCall *c, DsError *err)
   const int64_t nb = qt->shape[0], nq = qt->shape[1], nk = kt->shape[1];
   const int64_t heads = c->p.attention_kv.heads, d = qt->shape[2] / heads;
   const int64_t q_pos = c->p.attention_kv.q_pos;
+  const DsTensor *pos = c->src[3]; /* the position on the device (one query) */
   if (nb == 0 || nq == 0 || d == 0)
     return DS_OK;
   if (nq > ATTN_KV_KERNEL_MAX_Q || !ds_cuda_attention_kv_supported (nb, nq, heads, d))
-    return attention_kv_materialised (impl, c, err);
-  const size_t bytes = ds_cuda_attention_kv_scratch (nb, nq, nk, heads, d, q_pos);
+    {
+      if (pos) /* the GEMM path sizes its GEMMs by the position on the host */
+        return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                             "cached attention at a device position: head size %lld, batch %lld "
+                             "not supported",
+                             (long long) d, (long long) nb);
+      return attention_kv_materialised (impl, c, err);
+    }
+  const size_t bytes
+    = ds_cuda_attention_kv_scratch (nb, nq, nk, heads, d, pos ? nk - nq : q_pos);
   void *scratch = bytes ? cuda_scratch (impl, bytes, err) : NULL;
   if (bytes && !scratch)
     return err ? err->code : DS_ERR_DEVICE;
   CUDA_TRY (ds_cuda_attention_kv (c->dst->dtype, qt->data, kt->data, c->src[2]->data,
                                   c->dst->data, nb, nq, nk, heads, c->p.attention_kv.kv_heads, d,
-                                  c->p.attention_kv.scale, q_pos, scratch, impl->stream),
+                                  c->p.attention_kv.scale, q_pos, pos ? pos->data : NULL, scratch,
+                                  impl->stream),
             "cached attention launch");
+  return DS_OK;
+}
+
+/* Rows of x into the destination at the positions the device holds. */
+static DsStatus
+cuda_set_rows (CudaImpl *impl, const DsOpCall *c, DsError *err)
+{
+  const DsTensor *pt = c->src[1];
+  CUDA_TRY (ds_cuda_set_rows (c->dst->dtype, c->src[0]->data, pt->data, c->dst->data,
+                              ds_tensor_numel (pt), c->dst->shape[1], c->dst->shape[0],
+                              impl->stream),
+            "set_rows launch");
   return DS_OK;
 }
 
@@ -1145,6 +1167,7 @@ dispatch (CudaImpl *impl, const DsOpCall *c, DsError *err)
     case DS_OP_RMS_NORM: return cuda_rms_norm (impl, c, err);
     case DS_OP_ROPE: return cuda_rope (impl, c, err);
     case DS_OP_ATTENTION_KV: return cuda_attention_kv (impl, c, err);
+    case DS_OP_SET_ROWS: return cuda_set_rows (impl, c, err);
     default: break;
     }
   return ds_error_set (err, DS_ERR_UNSUPPORTED, "CUDA backend: unknown op %d", (int) c->op);

@@ -128,6 +128,10 @@ cudaError_t ds_cuda_timestep_embedding (DsDType dt, const void *t, void *y, int6
  * and gives a row of zeros. */
 cudaError_t ds_cuda_embedding (DsDType dt, const int32_t *ids, const void *table, void *y,
                                int64_t n, int64_t ch, int64_t v, cudaStream_t stream);
+/* y[pos[i], :] = x[i, :] for i < n, rows of ch, y [rows, ch]; a position
+ * outside [0, rows) is skipped. */
+cudaError_t ds_cuda_set_rows (DsDType dt, const void *x, const int32_t *pos, void *y, int64_t n,
+                              int64_t ch, int64_t rows, cudaStream_t stream);
 
 /* permute.cu -------------------------------------------------------------- */
 
@@ -168,15 +172,18 @@ cudaError_t ds_cuda_rope (DsDType dt, const void *x, const int32_t *pos, void *y
 /* Split-K attention of nq queries over a KV cache (decode steps):
  * q, o [nb, nq, heads*d], k, v [nb, nk, kv_heads*d]; query i (at position
  * q_pos + i) of head h sees keys 0 .. min(q_pos + i, nk - 1) of kv head
- * h / (heads / kv_heads); softmax in f32. scratch: device memory of
- * ds_cuda_attention_kv_scratch bytes (0: none needed, NULL is fine). */
+ * h / (heads / kv_heads); softmax in f32. With pos (device i32 [1], else
+ * NULL), q_pos is read from it when the kernels run: the grid then covers
+ * all nk keys and the chunks past the position exit at once. scratch: device
+ * memory of ds_cuda_attention_kv_scratch bytes (0: none needed, NULL is
+ * fine), for pos given with q_pos = nk - nq (the most any position needs). */
 bool ds_cuda_attention_kv_supported (int64_t nb, int64_t nq, int64_t heads, int64_t head_dim);
 size_t ds_cuda_attention_kv_scratch (int64_t nb, int64_t nq, int64_t nk, int64_t heads, int64_t d,
                                      int64_t q_pos);
 cudaError_t ds_cuda_attention_kv (DsDType dt, const void *q, const void *k, const void *v,
                                   void *o, int64_t nb, int64_t nq, int64_t nk, int64_t heads,
                                   int64_t kv_heads, int64_t d, float scale, int64_t q_pos,
-                                  void *scratch, cudaStream_t stream);
+                                  const int32_t *pos, void *scratch, cudaStream_t stream);
 
 /* attention.cu ------------------------------------------------------------ */
 

@@ -25,7 +25,10 @@
  * another order; up to 16 queries it runs, beyond them GEMMs + softmax),
  * with decode shapes (1 query over 4096 keys, GQA, chunk edges at 256 keys,
  * q_pos offsets with the cache longer than what the queries see) and
- * prefill chunks.
+ * prefill chunks; attention_kv at a position read on the device (the whole
+ * cache given, the same bits as the position fixed at launch with the rows
+ * up to it); set_rows into a cache (bit-identical, the other rows kept; a
+ * row outside the destination an error on the CPU, skipped on the device).
  * f16/bf16 attention with head size 64 and no probabilities runs the fused
  * kernel (attention.cu), again with DS_CUDA_LDMATRIX=0 (its plain-load
  * fragments); the others the materialised path: all are covered.
@@ -1055,6 +1058,93 @@ attention_kv_case (const char *label, int64_t nb, int64_t nq, int64_t nk, int he
   free_all (t, 4);
 }
 
+/* One query at position p of a cache of nk rows, the position read on the
+ * device: against the CPU, and bit for bit against the same query given
+ * q_pos = p with only the p + 1 rows it sees (what an eager decode step
+ * passes); one launch up to 256 keys seen, two past them. */
+static void
+attention_kv_at_case (const char *label, int64_t nk, int heads, int kv_heads, int64_t d,
+                      int32_t p)
+{
+  DsTensor t[5];
+  t[0] = rnd (3.0f, 0.0f, SHAPE (1, 1, heads * d));
+  t[1] = rnd (3.0f, 0.0f, SHAPE (1, nk, kv_heads * d));
+  t[2] = rnd (1.0f, 0.0f, SHAPE (1, nk, kv_heads * d));
+  t[3] = zeros (SHAPE (1, 1, heads * d));
+  t[4] = host_new (DS_DTYPE_I32, SHAPE (1));
+  *(int32_t *) t[4].data = p;
+  DsOpCall c = { .op = DS_OP_ATTENTION_KV, .src = { &t[0], &t[1], &t[2], &t[4] },
+                 .dst = &t[3] };
+  c.p.attention_kv.heads = heads;
+  c.p.attention_kv.kv_heads = kv_heads;
+  c.p.attention_kv.scale = 1.0f / sqrtf ((float) d);
+  check_case (label, &c, TOL_GEMM);
+  if (case_device_ops >= 0)
+    DS_CHECK (case_device_ops == (nk > 256 ? 2 : 1), "%s: %lld launches, expected %d", label,
+              case_device_ops, nk > 256 ? 2 : 1);
+
+  DsError err = { 0 };
+  DsTensor q = dev_upload (&t[0]), k = dev_upload (&t[1]), v = dev_upload (&t[2]);
+  DsTensor pos = dev_upload (&t[4]), o_at = dev_nan (&t[3]), o_fixed = dev_nan (&t[3]);
+  const int64_t ckv = kv_heads * d;
+  DsTensor k_seen = ds_tensor_reshape (&k, 2, (int64_t[]){ nk, ckv });
+  DsTensor v_seen = ds_tensor_reshape (&v, 2, (int64_t[]){ nk, ckv });
+  k_seen = ds_tensor_slice0 (&k_seen, 0, p + 1);
+  v_seen = ds_tensor_slice0 (&v_seen, 0, p + 1);
+  k_seen = ds_tensor_reshape (&k_seen, 3, (int64_t[]){ 1, p + 1, ckv });
+  v_seen = ds_tensor_reshape (&v_seen, 3, (int64_t[]){ 1, p + 1, ckv });
+  const float scale = 1.0f / sqrtf ((float) d);
+  DS_CHECK_OK (ds_attention_kv_at (gpu, &q, &k, &v, heads, kv_heads, scale, &pos, &o_at, &err),
+               &err);
+  DS_CHECK_OK (ds_attention_kv (gpu, &q, &k_seen, &v_seen, heads, kv_heads, scale, p, &o_fixed,
+                                &err),
+               &err);
+  float *a = dev_download (&o_at), *b = dev_download (&o_fixed);
+  DS_CHECK (memcmp (a, b, (size_t) (heads * d) * sizeof *a) == 0,
+            "%s: the device position gives other bits than q_pos %d", label, (int) p);
+  free (a);
+  free (b);
+  DsTensor *dev[] = { &q, &k, &v, &pos, &o_at, &o_fixed };
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    gpu->tensor_free (gpu, dev[i]);
+  free_all (t, 5);
+}
+
+/* x [n, ch] into rows pos of y [rows, ch] holding random values, on both
+ * backends: the whole of y compared (the rows not written must be kept). */
+static void
+set_rows_case (const char *label, int64_t n, int64_t ch, int64_t rows, int32_t p0, int32_t step)
+{
+  DsError err = { 0 };
+  DsTensor x = rnd (2.0f, 0.0f, SHAPE (1, n, ch)), y = rnd (1.0f, 5.0f, SHAPE (rows, ch));
+  DsTensor pos = host_new (DS_DTYPE_I32, SHAPE (n));
+  for (int64_t i = 0; i < n; i++)
+    ((int32_t *) pos.data)[i] = (int32_t) ((p0 + i * step) % rows);
+  DsTensor dx = dev_upload (&x), dy = dev_upload (&y), dp = dev_upload (&pos);
+  const double t0 = now_ms ();
+  DS_CHECK_OK (ds_set_rows (gpu, &dx, &dp, &dy, &err), &err);
+  DS_CHECK_OK (gpu->synchronize (gpu, &err), &err);
+  const double t1 = now_ms ();
+  DS_CHECK_OK (ds_set_rows (cpu, &x, &pos, &y, &err), &err);
+  op_tested[DS_OP_SET_ROWS] = true;
+  compare ("set_rows", label, "out", &dy, &y, TOL_MOVE, t1 - t0, now_ms () - t1);
+  /* a row past the end: the CPU refuses before writing, the device skips it */
+  ((int32_t *) pos.data)[0] = (int32_t) rows;
+  DS_CHECK_OK (gpu->upload (gpu, &dp, pos.data, &err), &err);
+  DS_CHECK (ds_set_rows (cpu, &x, &pos, &y, &err) == DS_ERR_INVALID
+                && strstr (err.message, "outside"),
+            "%s: a row past the end on the CPU: %s", label, err.message);
+  memset (&err, 0, sizeof err);
+  DS_CHECK_OK (ds_set_rows (gpu, &dx, &dp, &dy, &err), &err);
+  compare ("set_rows", label, "skip", &dy, &y, TOL_MOVE, 0, 0);
+  gpu->tensor_free (gpu, &dx);
+  gpu->tensor_free (gpu, &dy);
+  gpu->tensor_free (gpu, &dp);
+  ds_tensor_free (&x);
+  ds_tensor_free (&y);
+  ds_tensor_free (&pos);
+}
+
 static void
 test_decoder_ops (void)
 {
@@ -1088,6 +1178,16 @@ test_decoder_ops (void)
   attention_kv_case ("prefill chunk of 37 at 100, cache 200, D 128", 1, 37, 200, 4, 4, 128, 100);
   attention_kv_case ("prefill batch 2 MQA 4/1 D 16, 20 at 30", 2, 20, 50, 4, 1, 16, 30);
   attention_kv_case ("prefill 128 at 3968 of 4096, 8 heads D 128", 1, 128, 4096, 8, 8, 128, 3968);
+
+  attention_kv_at_case ("at device pos 17 of a 4096 cache, 32 heads D 128", 4096, 32, 32, 128, 17);
+  attention_kv_at_case ("at device pos 3000 of 4096, GQA 32/8 D 128", 4096, 32, 8, 128, 3000);
+  attention_kv_at_case ("at device pos 255 of 300 (one chunk seen)", 300, 2, 2, 32, 255);
+  attention_kv_at_case ("at device pos 256 of 300 (two chunks seen)", 300, 2, 2, 32, 256);
+  attention_kv_at_case ("at device pos 0 of a 200 cache, MQA 4/1 D 64", 200, 4, 1, 64, 0);
+
+  set_rows_case ("a decode step's kv row: 1 x 1024 into row 37 of 4096", 1, 1024, 4096, 37, 1);
+  set_rows_case ("5 rows x 96, scattered", 5, 96, 40, 3, 7);
+  set_rows_case ("3 rows x 1 into the last rows", 3, 1, 3, 0, 1);
 }
 
 /* ---- the backend itself ---- */

@@ -24,9 +24,12 @@
  * kernel does not): the same bars.
  * Exits 77 where no CUDA device answers; on the emulator it runs.
  *
- * The decode step runs eagerly (ds_llama_forward does not record it: its
- * position is baked into the cache row views and attention_kv's q_pos, see
- * kernels/README.md); the graph counters must say so.
+ * The decode step as a CUDA graph (ds-llama.c: its position is read on the
+ * device): decoding the greedy tokens one at a time with one arena and one
+ * logits tensor, the first step runs eagerly, the second is recorded and
+ * launched, every later one is a launch and no op; the logits of every step
+ * equal, bit for bit, those of the same steps run eagerly (DS_CUDA_GRAPHS=0),
+ * and ds_llama_generate replays its steps too.
  */
 #include "ds-test-cuda.h"
 
@@ -70,6 +73,33 @@ run (DsBackend *be, DsLlama *m, DsLlamaCache *kv, const int32_t *ids, int64_t n,
     st = ds_llama_forward (m, &a, kv, &in, &logits, &err);
   if (st == DS_OK)
     st = ds_backend_download_f32 (be, &logits, host, &err);
+  DS_CHECK_OK (st, &err);
+  if (logits.data)
+    be->tensor_free (be, &logits);
+  ds_backend_arena_free (be, &a);
+  return host;
+}
+
+/* Decodes seq[0 .. n) one token at a time on top of kv with one arena and one
+ * logits tensor (what a recording is keyed on); the logits, host [n, V]. */
+static float *
+steps (DsBackend *be, DsLlama *m, DsLlamaCache *kv, const int32_t *seq, int64_t n)
+{
+  DsError err = { 0 };
+  const int64_t V = ds_llama_config (m)->vocab_size;
+  DsArena a = { 0 };
+  DsTensor logits = { 0 };
+  float *host = calloc ((size_t) (n * V), sizeof *host);
+  DsStatus st = ds_backend_arena_init (be, &a, ds_llama_arena_bytes (m, 1, 1), &err);
+  if (st == DS_OK)
+    st = be->tensor_alloc (be, &logits, be->act_dtype, 2, (int64_t[]){ 1, V }, &err);
+  for (int64_t t = 0; st == DS_OK && t < n; t++)
+    {
+      DsLlamaInput in = { .ids = seq + t, .n = 1 };
+      st = ds_llama_forward (m, &a, kv, &in, &logits, &err);
+      if (st == DS_OK)
+        st = ds_backend_download_f32 (be, &logits, host + t * V, &err);
+    }
   DS_CHECK_OK (st, &err);
   if (logits.data)
     be->tensor_free (be, &logits);
@@ -130,7 +160,13 @@ test_fixture (DsBackend *be, double tol, const char *name)
   int32_t out[128];
   int64_t n_out = 0;
   ds_llama_cache_truncate (kv, 0);
+  DsTestCounters c0 = ds_test_cuda_counters (be);
   DS_CHECK_OK (ds_llama_generate (m, kv, prompt, L, G, NULL, -1, out, &n_out, &err), &err);
+  DsTestCounters c1 = ds_test_cuda_counters (be);
+  if (ds_test_cuda_graphs ())
+    DS_CHECK (c1.launches - c0.launches >= (uint64_t) G - 3,
+              "%s: generation launched %llu recorded steps for %lld tokens", name,
+              (unsigned long long) (c1.launches - c0.launches), (long long) G);
   int same = 0;
   while (same < n_out && same < G && out[same] == greedy[same])
     same++;
@@ -166,10 +202,40 @@ test_fixture (DsBackend *be, double tol, const char *name)
   DS_CHECK (worst <= tol, "%s: decode vs one prefill NMSE %g > %g", name, worst, tol);
   if (be->act_dtype == DS_DTYPE_F32)
     DS_CHECK (steps_agree == G, "%s: decode steps pick other tokens", name);
-  const DsTestCounters after = ds_test_cuda_counters (be);
-  DS_CHECK (after.launches == before.launches && after.ops > before.ops,
-            "%s: the decoder runs eagerly (%llu graph launches)", name,
-            (unsigned long long) (after.launches - before.launches));
+  (void) before;
+
+  /* the same steps recorded and replayed, then eagerly: the same bits */
+  const bool graphs = ds_test_cuda_graphs ();
+  ds_llama_cache_truncate (kv, L);
+  c0 = ds_test_cuda_counters (be);
+  float *replayed = steps (be, m, kv, seq + L, G);
+  const DsTestCounters c_rec = ds_test_cuda_counters (be);
+  setenv ("DS_CUDA_GRAPHS", "0", 1);
+  ds_llama_cache_truncate (kv, L);
+  float *eager = steps (be, m, kv, seq + L, G);
+  const DsTestCounters c_eager = ds_test_cuda_counters (be);
+  if (graphs)
+    unsetenv ("DS_CUDA_GRAPHS");
+  const uint64_t step_ops = (c_eager.ops - c_rec.ops) / (uint64_t) G; /* one eager step */
+  const uint64_t ops = c_rec.ops - c0.ops, launches = c_rec.launches - c0.launches;
+  printf ("    %lld steps with one arena: %llu ops (eagerly %llu a step), %llu graph "
+          "launches\n",
+          (long long) G, (unsigned long long) ops, (unsigned long long) step_ops,
+          (unsigned long long) launches);
+  DS_CHECK (c_eager.launches == c_rec.launches, "%s: DS_CUDA_GRAPHS=0 launched graphs", name);
+  if (graphs)
+    /* a new arena and logits tensor: eager, recorded, then replays; or, when
+     * the allocator handed out the addresses of an earlier recording's, only
+     * replays */
+    DS_CHECK ((launches == (uint64_t) G - 1 && ops == 2 * step_ops)
+                  || (launches == (uint64_t) G && ops == 0),
+              "%s: %llu ops and %llu launches for %lld steps", name, (unsigned long long) ops,
+              (unsigned long long) launches, (long long) G);
+  const bool same_bits = memcmp (replayed, eager, (size_t) (G * V) * sizeof *eager) == 0;
+  printf ("    recorded steps vs eager steps: %s\n", same_bits ? "the same bits" : "DIFFER");
+  DS_CHECK (same_bits, "%s: replayed decode steps differ from eager ones", name);
+  free (eager);
+  free (replayed);
   free (full);
   ds_llama_cache_free (kv);
 out:

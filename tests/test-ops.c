@@ -1116,6 +1116,49 @@ test_decoder_ops (void)
       ds_tensor_free (&q), ds_tensor_free (&k), ds_tensor_free (&v), ds_tensor_free (&o);
       free (want);
     }
+
+  /* attention_kv_at: one query, the whole cache, the position from a tensor:
+   * the same bits as q_pos with the seen rows only; a position past the
+   * cache is an error naming it */
+  q = TENSOR (NULL, 1, 1, 64);
+  k = TENSOR (NULL, 1, 40, 32), v = TENSOR (NULL, 1, 40, 32);
+  fill_random (&q, 90), fill_random (&k, 91), fill_random (&v, 92);
+  ds_tensor_alloc (&pos, DS_DTYPE_I32, 1, (int64_t[]){ 1 }, &err);
+  *(int32_t *) pos.data = 23;
+  o1 = tensor_like (&q), o2 = tensor_like (&q);
+  DsTensor k_seen = ds_tensor_reshape (&k, 2, (int64_t[]){ 40, 32 });
+  DsTensor v_seen = ds_tensor_reshape (&v, 2, (int64_t[]){ 40, 32 });
+  k_seen = ds_tensor_slice0 (&k_seen, 0, 24), v_seen = ds_tensor_slice0 (&v_seen, 0, 24);
+  k_seen = ds_tensor_reshape (&k_seen, 3, (int64_t[]){ 1, 24, 32 });
+  v_seen = ds_tensor_reshape (&v_seen, 3, (int64_t[]){ 1, 24, 32 });
+  DS_CHECK_OK (ds_attention_kv_at (be, &q, &k, &v, 4, 2, 0.25f, &pos, &o1, &err), &err);
+  DS_CHECK_OK (ds_attention_kv (be, &q, &k_seen, &v_seen, 4, 2, 0.25f, 23, &o2, &err), &err);
+  DS_CHECK (memcmp (o1.data, o2.data, ds_tensor_nbytes (&o1)) == 0,
+            "attention_kv_at: the bits of attention_kv at q_pos 23");
+  *(int32_t *) pos.data = 40;
+  DS_CHECK (ds_attention_kv_at (be, &q, &k, &v, 4, 2, 0.25f, &pos, &o1, &err) == DS_ERR_INVALID
+                && strstr (err.message, "position 40"),
+            "attention_kv_at past the cache: %s", err.message);
+  memset (&err, 0, sizeof err);
+  ds_tensor_free (&q), ds_tensor_free (&k), ds_tensor_free (&v), ds_tensor_free (&pos);
+  ds_tensor_free (&o1), ds_tensor_free (&o2);
+
+  /* set_rows: rows 2 and 0 of a [4, 3] written, 1 and 3 kept; a row past the
+   * end is refused before anything is written */
+  x = TENSOR (((float[]){ 1, 2, 3, 4, 5, 6 }), 1, 2, 3);
+  y = TENSOR (((float[]){ -1, -1, -1, -2, -2, -2, -3, -3, -3, -4, -4, -4 }), 4, 3);
+  ds_tensor_alloc (&pos, DS_DTYPE_I32, 1, (int64_t[]){ 2 }, &err);
+  ((int32_t *) pos.data)[0] = 2, ((int32_t *) pos.data)[1] = 0;
+  DS_CHECK (strcmp (ds_op_name (DS_OP_SET_ROWS), "set_rows") == 0, "set_rows' name");
+  DS_CHECK_OK (ds_set_rows (be, &x, &pos, &y, &err), &err);
+  expect_values ("set_rows hand", &y, (float[]){ 4, 5, 6, -2, -2, -2, 1, 2, 3, -4, -4, -4 });
+  ((int32_t *) pos.data)[0] = 1, ((int32_t *) pos.data)[1] = 4;
+  DS_CHECK (ds_set_rows (be, &x, &pos, &y, &err) == DS_ERR_INVALID
+                && strstr (err.message, "row 4"),
+            "set_rows past the end: %s", err.message);
+  expect_values ("set_rows refused writes nothing", &y,
+                 (float[]){ 4, 5, 6, -2, -2, -2, 1, 2, 3, -4, -4, -4 });
+  ds_tensor_free (&x), ds_tensor_free (&y), ds_tensor_free (&pos);
 }
 
 /* The CPU backend computes in f32: an f16 call is refused with a message

@@ -1026,11 +1026,30 @@ attention_kv_worker (void *arg)
 }
 
 static DsStatus
-cpu_attention_kv (DsBackend *be, const DsOpCall *c, DsError *err)
+cpu_attention_kv (DsBackend *be, const DsOpCall *call, DsError *err)
 {
+  /* A position from pos (ds_attention_kv_at): the same call at that q_pos. */
+  DsOpCall at;
+  const DsOpCall *c = call;
+  if (call->src[3])
+    {
+      const int32_t p = *(const int32_t *) call->src[3]->data;
+      if (p < 0 || p + call->src[0]->shape[1] > call->src[1]->shape[1])
+        return ds_error_set (err, DS_ERR_INVALID,
+                             "attention_kv: position %d outside the cache of %lld keys", (int) p,
+                             (long long) call->src[1]->shape[1]);
+      at = *call;
+      at.src[3] = NULL;
+      at.p.attention_kv.q_pos = p;
+      c = &at;
+    }
   const DsTensor *qt = c->src[0], *kt = c->src[1];
-  const int64_t nb = qt->shape[0], nq = qt->shape[1], nk = kt->shape[1];
+  const int64_t nb = qt->shape[0], nq = qt->shape[1];
   const int64_t heads = c->p.attention_kv.heads;
+  /* keys the last query sees: the cache rows past them are never read and do
+   * not change how the work is cut (a whole cache given to
+   * ds_attention_kv_at runs as the seen rows given to ds_attention_kv) */
+  const int64_t nk = c->p.attention_kv.q_pos + nq;
   int64_t block = ATTN_BLOCK_FLOATS / nk;
   block = block < 1 ? 1 : block > nq ? nq : block;
   int n_workers = blas_threads ();
@@ -1282,6 +1301,24 @@ cpu_embedding (const DsOpCall *c, DsError *err)
   return DS_OK;
 }
 
+/* Rows of x into y at pos: every row checked before anything is written. */
+static DsStatus
+cpu_set_rows (const DsOpCall *c, DsError *err)
+{
+  const DsTensor *pt = c->src[1];
+  const int64_t n = ds_tensor_numel (pt), r = c->dst->shape[0], ch = c->dst->shape[1];
+  const int32_t *pos = pt->data;
+  for (int64_t i = 0; i < n; i++)
+    if (pos[i] < 0 || pos[i] >= r)
+      return ds_error_set (err, DS_ERR_INVALID,
+                           "set_rows: row %d for input row %lld is outside the %lld rows",
+                           (int) pos[i], (long long) i, (long long) r);
+  for (int64_t i = 0; i < n; i++)
+    memcpy (ds_tensor_f32 (c->dst) + (int64_t) pos[i] * ch, ds_tensor_f32 (c->src[0]) + i * ch,
+            (size_t) ch * sizeof (float));
+  return DS_OK;
+}
+
 /* y[i0,i1,i2,i3] = x[...] with output dim i reading source dim perm[i]. The call
  * is padded to four dims with leading size-1 dims so one loop nest serves all. */
 static DsStatus
@@ -1370,6 +1407,7 @@ cpu_run (DsBackend *be, const DsOpCall *c, DsError *err)
     case DS_OP_UPSAMPLE_NEAREST2X: return cpu_upsample (c);
     case DS_OP_TIMESTEP_EMBEDDING: return cpu_timestep (be, c, err);
     case DS_OP_EMBEDDING: return cpu_embedding (c, err);
+    case DS_OP_SET_ROWS: return cpu_set_rows (c, err);
     case DS_OP_PERMUTE: return cpu_permute (c);
     case DS_OP_MEAN_HEADS: return cpu_mean_heads (c);
     case DS_OP_RMS_NORM: return cpu_rms_norm (c);

@@ -61,6 +61,7 @@ static const char *const op_names[] = {
   [DS_OP_RMS_NORM] = "rms_norm",
   [DS_OP_ROPE] = "rope",
   [DS_OP_ATTENTION_KV] = "attention_kv",
+  [DS_OP_SET_ROWS] = "set_rows",
 };
 _Static_assert (sizeof op_names / sizeof op_names[0] == DS_OP_COUNT, "one name per DsOp");
 
@@ -483,8 +484,25 @@ check_attention_kv (const DsBackend *be, const DsOpCall *c)
   assert (k->shape[0] == q->shape[0] && k->shape[2] == q->shape[2] / heads * kv_heads);
   assert (q->shape[1] >= 1 && c->p.attention_kv.q_pos >= 0);
   assert (c->p.attention_kv.q_pos + q->shape[1] <= k->shape[1]);
+  const DsTensor *pos = c->src[3]; /* the position from the device: one query, q_pos 0 */
+  assert (!pos || (pos->dtype == DS_DTYPE_I32 && pos->device == be->device && pos->data
+                   && ds_tensor_numel (pos) == 1 && q->shape[1] == 1
+                   && c->p.attention_kv.q_pos == 0));
   assert (is_float_on (be, o) && ds_tensor_same_shape (o, q));
   assert (!overlaps (o, q) && !overlaps (o, k) && !overlaps (o, v));
+  assert (!pos || !overlaps (o, pos));
+}
+
+static void
+check_set_rows (const DsBackend *be, const DsOpCall *c)
+{
+  const DsTensor *x = c->src[0], *pos = c->src[1], *y = c->dst;
+  assert (is_float_on (be, x) && x->ndim >= 1);
+  assert (is_float_on (be, y) && y->ndim == 2 && y->shape[1] == x->shape[x->ndim - 1]);
+  assert (pos && pos->dtype == DS_DTYPE_I32 && pos->device == be->device);
+  assert (pos->ndim == 1 && pos->shape[0] * x->shape[x->ndim - 1] == ds_tensor_numel (x));
+  assert (pos->data || ds_tensor_numel (pos) == 0);
+  assert (!overlaps (y, x) && !overlaps (y, pos));
 }
 
 static void
@@ -492,7 +510,7 @@ check_call (const DsBackend *be, const DsOpCall *c)
 {
   assert (c->dst);
   assert (c->op == DS_OP_ATTENTION || !c->dst2);
-  assert (c->op == DS_OP_LINEAR || !c->src[3]);
+  assert (c->op == DS_OP_LINEAR || c->op == DS_OP_ATTENTION_KV || !c->src[3]);
   call_dtype = c->dst->dtype;
   assert (ds_dtype_is_float (call_dtype));
   switch (c->op)
@@ -520,6 +538,7 @@ check_call (const DsBackend *be, const DsOpCall *c)
     case DS_OP_RMS_NORM: check_rms_norm (be, c); break;
     case DS_OP_ROPE: check_rope (be, c); break;
     case DS_OP_ATTENTION_KV: check_attention_kv (be, c); break;
+    case DS_OP_SET_ROWS: check_set_rows (be, c); break;
     default: assert (!"unknown op");
     }
 }
@@ -869,6 +888,26 @@ ds_attention_kv (DsBackend *be, const DsTensor *q, const DsTensor *k, const DsTe
   c.p.attention_kv.kv_heads = kv_heads;
   c.p.attention_kv.scale = scale;
   c.p.attention_kv.q_pos = q_pos;
+  return ds_op_run (be, &c, err);
+}
+
+DsStatus
+ds_attention_kv_at (DsBackend *be, const DsTensor *q, const DsTensor *k, const DsTensor *v,
+                    int heads, int kv_heads, float scale, const DsTensor *pos, DsTensor *o,
+                    DsError *err)
+{
+  assert (pos);
+  DsOpCall c = { .op = DS_OP_ATTENTION_KV, .src = { q, k, v, pos }, .dst = o };
+  c.p.attention_kv.heads = heads;
+  c.p.attention_kv.kv_heads = kv_heads;
+  c.p.attention_kv.scale = scale;
+  return ds_op_run (be, &c, err);
+}
+
+DsStatus
+ds_set_rows (DsBackend *be, const DsTensor *x, const DsTensor *pos, DsTensor *y, DsError *err)
+{
+  DsOpCall c = { .op = DS_OP_SET_ROWS, .src = { x, pos }, .dst = y };
   return ds_op_run (be, &c, err);
 }
 

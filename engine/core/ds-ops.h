@@ -13,7 +13,8 @@
  * softmax, rms_norm and rope, and as the residual of linear; no other aliasing
  * is allowed, and no op allows a partial overlap.
  * ds_op_run checks shapes, never contents: checks that read data (embedding
- * ids in range) are each backend's job.
+ * ids in range, set_rows' rows, attention_kv's position from the device) are
+ * each backend's job.
  *
  * Layouts follow PyTorch: images NCHW, tokens [B, N, C], linear weights [out, in],
  * conv weights [out, in, kh, kw].
@@ -67,7 +68,9 @@ typedef enum {
   DS_OP_RMS_NORM,           /* x[..., C] -> same: g[C] * x / sqrt(mean(x^2) + eps) (LLaMA) */
   DS_OP_ROPE,               /* x[B,N,H*D], pos[N] i32 -> same: rotary, half-split rotate_half */
   DS_OP_ATTENTION_KV,       /* q[B,Nq,H*D] at positions q_pos.., k,v[B,Nk,Hkv*D] -> o[B,Nq,H*D];
-                               causal, Hkv divides H (grouped keys/values), no probs */
+                               causal, Hkv divides H (grouped keys/values), no probs;
+                               q_pos from pos[1] i32 (src[3]) on the device when given */
+  DS_OP_SET_ROWS,           /* x[N,C] -> rows pos[i] of y[R,C], pos[N] i32; other rows kept */
   DS_OP_COUNT
 } DsOp;
 
@@ -75,7 +78,8 @@ const char *ds_op_name (DsOp op); /* "conv2d", "group_norm", ... */
 
 typedef struct {
   DsOp op;
-  const DsTensor *src[4]; /* DS_OP_LINEAR's src[3]: the residual r, or NULL */
+  const DsTensor *src[4]; /* src[3]: DS_OP_LINEAR's residual r, DS_OP_ATTENTION_KV's pos;
+                             else NULL */
   DsTensor *dst;
   DsTensor *dst2; /* DS_OP_ATTENTION: optional softmax probabilities [B,H,Nq,Nk] */
   union {
@@ -248,6 +252,24 @@ DsStatus ds_rope (DsBackend *be, const DsTensor *x, const DsTensor *pos, int hea
 DsStatus ds_attention_kv (DsBackend *be, const DsTensor *q, const DsTensor *k,
                           const DsTensor *v, int heads, int kv_heads, float scale,
                           int64_t q_pos, DsTensor *o, DsError *err);
+/* ds_attention_kv of one query (Nq = 1) whose position is read when the op
+ * runs, from pos [1] i32 on the backend, instead of being fixed when it is
+ * issued: a recorded decode step (ds-graph.h) replays for every position,
+ * with k, v the whole cache [B, capacity, kv_heads*D] (the rows past the
+ * position are never read). The position must be in 0 .. Nk - 1: the CPU
+ * returns DS_ERR_INVALID otherwise; a device cannot report it and clamps the
+ * keys it reads to the Nk given. Results equal ds_attention_kv's at that
+ * q_pos bit for bit. */
+DsStatus ds_attention_kv_at (DsBackend *be, const DsTensor *q, const DsTensor *k,
+                             const DsTensor *v, int heads, int kv_heads, float scale,
+                             const DsTensor *pos, DsTensor *o, DsError *err);
+/* y[pos[i], :] = x[i, :] for i < N, the other rows of y kept: x [..., C] of N
+ * rows in all, pos [N] i32 on the backend, y [R, C], one dtype. Writes a decoder's new keys and values into its cache at positions
+ * read when the op runs. A row outside 0 .. R - 1 is DS_ERR_INVALID on the
+ * CPU; a device cannot report it and skips that row. Rows must be distinct
+ * (otherwise which one lands is unspecified). */
+DsStatus ds_set_rows (DsBackend *be, const DsTensor *x, const DsTensor *pos, DsTensor *y,
+                      DsError *err);
 
 #ifdef __cplusplus
 }

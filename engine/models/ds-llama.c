@@ -8,6 +8,15 @@
  * rotated there, so the cache needs no copy op. The final RMSNorm and lm_head
  * run on the logit rows only (the last one for a decode step).
  *
+ * A decode step (one token from the vocabulary) is instead written so that
+ * nothing it launches depends on its position: the ids and the position are
+ * uploaded into the arena first, the new key and value go to two scratch rows
+ * [1, Hkv*D] and from there into the cache at the position the device holds
+ * (ds_set_rows), and attention takes the whole cache with that position
+ * (ds_attention_kv_at). On CUDA the step is then recorded once per cache and
+ * arena (ds-graph.h) and replayed for every later position: one launch
+ * instead of ~15 a layer. The results are the eager path's, bit for bit.
+ *
  * 16-bit weights with f32 accumulation: on CUDA DsWeights already stores
  * the parameters in the backend's act_dtype, so the graph would run unchanged
  * once the three decoder ops have kernels (RMSNorm and softmax accumulating in
@@ -22,10 +31,12 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ds-graph.h"
 #include "ds-json.h"
 #include "ds-safetensors.h"
 
@@ -47,6 +58,7 @@ struct DsLlama {
   LlamaLayer *layers; /* [num_hidden_layers] */
   char prefix[96], head_prefix[96];
   DsSafetensors *file; /* open while weights point into its mapping, else NULL */
+  DsGraphCache graphs; /* recorded decode steps (ds-graph.h) */
 };
 
 struct DsLlamaCache {
@@ -54,7 +66,10 @@ struct DsLlamaCache {
   int n_layers;
   int64_t len, cap;
   DsTensor *k, *v; /* [n_layers] of [cap, Hkv*D] */
+  uint64_t serial; /* this cache among every one made: part of a recording's key */
 };
+
+static atomic_uint_fast64_t next_cache_serial;
 
 /* ---- config ---- */
 
@@ -478,6 +493,7 @@ ds_llama_free (DsLlama *m)
 {
   if (!m)
     return;
+  ds_graph_cache_clear (&m->graphs, m->be);
   ds_weights_free (&m->w);
   if (m->file)
     ds_safetensors_close (m->file);
@@ -537,6 +553,7 @@ ds_llama_cache_new (DsLlama *m, int64_t max_len, DsLlamaCache **out, DsError *er
     }
   kv->be = m->be;
   kv->cap = max_len;
+  kv->serial = atomic_fetch_add (&next_cache_serial, 1) + 1;
   const int64_t shape[2] = { max_len, (int64_t) c->num_key_value_heads * c->head_dim };
   for (int l = 0; l < n; l++)
     {
@@ -604,7 +621,8 @@ rows3 (const DsTensor *t, int64_t r0, int64_t n)
 }
 
 /* What one forward runs on. src/pos/embed_rows are host arrays (NULL when
- * planning); k, v the cache tensors of every layer. */
+ * planning); k, v the cache tensors of every layer. step: a decode step whose
+ * position only the device knows (see the top). */
 typedef struct {
   DsLlama *m;
   DsBackend *be;
@@ -613,30 +631,51 @@ typedef struct {
   const int32_t *ids, *embed_rows;
   const DsTensor *embeds;
   DsTensor *logits;
+  bool step;
 } Fwd;
+
+/* The arena's tensors of one forward: ids (or embedding rows) and positions
+ * i32 [n], x and h [1, n, C], q and att [1, n, H*D], g and u [1, n, I]; for a
+ * step also kn and vn [1, 1, Hkv*D]. */
+typedef struct {
+  DsTensor src, pos, x, h, q, att, g, u, kn, vn;
+} Acts;
 
 /* x [1, n, C] += attention and MLP of layer l. */
 static DsStatus
-layer_forward (const Fwd *f, int l, DsTensor *x, DsTensor *h, DsTensor *q, DsTensor *att,
-               DsTensor *g, DsTensor *u, const DsTensor *pos, DsError *err)
+layer_forward (const Fwd *f, int l, Acts *t, DsError *err)
 {
   const DsLlamaConfig *c = &f->m->cfg;
   const LlamaLayer *w = &f->m->layers[l];
   DsBackend *be = f->be;
   const int heads = c->num_attention_heads, kv_heads = c->num_key_value_heads;
   const float scale = 1.0f / sqrtf ((float) c->head_dim);
-  DsTensor kn = rows3 (&f->k[l], f->pos0, f->n), vn = rows3 (&f->v[l], f->pos0, f->n);
-  DsTensor kall = rows3 (&f->k[l], 0, f->pos0 + f->n);
-  DsTensor vall = rows3 (&f->v[l], 0, f->pos0 + f->n);
+  /* the new rows: in the cache at their positions, or a step's scratch rows;
+   * what attention reads: the rows up to the last position, or the whole
+   * cache for a step */
+  const int64_t seen = f->step ? f->k[l].shape[0] : f->pos0 + f->n;
+  DsTensor kn = f->step ? t->kn : rows3 (&f->k[l], f->pos0, f->n);
+  DsTensor vn = f->step ? t->vn : rows3 (&f->v[l], f->pos0, f->n);
+  DsTensor kall = rows3 (&f->k[l], 0, seen), vall = rows3 (&f->v[l], 0, seen);
+  DsTensor *x = &t->x, *h = &t->h, *q = &t->q, *att = &t->att, *g = &t->g, *u = &t->u;
   DsStatus st;
   if ((st = ds_rms_norm (be, x, &w->in_norm, c->rms_norm_eps, h, err))
       || (st = ds_linear (be, h, &w->q, NULL, q, err))
       || (st = ds_linear (be, h, &w->k, NULL, &kn, err))
       || (st = ds_linear (be, h, &w->v, NULL, &vn, err))
-      || (st = ds_rope (be, q, pos, heads, c->rope_theta, q, err))
-      || (st = ds_rope (be, &kn, pos, kv_heads, c->rope_theta, &kn, err))
-      || (st = ds_attention_kv (be, q, &kall, &vall, heads, kv_heads, scale, f->pos0, att, err))
-      || (st = ds_linear_add (be, att, &w->o, NULL, x, x, err)))
+      || (st = ds_rope (be, q, &t->pos, heads, c->rope_theta, q, err))
+      || (st = ds_rope (be, &kn, &t->pos, kv_heads, c->rope_theta, &kn, err)))
+    return st;
+  if (f->step)
+    st = ds_set_rows (be, &kn, &t->pos, (DsTensor *) &f->k[l], err);
+  if (f->step && st == DS_OK)
+    st = ds_set_rows (be, &vn, &t->pos, (DsTensor *) &f->v[l], err);
+  if (st == DS_OK)
+    st = f->step ? ds_attention_kv_at (be, q, &kall, &vall, heads, kv_heads, scale, &t->pos, att,
+                                       err)
+                 : ds_attention_kv (be, q, &kall, &vall, heads, kv_heads, scale, f->pos0, att,
+                                    err);
+  if (st || (st = ds_linear_add (be, att, &w->o, NULL, x, x, err)))
     return st;
   if ((st = ds_rms_norm (be, x, &w->post_norm, c->rms_norm_eps, h, err))
       || (st = ds_linear (be, h, &w->gate, NULL, g, err))
@@ -670,23 +709,72 @@ embed (const Fwd *f, const DsTensor *src, DsTensor *x2, DsError *err)
   return DS_OK;
 }
 
+/* Everything after the upload: the arena's activations, the embedding, the
+ * layers and the logits. A step's recording (ds-graph.h) is of this. */
+typedef struct {
+  const Fwd *f;
+  DsArena *a;
+  Acts *t;
+} Body;
+
 static DsStatus
-forward (const Fwd *f, DsArena *a, DsError *err)
+compute (void *user, DsError *err)
 {
+  const Body *b = user;
+  const Fwd *f = b->f;
+  Acts *t = b->t;
+  DsArena *a = b->a;
   const DsLlamaConfig *c = &f->m->cfg;
   DsBackend *be = f->be;
   const int64_t n = f->n, C = c->hidden_size, I = c->intermediate_size;
   const int64_t QD = (int64_t) c->num_attention_heads * c->head_dim;
-  DsTensor src, pos, x, h, q, att, g, u;
+  const int64_t KD = (int64_t) c->num_key_value_heads * c->head_dim;
   DsStatus st;
-  if ((st = ds_arena_tensor (a, &src, DS_DTYPE_I32, 1, (int64_t[]){ n }, err))
-      || (st = ds_arena_tensor (a, &pos, DS_DTYPE_I32, 1, (int64_t[]){ n }, err))
-      || (st = ds_arena_act (a, &x, err, 3, (int64_t) 1, n, C))
-      || (st = ds_arena_act (a, &h, err, 3, (int64_t) 1, n, C))
-      || (st = ds_arena_act (a, &q, err, 3, (int64_t) 1, n, QD))
-      || (st = ds_arena_act (a, &att, err, 3, (int64_t) 1, n, QD))
-      || (st = ds_arena_act (a, &g, err, 3, (int64_t) 1, n, I))
-      || (st = ds_arena_act (a, &u, err, 3, (int64_t) 1, n, I)))
+  if ((st = ds_arena_act (a, &t->x, err, 3, (int64_t) 1, n, C))
+      || (st = ds_arena_act (a, &t->h, err, 3, (int64_t) 1, n, C))
+      || (st = ds_arena_act (a, &t->q, err, 3, (int64_t) 1, n, QD))
+      || (st = ds_arena_act (a, &t->att, err, 3, (int64_t) 1, n, QD))
+      || (st = ds_arena_act (a, &t->g, err, 3, (int64_t) 1, n, I))
+      || (st = ds_arena_act (a, &t->u, err, 3, (int64_t) 1, n, I))
+      || (f->step && (st = ds_arena_act (a, &t->kn, err, 3, (int64_t) 1, (int64_t) 1, KD)))
+      || (f->step && (st = ds_arena_act (a, &t->vn, err, 3, (int64_t) 1, (int64_t) 1, KD))))
+    return st;
+  DsTensor x2 = ds_tensor_reshape (&t->x, 2, (int64_t[]){ n, C });
+  if ((st = embed (f, &t->src, &x2, err)))
+    return st;
+  for (int l = 0; l < c->num_hidden_layers; l++)
+    if ((st = layer_forward (f, l, t, err)))
+      return st;
+  if (!f->logits)
+    return DS_OK;
+  DsTensor xl = ds_tensor_slice0 (&x2, n - f->n_logits, f->n_logits);
+  DsTensor h2 = ds_tensor_reshape (&t->h, 2, (int64_t[]){ n, C });
+  h2 = ds_tensor_slice0 (&h2, 0, f->n_logits);
+  if ((st = ds_rms_norm (be, &xl, &f->m->norm, c->rms_norm_eps, &h2, err)))
+    return st;
+  return ds_linear (be, &h2, &f->m->lm_head, NULL, f->logits, err);
+}
+
+/* What a recorded step bakes in besides the model (its own cache of
+ * recordings): the cache's tensors (by its serial: a new cache may reuse a
+ * freed one's address, not its tensors'), the arena's memory and position,
+ * the logits. */
+typedef struct {
+  uint64_t cache;
+  const void *arena_base, *logits;
+  size_t arena_size, arena_mark;
+} StepKey;
+_Static_assert (sizeof (StepKey) <= DS_GRAPH_KEY_BYTES, "a step's key fits the cache");
+
+static DsStatus
+forward (const Fwd *f, uint64_t cache_serial, DsArena *a, DsError *err)
+{
+  const int64_t n = f->n;
+  DsBackend *be = f->be;
+  Acts t = { 0 };
+  DsStatus st;
+  if ((st = ds_arena_tensor (a, &t.src, DS_DTYPE_I32, 1, (int64_t[]){ n }, err))
+      || (st = ds_arena_tensor (a, &t.pos, DS_DTYPE_I32, 1, (int64_t[]){ n }, err)))
     return st;
   if (f->ids)
     {
@@ -699,27 +787,24 @@ forward (const Fwd *f, DsArena *a, DsError *err)
           host[i] = e ? f->embed_rows[i] : f->ids[i];
           host[n + i] = (int32_t) (f->pos0 + i);
         }
-      st = be->upload (be, &src, host, err);
+      st = be->upload (be, &t.src, host, err);
       if (st == DS_OK)
-        st = be->upload (be, &pos, host + n, err);
+        st = be->upload (be, &t.pos, host + n, err);
       free (host);
       if (st)
         return st;
     }
-  DsTensor x2 = ds_tensor_reshape (&x, 2, (int64_t[]){ n, C });
-  if ((st = embed (f, &src, &x2, err)))
-    return st;
-  for (int l = 0; l < c->num_hidden_layers; l++)
-    if ((st = layer_forward (f, l, &x, &h, &q, &att, &g, &u, &pos, err)))
-      return st;
-  if (!f->logits)
-    return DS_OK;
-  DsTensor xl = ds_tensor_slice0 (&x2, n - f->n_logits, f->n_logits);
-  DsTensor h2 = ds_tensor_reshape (&h, 2, (int64_t[]){ n, C });
-  h2 = ds_tensor_slice0 (&h2, 0, f->n_logits);
-  if ((st = ds_rms_norm (be, &xl, &f->m->norm, c->rms_norm_eps, &h2, err)))
-    return st;
-  return ds_linear (be, &h2, &f->m->lm_head, NULL, f->logits, err);
+  Body b = { f, a, &t };
+  if (!f->step)
+    return compute (&b, err);
+  StepKey k;
+  memset (&k, 0, sizeof k); /* padding too: keys are compared byte for byte */
+  k.cache = cache_serial;
+  k.arena_base = a->base;
+  k.arena_size = a->size;
+  k.arena_mark = ds_arena_mark (a);
+  k.logits = f->logits ? f->logits->data : NULL;
+  return ds_graph_run (&f->m->graphs, be, a, &k, sizeof k, compute, &b, err);
 }
 
 size_t
@@ -749,8 +834,8 @@ ds_llama_arena_bytes (DsLlama *m, int64_t n, int64_t n_logits)
   logits.device = m->be->device;
   logits.data = (void *) ((uintptr_t) 1 << 43);
   Fwd f = { .m = m, .be = null, .k = kv, .v = kv ? kv + L : NULL, .pos0 = 0, .n = n,
-            .n_logits = n_logits, .logits = n_logits > 0 ? &logits : NULL };
-  size_t result = kv && forward (&f, &a, NULL) == DS_OK ? a.peak : 0;
+            .n_logits = n_logits, .logits = n_logits > 0 ? &logits : NULL, .step = n == 1 };
+  size_t result = kv && forward (&f, 0, &a, NULL) == DS_OK ? a.peak : 0;
   free (kv);
   ds_backend_free (null);
   return result;
@@ -800,11 +885,13 @@ ds_llama_forward (DsLlama *m, DsArena *a, DsLlamaCache *kv, const DsLlamaInput *
                              "llama: logits must be %s [1 or %lld, %d]",
                              ds_dtype_name (m->be->act_dtype), (long long) n, c->vocab_size);
     }
+  /* one token from the vocabulary: a step that may be recorded */
+  const bool step = n == 1 && !(in->embed_rows && in->embeds && in->embed_rows[0] >= 0);
   Fwd f = { .m = m, .be = m->be, .k = kv->k, .v = kv->v, .pos0 = kv->len, .n = n,
             .n_logits = n_logits, .ids = in->ids, .embed_rows = in->embed_rows,
-            .embeds = in->embeds, .logits = logits };
+            .embeds = in->embeds, .logits = logits, .step = step };
   size_t mark = ds_arena_mark (a);
-  DsStatus st = forward (&f, a, err);
+  DsStatus st = forward (&f, kv->serial, a, err);
   ds_arena_reset_to (a, mark);
   /* Mapped 16-bit matrices were read straight from the files: if one shrank
    * meanwhile, the step ran on zeros (ds-safetensors.h) and is an error. */

@@ -26,9 +26,10 @@
  * causal one (no padding), RoPE scaling variants (rope_scaling must be null),
  * biases in the projections (attention_bias / mlp_bias must be false), f16
  * activations on the CPU (the CPU backend computes in f32; CUDA computes in
- * its act_dtype, kernels/rms-norm.cu, rope.cu, attention-kv.cu), the decode
- * step recorded as a CUDA graph (its position is baked into what it
- * launches; kernels/README.md says what recording it needs).
+ * its act_dtype, kernels/rms-norm.cu, rope.cu, attention-kv.cu).
+ * A decode step (one token from the vocabulary) is recorded as a CUDA graph
+ * on its second run with a cache and arena and replayed after (ds-graph.h;
+ * DS_CUDA_GRAPHS=0 turns that off): its position is read on the device.
  *
  * Memory on the CPU: an f16/bf16 checkpoint's projection and lm_head matrices
  * stay 16-bit, mapped from the file, which stays open until ds_llama_free

@@ -9,9 +9,12 @@
  * forwards after one warm-up.
  *
  *   bench-llama-cuda [--layers 32] [--prompt 512] [--decode 64] [--dtype f16|bf16|f32]
+ *                    [--vision-layers N: the tower cut to N layers, 0: not run]
  *
- * The decode steps run eagerly (not recorded as CUDA graphs: see
- * kernels/README.md), so launch overhead is part of what is measured.
+ * The decode steps run twice from the same prefill: recorded as a CUDA graph
+ * and replayed (ds-llama.c; the first two steps eager and recording), then
+ * eagerly (DS_CUDA_GRAPHS=0): the launch overhead a graph saves is the
+ * difference of the two medians.
  * Without a GPU it says so and exits 0 (a benchmark, not a test).
  */
 #include <stdio.h>
@@ -25,12 +28,15 @@
 
 #include <cuda_runtime.h>
 
-/* CLIP ViT-L/14-336 on be: the median ms of 10 forwards of one image. */
+/* CLIP ViT-L/14-336 on be (`layers` of them when > 0, e.g. to check the
+ * benchmark on the emulator): the median ms of 10 forwards of one image. */
 static DsStatus
-bench_vision (DsBackend *be, double *median_ms, DsError *err)
+bench_vision (DsBackend *be, int layers, double *median_ms, DsError *err)
 {
   DsClipVisionConfig cfg;
   ds_clip_vision_config_l14_336 (&cfg);
+  if (layers > 0)
+    cfg.num_hidden_layers = layers;
   DsClipVision *vt = NULL;
   DsArena a = { 0 };
   DsTensor px = { 0 }, out = { 0 };
@@ -72,7 +78,7 @@ bench_vision (DsBackend *be, double *median_ms, DsError *err)
 int
 main (int argc, char **argv)
 {
-  int layers = 32, prompt = 512, decode = 64;
+  int layers = 32, prompt = 512, decode = 64, vision_layers = -1;
   DsDType dt = DS_DTYPE_F16;
   for (int i = 1; i < argc; i++)
     {
@@ -82,6 +88,8 @@ main (int argc, char **argv)
         prompt = atoi (argv[++i]);
       else if (!strcmp (argv[i], "--decode") && i + 1 < argc)
         decode = atoi (argv[++i]);
+      else if (!strcmp (argv[i], "--vision-layers") && i + 1 < argc)
+        vision_layers = atoi (argv[++i]);
       else if (!strcmp (argv[i], "--dtype") && i + 1 < argc)
         {
           const char *s = argv[++i];
@@ -92,7 +100,8 @@ main (int argc, char **argv)
       else
         {
           fprintf (stderr,
-                   "usage: %s [--layers N] [--prompt N] [--decode N] [--dtype f16|bf16|f32]\n",
+                   "usage: %s [--layers N] [--prompt N] [--decode N] [--dtype f16|bf16|f32] "
+                   "[--vision-layers N (0: none)]\n",
                    argv[0]);
           return 2;
         }
@@ -124,7 +133,7 @@ main (int argc, char **argv)
   const int64_t V = cfg.vocab_size;
   int32_t *ids = malloc ((size_t) (prompt + decode) * sizeof *ids);
   float *host = malloc ((size_t) V * sizeof *host);
-  double *step = malloc ((size_t) decode * sizeof *step);
+  double *step = malloc ((size_t) decode * 2 * sizeof *step);
   double t0 = bench_now_ms ();
   DsStatus st = ds_llama_new_random (&cfg, 7, be, &m, &err);
   const double t_load = bench_now_ms () - t0;
@@ -149,21 +158,37 @@ main (int argc, char **argv)
         st = ds_backend_download_f32 (be, &logits, host, &err);
       t_prefill = bench_now_ms () - t0;
     }
-  for (int t = 0; st == DS_OK && t < decode; t++)
+  /* steps with graphs into step[decode ..), then eagerly into step[0 ..) */
+  const int32_t first = st == DS_OK ? ds_llama_argmax (host, V) : 0;
+  uint64_t launches = 0;
+  for (int mode = 0; mode < 2 && st == DS_OK; mode++)
     {
-      ids[prompt + t] = ds_llama_argmax (host, V);
-      DsLlamaInput in = { .ids = ids + prompt + t, .n = 1 };
-      t0 = bench_now_ms ();
-      st = ds_llama_forward (m, &a, kv, &in, &logits, &err);
-      if (st == DS_OK)
-        st = ds_backend_download_f32 (be, &logits, host, &err);
-      step[t] = bench_now_ms () - t0;
+      double *times = mode == 0 ? step + decode : step;
+      if (mode == 1)
+        setenv ("DS_CUDA_GRAPHS", "0", 1);
+      ds_llama_cache_truncate (kv, prompt);
+      const uint64_t launches0 = be->n_graph_launches;
+      for (int t = 0; st == DS_OK && t < decode; t++)
+        {
+          ids[prompt + t] = t == 0 ? first : ds_llama_argmax (host, V);
+          DsLlamaInput in = { .ids = ids + prompt + t, .n = 1 };
+          t0 = bench_now_ms ();
+          st = ds_llama_forward (m, &a, kv, &in, &logits, &err);
+          if (st == DS_OK)
+            st = ds_backend_download_f32 (be, &logits, host, &err);
+          times[t] = bench_now_ms () - t0;
+        }
+      if (mode == 0)
+        launches = be->n_graph_launches - launches0;
+      bench_sort (times, decode);
     }
+  unsetenv ("DS_CUDA_GRAPHS");
   if (st != DS_OK)
     fprintf (stderr, "bench-llama-cuda: %s\n", err.message);
   else
     {
-      bench_sort (step, decode);
+      const double eager = step[decode / 2];
+      memmove (step, step + decode, (size_t) decode * sizeof *step);
       const double med = step[decode / 2];
       const double wbytes = (double) ds_llama_n_params (m) * ds_dtype_size (dt);
       /* keys and values of every layer at the middle step's position */
@@ -177,6 +202,9 @@ main (int argc, char **argv)
       printf ("decode: median %.3f ms/token (min %.3f, max %.3f) = %.1f tokens/s, "
               "%.0f GB/s of weights + KV cache\n",
               med, step[0], step[decode - 1], 1e3 / med, (wbytes + kvbytes) / (med / 1e3) / 1e9);
+      printf ("decode as a CUDA graph: %llu of %d steps replayed; eagerly the median step takes "
+              "%.3f ms (%.1f tokens/s)\n",
+              (unsigned long long) launches, decode, eager, 1e3 / eager);
       printf ("device memory in use: %.2f GiB of %.2f GiB\n",
               (double) (total_b - free_b) / (1 << 30), (double) total_b / (1 << 30));
     }
@@ -186,8 +214,10 @@ main (int argc, char **argv)
   ds_llama_cache_free (kv);
   ds_llama_free (m);
   double vision_ms = 0;
-  if (st == DS_OK && (st = bench_vision (be, &vision_ms, &err)) == DS_OK)
-    printf ("CLIP ViT-L/14-336 vision tower, one image: median %.2f ms of 10\n", vision_ms);
+  if (st == DS_OK && vision_layers != 0
+      && (st = bench_vision (be, vision_layers, &vision_ms, &err)) == DS_OK)
+    printf ("CLIP ViT-L/14-336 vision tower%s, one image: median %.2f ms of 10\n",
+            vision_layers > 0 ? " (cut to --vision-layers)" : "", vision_ms);
   else if (st != DS_OK)
     fprintf (stderr, "bench-llama-cuda: %s\n", err.message);
   ds_backend_free (be);
