@@ -202,8 +202,8 @@ place (DsWeights *w, DsTensor *host, DsTensor *out, const char *name, DsError *e
     {
       /* Converted once, here, to what the backend computes in. */
       st = w->be->tensor_alloc (w->be, out, w->be->act_dtype, host->ndim, host->shape, err);
-      if (st == DS_OK)
-        st = ds_backend_upload_f32 (w->be, out, ds_tensor_f32 (host), err);
+      if (st == DS_OK && (st = ds_backend_upload_f32 (w->be, out, ds_tensor_f32 (host), err)))
+        w->be->tensor_free (w->be, out);
       ds_tensor_free (host);
       if (st != DS_OK)
         return ds_error_prefix (err, st, "loading '%s'", name);
@@ -278,6 +278,21 @@ ds_weights_load_matrix (DsWeights *w, DsTensor *out, int64_t rows, int64_t cols,
       fast_matrix (w->seed ^ ds_fnv1a (DS_FNV1A_OFFSET, name, strlen (name)), stored,
                    matrix_scale (name, cols), h.data, rows, cols, ds_tensor_f32 (&row));
       ds_tensor_free (&row);
+      if (!w->be->mixed_linear && w->be->device != DS_DEVICE_CPU && w->be->act_dtype == stored)
+        {
+          /* a device computing in that dtype: the values as they are (what
+           * widening to f32 and rounding back would give, without the 2
+           * passes over a 7B model's 27 GB of f32) */
+          if ((st = reserve_one (w, name, err)) == DS_OK
+              && (st = w->be->tensor_alloc (w->be, out, stored, 2, shape, err)) == DS_OK
+              && (st = w->be->upload (w->be, out, h.data, err)) != DS_OK)
+            w->be->tensor_free (w->be, out);
+          ds_tensor_free (&h);
+          if (st != DS_OK)
+            return ds_error_prefix (err, st, "loading '%s'", name);
+          record (w, out);
+          return DS_OK;
+        }
       if (!w->be->mixed_linear)
         {
           /* the f32 values of the rounded numbers, converted as usual */

@@ -1,5 +1,7 @@
 /* bench-llama-cuda.c: the LLaMA-2 decoder on the CUDA backend at the 7B widths
- * with seeded random weights (GitHub issue #13): one prefill, then decode
+ * with seeded random weights (issue #13; generated in f16 as a checkpoint
+ * stores them, ds_llama_new_random_stored, then in the backend's dtype): one
+ * prefill, then decode
  * steps as ds_llama_generate runs them (forward of one token, logits
  * downloaded, argmax), each timed; the median step as tokens/s and as the
  * bandwidth it implies (every parameter read once per token, plus the KV
@@ -10,6 +12,15 @@
  *
  *   bench-llama-cuda [--layers 32] [--prompt 512] [--decode 64] [--dtype f16|bf16|f32]
  *                    [--vision-layers N: the tower cut to N layers, 0: not run]
+ *                    [--with-sd]
+ *
+ * --with-sd first opens SD 2.1-base's configuration with seeded weights on
+ * the same backend (ds_pipeline_open_random: VAE, text encoder, UNet) and
+ * runs what the explorer asks of it once (a 512x512 image, a prompt, the
+ * first up block's probes and their attention maps at t = 100), and keeps it
+ * open while LLaMA and the vision tower run, as the explorer holds both: the
+ * peak device memory printed at the end is then that of SD and LLaVA
+ * together (issue #13: under 24 GB at 32 layers).
  *
  * The decode steps run twice from the same prefill: recorded as a CUDA graph
  * and replayed (ds-llama.c; the first two steps eager and recording), then
@@ -25,8 +36,22 @@
 #include "ds-clip-vision.h"
 #include "ds-cuda.h"
 #include "ds-llama.h"
+#include "ds-pipeline.h"
+#include "ds-test-sd21.h"
 
 #include <cuda_runtime.h>
+
+/* The most device memory seen in use (cudaMemGetInfo: weights, arenas,
+ * scratch, the CUDA context), sampled after each stage. */
+static size_t peak_device;
+
+static void
+note_memory (void)
+{
+  size_t used, total;
+  if (ds_cuda_memory_in_use (&used, &total) == 0 && used > peak_device)
+    peak_device = used;
+}
 
 /* CLIP ViT-L/14-336 on be (`layers` of them when > 0, e.g. to check the
  * benchmark on the emulator): the median ms of 10 forwards of one image. */
@@ -62,6 +87,7 @@ bench_vision (DsBackend *be, int layers, double *median_ms, DsError *err)
       if (r >= 0)
         ms[r] = bench_now_ms () - t0;
     }
+  note_memory ();
   if (st == DS_OK)
     {
       bench_sort (ms, 10);
@@ -75,10 +101,56 @@ bench_vision (DsBackend *be, int layers, double *median_ms, DsError *err)
   return st;
 }
 
+/* SD 2.1-base (seeded) opened on be and run once as the explorer runs it:
+ * features of the first up block's probes with their attention maps. */
+static DsStatus
+open_sd (DsBackend *be, DsPipeline **out, DsError *err)
+{
+  DsModelDir dir;
+  ds_test_sd21_configs (&dir);
+  const double t0 = bench_now_ms ();
+  DsStatus st = ds_pipeline_open_random (&dir, 1, DS_RESOURCES_DIR, be, out, err);
+  if (st != DS_OK)
+    return st;
+  const DsProbeList *probes = NULL;
+  if ((st = ds_pipeline_probes (*out, 512, &probes, err)) != DS_OK)
+    return st;
+  bool *want = calloc ((size_t) probes->n, sizeof *want);
+  DsImage img = { 512, 512, malloc (512 * 512 * 3) };
+  if (!want || !img.rgb)
+    {
+      free (want);
+      free (img.rgb);
+      return ds_error_set (err, DS_ERR_NOMEM, "out of host memory");
+    }
+  int n_want = 0;
+  for (int i = 0; i < probes->n; i++)
+    if (strncmp (probes->probes[i].name, "U-L1-", 5) == 0)
+      want[i] = true, n_want++;
+  for (int i = 0; i < 512 * 512 * 3; i++)
+    img.rgb[i] = (uint8_t) ((i * 2654435761u) >> 24);
+  DsFeatureRequest req = { .image = &img, .size = 512, .prompt = "a red disc above a green "
+                           "triangle", .uncond_prompt = "", .t = 100, .seed = 1, .want = want };
+  DsFeatures f = { 0 };
+  st = ds_pipeline_features (*out, &req, &f, err);
+  if (st == DS_OK)
+    st = be->synchronize (be, err);
+  if (st == DS_OK)
+    printf ("SD 2.1-base (seeded) opened and run once on the same device in %.1f s: %d "
+            "probes of U-L1 with their maps\n",
+            (bench_now_ms () - t0) / 1e3, n_want);
+  note_memory ();
+  ds_features_free (&f);
+  free (want);
+  free (img.rgb);
+  return st;
+}
+
 int
 main (int argc, char **argv)
 {
   int layers = 32, prompt = 512, decode = 64, vision_layers = -1;
+  bool with_sd = false;
   DsDType dt = DS_DTYPE_F16;
   for (int i = 1; i < argc; i++)
     {
@@ -90,6 +162,8 @@ main (int argc, char **argv)
         decode = atoi (argv[++i]);
       else if (!strcmp (argv[i], "--vision-layers") && i + 1 < argc)
         vision_layers = atoi (argv[++i]);
+      else if (!strcmp (argv[i], "--with-sd"))
+        with_sd = true;
       else if (!strcmp (argv[i], "--dtype") && i + 1 < argc)
         {
           const char *s = argv[++i];
@@ -101,7 +175,7 @@ main (int argc, char **argv)
         {
           fprintf (stderr,
                    "usage: %s [--layers N] [--prompt N] [--decode N] [--dtype f16|bf16|f32] "
-                   "[--vision-layers N (0: none)]\n",
+                   "[--vision-layers N (0: none)] [--with-sd]\n",
                    argv[0]);
           return 2;
         }
@@ -134,8 +208,11 @@ main (int argc, char **argv)
   int32_t *ids = malloc ((size_t) (prompt + decode) * sizeof *ids);
   float *host = malloc ((size_t) V * sizeof *host);
   double *step = malloc ((size_t) decode * 2 * sizeof *step);
+  DsPipeline *sd = NULL;
+  DsStatus st = with_sd ? open_sd (be, &sd, &err) : DS_OK;
   double t0 = bench_now_ms ();
-  DsStatus st = ds_llama_new_random (&cfg, 7, be, &m, &err);
+  if (st == DS_OK)
+    st = ds_llama_new_random_stored (&cfg, 7, DS_DTYPE_F16, be, &m, &err);
   const double t_load = bench_now_ms () - t0;
   if (st == DS_OK)
     st = ds_llama_cache_new (m, prompt + decode, &kv, &err);
@@ -196,6 +273,7 @@ main (int argc, char **argv)
                              * cfg.num_key_value_heads * cfg.head_dim * ds_dtype_size (dt);
       size_t free_b = 0, total_b = 0;
       cudaMemGetInfo (&free_b, &total_b);
+      note_memory ();
       printf ("weights: %.2f GB generated and uploaded in %.1f s\n", wbytes / 1e9, t_load / 1e3);
       printf ("prefill %d tokens: %.1f ms (%.0f tokens/s)\n", prompt, t_prefill,
               prompt / (t_prefill / 1e3));
@@ -208,11 +286,7 @@ main (int argc, char **argv)
       printf ("device memory in use: %.2f GiB of %.2f GiB\n",
               (double) (total_b - free_b) / (1 << 30), (double) total_b / (1 << 30));
     }
-  if (logits.data)
-    be->tensor_free (be, &logits);
-  ds_backend_arena_free (be, &a);
-  ds_llama_cache_free (kv);
-  ds_llama_free (m);
+  /* the vision tower while the decoder (and SD) stay loaded, as in the explorer */
   double vision_ms = 0;
   if (st == DS_OK && vision_layers != 0
       && (st = bench_vision (be, vision_layers, &vision_ms, &err)) == DS_OK)
@@ -220,6 +294,17 @@ main (int argc, char **argv)
             vision_layers > 0 ? " (cut to --vision-layers)" : "", vision_ms);
   else if (st != DS_OK)
     fprintf (stderr, "bench-llama-cuda: %s\n", err.message);
+  if (st == DS_OK)
+    printf ("peak device memory in use: %.2f GiB (%s LLaMA at %d layers, its cache and arena, "
+            "the vision tower, scratch and the CUDA context)\n",
+            (double) peak_device / (1 << 30), sd ? "SD 2.1-base with its arena and caches," : "",
+            layers);
+  if (logits.data)
+    be->tensor_free (be, &logits);
+  ds_backend_arena_free (be, &a);
+  ds_llama_cache_free (kv);
+  ds_llama_free (m);
+  ds_pipeline_free (sd);
   ds_backend_free (be);
   free (ids);
   free (host);
