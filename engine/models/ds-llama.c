@@ -17,10 +17,10 @@
  * arena (ds-graph.h) and replayed for every later position: one launch
  * instead of ~15 a layer. The results are the eager path's, bit for bit.
  *
- * 16-bit weights with f32 accumulation: on CUDA DsWeights already stores
- * the parameters in the backend's act_dtype, so the graph would run unchanged
- * once the three decoder ops have kernels (RMSNorm and softmax accumulating in
- * f32). On the CPU the seven projections and lm_head are loaded with
+ * 16-bit weights with f32 accumulation: on CUDA DsWeights stores the
+ * parameters in the backend's act_dtype and the decoder's ops have kernels
+ * that accumulate in f32 (kernels/rms-norm.cu, rope.cu, attention-kv.cu). On
+ * the CPU the seven projections and lm_head are loaded with
  * ds_weights_load_matrix: an f16/bf16 checkpoint's matrices stay 16-bit,
  * mapped from the file (kept open for the model's life), and run as mixed
  * linears (ds-ops.h) with f32 activations; embeddings and norms are f32.
@@ -626,7 +626,7 @@ rows3 (const DsTensor *t, int64_t r0, int64_t n)
 typedef struct {
   DsLlama *m;
   DsBackend *be;
-  const DsTensor *k, *v;
+  DsTensor *k, *v; /* written: the new rows */
   int64_t pos0, n, n_logits;
   const int32_t *ids, *embed_rows;
   const DsTensor *embeds;
@@ -667,9 +667,9 @@ layer_forward (const Fwd *f, int l, Acts *t, DsError *err)
       || (st = ds_rope (be, &kn, &t->pos, kv_heads, c->rope_theta, &kn, err)))
     return st;
   if (f->step)
-    st = ds_set_rows (be, &kn, &t->pos, (DsTensor *) &f->k[l], err);
+    st = ds_set_rows (be, &kn, &t->pos, &f->k[l], err);
   if (f->step && st == DS_OK)
-    st = ds_set_rows (be, &vn, &t->pos, (DsTensor *) &f->v[l], err);
+    st = ds_set_rows (be, &vn, &t->pos, &f->v[l], err);
   if (st == DS_OK)
     st = f->step ? ds_attention_kv_at (be, q, &kall, &vall, heads, kv_heads, scale, &t->pos, att,
                                        err)
