@@ -550,6 +550,55 @@ test_growing_normalizer (void)
                     "added_tokens[0] (\"x  x\"): the normalizer makes it more than 8 times longer");
 }
 
+/* The LLaMA fixture with its decoder's Strip taking 2 and 3 leading spaces
+ * (found by fuzz-llama-tokenizer, tests/fuzz/findings): the stream once
+ * stripped them at each window's start as if it began the text, losing
+ * spaces between words that the whole decode keeps. */
+static void
+test_stream_strip_start (void)
+{
+  json_error_t jerr;
+  json_t *j = json_load_file (DATA "/legacy/tokenizer.json", 0, &jerr);
+  DS_CHECK (j != NULL, "legacy tokenizer.json: %s", jerr.text);
+  json_t *decs = json_object_get (json_object_get (j, "decoder"), "decoders");
+  json_t *strip = json_array_get (decs, json_array_size (decs) - 1);
+  DS_CHECK (strip && strcmp (json_string_value (json_object_get (strip, "type")), "Strip") == 0,
+            "the fixture's decoder ends in Strip");
+  if (!strip)
+    return;
+  static const char *const texts[] = { "What is this?  ASSISTANT: two  spaces",
+                                       "   three leading, then  two and   three ",
+                                       " one", "  " };
+  for (int start = 2; start <= 3; start++)
+    {
+      json_object_set_new (strip, "start", json_integer (start));
+      char *text = json_dumps (j, 0);
+      char path[128];
+      snprintf (path, sizeof path, "%s", write_file ("tokenizer.json", text));
+      free (text);
+      DsLlamaTokenizer *tok = NULL;
+      DsError err = { 0 };
+      DS_CHECK_OK (ds_llama_tokenizer_open_files (path, NULL, &tok, &err), &err);
+      for (size_t i = 0; tok && i < sizeof texts / sizeof texts[0]; i++)
+        {
+          int32_t *ids;
+          int64_t n;
+          DS_CHECK_OK (ds_llama_tokenizer_encode (tok, texts[i], true, &ids, &n, &err), &err);
+          char *whole = decode (tok, ids, n, true);
+          int bad = 0;
+          char *streamed = stream_decode (tok, ids, n, true, &bad);
+          DS_CHECK (whole && streamed && strcmp (whole, streamed) == 0,
+                    "Strip start %d, \"%s\": streamed \"%s\", whole \"%s\"", start, texts[i],
+                    streamed, whole);
+          free (whole);
+          free (streamed);
+          free (ids);
+        }
+      ds_llama_tokenizer_free (tok);
+    }
+  json_decref (j);
+}
+
 static void
 test_errors (void)
 {
@@ -672,6 +721,7 @@ test_errors (void)
   check_open_error ("config not JSON", MINI ("", "", "[]"), "[1, 2", DS_ERR_FORMAT,
                     "tokenizer_config.json");
   test_growing_normalizer ();
+  test_stream_strip_start ();
 
   char cmd[128];
   snprintf (cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

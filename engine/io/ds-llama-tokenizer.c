@@ -1665,9 +1665,12 @@ dec_metaspace (Toks *ts, const DecStep *st, Str *tmp)
   return true;
 }
 
-/* Decodes ids (all in range) into *out. */
+/* Decodes ids (all in range) into *out. strip_start: the ids begin the text,
+ * so a Strip step removes its leading characters (a stream's later windows
+ * begin mid-text and keep them). */
 static bool
-decode_ids (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool skip_special, Str *out)
+decode_ids (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool skip_special,
+            bool strip_start, Str *out)
 {
   Toks ts = { 0 };
   Str tmp = { 0 };
@@ -1696,7 +1699,7 @@ decode_ids (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool ski
           break;
         case DEC_STRIP:
           for (size_t i = 0; i < ts.n; i++)
-            dec_strip (&ts.t[i], st->content, st->start, st->stop);
+            dec_strip (&ts.t[i], st->content, strip_start ? st->start : 0, st->stop);
           break;
         case DEC_METASPACE:
           ok = dec_metaspace (&ts, st, &tmp);
@@ -1744,7 +1747,7 @@ ds_llama_tokenizer_decode (const DsLlamaTokenizer *tok, const int32_t *ids, int6
   if (st != DS_OK)
     return st;
   Str out = { 0 };
-  if (!decode_ids (tok, ids, n_ids, skip_special, &out))
+  if (!decode_ids (tok, ids, n_ids, skip_special, true, &out))
     {
       free (out.s);
       return ds_error_set (err, DS_ERR_NOMEM, "decode: out of memory");
@@ -1768,6 +1771,10 @@ struct DsLlamaDecodeStream
   int64_t read; /* ids[0..read) are covered by prefix */
   Str prefix;
   Str text;
+  /* The window has left the text's first id: it decodes without a Strip's
+   * start. Until some text has come out, the window stays at the first id,
+   * since a Strip's start may still remove what later ids decode to. */
+  bool mid_text;
 };
 
 DsStatus
@@ -1802,7 +1809,7 @@ static DsStatus
 stream_emit (DsLlamaDecodeStream *s, char **text, DsError *err)
 {
   const DsLlamaTokenizer *tok = s->tok;
-  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, &s->text))
+  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, !s->mid_text, &s->text))
     return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
   if (s->text.len < s->prefix.len || memcmp (s->text.s, s->prefix.s, s->prefix.len) != 0)
     return ds_error_set (err, DS_ERR_UNSUPPORTED,
@@ -1816,7 +1823,7 @@ stream_emit (DsLlamaDecodeStream *s, char **text, DsError *err)
   int64_t first = s->read;
   while (first < s->ids.n && s->skip_special && tok->id_special[s->ids.v[first]])
     first++;
-  if (first == s->ids.n)
+  if (first == s->ids.n || (!s->mid_text && s->text.len == 0))
     {
       s->read = s->ids.n;
       Str t = s->prefix;
@@ -1828,7 +1835,8 @@ stream_emit (DsLlamaDecodeStream *s, char **text, DsError *err)
   memmove (s->ids.v, s->ids.v + s->read, (size_t) keep * sizeof *s->ids.v);
   s->ids.n = keep;
   s->read = keep;
-  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, &s->prefix))
+  s->mid_text = true;
+  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, false, &s->prefix))
     {
       free (*text);
       *text = NULL;
