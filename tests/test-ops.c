@@ -1237,7 +1237,7 @@ check_mixed_linear (DsDType wdt, int64_t m, int64_t n, int64_t k, bool bias, int
 }
 
 static void
-test_mixed_linear (void)
+test_mixed_linear_path (void)
 {
   /* K = 200 leaves tails after the 64- and 16-wide steps; N = 4000, K = 1100 is
    * two widened blocks (16 MiB of f32 each) and several GEMV threads. */
@@ -1253,6 +1253,32 @@ test_mixed_linear (void)
       check_mixed_linear (dts[d], 1, 4000, 1100, true, 2);
       check_mixed_linear (dts[d], 12, 4000, 1100, false, 1);
     }
+}
+
+static void
+test_mixed_linear (void)
+{
+  /* Every vector path this CPU runs (DS_CPU_KERNELS caps them), so that the
+   * paths of CPUs without AVX-512 or AVX2 are tested on this one too. The
+   * scalar path runs everywhere. */
+  const char *paths[] = { "avx512", "avx2", "scalar" };
+  for (int p = 0; p < 3; p++)
+    {
+      if (p == 0)
+        unsetenv ("DS_CPU_KERNELS");
+      else
+        setenv ("DS_CPU_KERNELS", paths[p], 1);
+      const char *now = ds_cpu_mixed_kernels ();
+      if (strcmp (now, paths[p]) != 0)
+        {
+          DS_CHECK (p < 2, "DS_CPU_KERNELS=scalar gave the %s path", now);
+          printf ("# mixed linear: this CPU has no %s path\n", paths[p]);
+          continue;
+        }
+      printf ("# mixed linear: the %s path\n", now);
+      test_mixed_linear_path ();
+    }
+  unsetenv ("DS_CPU_KERNELS");
   /* A backend without mixed_linear refuses the call and writes nothing. */
   DsError err = { 0 };
   DsBackend plain = *be;

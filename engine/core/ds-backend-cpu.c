@@ -582,25 +582,44 @@ typedef void (*WidenFn) (const uint16_t *s, bool bf16, float *d, int64_t n);
 typedef void (*DotRowsFn) (const float *x, int64_t m, const uint16_t *w, bool bf16, int64_t k,
                            float *y, int64_t ldy);
 
-/* The widest kernels this CPU runs. */
+/* The widest kernels this CPU runs, or narrower ones where DS_CPU_KERNELS
+ * caps them ("scalar" or "avx2"; ds-ops.h). Its name in *name. */
 static void
-mixed_kernels (WidenFn *widen, DotRowsFn *dot)
+mixed_kernels (WidenFn *widen, DotRowsFn *dot, const char **name)
 {
+  const char *cap = getenv ("DS_CPU_KERNELS");
+  const int level = !cap ? 2 : strcmp (cap, "scalar") == 0 ? 0 : strcmp (cap, "avx2") == 0 ? 1 : 2;
   *widen = widen_scalar;
   *dot = dot_rows_scalar;
+  *name = "scalar";
 #ifdef HAVE_X86_KERNELS
   __builtin_cpu_init ();
-  if (__builtin_cpu_supports ("avx512f"))
+  if (level >= 2 && __builtin_cpu_supports ("avx512f"))
     {
       *widen = widen_avx512;
       *dot = dot_rows_avx512;
+      *name = "avx512";
     }
-  else if (__builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma") && cpu_has_f16c ())
+  else if (level >= 1 && __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma")
+           && cpu_has_f16c ())
     {
       *widen = widen_avx2;
       *dot = dot_rows_avx2;
+      *name = "avx2";
     }
+#else
+  (void) level;
 #endif
+}
+
+const char *
+ds_cpu_mixed_kernels (void)
+{
+  WidenFn widen;
+  DotRowsFn dot;
+  const char *name;
+  mixed_kernels (&widen, &dot, &name);
+  return name;
 }
 
 /* y rows [0, m) of output columns [lo, hi) = r + b, b, r or 0, as cpu_linear
@@ -659,7 +678,8 @@ mixed_gemv (const DsOpCall *c)
 {
   WidenFn widen;
   GemvShared g = { .c = c };
-  mixed_kernels (&widen, &g.dot);
+  const char *name;
+  mixed_kernels (&widen, &g.dot, &name);
   atomic_init (&g.next, 0);
   const DsTensor *wt = c->src[1];
   const int64_t n = wt->shape[0], m = ds_tensor_numel (c->dst) / n;
@@ -718,7 +738,8 @@ cpu_linear_mixed (DsBackend *be, const DsOpCall *c, DsError *err)
     }
   WidenFn widen;
   DotRowsFn dot;
-  mixed_kernels (&widen, &dot);
+  const char *name;
+  mixed_kernels (&widen, &dot, &name);
   int64_t block = (int64_t) (MIXED_BLOCK_BYTES / ((size_t) k * sizeof (float)));
   block = block < 1 ? 1 : block > n ? n : block;
   float *wf = cpu_scratch (be, (size_t) (block * k), err);

@@ -147,6 +147,11 @@ struct DsBackend {
 /* The CPU reference backend (fp32, OpenBLAS for GEMMs; mixed linears with
  * 16-bit weights). transfer full. */
 DsBackend *ds_backend_cpu_new (DsError *err);
+/* The vector kernels the CPU's mixed linears take now: "avx512", "avx2" or
+ * "scalar", the widest this CPU runs unless the environment variable
+ * DS_CPU_KERNELS ("avx2" or "scalar", read at each call) caps them, so that
+ * tests and benchmarks can take the path of a CPU without AVX-512 or AVX2. */
+const char *ds_cpu_mixed_kernels (void);
 void ds_backend_free (DsBackend *be);
 
 /* An activation arena of `size` bytes in the backend's memory, handing out

@@ -234,8 +234,9 @@ main (int argc, char **argv)
   const double layer_bytes = 2.0 * (4 * C * C + 3 * C * F) + 4.0 * 2 * C + 8.0 * ctx * C;
   const double fixed_bytes = 4.0 * V * C + 2.0 * V * C + 1.5e9; /* embed, lm_head, slack */
   const long avail = mem_available_kib ();
-  printf ("LLaMA-2 7B shape on the CPU (%d threads), seeded f16 matrices, f32 activations\n",
-          threads);
+  printf ("LLaMA-2 7B shape on the CPU (%d threads, %s kernels), seeded f16 matrices, f32 "
+          "activations\n",
+          threads, ds_cpu_mixed_kernels ());
   printf ("memory: %.1f GiB available; the model needs %.1f GiB at %d layers\n", avail / 1048576.0,
           (fixed_bytes + layers * layer_bytes) / 1073741824.0, layers);
   int want_layers = layers;
