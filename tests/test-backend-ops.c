@@ -70,6 +70,25 @@ static DsDType case_dt = DS_DTYPE_F32;
  * scores are skipped: emulated tensor-core MMAs are too slow for them. */
 #define EMU_MAX_SCORES ((int64_t) 1 << 22)
 static bool emulated;
+/* Under the emulator, while a variant backend (a cuDNN that fails or refuses,
+ * DS_CUDA_LDMATRIX=0) reruns a set of cases, those doing more work than this
+ * (a convolution's multiply-adds, an attention's scores) are skipped: the
+ * code paths they reach are the small cases' too, their size only costs time
+ * (a 256x256 VAE convolution takes 20 s emulated), and the main run has
+ * checked them. 0: no cap. */
+static int64_t emu_variant_cap;
+#define EMU_VARIANT_CAP ((int64_t) 1 << 20)
+
+/* Whether a case of `work` is skipped under the emulator's variant cap; says so. */
+static bool
+emu_skip (const char *op, const char *label, int64_t work)
+{
+  if (!emulated || !emu_variant_cap || work <= emu_variant_cap)
+    return false;
+  printf ("  %-4s %s %s: skipped in a variant run under the emulator\n", ds_dtype_name (case_dt),
+          op, label);
+  return true;
+}
 
 static DsBackend *cpu, *gpu;
 /* gpu convolves by cuDNN wherever cuDNN takes the shape (symmetric padding,
@@ -327,12 +346,14 @@ static void
 conv_case (const char *label, int64_t nb, int64_t ci, int64_t h, int64_t w, int64_t co, int kh,
            int kw, int stride, int pt, int pl, int pb, int pr, bool bias)
 {
+  int64_t ho = ds_conv2d_out_size (h, kh, stride, pt, pb);
+  int64_t wo = ds_conv2d_out_size (w, kw, stride, pl, pr);
+  if (emu_skip ("conv2d", label, nb * co * ho * wo * ci * kh * kw))
+    return;
   DsTensor t[4];
   t[0] = rnd (1.0f, 0.0f, SHAPE (nb, ci, h, w));
   t[1] = rnd (1.0f / sqrtf ((float) (ci * kh * kw)), 0.0f, SHAPE (co, ci, kh, kw));
   t[2] = bias ? rnd (0.5f, 0.0f, SHAPE (co)) : (DsTensor){ 0 };
-  int64_t ho = ds_conv2d_out_size (h, kh, stride, pt, pb);
-  int64_t wo = ds_conv2d_out_size (w, kw, stride, pl, pr);
   t[3] = zeros (SHAPE (nb, co, ho, wo));
   DsOpCall c = { .op = DS_OP_CONV2D, .src = { &t[0], &t[1], bias ? &t[2] : NULL }, .dst = &t[3] };
   c.p.conv2d.stride = stride;
@@ -420,6 +441,7 @@ test_cudnn_fallbacks (void)
   DsError err = { 0 };
   const bool main_by_cudnn = conv_by_cudnn;
   conv_by_cudnn = false;
+  emu_variant_cap = EMU_VARIANT_CAP;
   setenv ("DS_CUDA_EMU_CUDNN", "0", 1);
   gpu = ds_backend_cuda_new (0, DS_DTYPE_F32, &err);
   DS_CHECK (gpu != NULL, "backend without cuDNN: %s", err.message);
@@ -448,6 +470,7 @@ test_cudnn_fallbacks (void)
       ds_backend_free (gpu);
     }
   unsetenv ("DS_CUDA_EMU_CUDNN");
+  emu_variant_cap = 0;
   gpu = main_gpu;
   conv_by_cudnn = main_by_cudnn;
 }
@@ -648,6 +671,8 @@ attention_case (const char *label, int64_t nb, int64_t nq, int64_t nk, int heads
       printf ("  %-4s attention %s: skipped under the emulator\n", ds_dtype_name (case_dt), label);
       return;
     }
+  if (emu_skip ("attention", label, nb * heads * nq * nk))
+    return;
   DsTensor t[5];
   t[0] = rnd (3.0f, 0.0f, SHAPE (nb, nq, ch));
   t[1] = rnd (3.0f, 0.0f, SHAPE (nb, nk, ch));
@@ -1412,7 +1437,9 @@ main (void)
           DsBackend *main_gpu = gpu;
           gpu = no_ldmatrix;
           printf ("(again with DS_CUDA_LDMATRIX=0)\n");
+          emu_variant_cap = EMU_VARIANT_CAP;
           test_softmax_attention ();
+          emu_variant_cap = 0;
           gpu = main_gpu;
         }
       test_elementwise ();
