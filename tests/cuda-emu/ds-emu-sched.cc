@@ -15,6 +15,16 @@
  * be released while threads still wait, the kernel has deadlocked: that is a
  * bug in the kernel, reported with the kernel and block before abort().
  *
+ * DS_CUDA_EMU_ORDER=reverse runs the blocks last to first and starts and
+ * releases the threads of a block in decreasing index order. A kernel that is
+ * correct on a GPU gives the same result both ways; one that depends on the
+ * default order (a thread reading shared memory another wrote with no
+ * barrier between them, a block reading what another block writes) gives a
+ * different one, or reads the all-ones bytes fresh memory starts with: the
+ * order the schedule happens to hide such a race in forward is the one it
+ * shows in reverse. The cuda suite runs backend-ops, llama-cuda and
+ * unet-cuda both ways.
+ *
  * Switching is a few instructions of assembly on x86-64 (ucontext elsewhere,
  * correct but slower: glibc's swapcontext makes a system call per switch).
  * Each stack has a PROT_NONE guard page below it, and every switch is
@@ -29,6 +39,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -118,6 +129,7 @@ struct ThreadSlot {
 };
 
 struct Block {
+  bool reverse; /* DS_CUDA_EMU_ORDER=reverse */
   const LaunchConfig *cfg;
   const std::function<void ()> *body;
   unsigned nthreads, nwarps;
@@ -311,7 +323,8 @@ fiber_main ()
       Fiber *self = cur_fiber;
       while (B.next_unstarted < B.nthreads)
         {
-          const unsigned tid = B.next_unstarted++;
+          const unsigned i = B.next_unstarted++;
+          const unsigned tid = B.reverse ? B.nthreads - 1 - i : i;
           B.t[tid].fiber = self;
           enter_thread (tid);
           (*B.body) ();
@@ -446,7 +459,22 @@ run_block ()
       B.ready_head = 0;
       if (!release ())
         deadlock ();
+      if (B.reverse)
+        std::reverse (B.ready.begin (), B.ready.end ());
     }
+}
+
+/* DS_CUDA_EMU_ORDER: unset, "forward" or "reverse"; read at each launch. */
+bool
+reverse_order ()
+{
+  const char *v = getenv ("DS_CUDA_EMU_ORDER");
+  if (!v || !*v || strcmp (v, "forward") == 0)
+    return false;
+  if (strcmp (v, "reverse") == 0)
+    return true;
+  fprintf (stderr, "CUDA emulator: DS_CUDA_EMU_ORDER=%s: expected forward or reverse\n", v);
+  abort ();
 }
 
 void
@@ -469,6 +497,7 @@ run_kernel (const LaunchConfig &cfg, const std::function<void ()> &body)
     device_trap ("a kernel launched another kernel (dynamic parallelism is not emulated)");
   const dim3 bd = cfg.block;
   const unsigned n = bd.x * bd.y * bd.z;
+  B.reverse = reverse_order ();
   B.cfg = &cfg;
   B.body = &body;
   B.nthreads = n;
@@ -492,7 +521,7 @@ run_kernel (const LaunchConfig &cfg, const std::function<void ()> &body)
     for (unsigned y = 0; y < g.y; y++)
       for (unsigned x = 0; x < g.x; x++)
         {
-          blockIdx = uint3{ x, y, z };
+          blockIdx = B.reverse ? uint3{ g.x - 1 - x, g.y - 1 - y, g.z - 1 - z } : uint3{ x, y, z };
           /* Shared memory starts out undefined: all-ones bytes read as NaN. */
           if (B.dyn)
             memset (B.dyn, 0xff, cfg.smem);

@@ -332,3 +332,40 @@ emu_test_cp_async (const float *src, float *out)
   cp_async_kernel<<<1, 32>>> (src, out);
   return cudaGetLastError ();
 }
+
+/* The order the emulator runs threads in: each thread takes a ticket before
+ * and after a barrier. */
+static __global__ void
+order_kernel (unsigned *before, unsigned *after, unsigned *counter)
+{
+  const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+  before[i] = atomicAdd (counter, 1u);
+  __syncthreads ();
+  after[i] = atomicAdd (counter, 1u);
+}
+
+cudaError_t
+emu_test_order (unsigned *before, unsigned *after, unsigned *counter, int blocks, int n)
+{
+  order_kernel<<<blocks, n>>> (before, after, counter);
+  return cudaGetLastError ();
+}
+
+/* A race: each thread reads what its lower neighbour wrote to shared memory,
+ * with no barrier between. Forward order hides it (the neighbour has run);
+ * reverse order shows it (the read finds the all-ones start). */
+static __global__ void
+racy_kernel (float *out)
+{
+  extern __shared__ float sm[];
+  const unsigned t = threadIdx.x;
+  sm[t] = (float) t;
+  out[blockIdx.x * blockDim.x + t] = t ? sm[t - 1] : -1.0f;
+}
+
+cudaError_t
+emu_test_racy (float *out, int blocks, int n)
+{
+  racy_kernel<<<blocks, n, (size_t) n * sizeof (float)>>> (out);
+  return cudaGetLastError ();
+}

@@ -1,7 +1,7 @@
 /* test-cuda-emu.cc: the CUDA emulator's own tests (suite cuda).
  *
  * The scheduler (indices, barriers, early exits, deadlock detection, stack
- * guard pages), warp collectives against a host model of CUDA's rules,
+ * guard pages, reverse order), warp collectives against a host model of CUDA's rules,
  * shared memory, atomics, the mma fragment layout, fp16/bf16 conversions over
  * every bit pattern, the cuBLAS subset against a naive loop for every
  * supported op and type combination, stream capture and graph replay, the
@@ -274,6 +274,94 @@ test_barriers ()
   cudaFree (sum);
   cudaFree (mx);
   cudaFree (cnt);
+}
+
+static void test_collectives (int threads);
+
+/* DS_CUDA_EMU_ORDER=reverse (read at each launch): blocks last to first,
+ * threads started and released from the highest index down; a race that
+ * forward order hides shows; kernels without races give the same results. */
+static void
+test_order ()
+{
+  const int blocks = 3, n = 70; /* a partial last warp */
+  const int total = blocks * n;
+  unsigned *before, *after, *counter;
+  float *racy;
+  cudaMalloc (&before, total * sizeof (unsigned));
+  cudaMalloc (&after, total * sizeof (unsigned));
+  cudaMalloc (&counter, sizeof (unsigned));
+  cudaMalloc (&racy, total * sizeof (float));
+  std::vector<unsigned> hb (total), ha (total);
+  std::vector<float> hr (total);
+  for (int reverse = 0; reverse < 2; reverse++)
+    {
+      if (reverse)
+        setenv ("DS_CUDA_EMU_ORDER", "reverse", 1);
+      cudaMemset (counter, 0, sizeof (unsigned));
+      CHECK_CUDA (emu_test_order (before, after, counter, blocks, n));
+      cudaMemcpy (hb.data (), before, total * sizeof (unsigned), cudaMemcpyDeviceToHost);
+      cudaMemcpy (ha.data (), after, total * sizeof (unsigned), cudaMemcpyDeviceToHost);
+      int bad = 0;
+      for (int b = 0; b < blocks; b++)
+        for (int t = 0; t < n; t++)
+          {
+            const unsigned pos = (unsigned) (reverse ? blocks - 1 - b : b) * 2 * n;
+            const unsigned rank = (unsigned) (reverse ? n - 1 - t : t);
+            bad += hb[b * n + t] != pos + rank || ha[b * n + t] != pos + n + rank;
+          }
+      CHECK (bad == 0, "%s order: %d threads ran out of it", reverse ? "reverse" : "forward", bad);
+
+      CHECK_CUDA (emu_test_racy (racy, blocks, n));
+      cudaMemcpy (hr.data (), racy, total * sizeof (float), cudaMemcpyDeviceToHost);
+      int seen = 0; /* threads that read their neighbour's value */
+      for (int b = 0; b < blocks; b++)
+        for (int t = 1; t < n; t++)
+          seen += hr[b * n + t] == (float) (t - 1);
+      CHECK (seen == (reverse ? 0 : blocks * (n - 1)), "%s order: the race read %d written values",
+             reverse ? "reverse" : "forward", seen);
+    }
+  /* race-free kernels give the same results in reverse */
+  test_index ();
+  for (int threads : { 48, 1024 })
+    test_collectives (threads);
+  std::vector<float> x (total);
+  for (int i = 0; i < total; i++)
+    x[i] = (float) rnd (1000);
+  float *dx, *dy;
+  cudaMalloc (&dx, total * sizeof (float));
+  cudaMalloc (&dy, total * sizeof (float));
+  cudaMemcpy (dx, x.data (), total * sizeof (float), cudaMemcpyHostToDevice);
+  CHECK_CUDA (emu_test_reverse (dx, dy, blocks, n)); /* y = 2 x through static shared memory */
+  cudaMemcpy (hr.data (), dy, total * sizeof (float), cudaMemcpyDeviceToHost);
+  int bad = 0;
+  for (int i = 0; i < total; i++)
+    bad += hr[i] != 2 * x[i];
+  CHECK (bad == 0, "reverse order: the barrier kernel got %d wrong", bad);
+  int *flags;
+  cudaMalloc (&flags, blocks * sizeof (int));
+  CHECK_CUDA (emu_test_scan (dx, dy, flags, blocks, 64)); /* a scan in dynamic shared memory */
+  cudaMemcpy (hr.data (), dy, blocks * 64 * sizeof (float), cudaMemcpyDeviceToHost);
+  bad = 0;
+  for (int b = 0; b < blocks; b++)
+    {
+      float acc = 0;
+      for (int i = 0; i < 64; i++)
+        bad += hr[b * 64 + i] != (acc += x[b * 64 + i]);
+    }
+  CHECK (bad == 0, "reverse order: the scan got %d wrong", bad);
+  cudaFree (dx);
+  cudaFree (dy);
+  cudaFree (flags);
+  unsetenv ("DS_CUDA_EMU_ORDER");
+  setenv ("DS_CUDA_EMU_ORDER", "sideways", 1);
+  int st = in_child (nullptr, [racy] () { return (int) emu_test_racy (racy, 1, 32); });
+  CHECK (WIFSIGNALED (st) && WTERMSIG (st) == SIGABRT, "unknown order: status %d", st);
+  unsetenv ("DS_CUDA_EMU_ORDER");
+  cudaFree (before);
+  cudaFree (after);
+  cudaFree (counter);
+  cudaFree (racy);
 }
 
 /* ---- warp collectives against CUDA's rules ---- */
@@ -883,6 +971,7 @@ main ()
   test_device ();
   test_index ();
   test_barriers ();
+  test_order ();
   for (int threads : { 32, 64, 48, 7, 1024 })
     test_collectives (threads);
   test_mma<__half> (false);

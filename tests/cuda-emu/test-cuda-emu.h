@@ -8,6 +8,8 @@
 cudaError_t emu_test_index (int *out, dim3 grid, dim3 block, cudaStream_t s);
 cudaError_t emu_test_reverse (const float *x, float *y, int blocks, int n);
 cudaError_t emu_test_scan (const float *x, float *y, int *flags, int blocks, int n);
+cudaError_t emu_test_order (unsigned *before, unsigned *after, unsigned *counter, int blocks, int n);
+cudaError_t emu_test_racy (float *out, int blocks, int n);
 cudaError_t emu_test_big_smem (float *y, size_t smem, int set_attr);
 cudaError_t emu_test_collectives (float *out, int threads);
 cudaError_t emu_test_mma_f16 (const void *A, const void *B, const float *C, float *D);
