@@ -550,10 +550,12 @@ test_growing_normalizer (void)
                     "added_tokens[0] (\"x  x\"): the normalizer makes it more than 8 times longer");
 }
 
-/* The LLaMA fixture with its decoder's Strip taking 2 and 3 leading spaces
- * (found by fuzz-llama-tokenizer, tests/fuzz/findings): the stream once
- * stripped them at each window's start as if it began the text, losing
- * spaces between words that the whole decode keeps. */
+/* The LLaMA fixture with its decoder's Strip taking 2 and 3 leading spaces,
+ * or 1 leading and 1 or 2 trailing (both found by fuzz-llama-tokenizer,
+ * tests/fuzz/README.md): the stream once stripped them at each window's
+ * start as if it began the text, and at each window's end as if it ended it
+ * (a space held back that way was lost when the window moved past it),
+ * losing spaces between words that the whole decode keeps. */
 static void
 test_stream_strip_start (void)
 {
@@ -568,10 +570,15 @@ test_stream_strip_start (void)
     return;
   static const char *const texts[] = { "What is this?  ASSISTANT: two  spaces",
                                        "   three leading, then  two and   three ",
-                                       " one", "  " };
-  for (int start = 2; start <= 3; start++)
+                                       " one", "  ",
+                                       "USER: </s> x  </s>  y </s>\nz  ",
+                                       "a  </s>   b</s> </s> c" };
+  static const int ends[][2] = { { 2, 0 }, { 3, 0 }, { 1, 1 }, { 1, 2 }, { 0, 2 } };
+  for (size_t e = 0; e < sizeof ends / sizeof ends[0]; e++)
     {
+      const int start = ends[e][0], stop = ends[e][1];
       json_object_set_new (strip, "start", json_integer (start));
+      json_object_set_new (strip, "stop", json_integer (stop));
       char *text = json_dumps (j, 0);
       char path[128];
       snprintf (path, sizeof path, "%s", write_file ("tokenizer.json", text));
@@ -588,8 +595,8 @@ test_stream_strip_start (void)
           int bad = 0;
           char *streamed = stream_decode (tok, ids, n, true, &bad);
           DS_CHECK (whole && streamed && strcmp (whole, streamed) == 0,
-                    "Strip start %d, \"%s\": streamed \"%s\", whole \"%s\"", start, texts[i],
-                    streamed, whole);
+                    "Strip start %d stop %d, \"%s\": streamed \"%s\", whole \"%s\"", start, stop,
+                    texts[i], streamed, whole);
           free (whole);
           free (streamed);
           free (ids);

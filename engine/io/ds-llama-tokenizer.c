@@ -1667,11 +1667,14 @@ dec_metaspace (Toks *ts, const DecStep *st, Str *tmp)
 
 /* Decodes ids (all in range) into *out. strip_start: the ids begin the text,
  * so a Strip step removes its leading characters (a stream's later windows
- * begin mid-text and keep them). */
+ * begin mid-text and keep them). strip_end: they end it, so a Strip after a
+ * Fuse (which sees the whole text as one piece) removes its trailing ones (a
+ * stream's window may be followed by more text, and keeps them). */
 static bool
 decode_ids (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool skip_special,
-            bool strip_start, Str *out)
+            bool strip_start, bool strip_end, Str *out)
 {
+  bool fused = false;
   Toks ts = { 0 };
   Str tmp = { 0 };
   bool ok = true;
@@ -1696,10 +1699,12 @@ decode_ids (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool ski
           break;
         case DEC_FUSE:
           ok = dec_fuse (&ts);
+          fused = true;
           break;
         case DEC_STRIP:
           for (size_t i = 0; i < ts.n; i++)
-            dec_strip (&ts.t[i], st->content, strip_start ? st->start : 0, st->stop);
+            dec_strip (&ts.t[i], st->content, strip_start ? st->start : 0,
+                       strip_end || !fused ? st->stop : 0);
           break;
         case DEC_METASPACE:
           ok = dec_metaspace (&ts, st, &tmp);
@@ -1747,7 +1752,7 @@ ds_llama_tokenizer_decode (const DsLlamaTokenizer *tok, const int32_t *ids, int6
   if (st != DS_OK)
     return st;
   Str out = { 0 };
-  if (!decode_ids (tok, ids, n_ids, skip_special, true, &out))
+  if (!decode_ids (tok, ids, n_ids, skip_special, true, true, &out))
     {
       free (out.s);
       return ds_error_set (err, DS_ERR_NOMEM, "decode: out of memory");
@@ -1804,18 +1809,63 @@ ds_llama_decode_stream_free (DsLlamaDecodeStream *s)
   free (s);
 }
 
-/* Emits the window's new text and moves the window on. */
+/* Bytes at the end of t (not before `from`) that a Strip after a Fuse would
+ * remove were the text to end there: the stream holds them back until more
+ * text follows or the stream finishes. */
+static size_t
+held_tail (const DsLlamaTokenizer *tok, const Str *t, size_t from)
+{
+  bool fused = false;
+  int stop = 0;
+  for (int k = 0; k < tok->n_dec; k++)
+    if (tok->dec[k].kind == DEC_FUSE)
+      fused = true;
+    else if (tok->dec[k].kind == DEC_STRIP && fused)
+      stop += tok->dec[k].stop;
+  size_t b = t->len;
+  for (int i = 0; i < stop && b > from; i++)
+    {
+      size_t p = b - 1;
+      while (p > from && ((unsigned char) t->s[p] & 0xC0) == 0x80)
+        p--;
+      uint32_t cp;
+      ds_utf8_decode (t->s + p, &cp);
+      bool strip = false;
+      for (int k = 0; k < tok->n_dec; k++)
+        strip = strip || (tok->dec[k].kind == DEC_STRIP && tok->dec[k].content == cp);
+      if (!strip)
+        break;
+      b = p;
+    }
+  return t->len - b;
+}
+
+/* Emits the window's new text and moves the window on; `end`: the text ends
+ * here (a Strip's trailing characters go). */
 static DsStatus
-stream_emit (DsLlamaDecodeStream *s, char **text, DsError *err)
+stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
 {
   const DsLlamaTokenizer *tok = s->tok;
-  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, !s->mid_text, &s->text))
+  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, !s->mid_text, end, &s->text))
     return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
   if (s->text.len < s->prefix.len || memcmp (s->text.s, s->prefix.s, s->prefix.len) != 0)
     return ds_error_set (err, DS_ERR_UNSUPPORTED,
                          "decode stream: the decoder changed text it had already produced");
-  if (!(*text = dup_n (s->text.s + s->prefix.len, s->text.len - s->prefix.len)))
+  const size_t held = end ? 0 : held_tail (tok, &s->text, s->prefix.len);
+  if (!(*text = dup_n (s->text.s + s->prefix.len, s->text.len - held - s->prefix.len)))
     return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
+  if (held)
+    {
+      /* the window stays; what came out is its new prefix */
+      s->prefix.len = 0;
+      if (!str_add (&s->prefix, s->text.s, s->text.len - held))
+        {
+          free (*text);
+          *text = NULL;
+          return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
+        }
+      return DS_OK;
+    }
   /* the new window: the ids just decoded, as long as one of them produces
    * text; otherwise the window's first piece would be a new one, and a
    * decoder step that treats the first piece apart (Strip, Metaspace) would
@@ -1836,7 +1886,7 @@ stream_emit (DsLlamaDecodeStream *s, char **text, DsError *err)
   s->ids.n = keep;
   s->read = keep;
   s->mid_text = true;
-  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, false, &s->prefix))
+  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, false, false, &s->prefix))
     {
       free (*text);
       *text = NULL;
@@ -1868,14 +1918,14 @@ ds_llama_decode_stream_push (DsLlamaDecodeStream *s, int32_t id, char **text, Ds
         }
       break;
     }
-  return stream_emit (s, text, err);
+  return stream_emit (s, false, text, err);
 }
 
 DsStatus
 ds_llama_decode_stream_finish (DsLlamaDecodeStream *s, char **text, DsError *err)
 {
   *text = NULL;
-  return stream_emit (s, text, err);
+  return stream_emit (s, true, text, err);
 }
 
 /* ---- the LLaVA prompt --------------------------------------------------- */
