@@ -1626,6 +1626,24 @@ dec_fuse (Toks *ts)
   return true;
 }
 
+/* The end of s[a..b) once up to `stop` trailing characters c are removed. */
+static size_t
+strip_tail (const char *s, size_t a, size_t b, uint32_t c, int stop)
+{
+  for (int i = 0; i < stop && b > a; i++)
+    {
+      size_t p = b - 1;
+      while (p > a && ((unsigned char) s[p] & 0xC0) == 0x80)
+        p--;
+      uint32_t cp;
+      ds_utf8_decode (s + p, &cp);
+      if (cp != c)
+        break;
+      b = p;
+    }
+  return b;
+}
+
 static void
 dec_strip (Str *t, uint32_t c, int start, int stop)
 {
@@ -1638,17 +1656,7 @@ dec_strip (Str *t, uint32_t c, int start, int stop)
         break;
       a += (size_t) k;
     }
-  for (int i = 0; i < stop && b > a; i++)
-    {
-      size_t p = b - 1;
-      while (p > a && ((unsigned char) t->s[p] & 0xC0) == 0x80)
-        p--;
-      uint32_t cp;
-      ds_utf8_decode (t->s + p, &cp);
-      if (cp != c)
-        break;
-      b = p;
-    }
+  b = strip_tail (t->s, a, b, c, stop);
   memmove (t->s, t->s + a, b - a);
   t->len = b - a;
   t->s[t->len] = '\0';
@@ -1809,34 +1817,19 @@ ds_llama_decode_stream_free (DsLlamaDecodeStream *s)
   free (s);
 }
 
-/* Bytes at the end of t (not before `from`) that a Strip after a Fuse would
- * remove were the text to end there: the stream holds them back until more
- * text follows or the stream finishes. */
+/* Bytes at the end of t (not before `from`) that the Strip steps after a Fuse
+ * would remove were the text to end there: the stream holds them back until
+ * more text follows or the stream finishes. */
 static size_t
 held_tail (const DsLlamaTokenizer *tok, const Str *t, size_t from)
 {
   bool fused = false;
-  int stop = 0;
+  size_t b = t->len;
   for (int k = 0; k < tok->n_dec; k++)
     if (tok->dec[k].kind == DEC_FUSE)
       fused = true;
     else if (tok->dec[k].kind == DEC_STRIP && fused)
-      stop += tok->dec[k].stop;
-  size_t b = t->len;
-  for (int i = 0; i < stop && b > from; i++)
-    {
-      size_t p = b - 1;
-      while (p > from && ((unsigned char) t->s[p] & 0xC0) == 0x80)
-        p--;
-      uint32_t cp;
-      ds_utf8_decode (t->s + p, &cp);
-      bool strip = false;
-      for (int k = 0; k < tok->n_dec; k++)
-        strip = strip || (tok->dec[k].kind == DEC_STRIP && tok->dec[k].content == cp);
-      if (!strip)
-        break;
-      b = p;
-    }
+      b = strip_tail (t->s, from, b, tok->dec[k].content, tok->dec[k].stop);
   return t->len - b;
 }
 
