@@ -583,33 +583,33 @@ typedef void (*DotRowsFn) (const float *x, int64_t m, const uint16_t *w, bool bf
                            float *y, int64_t ldy);
 
 /* The widest kernels this CPU runs, or narrower ones where DS_CPU_KERNELS
- * caps them ("scalar" or "avx2"; ds-ops.h). Its name in *name. */
-static void
-mixed_kernels (WidenFn *widen, DotRowsFn *dot, const char **name)
+ * caps them ("scalar" or "avx2"; ds-ops.h); returns their name. */
+static const char *
+mixed_kernels (WidenFn *widen, DotRowsFn *dot)
 {
   const char *cap = getenv ("DS_CPU_KERNELS");
   const int level = !cap ? 2 : strcmp (cap, "scalar") == 0 ? 0 : strcmp (cap, "avx2") == 0 ? 1 : 2;
-  *widen = widen_scalar;
-  *dot = dot_rows_scalar;
-  *name = "scalar";
 #ifdef HAVE_X86_KERNELS
   __builtin_cpu_init ();
   if (level >= 2 && __builtin_cpu_supports ("avx512f"))
     {
       *widen = widen_avx512;
       *dot = dot_rows_avx512;
-      *name = "avx512";
+      return "avx512";
     }
-  else if (level >= 1 && __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma")
-           && cpu_has_f16c ())
+  if (level >= 1 && __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma")
+      && cpu_has_f16c ())
     {
       *widen = widen_avx2;
       *dot = dot_rows_avx2;
-      *name = "avx2";
+      return "avx2";
     }
 #else
   (void) level;
 #endif
+  *widen = widen_scalar;
+  *dot = dot_rows_scalar;
+  return "scalar";
 }
 
 const char *
@@ -617,9 +617,7 @@ ds_cpu_mixed_kernels (void)
 {
   WidenFn widen;
   DotRowsFn dot;
-  const char *name;
-  mixed_kernels (&widen, &dot, &name);
-  return name;
+  return mixed_kernels (&widen, &dot);
 }
 
 /* y rows [0, m) of output columns [lo, hi) = r + b, b, r or 0, as cpu_linear
@@ -678,8 +676,7 @@ mixed_gemv (const DsOpCall *c)
 {
   WidenFn widen;
   GemvShared g = { .c = c };
-  const char *name;
-  mixed_kernels (&widen, &g.dot, &name);
+  mixed_kernels (&widen, &g.dot);
   atomic_init (&g.next, 0);
   const DsTensor *wt = c->src[1];
   const int64_t n = wt->shape[0], m = ds_tensor_numel (c->dst) / n;
@@ -738,8 +735,7 @@ cpu_linear_mixed (DsBackend *be, const DsOpCall *c, DsError *err)
     }
   WidenFn widen;
   DotRowsFn dot;
-  const char *name;
-  mixed_kernels (&widen, &dot, &name);
+  mixed_kernels (&widen, &dot);
   int64_t block = (int64_t) (MIXED_BLOCK_BYTES / ((size_t) k * sizeof (float)));
   block = block < 1 ? 1 : block > n ? n : block;
   float *wf = cpu_scratch (be, (size_t) (block * k), err);
