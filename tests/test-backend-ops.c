@@ -79,15 +79,21 @@ static bool emulated;
 static int64_t emu_variant_cap;
 #define EMU_VARIANT_CAP ((int64_t) 1 << 20)
 
-/* Whether a case of `work` is skipped under the emulator's variant cap; says so. */
+/* Whether a case of `work` is skipped under the emulator: above `limit` (the
+ * op's own, INT64_MAX for none) or, in a variant run, above the variant cap.
+ * Says so. */
 static bool
-emu_skip (const char *op, const char *label, int64_t work)
+emu_skip (const char *op, const char *label, int64_t work, int64_t limit)
 {
-  if (!emulated || !emu_variant_cap || work <= emu_variant_cap)
+  if (!emulated)
     return false;
-  printf ("  %-4s %s %s: skipped in a variant run under the emulator\n", ds_dtype_name (case_dt),
-          op, label);
-  return true;
+  const char *why = work > limit                             ? ""
+                    : emu_variant_cap && work > emu_variant_cap ? " in a variant run"
+                                                                : NULL;
+  if (why)
+    printf ("  %-4s %s %s: skipped%s under the emulator\n", ds_dtype_name (case_dt), op, label,
+            why);
+  return why != NULL;
 }
 
 static DsBackend *cpu, *gpu;
@@ -348,7 +354,7 @@ conv_case (const char *label, int64_t nb, int64_t ci, int64_t h, int64_t w, int6
 {
   int64_t ho = ds_conv2d_out_size (h, kh, stride, pt, pb);
   int64_t wo = ds_conv2d_out_size (w, kw, stride, pl, pr);
-  if (emu_skip ("conv2d", label, nb * co * ho * wo * ci * kh * kw))
+  if (emu_skip ("conv2d", label, nb * co * ho * wo * ci * kh * kw, INT64_MAX))
     return;
   DsTensor t[4];
   t[0] = rnd (1.0f, 0.0f, SHAPE (nb, ci, h, w));
@@ -666,12 +672,7 @@ attention_case (const char *label, int64_t nb, int64_t nq, int64_t nk, int heads
                 bool causal, bool want_probs)
 {
   const int64_t ch = heads * d;
-  if (emulated && nb * heads * nq * nk > EMU_MAX_SCORES)
-    {
-      printf ("  %-4s attention %s: skipped under the emulator\n", ds_dtype_name (case_dt), label);
-      return;
-    }
-  if (emu_skip ("attention", label, nb * heads * nq * nk))
+  if (emu_skip ("attention", label, nb * heads * nq * nk, EMU_MAX_SCORES))
     return;
   DsTensor t[5];
   t[0] = rnd (3.0f, 0.0f, SHAPE (nb, nq, ch));

@@ -353,7 +353,6 @@ test_order ()
   cudaFree (dx);
   cudaFree (dy);
   cudaFree (flags);
-  unsetenv ("DS_CUDA_EMU_ORDER");
   setenv ("DS_CUDA_EMU_ORDER", "sideways", 1);
   int st = in_child (nullptr, [racy] () { return (int) emu_test_racy (racy, 1, 32); });
   CHECK (WIFSIGNALED (st) && WTERMSIG (st) == SIGABRT, "unknown order: status %d", st);
