@@ -509,6 +509,19 @@ check_open_error (const char *what, const char *json, const char *config, DsStat
     ds_llama_tokenizer_free (tok);
 }
 
+/* Opens `json` as tokenizer.json (no config file), which must succeed; NULL
+ * (a failed check) when it does not. */
+static DsLlamaTokenizer *
+open_json (const char *json)
+{
+  char path[128];
+  snprintf (path, sizeof path, "%s", write_file ("tokenizer.json", json));
+  DsLlamaTokenizer *tok = NULL;
+  DsError err = { 0 };
+  DS_CHECK_OK (ds_llama_tokenizer_open_files (path, NULL, &tok, &err), &err);
+  return tok;
+}
+
 /* A normalizer of eight Replace(" ", "    ") steps, and a normalized added
  * token "x": each step quadruples the spaces. */
 #define GROWING                                                                                    \
@@ -524,14 +537,10 @@ test_growing_normalizer (void)
 {
   char json[2048];
   snprintf (json, sizeof json, GROWING, "");
-  const char *tj = write_file ("tokenizer.json", json);
-  char path[128];
-  snprintf (path, sizeof path, "%s", tj);
-  DsLlamaTokenizer *tok;
-  DsError err = { 0 };
-  DS_CHECK_OK (ds_llama_tokenizer_open_files (path, NULL, &tok, &err), &err);
+  DsLlamaTokenizer *tok = open_json (json);
   if (!tok)
     return;
+  DsError err = { 0 };
   int32_t *ids;
   int64_t n;
   DS_CHECK_OK (ds_llama_tokenizer_encode (tok, "aa", false, &ids, &n, &err), &err);
@@ -548,6 +557,50 @@ test_growing_normalizer (void)
             "{\"id\": 3, \"content\": \"x  x\", \"normalized\": true}");
   check_open_error ("growing added token", json, NULL, DS_ERR_UNSUPPORTED,
                     "added_tokens[0] (\"x  x\"): the normalizer makes it more than 8 times longer");
+}
+
+/* A decoder of Replace steps before a Fuse; the vocabulary has " " (id 2). */
+#define DEC_GROWING(steps)                                                                         \
+  "{\"decoder\": {\"type\": \"Sequence\", \"decoders\": [" steps "{\"type\": \"Fuse\"}]}, "       \
+  "\"model\": {\"unk_token\": \"<unk>\", \"vocab\": {\"<unk>\": 0, \"a\": 1, \" \": 2}, "          \
+  "\"merges\": []}}"
+#define D2 "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"  \"}, "
+#define D4 "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"    \"}, "
+
+/* Issue #14 (found reading the code after the normalizer's bug): a decoder
+ * whose Replace steps multiply the text (sixteen Replace(" ", "    "), 1.2 kB
+ * of JSON) made decoding one space run for minutes towards 4 GiB; now a
+ * decoder that could make text more than 8 times longer is refused when the
+ * file is opened, and one at exactly 8 times still works. */
+static void
+test_growing_decoder (void)
+{
+  check_open_error ("decoder growing 16x", DEC_GROWING (D2 D2 D4), NULL, DS_ERR_UNSUPPORTED,
+                    "decoder.decoders[2]: the decoder's Replace steps up to here can make a "
+                    "text 16 times longer; at most 8 is supported");
+  check_open_error ("decoder growing 4^16x", DEC_GROWING (D4 D4 D4 D4 D4 D4 D4 D4 D4 D4 D4 D4 D4
+                                                            D4 D4),
+                    NULL, DS_ERR_UNSUPPORTED, "decoder.decoders[1]: the decoder's Replace steps");
+  /* the ratio counts bytes per pattern: "ab" -> 17 bytes is 8.5 times */
+  check_open_error ("decoder growing 8.5x",
+                    DEC_GROWING ("{\"type\": \"Replace\", \"pattern\": {\"String\": \"ab\"}, "
+                                 "\"content\": \"aaaaaaaaaaaaaaaaa\"}, "),
+                    NULL, DS_ERR_UNSUPPORTED, "8.5 times longer");
+  /* shrinking steps do not buy room for growing ones: any text may lack "a" */
+  check_open_error ("decoder shrinking, then growing 16x",
+                    DEC_GROWING ("{\"type\": \"Replace\", \"pattern\": {\"String\": \"aaaa\"}, "
+                                 "\"content\": \"\"}, " D4 D4),
+                    NULL, DS_ERR_UNSUPPORTED, "16 times longer");
+  DsLlamaTokenizer *tok = open_json (DEC_GROWING (D2 D2 D2));
+  if (!tok)
+    return;
+  DsError err = { 0 };
+  const int32_t ids[] = { 1, 2, 1 };
+  char *text = NULL;
+  DS_CHECK_OK (ds_llama_tokenizer_decode (tok, ids, 3, false, &text, &err), &err);
+  DS_CHECK (text && strcmp (text, "a        a") == 0, "8x decoder: \"%s\"", text ? text : "");
+  free (text);
+  ds_llama_tokenizer_free (tok);
 }
 
 /* The LLaMA fixture with its decoder's Strip taking 2 and 3 leading spaces,
@@ -580,12 +633,9 @@ test_stream_strip_start (void)
       json_object_set_new (strip, "start", json_integer (start));
       json_object_set_new (strip, "stop", json_integer (stop));
       char *text = json_dumps (j, 0);
-      char path[128];
-      snprintf (path, sizeof path, "%s", write_file ("tokenizer.json", text));
+      DsLlamaTokenizer *tok = open_json (text);
       free (text);
-      DsLlamaTokenizer *tok = NULL;
       DsError err = { 0 };
-      DS_CHECK_OK (ds_llama_tokenizer_open_files (path, NULL, &tok, &err), &err);
       for (size_t i = 0; tok && i < sizeof texts / sizeof texts[0]; i++)
         {
           int32_t *ids;
@@ -613,12 +663,8 @@ test_errors (void)
   DS_CHECK (mkdtemp (tmpdir) != NULL, "mkdtemp");
 
   /* the mini file itself is fine */
-  const char *tj = write_file ("tokenizer.json", MINI ("", "", "[\"a b\"]"));
-  char path[128];
-  snprintf (path, sizeof path, "%s", tj);
-  DsLlamaTokenizer *tok;
+  DsLlamaTokenizer *tok = open_json (MINI ("", "", "[\"a b\"]"));
   DsError err = { 0 };
-  DS_CHECK_OK (ds_llama_tokenizer_open_files (path, NULL, &tok, &err), &err);
   if (tok)
     {
       int32_t *ids;
@@ -728,6 +774,7 @@ test_errors (void)
   check_open_error ("config not JSON", MINI ("", "", "[]"), "[1, 2", DS_ERR_FORMAT,
                     "tokenizer_config.json");
   test_growing_normalizer ();
+  test_growing_decoder ();
   test_stream_strip_start ();
 
   char cmd[128];

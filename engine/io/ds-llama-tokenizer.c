@@ -23,10 +23,12 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ds-bpe-merges.h"
 #include "ds-json.h"
 #include "ds-unicode.h"
 
@@ -83,13 +85,6 @@ typedef struct
   bool special, normalized, lstrip, rstrip;
 } Added;
 
-typedef struct
-{
-  uint64_t key;  /* (left id << 32) | right id */
-  uint32_t rank; /* UINT32_MAX: empty */
-  int32_t result;
-} MergeSlot;
-
 struct DsLlamaTokenizer
 {
   /* the model's vocabulary */
@@ -97,9 +92,8 @@ struct DsLlamaTokenizer
   uint32_t *piece_len; /* (n_ids) */
   int32_t *slots;      /* (mask + 1) id + 1 of a model piece, 0 empty */
   size_t mask;
-  MergeSlot *merges; /* (merge_mask + 1) */
-  size_t merge_mask;
-  int32_t n_ids; /* model and added ids: max id + 1 */
+  DsBpeMerges merges;  /* (left id, right id) -> rank, merged id */
+  int32_t n_ids;       /* model and added ids: max id + 1 */
   bool byte_fallback, fuse_unk, ignore_merges;
   int32_t unk_id; /* the model's unk_token, -1 none */
   int32_t byte_id[256];
@@ -219,30 +213,6 @@ vocab_find (const DsLlamaTokenizer *tok, const char *s, size_t n)
   return -1;
 }
 
-static void
-merge_put (DsLlamaTokenizer *tok, int32_t a, int32_t b, uint32_t rank, int32_t result)
-{
-  uint64_t key = ((uint64_t) (uint32_t) a << 32) | (uint32_t) b;
-  size_t i = ds_hash_mix64 (key) & tok->merge_mask;
-  while (tok->merges[i].rank != UINT32_MAX && tok->merges[i].key != key)
-    i = (i + 1) & tok->merge_mask;
-  /* a repeated pair keeps its last rank, as the library's map does */
-  tok->merges[i] = (MergeSlot){ .key = key, .rank = rank, .result = result };
-}
-
-static const MergeSlot *
-merge_get (const DsLlamaTokenizer *tok, int32_t a, int32_t b)
-{
-  if (!tok->merges)
-    return NULL;
-  uint64_t key = ((uint64_t) (uint32_t) a << 32) | (uint32_t) b;
-  for (size_t i = ds_hash_mix64 (key) & tok->merge_mask; tok->merges[i].rank != UINT32_MAX;
-       i = (i + 1) & tok->merge_mask)
-    if (tok->merges[i].key == key)
-      return &tok->merges[i];
-  return NULL;
-}
-
 /* ---- reading the files -------------------------------------------------- */
 
 static DsStatus
@@ -354,13 +324,9 @@ load_merges (DsLlamaTokenizer *tok, const json_t *model, const char *path, DsErr
     return ds_error_set (err, DS_ERR_FORMAT, "%s: model.merges: expected an array, got %s", path,
                          ds_json_type_name (merges));
   size_t n = json_array_size (merges);
-  tok->merge_mask = ds_pow2_at_least (2 * n + 64) - 1;
-  tok->merges = malloc ((tok->merge_mask + 1) * sizeof *tok->merges);
   Str cat = { 0 };
-  if (!tok->merges)
+  if (!ds_bpe_merges_init (&tok->merges, n))
     return ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
-  for (size_t i = 0; i <= tok->merge_mask; i++)
-    tok->merges[i].rank = UINT32_MAX;
   DsStatus st = DS_OK;
   for (size_t r = 0; r < n && st == DS_OK; r++)
     {
@@ -411,7 +377,7 @@ load_merges (DsLlamaTokenizer *tok, const json_t *model, const char *path, DsErr
                                       : cat.s);
           break;
         }
-      merge_put (tok, ia, ib, (uint32_t) r, ir);
+      ds_bpe_merges_put (&tok->merges, (uint32_t) ia, (uint32_t) ib, (uint32_t) r, (uint32_t) ir);
     }
   free (cat.s);
   return st;
@@ -473,12 +439,42 @@ load_model (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsError
 #define NORM_MAX_GROWTH 8
 #define NORM_MAX_SLACK 4096
 
+/* How much the decoder's Replace steps together may lengthen text: each can
+ * make it at most max(1, |content| / |pattern|) times longer. LLaMA's only
+ * one, Replace("▁", " "), shortens it; sixteen Replace(" ", "    ") would turn
+ * one space into 4 GiB. */
+#define DEC_MAX_GROWTH 8
+
 typedef enum
 {
   NORM_OK,
   NORM_NOMEM,
   NORM_TOO_LONG /* longer than NORM_MAX_GROWTH x + NORM_MAX_SLACK bytes */
 } NormResult;
+
+/* Writes `in` with every non-overlapping `pat` (not empty) replaced by `rep`
+ * to out (cleared first), refusing to make out longer than `limit` bytes. A
+ * normalizer's and a decoder's Replace step. */
+static NormResult
+replace_all (const Str *in, const char *pat, const char *rep, size_t limit, Str *out)
+{
+  const size_t pl = strlen (pat), rl = strlen (rep);
+  out->len = 0;
+  if (!str_add (out, "", 0))
+    return NORM_NOMEM;
+  for (size_t i = 0; i < in->len;)
+    if (out->len + rl > limit)
+      return NORM_TOO_LONG;
+    else if (i + pl <= in->len && memcmp (in->s + i, pat, pl) == 0)
+      {
+        if (!str_add (out, rep, rl))
+          return NORM_NOMEM;
+        i += pl;
+      }
+    else if (!str_add (out, in->s + i++, 1))
+      return NORM_NOMEM;
+  return NORM_OK;
+}
 
 /* Applies the normalizer to s[0..n) into out (cleared first). */
 static NormResult
@@ -505,18 +501,9 @@ normalize (const DsLlamaTokenizer *tok, const char *s, size_t n, Str *out, Str *
         }
       else
         {
-          size_t pl = strlen (st->a), cl = strlen (st->b);
-          for (size_t i = 0; i < out->len;)
-            if (tmp->len + cl > limit)
-              return NORM_TOO_LONG;
-            else if (i + pl <= out->len && memcmp (out->s + i, st->a, pl) == 0)
-              {
-                if (!str_add (tmp, st->b, cl))
-                  return NORM_NOMEM;
-                i += pl;
-              }
-            else if (!str_add (tmp, out->s + i++, 1))
-              return NORM_NOMEM;
+          NormResult r = replace_all (out, st->a, st->b, limit, tmp);
+          if (r != NORM_OK)
+            return r;
         }
       Str t = *out;
       *out = *tmp;
@@ -676,6 +663,7 @@ load_decoder (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsErr
   if (n > MAX_STEPS)
     return ds_error_set (err, DS_ERR_UNSUPPORTED, "%s: decoder: more than %d steps", path,
                          MAX_STEPS);
+  double growth = 1; /* the most the Replace steps so far lengthen a text by */
   for (size_t i = 0; i < n; i++)
     {
       const json_t *s = steps == dec ? dec : json_array_get (steps, i);
@@ -699,6 +687,16 @@ load_decoder (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsErr
             {
               tok->n_dec++;
               return ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
+            }
+          if (strlen (c) > strlen (p))
+            growth *= (double) strlen (c) / (double) strlen (p);
+          if (growth > DEC_MAX_GROWTH)
+            {
+              tok->n_dec++;
+              return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                                   "%s: %s: the decoder's Replace steps up to here can make a "
+                                   "text %.4g times longer; at most %d is supported",
+                                   path, w, growth, DEC_MAX_GROWTH);
             }
         }
       else if (t && strcmp (t, "ByteFallback") == 0)
@@ -1065,7 +1063,7 @@ ds_llama_tokenizer_free (DsLlamaTokenizer *tok)
   free (tok->piece);
   free (tok->piece_len);
   free (tok->slots);
-  free (tok->merges);
+  ds_bpe_merges_free (&tok->merges);
   for (int i = 0; i < tok->n_added; i++)
     {
       free (tok->added[i].content);
@@ -1248,8 +1246,11 @@ static bool
 push_pair (Enc *e, const DsLlamaTokenizer *tok, int32_t pos)
 {
   const Sym *s = &e->sym[pos];
-  const MergeSlot *m = merge_get (tok, s->id, e->sym[s->next].id);
-  HeapItem it = { .rank = m ? m->rank : 0, .pos = (uint32_t) pos, .result = m ? m->result : 0 };
+  const DsBpeMerge *m
+      = ds_bpe_merges_get (&tok->merges, (uint32_t) s->id, (uint32_t) e->sym[s->next].id);
+  HeapItem it = { .rank = m ? m->rank : 0,
+                  .pos = (uint32_t) pos,
+                  .result = m ? (int32_t) m->result : 0 };
   return !m || heap_push (e, it);
 }
 
@@ -1317,8 +1318,8 @@ bpe_word (const DsLlamaTokenizer *tok, Enc *e, const char *w, size_t n)
       if (s->len == 0 || s->next < 0)
         continue;
       Sym *right = &e->sym[s->next];
-      const MergeSlot *m = merge_get (tok, s->id, right->id);
-      if (!m || m->result != top.result)
+      const DsBpeMerge *m = ds_bpe_merges_get (&tok->merges, (uint32_t) s->id, (uint32_t) right->id);
+      if (!m || (int32_t) m->result != top.result)
         continue; /* an expired entry */
       s->id = top.result;
       s->len += right->len;
@@ -1544,19 +1545,9 @@ toks_free (Toks *ts)
 static bool
 dec_replace (Str *t, const char *pat, const char *rep, Str *tmp)
 {
-  size_t pl = strlen (pat), rl = strlen (rep);
-  tmp->len = 0;
-  if (!str_add (tmp, "", 0))
+  /* load_decoder bounds what the steps together can grow a text by */
+  if (replace_all (t, pat, rep, SIZE_MAX, tmp) != NORM_OK)
     return false;
-  for (size_t i = 0; i < t->len;)
-    if (i + pl <= t->len && memcmp (t->s + i, pat, pl) == 0)
-      {
-        if (!str_add (tmp, rep, rl))
-          return false;
-        i += pl;
-      }
-    else if (!str_add (tmp, t->s + i++, 1))
-      return false;
   Str x = *t;
   *t = *tmp;
   *tmp = x;

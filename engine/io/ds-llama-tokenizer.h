@@ -30,7 +30,11 @@
  *   - post_processor: null or TemplateProcessing (BOS/EOS around the text);
  *     tokenizer_config.json's add_bos_token / add_eos_token, when present,
  *     override it, as transformers does.
- * Anything else in the file is refused with DS_ERR_UNSUPPORTED naming the field.
+ * Anything else in the file is refused with DS_ERR_UNSUPPORTED naming the field,
+ * and so are steps that multiply the text (LLaMA's only shorten it or add a
+ * character): a decoder whose Replace steps could make a text more than 8
+ * times longer, when the file is opened; a normalizer that makes a prompt
+ * more than 8 times longer (plus 4 KiB), when it encodes that prompt.
  *
  * The `legacy` flag (tokenizer_config.json) decides, when transformers converts
  * the slow SentencePiece model, whether every piece of text after a special

@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 
 #include "ds-atomic.h" /* ds_file_kind */
+#include "ds-bpe-merges.h"
 #include "ds-text-fix.h"
 #include "ds-unicode.h"
 
@@ -46,19 +47,13 @@
 #define END_OF_WORD "</w>"
 #define SOT_TEXT "<|startoftext|>"
 #define EOT_TEXT "<|endoftext|>"
-#define NO_RANK UINT32_MAX
+#define NO_RANK DS_BPE_NO_RANK
 
 typedef struct {
   uint32_t off;     /* of its NUL-terminated text in the arena */
   uint32_t len;
   int32_t vocab_id; /* -1: only a merge part or result; encodes as the unknown token */
 } Symbol;
-
-typedef struct {
-  uint64_t key; /* (left sid << 32) | right sid */
-  uint32_t rank; /* NO_RANK: empty slot */
-  uint32_t result;
-} MergeSlot;
 
 /* An added token split out of the raw text before cleaning. */
 typedef struct {
@@ -75,8 +70,7 @@ struct DsTokenizer {
   uint32_t n_syms, syms_cap;
   uint32_t *str_slots; /* (str_mask + 1) sid + 1, 0 empty */
   size_t str_mask;
-  MergeSlot *merge_slots; /* (merge_mask + 1) */
-  size_t merge_mask;
+  DsBpeMerges merges;  /* (left sid, right sid) -> rank, merged sid */
   int32_t *id_sid; /* (n_ids) sid of each vocab id, -1 unassigned */
   int32_t n_ids;
   uint32_t byte_sid[256], byte_end_sid[256];
@@ -228,30 +222,6 @@ str_intern (DsTokenizer *tok, const char *s, size_t n)
   return sid;
 }
 
-/* ---- merges table ------------------------------------------------------- */
-
-static void
-merge_put (DsTokenizer *tok, uint32_t a, uint32_t b, uint32_t rank, uint32_t result)
-{
-  uint64_t key = ((uint64_t) a << 32) | b;
-  size_t i = ds_hash_mix64 (key) & tok->merge_mask;
-  while (tok->merge_slots[i].rank != NO_RANK && tok->merge_slots[i].key != key)
-    i = (i + 1) & tok->merge_mask;
-  /* A repeated pair keeps its last rank, as Python's dict (zip (merges, ranks)). */
-  tok->merge_slots[i] = (MergeSlot) { .key = key, .rank = rank, .result = result };
-}
-
-static const MergeSlot *
-merge_get (const DsTokenizer *tok, uint32_t a, uint32_t b)
-{
-  uint64_t key = ((uint64_t) a << 32) | b;
-  size_t i = ds_hash_mix64 (key) & tok->merge_mask;
-  for (; tok->merge_slots[i].rank != NO_RANK; i = (i + 1) & tok->merge_mask)
-    if (tok->merge_slots[i].key == key)
-      return &tok->merge_slots[i];
-  return NULL;
-}
-
 /* ---- opening ------------------------------------------------------------ */
 
 static DsStatus
@@ -366,17 +336,14 @@ load_merges (DsTokenizer *tok, const char *path, DsError *err)
   size_t lines = 1;
   for (const char *p = text; (p = memchr (p, '\n', len - (size_t) (p - text))); p++)
     lines++;
-  tok->merge_mask = ds_pow2_at_least (2 * (lines < MERGES_USED ? lines : MERGES_USED) + 16) - 1;
-  tok->merge_slots = malloc ((tok->merge_mask + 1) * sizeof *tok->merge_slots);
+  const bool table = ds_bpe_merges_init (&tok->merges, lines < MERGES_USED ? lines : MERGES_USED);
   char *concat = malloc (len + 1);
-  if (!tok->merge_slots || !concat)
+  if (!table || !concat)
     {
       free (text);
       free (concat);
       return ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
     }
-  for (size_t i = 0; i <= tok->merge_mask; i++)
-    tok->merge_slots[i].rank = NO_RANK;
 
   /* A NUL would cut a symbol short in the interned strings: refuse the file. */
   const char *nul = memchr (text, '\0', len);
@@ -436,7 +403,7 @@ load_merges (DsTokenizer *tok, const char *path, DsError *err)
           st = ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
           break;
         }
-      merge_put (tok, (uint32_t) sa, (uint32_t) sb, rank++, (uint32_t) sr);
+      ds_bpe_merges_put (&tok->merges, (uint32_t) sa, (uint32_t) sb, rank++, (uint32_t) sr);
     }
   free (text);
   free (concat);
@@ -551,7 +518,7 @@ ds_tokenizer_free (DsTokenizer *tok)
   free (tok->arena);
   free (tok->syms);
   free (tok->str_slots);
-  free (tok->merge_slots);
+  ds_bpe_merges_free (&tok->merges);
   free (tok->id_sid);
   free (tok);
 }
@@ -679,7 +646,7 @@ ensure_sym_cap (Encoder *e, size_t n)
 static uint32_t
 pair_rank (const DsTokenizer *tok, uint32_t a, uint32_t b)
 {
-  const MergeSlot *m = merge_get (tok, a, b);
+  const DsBpeMerge *m = ds_bpe_merges_get (&tok->merges, a, b);
   return m ? m->rank : NO_RANK;
 }
 
@@ -718,7 +685,7 @@ bpe_piece (Encoder *e, const char *bytes, size_t n)
       if (best == NO_RANK)
         break;
       uint32_t first = sym[at], second = sym[at + 1];
-      uint32_t result = merge_get (tok, first, second)->result;
+      uint32_t result = ds_bpe_merges_get (&tok->merges, first, second)->result;
       /* Merge every occurrence left to right; remember where each survivor came
        * from so unchanged neighbours keep their rank. */
       size_t m = 0;
