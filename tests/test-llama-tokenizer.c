@@ -656,6 +656,150 @@ test_stream_strip_start (void)
   json_decref (j);
 }
 
+/* Added tokens that strip white space (lstrip, rstrip), matched inside each
+ * other's stripped runs; the ids are the `tokenizers` library's
+ * (tests/reference/gen_llama_strip_cases.py). Then runs of 100,000 newlines:
+ * the walks over white space once went over the whole run again at each
+ * match (40,000 newlines took 36 s; issue #14, found by reading the code),
+ * so the run's length, not a clock, is what makes this part hang the test
+ * on the old code. */
+typedef struct
+{
+  int lstrip, rstrip, space_added;
+  const char *text;
+  int32_t ids[10];
+  int n;
+} StripCase;
+
+static const StripCase strip_cases[] = {
+  /* clang-format off */
+  { 1, 0, 0, "a\x0a" " \x0a" "\x0a" " a", { 1, 3, 3, 3, 2, 1 }, 6 },
+  { 1, 0, 0, " \x0a" "\x0a" "a \x0a" " b\x0a" "", { 3, 3, 1, 3, 2, 4, 3 }, 7 },
+  { 1, 0, 0, "\x0a" "\x0a" "\x0a" "", { 3, 3, 3 }, 3 },
+  { 1, 0, 0, "a  \x0a" "  a", { 1, 3, 2, 2, 1 }, 5 },
+  { 1, 0, 0, "a\xe3" "\x80" "\x80" "\x0a" "\xc2" "\xa0" "\x0a" " a", { 1, 3, 3, 2, 1 }, 5 },
+  { 1, 0, 0, "\x0a" " \x0a" " \x0a" " b", { 3, 3, 3, 2, 4 }, 5 },
+  { 1, 0, 0, "b \xe2" "\x80" "\xa8" "\x0a" "\xe3" "\x80" "\x80" " \x0a" "", { 4, 3, 3 }, 3 },
+  { 0, 1, 0, "a\x0a" " \x0a" "\x0a" " a", { 1, 3, 3, 3, 1 }, 5 },
+  { 0, 1, 0, " \x0a" "\x0a" "a \x0a" " b\x0a" "", { 2, 3, 3, 1, 2, 3, 4, 3 }, 8 },
+  { 0, 1, 0, "\x0a" "\x0a" "\x0a" "", { 3, 3, 3 }, 3 },
+  { 0, 1, 0, "a  \x0a" "  a", { 1, 2, 2, 3, 1 }, 5 },
+  { 0, 1, 0, "a\xe3" "\x80" "\x80" "\x0a" "\xc2" "\xa0" "\x0a" " a", { 1, 0, 3, 3, 1 }, 5 },
+  { 0, 1, 0, "\x0a" " \x0a" " \x0a" " b", { 3, 3, 3, 4 }, 4 },
+  { 0, 1, 0, "b \xe2" "\x80" "\xa8" "\x0a" "\xe3" "\x80" "\x80" " \x0a" "", { 4, 2, 0, 3, 3 }, 5 },
+  { 1, 1, 0, "a\x0a" " \x0a" "\x0a" " a", { 1, 3, 1 }, 3 },
+  { 1, 1, 0, " \x0a" "\x0a" "a \x0a" " b\x0a" "", { 3, 1, 3, 4, 3 }, 5 },
+  { 1, 1, 0, "\x0a" "\x0a" "\x0a" "", { 3 }, 1 },
+  { 1, 1, 0, "a  \x0a" "  a", { 1, 3, 1 }, 3 },
+  { 1, 1, 0, "a\xe3" "\x80" "\x80" "\x0a" "\xc2" "\xa0" "\x0a" " a", { 1, 3, 1 }, 3 },
+  { 1, 1, 0, "\x0a" " \x0a" " \x0a" " b", { 3, 4 }, 2 },
+  { 1, 1, 0, "b \xe2" "\x80" "\xa8" "\x0a" "\xe3" "\x80" "\x80" " \x0a" "", { 4, 3 }, 2 },
+  { 0, 1, 1, "a\x0a" " \x0a" "\x0a" " a", { 1, 3, 2, 3, 3, 2, 1 }, 7 },
+  { 0, 1, 1, " \x0a" "\x0a" "a \x0a" " b\x0a" "", { 2, 3, 3, 1, 2, 3, 2, 4, 3 }, 9 },
+  { 0, 1, 1, "\x0a" "\x0a" "\x0a" "", { 3, 3, 3 }, 3 },
+  { 0, 1, 1, "a  \x0a" "  a", { 1, 2, 2, 3, 2, 2, 1 }, 7 },
+  { 0, 1, 1, "a\xe3" "\x80" "\x80" "\x0a" "\xc2" "\xa0" "\x0a" " a", { 1, 0, 3, 3, 2, 1 }, 6 },
+  { 0, 1, 1, "\x0a" " \x0a" " \x0a" " b", { 3, 2, 3, 2, 3, 2, 4 }, 7 },
+  { 0, 1, 1, "b \xe2" "\x80" "\xa8" "\x0a" "\xe3" "\x80" "\x80" " \x0a" "", { 4, 2, 0, 3, 2, 3 }, 6 },
+  { 1, 1, 1, "a\x0a" " \x0a" "\x0a" " a", { 1, 3, 2, 3, 2, 1 }, 6 },
+  { 1, 1, 1, " \x0a" "\x0a" "a \x0a" " b\x0a" "", { 2, 3, 1, 2, 3, 2, 4, 3 }, 8 },
+  { 1, 1, 1, "\x0a" "\x0a" "\x0a" "", { 3 }, 1 },
+  { 1, 1, 1, "a  \x0a" "  a", { 1, 2, 2, 3, 2, 2, 1 }, 7 },
+  { 1, 1, 1, "a\xe3" "\x80" "\x80" "\x0a" "\xc2" "\xa0" "\x0a" " a", { 1, 3, 2, 1 }, 4 },
+  { 1, 1, 1, "\x0a" " \x0a" " \x0a" " b", { 3, 2, 3, 2, 3, 2, 4 }, 7 },
+  { 1, 1, 1, "b \xe2" "\x80" "\xa8" "\x0a" "\xe3" "\x80" "\x80" " \x0a" "", { 4, 2, 3, 2, 3 }, 5 },
+  /* clang-format on */
+};
+
+static DsLlamaTokenizer *
+open_strip_tokenizer (int lstrip, int rstrip, int space_added)
+{
+  char json[1024];
+  snprintf (json, sizeof json,
+            "{\"added_tokens\": [{\"id\": 3, \"content\": \"\\n\", \"lstrip\": %s, "
+            "\"rstrip\": %s, \"normalized\": false, \"special\": true}%s], "
+            "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"vocab\": "
+            "{\"<unk>\": 0, \"a\": 1, \" \": 2, \"\\n\": 3, \"b\": 4}, \"merges\": []}}",
+            lstrip ? "true" : "false", rstrip ? "true" : "false",
+            space_added ? ", {\"id\": 2, \"content\": \" \", \"normalized\": false, "
+                          "\"special\": false}"
+                        : "");
+  return open_json (json);
+}
+
+static void
+test_strip_runs (void)
+{
+  DsError err = { 0 };
+  for (size_t c = 0; c < sizeof strip_cases / sizeof strip_cases[0]; c++)
+    {
+      const StripCase *k = &strip_cases[c];
+      DsLlamaTokenizer *tok = open_strip_tokenizer (k->lstrip, k->rstrip, k->space_added);
+      if (!tok)
+        return;
+      int32_t *ids;
+      int64_t n;
+      DS_CHECK_OK (ds_llama_tokenizer_encode (tok, k->text, false, &ids, &n, &err), &err);
+      bool same = ids && n == k->n;
+      for (int64_t i = 0; same && i < n; i++)
+        same = ids[i] == k->ids[i];
+      DS_CHECK (same, "strip case %zu (lstrip %d rstrip %d, space added %d): %lld ids, %d "
+                "expected", c, k->lstrip, k->rstrip, k->space_added, (long long) n, k->n);
+      free (ids);
+      ds_llama_tokenizer_free (tok);
+    }
+
+  /* "\n" rstrip takes " \n" after it, inside which " " lstrip matches:
+   * the library panics on such an inverted split ("AddedVocabulary bad
+   * split"); here it gives no token and the text stays taken */
+  {
+    char json[1024];
+    snprintf (json, sizeof json,
+              "{\"added_tokens\": [{\"id\": 3, \"content\": \"\\n\", \"rstrip\": true, "
+              "\"normalized\": false}, {\"id\": 2, \"content\": \" \", \"lstrip\": true, "
+              "\"normalized\": false}], \"model\": {\"type\": \"BPE\", \"unk_token\": "
+              "\"<unk>\", \"vocab\": {\"<unk>\": 0, \"a\": 1, \" \": 2, \"\\n\": 3}, "
+              "\"merges\": []}}");
+    DsLlamaTokenizer *tok = open_json (json);
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    if (tok)
+      DS_CHECK_OK (ds_llama_tokenizer_encode (tok, "\n \na", false, &ids, &n, &err), &err);
+    DS_CHECK (ids && n == 3 && ids[0] == 3 && ids[1] == 3 && ids[2] == 1,
+              "inverted split: %lld ids", (long long) n);
+    free (ids);
+    ds_llama_tokenizer_free (tok);
+  }
+
+  enum { RUN = 100000 };
+  char *text = malloc (RUN + 1);
+  DS_CHECK (text != NULL, "malloc");
+  if (!text)
+    return;
+  memset (text, '\n', RUN);
+  text[RUN] = '\0';
+  /* as "\n\n\n" above: one id per newline, except when both strip, where
+   * the first match takes the whole run and the others are left empty */
+  static const int variants[][3] = { { 1, 0, RUN }, { 0, 1, RUN }, { 1, 1, 1 } };
+  for (int v = 0; v < 3; v++)
+    {
+      DsLlamaTokenizer *tok = open_strip_tokenizer (variants[v][0], variants[v][1], 0);
+      if (!tok)
+        break;
+      int32_t *ids;
+      int64_t n;
+      DS_CHECK_OK (ds_llama_tokenizer_encode (tok, text, false, &ids, &n, &err), &err);
+      bool all = ids && n == variants[v][2];
+      for (int64_t i = 0; all && i < n; i++)
+        all = ids[i] == 3;
+      DS_CHECK (all, "%d newlines, lstrip %d rstrip %d: %lld ids, %d expected", RUN,
+                variants[v][0], variants[v][1], (long long) n, variants[v][2]);
+      free (ids);
+      ds_llama_tokenizer_free (tok);
+    }
+  free (text);
+}
+
 static void
 test_errors (void)
 {
@@ -776,6 +920,7 @@ test_errors (void)
   test_growing_normalizer ();
   test_growing_decoder ();
   test_stream_strip_start ();
+  test_strip_runs ();
 
   char cmd[128];
   snprintf (cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
