@@ -2,9 +2,13 @@
  * resources/clip-tokenizer (vocab.json and merges.txt, once per model) and
  * encoding a long prompt (each keystroke in the prompt box) with ftfy's
  * clean-up (the default) and with the basic one. Medians over many runs.
+ * Then text without spaces (a pasted blob, CJK prose), where BPE's cost
+ * grows faster than the text: medians of 5.
  *
  *   build/tests/bench/bench-tokenizer [--runs N]
  */
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +16,7 @@
 #include "bench-util.h"
 
 #include "ds-tokenizer.h"
+#include "ds-unicode.h"
 
 #define VOCAB DS_RESOURCES_DIR "/clip-tokenizer/vocab.json"
 #define MERGES DS_RESOURCES_DIR "/clip-tokenizer/merges.txt"
@@ -78,6 +83,49 @@ main (int argc, char **argv)
           t[r] = bench_now_ms () - t0;
         }
       report (cleans[c].name, t, runs, 1e3, "us");
+    }
+  /* Text without spaces is one BPE piece, and each merge round scans the
+   * whole piece (as transformers' CLIPTokenizer does): the cost grows
+   * faster than the length. Seeded random letters, and random CJK
+   * characters (3 bytes each), in the default clean-up. */
+  ds_tokenizer_set_clean (tok, DS_TEXT_CLEAN_FTFY);
+  static const struct
+  {
+    int chars;
+    bool cjk;
+  } longs[] = { { 1000, false }, { 4000, false }, { 16000, false }, { 1000, true },
+                { 4000, true } };
+  for (size_t k = 0; k < sizeof longs / sizeof *longs; k++)
+    {
+      char *text = malloc ((size_t) longs[k].chars * 3 + 1), *w = text;
+      uint32_t x = 12345;
+      for (int i = 0; i < longs[k].chars; i++)
+        {
+          x = x * 1664525u + 1013904223u;
+          uint32_t r = x >> 8;
+          if (!longs[k].cjk)
+            *w++ = (char) ('a' + r % 26);
+          else
+            w += ds_utf8_encode (0x4E00 + r % 0x5200, w);
+        }
+      *w = '\0';
+      int n = 5;
+      DsTokens out;
+      for (int r = 0; r < n; r++)
+        {
+          double t0 = bench_now_ms ();
+          if (ds_tokenizer_encode (tok, text, &out, &err) != DS_OK)
+            {
+              fprintf (stderr, "bench-tokenizer: %s\n", err.message);
+              return 1;
+            }
+          t[r] = bench_now_ms () - t0;
+        }
+      char name[64];
+      snprintf (name, sizeof name, "encode %d %s, no spaces", longs[k].chars,
+                longs[k].cjk ? "CJK characters" : "random letters");
+      report (name, t, n, 1, "ms");
+      free (text);
     }
   ds_tokenizer_free (tok);
   free (t);
