@@ -3,7 +3,7 @@
  * encoding a long prompt (each keystroke in the prompt box) with ftfy's
  * clean-up (the default) and with the basic one. Medians over many runs.
  * Then text without spaces (a pasted blob, CJK prose), where BPE's cost
- * grows faster than the text: medians of 5.
+ * grows faster than the text, and a wall of combining marks: medians of 5.
  *
  *   build/tests/bench/bench-tokenizer [--runs N]
  */
@@ -125,6 +125,32 @@ main (int argc, char **argv)
       snprintf (name, sizeof name, "encode %d %s, no spaces", longs[k].chars,
                 longs[k].cjk ? "CJK characters" : "random letters");
       report (name, t, n, 1, "ms");
+      free (text);
+    }
+  /* A letter under 20,000 and 80,000 combining marks of two classes,
+   * alternating: NFC's canonical reordering sorts the run. */
+  static const int mark_runs[] = { 20000, 80000 };
+  for (size_t k = 0; k < sizeof mark_runs / sizeof *mark_runs; k++)
+    {
+      char *text = malloc ((size_t) mark_runs[k] * 2 + 2), *w = text;
+      *w++ = 'a';
+      for (int i = 0; i < mark_runs[k]; i++)
+        w += ds_utf8_encode (i % 2 ? 0x0316 : 0x0301, w);
+      *w = '\0';
+      DsTokens out;
+      for (int r = 0; r < 5; r++)
+        {
+          double t0 = bench_now_ms ();
+          if (ds_tokenizer_encode (tok, text, &out, &err) != DS_OK)
+            {
+              fprintf (stderr, "bench-tokenizer: %s\n", err.message);
+              return 1;
+            }
+          t[r] = bench_now_ms () - t0;
+        }
+      char name[64];
+      snprintf (name, sizeof name, "encode a letter + %d combining marks", mark_runs[k]);
+      report (name, t, 5, 1, "ms");
       free (text);
     }
   ds_tokenizer_free (tok);
