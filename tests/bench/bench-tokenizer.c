@@ -34,6 +34,25 @@ report (const char *name, double *t, int runs, double scale, const char *unit)
           t[0] * scale, unit, runs);
 }
 
+/* t[0..runs): the milliseconds of each encode of text; false (said) on an error. */
+static bool
+time_encode (const DsTokenizer *tok, const char *text, int runs, double *t)
+{
+  DsTokens out;
+  DsError err = { 0 };
+  for (int r = 0; r < runs; r++)
+    {
+      double t0 = bench_now_ms ();
+      if (ds_tokenizer_encode (tok, text, &out, &err) != DS_OK)
+        {
+          fprintf (stderr, "bench-tokenizer: %s\n", err.message);
+          return false;
+        }
+      t[r] = bench_now_ms () - t0;
+    }
+  return true;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -71,17 +90,8 @@ main (int argc, char **argv)
   for (size_t c = 0; c < sizeof cleans / sizeof *cleans; c++)
     {
       ds_tokenizer_set_clean (tok, cleans[c].clean);
-      DsTokens out;
-      for (int r = 0; r < runs; r++)
-        {
-          double t0 = bench_now_ms ();
-          if (ds_tokenizer_encode (tok, PROMPT, &out, &err) != DS_OK)
-            {
-              fprintf (stderr, "bench-tokenizer: %s\n", err.message);
-              return 1;
-            }
-          t[r] = bench_now_ms () - t0;
-        }
+      if (!time_encode (tok, PROMPT, runs, t))
+        return 1;
       report (cleans[c].name, t, runs, 1e3, "us");
     }
   /* Text without spaces is one BPE piece, and each merge round scans the
@@ -109,22 +119,12 @@ main (int argc, char **argv)
             w += ds_utf8_encode (0x4E00 + r % 0x5200, w);
         }
       *w = '\0';
-      int n = 5;
-      DsTokens out;
-      for (int r = 0; r < n; r++)
-        {
-          double t0 = bench_now_ms ();
-          if (ds_tokenizer_encode (tok, text, &out, &err) != DS_OK)
-            {
-              fprintf (stderr, "bench-tokenizer: %s\n", err.message);
-              return 1;
-            }
-          t[r] = bench_now_ms () - t0;
-        }
+      if (!time_encode (tok, text, 5, t))
+        return 1;
       char name[64];
       snprintf (name, sizeof name, "encode %d %s, no spaces", longs[k].chars,
                 longs[k].cjk ? "CJK characters" : "random letters");
-      report (name, t, n, 1, "ms");
+      report (name, t, 5, 1, "ms");
       free (text);
     }
   /* A letter under 20,000 and 80,000 combining marks of two classes,
@@ -137,17 +137,8 @@ main (int argc, char **argv)
       for (int i = 0; i < mark_runs[k]; i++)
         w += ds_utf8_encode (i % 2 ? 0x0316 : 0x0301, w);
       *w = '\0';
-      DsTokens out;
-      for (int r = 0; r < 5; r++)
-        {
-          double t0 = bench_now_ms ();
-          if (ds_tokenizer_encode (tok, text, &out, &err) != DS_OK)
-            {
-              fprintf (stderr, "bench-tokenizer: %s\n", err.message);
-              return 1;
-            }
-          t[r] = bench_now_ms () - t0;
-        }
+      if (!time_encode (tok, text, 5, t))
+        return 1;
       char name[64];
       snprintf (name, sizeof name, "encode a letter + %d combining marks", mark_runs[k]);
       report (name, t, 5, 1, "ms");
