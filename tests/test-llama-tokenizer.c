@@ -712,19 +712,22 @@ static const StripCase strip_cases[] = {
   /* clang-format on */
 };
 
+/* The added token "\n" (id 3) stripping as asked; space_added: 1 adds " "
+ * (id 2) as a token that does not strip, 2 as one that strips on its left. */
 static DsLlamaTokenizer *
 open_strip_tokenizer (int lstrip, int rstrip, int space_added)
 {
   char json[1024];
   snprintf (json, sizeof json,
             "{\"added_tokens\": [{\"id\": 3, \"content\": \"\\n\", \"lstrip\": %s, "
-            "\"rstrip\": %s, \"normalized\": false, \"special\": true}%s], "
+            "\"rstrip\": %s, \"normalized\": false, \"special\": true}%s%s%s], "
             "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"vocab\": "
             "{\"<unk>\": 0, \"a\": 1, \" \": 2, \"\\n\": 3, \"b\": 4}, \"merges\": []}}",
             lstrip ? "true" : "false", rstrip ? "true" : "false",
             space_added ? ", {\"id\": 2, \"content\": \" \", \"normalized\": false, "
-                          "\"special\": false}"
-                        : "");
+                          "\"special\": false"
+                        : "",
+            space_added == 2 ? ", \"lstrip\": true" : "", space_added ? "}" : "");
   return open_json (json);
 }
 
@@ -754,14 +757,7 @@ test_strip_runs (void)
    * the library panics on such an inverted split ("AddedVocabulary bad
    * split"); here it gives no token and the text stays taken */
   {
-    char json[1024];
-    snprintf (json, sizeof json,
-              "{\"added_tokens\": [{\"id\": 3, \"content\": \"\\n\", \"rstrip\": true, "
-              "\"normalized\": false}, {\"id\": 2, \"content\": \" \", \"lstrip\": true, "
-              "\"normalized\": false}], \"model\": {\"type\": \"BPE\", \"unk_token\": "
-              "\"<unk>\", \"vocab\": {\"<unk>\": 0, \"a\": 1, \" \": 2, \"\\n\": 3}, "
-              "\"merges\": []}}");
-    DsLlamaTokenizer *tok = open_json (json);
+    DsLlamaTokenizer *tok = open_strip_tokenizer (0, 1, 2);
     int32_t *ids = NULL;
     int64_t n = 0;
     if (tok)
