@@ -609,6 +609,52 @@ test_growing_decoder (void)
  * start as if it began the text, and at each window's end as if it ended it
  * (a space held back that way was lost when the window moved past it),
  * losing spaces between words that the whole decode keeps. */
+/* Issue #14 (fuzz-llama-tokenizer): ids that decode to nothing made each
+ * streamed id decode all of them again, quadratic in their number: a
+ * 35,000-id run took 16 s. Special ids that skip_special leaves out, and
+ * ids that decode to nothing at the start of a text whose decoder strips
+ * leading spaces after a Fuse, now leave the stream's window; the text must
+ * still equal the whole decode. RUN ids took minutes in the old code. */
+static void
+test_stream_long_runs (void)
+{
+  enum { RUN = 300000 };
+  DsLlamaTokenizer *tok = open_json (
+      "{\"added_tokens\": [{\"id\": 3, \"content\": \"<s>\", \"normalized\": false, "
+      "\"special\": true}], \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": "
+      "\"Replace\", \"pattern\": {\"String\": \"\\n\"}, \"content\": \"\"}, {\"type\": \"Fuse\"}, "
+      "{\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}]}, \"model\": "
+      "{\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"vocab\": {\"<unk>\": 0, \"a\": 1, \"\\n\": 2, "
+      "\" \": 4}, \"merges\": []}}");
+  int32_t *ids = malloc ((RUN + 4) * sizeof *ids);
+  DS_CHECK (ids != NULL, "malloc");
+  if (!tok || !ids)
+    {
+      free (ids);
+      ds_llama_tokenizer_free (tok);
+      return;
+    }
+  /* <s> x RUN, then " a a"; "\n" x RUN, then " a a" */
+  static const int32_t runs[2] = { 3, 2 };
+  static const char *const want[2] = { "a a", "a a" };
+  for (int r = 0; r < 2; r++)
+    {
+      for (int i = 0; i < RUN; i++)
+        ids[i] = runs[r];
+      ids[RUN] = 4, ids[RUN + 1] = 1, ids[RUN + 2] = 4, ids[RUN + 3] = 1;
+      int bad = 0;
+      char *whole = decode (tok, ids, RUN + 4, true);
+      char *streamed = stream_decode (tok, ids, RUN + 4, true, &bad);
+      DS_CHECK (whole && strcmp (whole, want[r]) == 0, "run %d: whole \"%s\"", r, whole);
+      DS_CHECK (streamed && strcmp (streamed, want[r]) == 0 && bad == 0, "run %d: streamed \"%s\"",
+                r, streamed);
+      free (whole);
+      free (streamed);
+    }
+  free (ids);
+  ds_llama_tokenizer_free (tok);
+}
+
 static void
 test_stream_strip_start (void)
 {
@@ -797,6 +843,124 @@ test_strip_runs (void)
   free (text);
 }
 
+/* ---- random pipelines (tests/reference/gen_llama_random_cases.py) ------- */
+
+/* Compares one case's ids with the library's (null: the library panicked). */
+static bool
+random_ids_match (const DsLlamaTokenizer *tok, const char *text, bool special,
+                  const json_t *want, int32_t **ids_out, int64_t *n_out)
+{
+  DsError err = { 0 };
+  int32_t *ids = NULL;
+  int64_t n = 0;
+  DsStatus st = ds_llama_tokenizer_encode (tok, text, special, &ids, &n, &err);
+  DS_CHECK_OK (st, &err);
+  bool ok = st == DS_OK && (json_is_null (want) || ids_equal (ids, n, want));
+  if (ids_out && st == DS_OK)
+    {
+      *ids_out = ids;
+      *n_out = n;
+    }
+  else
+    free (ids);
+  return ok;
+}
+
+/* The library's decode `want` (null: it panicked) against ours, whole and
+ * streamed. */
+static bool
+random_decode_match (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool skip,
+                     const json_t *want, int *bad_pieces)
+{
+  char *whole = decode (tok, ids, n, skip);
+  char *streamed = stream_decode (tok, ids, n, skip, bad_pieces);
+  const char *lib = json_is_null (want) ? "(panics)" : json_string_value (want);
+  bool ok = whole && streamed && lib && strcmp (whole, streamed) == 0
+            && (json_is_null (want) || strcmp (whole, lib) == 0);
+  if (!ok && whole && streamed)
+    fprintf (stderr, "    decode (skip %d): \"%s\", streamed \"%s\", library \"%s\"\n", skip,
+             whole, streamed, lib ? lib : "(not a string)");
+  free (whole);
+  free (streamed);
+  return ok;
+}
+
+/* Random tokenizer.json pipelines (every option ds-llama-tokenizer.h claims,
+ * drawn at random) and random texts: ids and decodes equal the library's. */
+static void
+test_random_pipelines (void)
+{
+  json_error_t jerr;
+  json_t *r = json_load_file (DATA "/random-cases.json", 0, &jerr);
+  DS_CHECK (r != NULL, "random-cases.json: %s", jerr.text);
+  if (!r)
+    return;
+  const json_t *specs = json_object_get (r, "tokenizers"), *rcases = json_object_get (r, "cases");
+  size_t n_specs = json_array_size (specs), n_cases = json_array_size (rcases);
+  DS_CHECK (n_specs >= 100 && n_cases >= 1000, "%zu tokenizers, %zu cases", n_specs, n_cases);
+  DsLlamaTokenizer *tok = NULL;
+  size_t tok_index = SIZE_MAX;
+  int failed = 0, bad_pieces = 0, skipped = 0;
+  for (size_t i = 0; i < n_cases; i++)
+    {
+      const json_t *c = json_array_get (rcases, i);
+      size_t k = (size_t) json_integer_value (json_object_get (c, "tokenizer"));
+      if (k != tok_index)
+        {
+          ds_llama_tokenizer_free (tok);
+          char *text = json_dumps (json_array_get (specs, k), JSON_COMPACT);
+          tok = text ? open_json (text) : NULL;
+          free (text);
+          tok_index = k;
+        }
+      if (!tok)
+        {
+          failed++;
+          continue;
+        }
+      const char *text = json_string_value (json_object_get (c, "text"));
+      int32_t *ids = NULL;
+      int64_t n = 0;
+      bool ok = random_ids_match (tok, text, true, json_object_get (c, "ids"), &ids, &n);
+      ok &= random_ids_match (tok, text, false, json_object_get (c, "ids_plain"), NULL, NULL);
+      if (!json_is_null (json_object_get (c, "ids")))
+        {
+          ok &= random_decode_match (tok, ids, n, false, json_object_get (c, "decoded"),
+                                     &bad_pieces);
+          ok &= random_decode_match (tok, ids, n, true, json_object_get (c, "decoded_skip"),
+                                     &bad_pieces);
+        }
+      const json_t *raw = json_object_get (c, "raw");
+      int64_t n_raw = (int64_t) json_array_size (raw);
+      int32_t raw_ids[64];
+      for (int64_t j = 0; j < n_raw && j < 64; j++)
+        raw_ids[j] = (int32_t) json_integer_value (json_array_get (raw, (size_t) j));
+      ok &= random_decode_match (tok, raw_ids, n_raw < 64 ? n_raw : 64, false,
+                                 json_object_get (c, "raw_decoded"), &bad_pieces);
+      const char *key;
+      json_t *value;
+      json_object_foreach ((json_t *) c, key, value)
+        skipped += json_is_null (value);
+      if (!ok)
+        {
+          failed++;
+          if (failed <= 10)
+            {
+              fprintf (stderr, "  random case %zu (tokenizer %zu), text \"%s\"\n", i, k, text);
+              print_ids ("ids", ids, n);
+            }
+        }
+      free (ids);
+    }
+  ds_llama_tokenizer_free (tok);
+  DS_CHECK (failed == 0, "%d of %zu random cases differ from the library", failed, n_cases);
+  DS_CHECK (bad_pieces == 0, "%d streamed pieces are not whole UTF-8", bad_pieces);
+  printf ("random pipelines: %zu tokenizers, %zu cases (%d values the library panics on), %d "
+          "differ\n",
+          n_specs, n_cases, skipped, failed);
+  json_decref (r);
+}
+
 static void
 test_errors (void)
 {
@@ -863,8 +1027,37 @@ test_errors (void)
                     "model.merges[0]: expected");
   check_open_error ("malformed merge pair", MINI ("", "", "[[\"a\", \"b\", \"c\"]]"), NULL,
                     DS_ERR_FORMAT, "model.merges[0]: expected");
-  check_open_error ("byte fallback without bytes", MINI (", \"byte_fallback\": true", "", "[]"),
-                    NULL, DS_ERR_FORMAT, "<0x00>");
+  /* byte fallback with only some <0xNN> pieces: a character goes to bytes
+   * when all of its bytes have pieces, else to <unk>, which (fused) stays
+   * pending past the bytes; ids from the `tokenizers` library */
+  {
+    static const struct
+    {
+      const char *fuse, *text;
+      int32_t ids[4];
+      int n;
+    } partial[] = { { "", "abx\xc3\xa9" "a", { 3, 4, 0, 1 }, 4 },
+                    { ", \"fuse_unk\": true", "\xc3\xa9x\xc3\xa9\xc3\xa9", { 4, 0 }, 2 },
+                    { ", \"fuse_unk\": true", "\xc3\xa9\xc3\xa9" "a", { 0, 1 }, 2 } };
+    for (size_t i = 0; i < sizeof partial / sizeof partial[0]; i++)
+      {
+        char json[1024];
+        const char *fmt = MINI (", \"byte_fallback\": true%s", ", \"<0x78>\": 4, \"<0xC3>\": 5",
+                                "[\"a b\"]");
+        snprintf (json, sizeof json, fmt, partial[i].fuse);
+        DsLlamaTokenizer *pt = open_json (json);
+        int32_t *ids = NULL;
+        int64_t n = 0;
+        if (pt)
+          DS_CHECK_OK (ds_llama_tokenizer_encode (pt, partial[i].text, false, &ids, &n, &err), &err);
+        bool same = ids && n == partial[i].n;
+        for (int64_t k = 0; same && k < n; k++)
+          same = ids[k] == partial[i].ids[k];
+        DS_CHECK (same, "partial byte pieces, case %zu: %lld ids", i, (long long) n);
+        free (ids);
+        ds_llama_tokenizer_free (pt);
+      }
+  }
   check_open_error ("unknown unk",
                     "{\"model\": {\"unk_token\": \"<u>\", \"vocab\": {\"a\": 0}, "
                     "\"merges\": []}}",
@@ -917,7 +1110,9 @@ test_errors (void)
   test_growing_normalizer ();
   test_growing_decoder ();
   test_stream_strip_start ();
+  test_stream_long_runs ();
   test_strip_runs ();
+  test_random_pipelines ();
 
   char cmd[128];
   snprintf (cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -100,8 +100,11 @@ struct DsLlamaTokenizer
   /* added tokens */
   Added *added;
   int n_added;
-  const char **id_text; /* (n_ids) added content, else model piece, else NULL */
-  bool *id_special;     /* (n_ids) */
+  const char **id_name; /* (n_ids) added content, else model piece, else NULL */
+  const char **id_text; /* (n_ids) what decoding reads: id_name, but a "normalized"
+                           added token's normalised content (set_decode_texts) */
+  bool *id_special;     /* (n_ids) an added token marked special */
+  bool *id_skip;        /* (n_ids) left out by skip_special (set_decode_texts) */
   bool *id_byte;        /* (n_ids) a <0xNN> piece the ByteFallback decoder joins */
   /* pipeline */
   NormStep norm[MAX_STEPS];
@@ -423,12 +426,7 @@ load_model (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsError
     {
       char name[8];
       snprintf (name, sizeof name, "<0x%02X>", b);
-      tok->byte_id[b] = vocab_find (tok, name, 6);
-      if (tok->byte_fallback && tok->byte_id[b] < 0)
-        return ds_error_set (err, DS_ERR_FORMAT,
-                             "%s: model.byte_fallback is set but model.vocab has no \"%s\" piece "
-                             "(byte fallback needs <0x00> .. <0xFF>)",
-                             path, name);
+      tok->byte_id[b] = vocab_find (tok, name, 6); /* -1 when absent */
     }
   return DS_OK;
 }
@@ -744,6 +742,52 @@ load_decoder (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsErr
   return DS_OK;
 }
 
+static int
+cmp_str (const void *a, const void *b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+/* What decoding reads for each id, as `tokenizers` 0.23 has it: a
+ * "normalized" added token decodes as its normalised content (with Prepend
+ * ("▁"), "x" gives "▁x"; versions up to 0.22 gave the content), and
+ * skip_special leaves out the ids whose text is the content of a special
+ * added token, so a special "normalized" token whose normalised content
+ * differs stays in. False when out of memory. */
+static bool
+set_decode_texts (DsLlamaTokenizer *tok)
+{
+  for (int32_t i = 0; i < tok->n_ids; i++)
+    tok->id_text[i] = tok->id_name[i];
+  const char **specials = malloc ((size_t) (tok->n_added ? tok->n_added : 1) * sizeof *specials);
+  if (!specials)
+    return false;
+  size_t n_specials = 0;
+  for (int i = 0; i < tok->n_added; i++)
+    {
+      const Added *t = &tok->added[i];
+      tok->id_text[t->id] = t->normalized ? t->pattern : t->content; /* the last one wins */
+      if (t->special)
+        specials[n_specials++] = t->content;
+    }
+  qsort (specials, n_specials, sizeof *specials, cmp_str);
+  for (int i = 0; i < tok->n_added; i++)
+    {
+      int32_t id = tok->added[i].id;
+      tok->id_skip[id] = bsearch (&tok->id_text[id], specials, n_specials, sizeof *specials, cmp_str)
+                         != NULL;
+    }
+  /* a model piece equal to a special content under another id */
+  for (size_t i = 0; i < n_specials; i++)
+    {
+      int32_t id = vocab_find (tok, specials[i], strlen (specials[i]));
+      if (id >= 0 && strcmp (tok->id_text[id], specials[i]) == 0)
+        tok->id_skip[id] = true;
+    }
+  free (specials);
+  return true;
+}
+
 static DsStatus
 load_added (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsError *err)
 {
@@ -791,14 +835,17 @@ load_added (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsError
         }
       tok->n_ids = n_ids;
     }
+  tok->id_name = calloc ((size_t) tok->n_ids, sizeof *tok->id_name);
   tok->id_text = calloc ((size_t) tok->n_ids, sizeof *tok->id_text);
   tok->id_special = calloc ((size_t) tok->n_ids, sizeof *tok->id_special);
+  tok->id_skip = calloc ((size_t) tok->n_ids, sizeof *tok->id_skip);
   tok->id_byte = calloc ((size_t) tok->n_ids, sizeof *tok->id_byte);
   tok->added = calloc (n ? n : 1, sizeof *tok->added);
-  if (!tok->id_text || !tok->id_special || !tok->id_byte || !tok->added)
+  if (!tok->id_name || !tok->id_text || !tok->id_special || !tok->id_skip || !tok->id_byte
+      || !tok->added)
     return ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
   for (int32_t i = 0; i < tok->n_ids; i++)
-    tok->id_text[i] = tok->piece[i];
+    tok->id_name[i] = tok->piece[i];
   Str norm = { 0 }, tmp = { 0 };
   for (size_t i = 0; i < n; i++)
     {
@@ -836,12 +883,12 @@ load_added (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsError
           return ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
         }
       t->pattern_len = strlen (t->pattern);
-      tok->id_text[t->id] = t->content;
+      tok->id_name[t->id] = t->content;
       tok->id_special[t->id] = t->special;
     }
   free (norm.s);
   free (tmp.s);
-  return DS_OK;
+  return set_decode_texts (tok) ? DS_OK : ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
 }
 
 /* "<0xAB>" as the ByteFallback decoder reads it (6 bytes, two hex digits after
@@ -1070,8 +1117,10 @@ ds_llama_tokenizer_free (DsLlamaTokenizer *tok)
       free (tok->added[i].pattern);
     }
   free (tok->added);
+  free (tok->id_name);
   free (tok->id_text);
   free (tok->id_special);
+  free (tok->id_skip);
   free (tok->id_byte);
   for (int i = 0; i < tok->n_norm; i++)
     {
@@ -1106,7 +1155,7 @@ ds_llama_tokenizer_token_id (const DsLlamaTokenizer *tok, const char *piece)
 const char *
 ds_llama_tokenizer_id_to_piece (const DsLlamaTokenizer *tok, int32_t id)
 {
-  return id >= 0 && id < tok->n_ids ? tok->id_text[id] : NULL;
+  return id >= 0 && id < tok->n_ids ? tok->id_name[id] : NULL;
 }
 
 int32_t
@@ -1254,6 +1303,18 @@ push_pair (Enc *e, const DsLlamaTokenizer *tok, int32_t pos)
   return !m || heap_push (e, it);
 }
 
+/* Whether the vocabulary has a <0xNN> piece for each of the n bytes at c.
+ * The library falls back to bytes only then; otherwise the character is
+ * <unk> (or dropped when there is no unk_token), as without byte fallback. */
+static bool
+has_byte_pieces (const DsLlamaTokenizer *tok, const char *c, size_t n)
+{
+  for (size_t b = 0; b < n; b++)
+    if (tok->byte_id[(unsigned char) c[b]] < 0)
+      return false;
+  return true;
+}
+
 /* One word (a pre-token) through the BPE model; its ids go to e->out. */
 static bool
 bpe_word (const DsLlamaTokenizer *tok, Enc *e, const char *w, size_t n)
@@ -1282,10 +1343,9 @@ bpe_word (const DsLlamaTokenizer *tok, Enc *e, const char *w, size_t n)
           if (!sym_add (e, id, (uint32_t) k))
             return false;
         }
-      else if (tok->byte_fallback)
+      else if (tok->byte_fallback && has_byte_pieces (tok, w + i, k))
         {
-          /* every byte piece exists (checked at open); a pending <unk> stays
-           * pending past the bytes, as in the library */
+          /* a pending <unk> stays pending past the bytes, as in the library */
           for (size_t b = 0; b < k; b++)
             if (!sym_add (e, tok->byte_id[(unsigned char) w[i + b]], 1))
               return false;
@@ -1676,11 +1736,12 @@ dec_metaspace (Toks *ts, const DecStep *st, Str *tmp)
   return true;
 }
 
-/* Decodes ids (all in range) into *out. strip_start: the ids begin the text,
- * so a Strip step removes its leading characters (a stream's later windows
- * begin mid-text and keep them). strip_end: they end it, so a Strip after a
- * Fuse (which sees the whole text as one piece) removes its trailing ones (a
- * stream's window may be followed by more text, and keeps them). */
+/* Decodes ids (all in range) into *out. A Strip step works on each piece;
+ * after a Fuse there is one piece, the whole text, of which a stream's window
+ * holds a part. strip_start: the ids begin the text, so such a Strip removes
+ * its leading characters (a stream's later windows begin mid-text and keep
+ * them); strip_end: they end it, so it removes its trailing ones (a stream's
+ * window may be followed by more text, and keeps them). */
 static bool
 decode_ids (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool skip_special,
             bool strip_start, bool strip_end, Str *out)
@@ -1692,7 +1753,7 @@ decode_ids (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool ski
   for (int64_t i = 0; i < n && ok; i++)
     {
       const char *s = tok->id_text[ids[i]];
-      if (skip_special && tok->id_special[ids[i]])
+      if (skip_special && tok->id_skip[ids[i]])
         continue;
       ok = toks_add (&ts, s, strlen (s));
     }
@@ -1714,7 +1775,7 @@ decode_ids (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool ski
           break;
         case DEC_STRIP:
           for (size_t i = 0; i < ts.n; i++)
-            dec_strip (&ts.t[i], st->content, strip_start ? st->start : 0,
+            dec_strip (&ts.t[i], st->content, strip_start || !fused ? st->start : 0,
                        strip_end || !fused ? st->stop : 0);
           break;
         case DEC_METASPACE:
@@ -1788,10 +1849,45 @@ struct DsLlamaDecodeStream
   Str prefix;
   Str text;
   /* The window has left the text's first id: it decodes without a Strip's
-   * start. Until some text has come out, the window stays at the first id,
-   * since a Strip's start may still remove what later ids decode to. */
+   * start. With such a Strip (after a Fuse), until some text has come out,
+   * the window stays at the text's first id, since the Strip may still
+   * remove what later ids decode to (see stream_emit). */
   bool mid_text;
 };
+
+/* Whether the decoder has a Strip that takes leading characters after a Fuse,
+ * where it sees the whole text. */
+static bool
+strips_text_start (const DsLlamaTokenizer *tok)
+{
+  bool fused = false;
+  for (int k = 0; k < tok->n_dec; k++)
+    if (tok->dec[k].kind == DEC_FUSE)
+      fused = true;
+    else if (tok->dec[k].kind == DEC_STRIP && fused && tok->dec[k].start > 0)
+      return true;
+  return false;
+}
+
+/* Whether ids at the start of a stream's text that decode to nothing
+ * (`text`: their decode without a Strip's start) can leave the window
+ * without changing what later ids decode to: yes unless a Metaspace step
+ * (it treats the first piece apart) or a Replace after a Fuse (its pattern
+ * could span them and what follows) is there. Without those, every step
+ * before the Fuse works on each piece alone, and these pieces are empty. */
+static bool
+can_drop_empty_start (const DsLlamaTokenizer *tok, const Str *text)
+{
+  if (text->len > 0)
+    return false;
+  bool fused = false;
+  for (int k = 0; k < tok->n_dec; k++)
+    if (tok->dec[k].kind == DEC_METASPACE || (fused && tok->dec[k].kind == DEC_REPLACE))
+      return false;
+    else if (tok->dec[k].kind == DEC_FUSE)
+      fused = true;
+  return true;
+}
 
 DsStatus
 ds_llama_decode_stream_new (const DsLlamaTokenizer *tok, bool skip_special,
@@ -1862,15 +1958,24 @@ stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
         }
       return DS_OK;
     }
-  /* the new window: the ids just decoded, as long as one of them produces
-   * text; otherwise the window's first piece would be a new one, and a
-   * decoder step that treats the first piece apart (Strip, Metaspace) would
-   * see it wrongly */
-  int64_t first = s->read;
-  while (first < s->ids.n && s->skip_special && tok->id_special[s->ids.v[first]])
-    first++;
-  if (first == s->ids.n || (!s->mid_text && s->text.len == 0))
+  /* the new window: the ids just decoded. While nothing has come out and a
+   * Strip takes the text's leading characters, the window stays at the
+   * text's first id, unless those ids decode to nothing even without the
+   * Strip and can go (else each id would decode the whole start again:
+   * quadratic in a long run of such ids). */
+  if (s->read == s->ids.n || (!s->mid_text && s->text.len == 0 && strips_text_start (tok)))
     {
+      if (s->read < s->ids.n)
+        {
+          if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, false, false, &s->prefix))
+            {
+              free (*text);
+              *text = NULL;
+              return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
+            }
+          if (can_drop_empty_start (tok, &s->prefix))
+            s->ids.n = 0;
+        }
       s->read = s->ids.n;
       Str t = s->prefix;
       s->prefix = s->text;
@@ -1898,22 +2003,16 @@ ds_llama_decode_stream_push (DsLlamaDecodeStream *s, int32_t id, char **text, Ds
   DsStatus st = check_ids (s->tok, &id, 1, err);
   if (st != DS_OK)
     return st;
-  if (!ids_push (&s->ids, id))
+  /* an id that skip_special leaves out stays out of the window: it changes
+   * nothing, and a long run of them would make each id decode the whole run
+   * again */
+  bool skipped = s->skip_special && s->tok->id_skip[id];
+  if (!skipped && !ids_push (&s->ids, id))
     return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
-  /* hold while the last id that decodes is a byte piece */
-  for (int64_t i = s->ids.n - 1; i >= s->read; i--)
-    {
-      int32_t x = s->ids.v[i];
-      if (s->skip_special && s->tok->id_special[x])
-        continue;
-      if (s->tok->id_byte[x])
-        {
-          if (!(*text = dup_n ("", 0)))
-            return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
-          return DS_OK;
-        }
-      break;
-    }
+  /* text is held back while the last id is a byte piece */
+  if (skipped || s->tok->id_byte[id])
+    return (*text = dup_n ("", 0)) ? DS_OK
+                                   : ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
   return stream_emit (s, false, text, err);
 }
 

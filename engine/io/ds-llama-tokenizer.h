@@ -24,9 +24,10 @@
  *   - normalizer: null, Prepend, Replace (string patterns) or a Sequence of them;
  *   - pre_tokenizer: null or Metaspace (prepend_scheme always/first/never,
  *     split or not; the older add_prefix_space form too);
- *   - model: BPE with byte_fallback (<0xNN> pieces), unk_token and fuse_unk,
- *     ignore_merges, merges as "a b" strings or ["a", "b"] pairs; no
- *     dropout, no continuing_subword_prefix / end_of_word_suffix;
+ *   - model: BPE with byte_fallback (<0xNN> pieces; a character some of
+ *     whose bytes have none is <unk>, as in the library), unk_token and
+ *     fuse_unk, ignore_merges, merges as "a b" strings or ["a", "b"] pairs;
+ *     no dropout, no continuing_subword_prefix / end_of_word_suffix;
  *   - post_processor: null or TemplateProcessing (BOS/EOS around the text);
  *     tokenizer_config.json's add_bos_token / add_eos_token, when present,
  *     override it, as transformers does.
@@ -47,12 +48,21 @@
  * Prepend normalizer where a piece of text starts with a space: " hi" is
  * "▁▁hi" here and in `tokenizers`, "▁hi" there.)
  *
+ * Two "normalized" added tokens that normalise to the same text match as
+ * the first in the file; the library picks one by hash order, which changes
+ * from run to run.
+ *
  * Decoding runs the file's decoder: a Sequence of Replace, ByteFallback, Fuse,
  * Strip and Metaspace steps, or Metaspace alone; for LLaMA that is "▁" to
  * space, runs of <0xNN> pieces joined into UTF-8 (a run that is not valid
  * UTF-8 gives one U+FFFD per byte, as tokenizers does), and the first space
- * dropped. The one difference: a <0x00> piece gives U+FFFD instead of a NUL,
- * which the C strings returned here cannot hold.
+ * dropped. Each step works on every piece (Strip too) until a Fuse makes
+ * the pieces one. As in `tokenizers` 0.23 (up to 0.22 it was the content),
+ * a "normalized" added token decodes as its normalised content (Prepend("▁")
+ * makes "x" "▁x"), and skip_special leaves out the ids whose text is the
+ * content of a special added token (so not such a token whose normalised
+ * content differs). The one difference: a <0x00> piece gives U+FFFD
+ * instead of a NUL, which the C strings returned here cannot hold.
  *
  * Not done: other models (WordPiece, Unigram), regex patterns, NFKC and other
  * Unicode normalizers, single_word added tokens, truncation, padding, pairs.
@@ -98,7 +108,8 @@ DsStatus ds_llama_tokenizer_encode (const DsLlamaTokenizer *tok, const char *tex
                                     bool add_special, int32_t **ids, int64_t *n_ids,
                                     DsError *err);
 /* Decodes ids into UTF-8 text (*text transfer full, free ()). skip_special
- * leaves out added tokens marked special. An id out of range is DS_ERR_INVALID. */
+ * leaves out added tokens marked special (but see "normalized" ones above).
+ * An id out of range is DS_ERR_INVALID. */
 DsStatus ds_llama_tokenizer_decode (const DsLlamaTokenizer *tok, const int32_t *ids,
                                     int64_t n_ids, bool skip_special, char **text, DsError *err);
 
@@ -112,6 +123,7 @@ const char *ds_llama_tokenizer_id_to_piece (const DsLlamaTokenizer *tok, int32_t
 int32_t ds_llama_tokenizer_bos_id (const DsLlamaTokenizer *tok);
 int32_t ds_llama_tokenizer_eos_id (const DsLlamaTokenizer *tok);
 int32_t ds_llama_tokenizer_unk_id (const DsLlamaTokenizer *tok);
+/* Whether id is an added token marked special. */
 bool ds_llama_tokenizer_is_special (const DsLlamaTokenizer *tok, int32_t id);
 /* tokenizer_config.json's "legacy" (true when absent, transformers' default). */
 bool ds_llama_tokenizer_legacy (const DsLlamaTokenizer *tok);
