@@ -603,6 +603,46 @@ test_growing_decoder (void)
   ds_llama_tokenizer_free (tok);
 }
 
+/* A decoder of a Fuse, then `steps`; the vocabulary has "a", "b". */
+#define AFTER_FUSE(steps)                                                                          \
+  "{\"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Fuse\"}" steps "]}, "        \
+  "\"model\": {\"unk_token\": \"<unk>\", \"vocab\": {\"<unk>\": 0, \"a\": 1, \"b\": 2}, "          \
+  "\"merges\": []}}"
+
+/* Issue #14 (found reading the code): after a Fuse the decoder sees the
+ * whole text as one piece, which a stream decodes a window at a time, so a
+ * Replace pattern of two or more characters matched across windows and the
+ * stream gave "abab" where the whole decode gave "cc"; a ByteFallback there
+ * would read the whole text as one <0xNN> piece. Both are refused when the
+ * file is opened; one-character patterns, which cannot span two windows,
+ * still work, and stream as they decode. */
+static void
+test_decoder_after_fuse (void)
+{
+  check_open_error ("a two-character Replace after a Fuse",
+                    AFTER_FUSE (", {\"type\": \"Replace\", \"pattern\": {\"String\": \"ab\"}, "
+                                "\"content\": \"c\"}"),
+                    NULL, DS_ERR_UNSUPPORTED,
+                    "decoder.decoders[1]: a Replace after a Fuse whose pattern \"ab\"");
+  check_open_error ("a ByteFallback after a Fuse", AFTER_FUSE (", {\"type\": \"ByteFallback\"}"),
+                    NULL, DS_ERR_UNSUPPORTED, "decoder.decoders[1]: a ByteFallback after a Fuse");
+  DsLlamaTokenizer *tok = open_json (AFTER_FUSE (
+      ", {\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"bc\"}, "
+      "{\"type\": \"Replace\", \"pattern\": {\"String\": \"\xe2\x96\x81\"}, \"content\": \"\"}"));
+  if (!tok)
+    return;
+  const int32_t ids[] = { 1, 2, 1, 1 };
+  int bad = 0;
+  char *whole = decode (tok, ids, 4, false);
+  char *streamed = stream_decode (tok, ids, 4, false, &bad);
+  DS_CHECK (whole && strcmp (whole, "bcbbcbc") == 0, "after a Fuse: \"%s\"", whole);
+  DS_CHECK (streamed && whole && strcmp (streamed, whole) == 0 && bad == 0,
+            "after a Fuse, streamed: \"%s\"", streamed);
+  free (whole);
+  free (streamed);
+  ds_llama_tokenizer_free (tok);
+}
+
 /* The LLaMA fixture with its decoder's Strip taking 2 and 3 leading spaces,
  * or 1 leading and 1 or 2 trailing (both found by fuzz-llama-tokenizer,
  * tests/fuzz/README.md): the stream once stripped them at each window's
@@ -1109,6 +1149,7 @@ test_errors (void)
                     "tokenizer_config.json");
   test_growing_normalizer ();
   test_growing_decoder ();
+  test_decoder_after_fuse ();
   test_stream_strip_start ();
   test_stream_long_runs ();
   test_strip_runs ();

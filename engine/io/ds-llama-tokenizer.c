@@ -452,36 +452,63 @@ typedef enum
 
 /* Writes `in` with every non-overlapping `pat` (not empty) replaced by `rep`
  * to out (cleared first), refusing to make out longer than `limit` bytes. A
- * normalizer's and a decoder's Replace step. */
+ * normalizer's and a decoder's Replace step.
+ *
+ * *lead (when not NULL) follows where the text's first character went, as
+ * the library's alignments do: it is the length of the leading bytes that
+ * come from the start of the original text (offset 0), in and then out. The
+ * bytes of a replacement take the origin of the last byte they replace,
+ * other bytes keep theirs; Metaspace's "first" scheme puts its "▁" only in
+ * front of a piece that begins with such bytes (so not where a Replace
+ * deleted the text's first characters). */
 static NormResult
-replace_all (const Str *in, const char *pat, const char *rep, size_t limit, Str *out)
+replace_all (const Str *in, const char *pat, const char *rep, size_t limit, Str *out,
+             size_t *lead)
 {
   const size_t pl = strlen (pat), rl = strlen (rep);
   out->len = 0;
   if (!str_add (out, "", 0))
     return NORM_NOMEM;
+  size_t new_lead = 0;
   for (size_t i = 0; i < in->len;)
-    if (out->len + rl > limit)
-      return NORM_TOO_LONG;
-    else if (i + pl <= in->len && memcmp (in->s + i, pat, pl) == 0)
-      {
-        if (!str_add (out, rep, rl))
-          return NORM_NOMEM;
-        i += pl;
-      }
-    else if (!str_add (out, in->s + i++, 1))
-      return NORM_NOMEM;
+    {
+      if (out->len + rl > limit)
+        return NORM_TOO_LONG;
+      size_t next;
+      if (i + pl <= in->len && memcmp (in->s + i, pat, pl) == 0)
+        {
+          if (!str_add (out, rep, rl))
+            return NORM_NOMEM;
+          next = i + pl;
+        }
+      else if (!str_add (out, in->s + i, 1))
+        return NORM_NOMEM;
+      else
+        next = i + 1;
+      if (lead && next <= *lead) /* what was just written comes from offset 0 */
+        new_lead = out->len;
+      i = next;
+    }
+  if (lead)
+    *lead = new_lead;
   return NORM_OK;
 }
 
-/* Applies the normalizer to s[0..n) into out (cleared first). */
+/* Applies the normalizer to s[0..n) into out (cleared first). *lead (when
+ * not NULL) is set to the length of out's leading bytes that come from s's
+ * first character (replace_all). */
 static NormResult
-normalize (const DsLlamaTokenizer *tok, const char *s, size_t n, Str *out, Str *tmp)
+normalize (const DsLlamaTokenizer *tok, const char *s, size_t n, Str *out, Str *tmp, size_t *lead)
 {
   const size_t limit = NORM_MAX_GROWTH * n + NORM_MAX_SLACK;
   out->len = 0;
   if (!str_add (out, s, n))
     return NORM_NOMEM;
+  if (lead)
+    {
+      uint32_t cp;
+      *lead = n ? (size_t) ds_utf8_decode (s, &cp) : 0;
+    }
   for (int k = 0; k < tok->n_norm; k++)
     {
       const NormStep *st = &tok->norm[k];
@@ -496,10 +523,12 @@ normalize (const DsLlamaTokenizer *tok, const char *s, size_t n, Str *out, Str *
             return NORM_TOO_LONG;
           if (!str_add (tmp, st->a, strlen (st->a)) || !str_add (tmp, out->s, out->len))
             return NORM_NOMEM;
+          if (lead) /* inserted at offset 0, the text's first character's origin */
+            *lead += strlen (st->a);
         }
       else
         {
-          NormResult r = replace_all (out, st->a, st->b, limit, tmp);
+          NormResult r = replace_all (out, st->a, st->b, limit, tmp, lead);
           if (r != NORM_OK)
             return r;
         }
@@ -662,6 +691,7 @@ load_decoder (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsErr
     return ds_error_set (err, DS_ERR_UNSUPPORTED, "%s: decoder: more than %d steps", path,
                          MAX_STEPS);
   double growth = 1; /* the most the Replace steps so far lengthen a text by */
+  bool fused = false;
   for (size_t i = 0; i < n; i++)
     {
       const json_t *s = steps == dec ? dec : json_array_get (steps, i);
@@ -678,6 +708,17 @@ load_decoder (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsErr
             code = DS_ERR_FORMAT;
           if (code != DS_OK)
             return ds_error_prefix (err, code, "%s", path);
+          /* after a Fuse the text is one piece, which a stream decodes a
+           * window at a time: a pattern of two or more characters could
+           * match across windows, and the stream would not give the text a
+           * whole decode gives (LLaMA's Replace comes before the Fuse) */
+          uint32_t cp;
+          if (fused && (size_t) ds_utf8_decode (p, &cp) != strlen (p))
+            return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                                 "%s: %s: a Replace after a Fuse whose pattern \"%.80s\" is more "
+                                 "than one character is not supported (it could match across "
+                                 "the pieces a stream decodes apart)",
+                                 path, w, p);
           st->kind = DEC_REPLACE;
           st->a = dup_str (p);
           st->b = dup_str (c);
@@ -699,11 +740,20 @@ load_decoder (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsErr
         }
       else if (t && strcmp (t, "ByteFallback") == 0)
         {
+          /* after a Fuse it reads the whole text as one piece */
+          if (fused)
+            return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                                 "%s: %s: a ByteFallback after a Fuse is not supported (it "
+                                 "would read the whole text as one <0xNN> piece)",
+                                 path, w);
           st->kind = DEC_BYTE_FALLBACK;
           tok->dec_byte_fallback = true;
         }
       else if (t && strcmp (t, "Fuse") == 0)
-        st->kind = DEC_FUSE;
+        {
+          st->kind = DEC_FUSE;
+          fused = true;
+        }
       else if (t && strcmp (t, "Strip") == 0)
         {
           const char *c = get_string (s, "content", w, err);
@@ -861,7 +911,7 @@ load_added (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsError
       bool ok = t->content != NULL;
       if (ok && t->normalized)
         {
-          NormResult r = normalize (tok, t->content, strlen (t->content), &norm, &tmp);
+          NormResult r = normalize (tok, t->content, strlen (t->content), &norm, &tmp, NULL);
           if (r == NORM_TOO_LONG)
             {
               free (norm.s);
@@ -1464,10 +1514,12 @@ typedef bool (*SegmentFn) (const DsLlamaTokenizer *tok, Enc *e, const char *s, s
                            bool at_start);
 
 /* Splits s at the added tokens of one kind as the library's find_matches
- * does, pushing the tokens' ids and handing the text between to `fn`. */
+ * does, pushing the tokens' ids and handing the text between to `fn`; a
+ * piece that starts before byte `lead` begins the text (comes from its
+ * offset 0: normalize's lead). */
 static bool
 split_added (const DsLlamaTokenizer *tok, Enc *e, bool normalized, const char *s, size_t n,
-             bool at_start, SegmentFn fn)
+             size_t lead, SegmentFn fn)
 {
   size_t done = 0, from = 0, at;
   int k;
@@ -1513,13 +1565,13 @@ split_added (const DsLlamaTokenizer *tok, Enc *e, bool normalized, const char *s
        * is no token either, and `done` stays. */
       if (start >= stop)
         continue;
-      if (done < start && !fn (tok, e, s + done, start - done, at_start && done == 0))
+      if (done < start && !fn (tok, e, s + done, start - done, done < lead))
         return false;
       if (!ids_push (e->out, a->id))
         return false;
       done = stop;
     }
-  return done >= n || fn (tok, e, s + done, n - done, at_start && done == 0);
+  return done >= n || fn (tok, e, s + done, n - done, done < lead);
 }
 
 static bool
@@ -1533,10 +1585,12 @@ static bool
 segment_raw (const DsLlamaTokenizer *tok, Enc *e, const char *s, size_t n, bool at_start)
 {
   /* e->norm stays untouched below: only pre_tokenize's e->piece is used */
-  NormResult r = normalize (tok, s, n, &e->norm, &e->tmp);
+  size_t lead;
+  NormResult r = normalize (tok, s, n, &e->norm, &e->tmp, &lead);
   e->too_long = r == NORM_TOO_LONG;
   return r == NORM_OK
-         && split_added (tok, e, true, e->norm.s, e->norm.len, at_start, segment_normalized);
+         && split_added (tok, e, true, e->norm.s, e->norm.len, at_start ? lead : 0,
+                         segment_normalized);
 }
 
 DsStatus
@@ -1555,7 +1609,7 @@ ds_llama_tokenizer_encode (const DsLlamaTokenizer *tok, const char *text, bool a
   if (add_special)
     for (int i = 0; i < tok->n_pre && ok; i++)
       ok = ids_push (&out, tok->pre_ids[i]);
-  ok = ok && split_added (tok, &e, false, text, len, true, segment_raw);
+  ok = ok && split_added (tok, &e, false, text, len, 1, segment_raw);
   if (add_special)
     for (int i = 0; i < tok->n_post && ok; i++)
       ok = ids_push (&out, tok->post_ids[i]);
@@ -1618,7 +1672,7 @@ static bool
 dec_replace (Str *t, const char *pat, const char *rep, Str *tmp)
 {
   /* load_decoder bounds what the steps together can grow a text by */
-  if (replace_all (t, pat, rep, SIZE_MAX, tmp) != NORM_OK)
+  if (replace_all (t, pat, rep, SIZE_MAX, tmp, NULL) != NORM_OK)
     return false;
   Str x = *t;
   *t = *tmp;

@@ -35,7 +35,9 @@
  * and so are steps that multiply the text (LLaMA's only shorten it or add a
  * character): a decoder whose Replace steps could make a text more than 8
  * times longer, when the file is opened; a normalizer that makes a prompt
- * more than 8 times longer (plus 4 KiB), when it encodes that prompt.
+ * more than 8 times longer (plus 4 KiB), when it encodes that prompt. So are
+ * decoder steps after a Fuse that a stream could not decode a window at a
+ * time: a Replace whose pattern is two or more characters, a ByteFallback.
  *
  * The `legacy` flag (tokenizer_config.json) decides, when transformers converts
  * the slow SentencePiece model, whether every piece of text after a special
@@ -48,9 +50,11 @@
  * Prepend normalizer where a piece of text starts with a space: " hi" is
  * "▁▁hi" here and in `tokenizers`, "▁hi" there.)
  *
- * Two "normalized" added tokens that normalise to the same text match as
- * the first in the file; the library picks one by hash order, which changes
- * from run to run.
+ * Metaspace's "first" scheme puts its "▁" in front of the piece that comes
+ * from the text's first character, as the library tracks it through the
+ * normalizer: not when a Replace deleted that character. Two "normalized"
+ * added tokens that normalise to the same text match as the first in the
+ * file; the library picks one by hash order, which changes from run to run.
  *
  * Decoding runs the file's decoder: a Sequence of Replace, ByteFallback, Fuse,
  * Strip and Metaspace steps, or Metaspace alone; for LLaMA that is "▁" to

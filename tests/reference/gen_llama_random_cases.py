@@ -12,12 +12,14 @@ script draws many: every combination the C tokenizer claims to run
     markup) with random special / normalized / lstrip / rstrip flags, their
     ids as the library gives them (a content in the vocabulary keeps its id,
     the others follow the vocabulary); never two "normalized" ones that
-    normalise to the same text (see ambiguous());
+    normalise to the same text, nor one that normalises to nothing (see
+    ambiguous());
   - normalizer: none, Prepend, Replace, or a Sequence of them;
   - pre-tokenizer: none or Metaspace (prepend_scheme always / first / never,
     split or not);
   - decoder: none, Metaspace, or a Sequence of Replace, ByteFallback, Fuse,
-    Strip and Metaspace steps;
+    Strip and Metaspace steps (after a Fuse no ByteFallback and only
+    one-character Replace patterns, which is what the C tokenizer takes);
   - post-processor: none or TemplateProcessing with BOS and/or EOS.
 Texts are drawn from letters, accents, CJK, an emoji, runs of white space of
 several kinds, "▁" and the added tokens' contents.
@@ -119,7 +121,8 @@ def make_normalizer(rng):
             steps.append({"type": "Prepend", "prepend": rng.choice([META, META, "x", "\u00e9"])})
         else:
             steps.append(replace(*rng.choice([(" ", META), (" ", META), ("a", "bb"), ("\n", ""),
-                                               ("ab", "c"), (META, " "), ("\t", META + META)])))
+                                               ("ab", "c"), (META, " "), ("\t", META + META),
+                                               ("a", "xy"), ("\t", ""), ("b", "c")])))
     if not steps:
         return None
     if len(steps) == 1 and rng.random() < 0.5:
@@ -148,16 +151,22 @@ def make_decoder(rng):
         return None
     if r < 0.3:
         return metaspace(rng)
-    steps = []
+    # After a Fuse the C tokenizer refuses ByteFallback and Replace patterns
+    # of two or more characters (ds-llama-tokenizer.h): not drawn there.
+    steps, fused = [], False
     for _ in range(rng.randint(1, 5)):
         k = rng.choice(["replace", "replace", "bytes", "fuse", "strip", "meta"])
         if k == "replace":
-            steps.append(replace(*rng.choice([(META, " "), (META, " "), ("a", "A"), (" ", ""),
-                                               ("b", "bb")])))
+            pairs = [(META, " "), (META, " "), ("a", "A"), (" ", ""), ("b", "bb")]
+            if not fused:
+                pairs += [("ab", "X"), (META + META, "\t")]
+            steps.append(replace(*rng.choice(pairs)))
         elif k == "bytes":
-            steps.append({"type": "ByteFallback"})
+            if not fused:
+                steps.append({"type": "ByteFallback"})
         elif k == "fuse":
             steps.append({"type": "Fuse"})
+            fused = True
         elif k == "strip":
             steps.append({"type": "Strip", "content": rng.choice([" ", " ", "a", META]),
                           "start": rng.randint(0, 2), "stop": rng.randint(0, 2)})
@@ -202,13 +211,14 @@ def make_text(rng, added):
 
 
 def ambiguous(tok, added):
-    """Whether two "normalized" added tokens normalise to the same text. The
-    library then matches one of them chosen by hash order, which changes from
-    process to process (tokenizers 0.23.3), so such files have no one answer
-    to check against."""
+    """Whether two "normalized" added tokens normalise to the same text, or
+    one to nothing. The library then matches one of the two chosen by hash
+    order, which changes from process to process (tokenizers 0.23.3), so such
+    files have no one answer to check against; and it can try to allocate
+    gigabytes for the empty one (the C tokenizer never matches it)."""
     patterns = [tok.normalizer.normalize_str(a["content"]) if tok.normalizer else a["content"]
                 for a in added if a["normalized"]]
-    return len(set(patterns)) < len(patterns)
+    return len(set(patterns)) < len(patterns) or "" in patterns
 
 
 def library(call):
