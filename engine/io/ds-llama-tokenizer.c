@@ -1926,20 +1926,18 @@ strips_text_start (const DsLlamaTokenizer *tok)
 /* Whether ids at the start of a stream's text that decode to nothing
  * (`text`: their decode without a Strip's start) can leave the window
  * without changing what later ids decode to: yes unless a Metaspace step
- * (it treats the first piece apart) or a Replace after a Fuse (its pattern
- * could span them and what follows) is there. Without those, every step
- * before the Fuse works on each piece alone, and these pieces are empty. */
+ * comes before the Fuse (it treats the first piece apart). Without one,
+ * every step before the Fuse works on each piece alone, and the steps after
+ * it on each character alone (load_decoder takes no others there), so
+ * the text these ids would add is empty whatever follows. */
 static bool
 can_drop_empty_start (const DsLlamaTokenizer *tok, const Str *text)
 {
   if (text->len > 0)
     return false;
-  bool fused = false;
-  for (int k = 0; k < tok->n_dec; k++)
-    if (tok->dec[k].kind == DEC_METASPACE || (fused && tok->dec[k].kind == DEC_REPLACE))
+  for (int k = 0; k < tok->n_dec && tok->dec[k].kind != DEC_FUSE; k++)
+    if (tok->dec[k].kind == DEC_METASPACE)
       return false;
-    else if (tok->dec[k].kind == DEC_FUSE)
-      fused = true;
   return true;
 }
 
