@@ -36,7 +36,9 @@ cannot hold), raw_decoded: decode (raw, skip_special_tokens=False).
 Seeded (random.Random(SEED)); the output depends only on the seed and the
 library's version (the committed file: tokenizers 0.23.3). Not run by CI:
     pip install tokenizers
-    python3 tests/reference/gen_llama_random_cases.py [N_TOKENIZERS]
+    python3 tests/reference/gen_llama_random_cases.py [N_TOKENIZERS [SEED [OUT]]]
+(other seeds and sizes, copied over the committed file for a run of
+test-llama-tokenizer, explore further; commit only the default.)
 """
 
 import json
@@ -236,7 +238,9 @@ def library(call):
 
 def main():
     n_tok = int(sys.argv[1]) if len(sys.argv) > 1 else 120
-    rng = random.Random(SEED)
+    seed = int(sys.argv[2]) if len(sys.argv) > 2 else SEED
+    out = sys.argv[3] if len(sys.argv) > 3 else OUT
+    rng = random.Random(seed)
     toks, cases = [], []
     while len(toks) < n_tok:
         spec = make_tokenizer(rng)
@@ -259,11 +263,11 @@ def main():
                           "raw": raw,
                           "raw_decoded": library(lambda: tok.decode(raw, skip_special_tokens=False))})
     panics = sum(v is None for c in cases for v in c.values())
-    with open(OUT, "w", encoding="utf-8") as f:
+    with open(out, "w", encoding="utf-8") as f:
         json.dump({"tokenizers": toks, "cases": cases}, f, ensure_ascii=False,
                   separators=(",", ":"))
         f.write("\n")
-    print("%s: %d tokenizers, %d cases, %d library panics (null)" % (OUT, len(toks), len(cases),
+    print("%s: %d tokenizers, %d cases, %d library panics (null)" % (out, len(toks), len(cases),
                                                                        panics))
 
 
