@@ -457,10 +457,11 @@ typedef enum
  * *lead (when not NULL) follows where the text's first character went, as
  * the library's alignments do: it is the length of the leading bytes that
  * come from the start of the original text (offset 0), in and then out. The
- * bytes of a replacement take the origin of the last byte they replace,
- * other bytes keep theirs; Metaspace's "first" scheme puts its "▁" only in
- * front of a piece that begins with such bytes (so not where a Replace
- * deleted the text's first characters). */
+ * bytes of a replacement take the origin of the last byte they replace
+ * (Prepend's, that of the byte they go before), other bytes keep theirs.
+ * Metaspace's "first" scheme puts its "▁" only in front of a piece that
+ * begins with such bytes (so not where a Replace deleted the text's first
+ * characters). */
 static NormResult
 replace_all (const Str *in, const char *pat, const char *rep, size_t limit, Str *out,
              size_t *lead)
@@ -523,7 +524,7 @@ normalize (const DsLlamaTokenizer *tok, const char *s, size_t n, Str *out, Str *
             return NORM_TOO_LONG;
           if (!str_add (tmp, st->a, strlen (st->a)) || !str_add (tmp, out->s, out->len))
             return NORM_NOMEM;
-          if (lead) /* inserted at offset 0, the text's first character's origin */
+          if (lead && *lead > 0) /* the new bytes take the origin of the first one */
             *lead += strlen (st->a);
         }
       else
@@ -1902,6 +1903,7 @@ struct DsLlamaDecodeStream
   int64_t read; /* ids[0..read) are covered by prefix */
   Str prefix;
   Str text;
+  Str ended; /* scratch: the window decoded as the text's end (held_tail) */
   /* The window has left the text's first id: it decodes without a Strip's
    * start. With such a Strip (after a Fuse), until some text has come out,
    * the window stays at the text's first id, since the Strip may still
@@ -1965,23 +1967,48 @@ ds_llama_decode_stream_free (DsLlamaDecodeStream *s)
   free (s->ids.v);
   free (s->prefix.s);
   free (s->text.s);
+  free (s->ended.s);
   free (s);
 }
 
-/* Bytes at the end of t (not before `from`) that the Strip steps after a Fuse
- * would remove were the text to end there: the stream holds them back until
- * more text follows or the stream finishes. */
-static size_t
-held_tail (const DsLlamaTokenizer *tok, const Str *t, size_t from)
+/* Whether the decoder has a Strip that takes trailing characters after a
+ * Fuse, where it sees the whole text. */
+static bool
+strips_text_end (const DsLlamaTokenizer *tok)
 {
   bool fused = false;
-  size_t b = t->len;
   for (int k = 0; k < tok->n_dec; k++)
     if (tok->dec[k].kind == DEC_FUSE)
       fused = true;
-    else if (tok->dec[k].kind == DEC_STRIP && fused)
-      b = strip_tail (t->s, from, b, tok->dec[k].content, tok->dec[k].stop);
-  return t->len - b;
+    else if (tok->dec[k].kind == DEC_STRIP && fused && tok->dec[k].stop > 0)
+      return true;
+  return false;
+}
+
+/* *held: the bytes at the end of s->text (the window decoded as if more text
+ * followed) that such a Strip would remove were the text to end there, as
+ * the steps after it render them; the stream holds them back until more
+ * text follows or it finishes. The window decoded as the end is a prefix of
+ * s->text (the steps after a Fuse work on each character, load_decoder),
+ * and only that much is sure to stay whatever follows. False when out of
+ * memory. */
+static bool
+held_tail (DsLlamaDecodeStream *s, size_t *held)
+{
+  *held = 0;
+  if (!strips_text_end (s->tok))
+    return true;
+  if (!decode_ids (s->tok, s->ids.v, s->ids.n, s->skip_special, !s->mid_text, true, &s->ended))
+    return false;
+  size_t k = 0;
+  while (k < s->ended.len && k < s->text.len && s->ended.s[k] == s->text.s[k])
+    k++;
+  if (k < s->prefix.len) /* not expected: nothing more comes out */
+    k = s->prefix.len;
+  while (k > s->prefix.len && ((unsigned char) s->text.s[k] & 0xC0) == 0x80)
+    k--;
+  *held = s->text.len - k;
+  return true;
 }
 
 /* Emits the window's new text and moves the window on; `end`: the text ends
@@ -1995,7 +2022,9 @@ stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
   if (s->text.len < s->prefix.len || memcmp (s->text.s, s->prefix.s, s->prefix.len) != 0)
     return ds_error_set (err, DS_ERR_UNSUPPORTED,
                          "decode stream: the decoder changed text it had already produced");
-  const size_t held = end ? 0 : held_tail (tok, &s->text, s->prefix.len);
+  size_t held = 0;
+  if (!end && !held_tail (s, &held))
+    return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
   if (!(*text = dup_n (s->text.s + s->prefix.len, s->text.len - held - s->prefix.len)))
     return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
   if (held)

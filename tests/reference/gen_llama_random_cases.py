@@ -15,8 +15,8 @@ script draws many: every combination the C tokenizer claims to run
     normalise to the same text, nor one that normalises to nothing (see
     ambiguous());
   - normalizer: none, Prepend, Replace, or a Sequence of them;
-  - pre-tokenizer: none or Metaspace (prepend_scheme always / first / never,
-    split or not);
+  - pre-tokenizer: none or Metaspace (replacement "▁" or "_", prepend_scheme
+    always / first / never, split or not, or the older add_prefix_space form);
   - decoder: none, Metaspace, or a Sequence of Replace, ByteFallback, Fuse,
     Strip and Metaspace steps (after a Fuse no ByteFallback and only
     one-character Replace patterns, which is what the C tokenizer takes);
@@ -53,7 +53,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "data", "llama-tokenizer", "random-cases.json")
 META = "\u2581"
 CHARS = ["a", "b", "c", "d", " ", "\n", "\t", META, "\u00e9", "e\u0301", "\u65e5", "\u672c",
-         "\U0001F642", "\u3000", "\u00a0", "<", ">", "/", "x"]
+         "\U0001F642", "\u3000", "\u00a0", "<", ">", "/", "x", "_"]
 ADDED = ["<x>", "<s>", "</s>", "\n", " ", "  ", META, "ab", "a", "b" + META, "\u65e5", "<pad>",
          "\t\n", "x>"]
 
@@ -133,7 +133,10 @@ def make_normalizer(rng):
 
 
 def metaspace(rng):
-    return {"type": "Metaspace", "replacement": META,
+    rep = META if rng.random() < 0.8 else "_"
+    if rng.random() < 0.15:  # the form older versions wrote: "always", split
+        return {"type": "Metaspace", "replacement": rep, "add_prefix_space": True}
+    return {"type": "Metaspace", "replacement": rep,
             "prepend_scheme": rng.choice(["always", "first", "never"]),
             "split": rng.random() < 0.5}
 
