@@ -634,7 +634,8 @@ test_decoder_after_fuse (void)
   {
     DsLlamaTokenizer *st = open_json (AFTER_FUSE (
         ", {\"type\": \"Strip\", \"content\": \"\xe2\x96\x81\", \"start\": 0, \"stop\": 1}, "
-        "{\"type\": \"Replace\", \"pattern\": {\"String\": \"\xe2\x96\x81\"}, \"content\": \" \"}"));
+        "{\"type\": \"Replace\", \"pattern\": {\"String\": \"\xe2\x96\x81\"}, "
+        "\"content\": \" \"}"));
     static const struct
     {
       int32_t ids[4];
@@ -703,13 +704,14 @@ test_stream_long_runs (void)
   for (int d = 0; d < 2 && ids; d++)
     {
       char json[1024];
-      snprintf (json, sizeof json,
-                "{\"added_tokens\": [{\"id\": 3, \"content\": \"<s>\", \"normalized\": false, "
-                "\"special\": true}], \"decoder\": {\"type\": \"Sequence\", \"decoders\": [%s, "
-                "{\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}]}, "
-                "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"vocab\": {\"<unk>\": 0, "
-                "\"a\": 1, \"\\n\": 2, \" \": 4}, \"merges\": []}}",
-                decoders[d]);
+      snprintf (
+          json, sizeof json,
+          "{\"added_tokens\": [{\"id\": 3, \"content\": \"<s>\", \"normalized\": false, "
+          "\"special\": true}], \"decoder\": {\"type\": \"Sequence\", \"decoders\": [%s, "
+          "{\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}]}, "
+          "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"vocab\": {\"<unk>\": 0, "
+          "\"a\": 1, \"\\n\": 2, \" \": 4}, \"merges\": []}}",
+          decoders[d]);
       DsLlamaTokenizer *tok = open_json (json);
       if (!tok)
         break;
@@ -1129,7 +1131,8 @@ test_errors (void)
         int32_t *ids = NULL;
         int64_t n = 0;
         if (pt)
-          DS_CHECK_OK (ds_llama_tokenizer_encode (pt, partial[i].text, false, &ids, &n, &err), &err);
+          DS_CHECK_OK (ds_llama_tokenizer_encode (pt, partial[i].text, false, &ids, &n, &err),
+                       &err);
         bool same = ids && n == partial[i].n;
         for (int64_t k = 0; same && k < n; k++)
           same = ids[k] == partial[i].ids[k];

@@ -825,8 +825,8 @@ set_decode_texts (DsLlamaTokenizer *tok)
   for (int i = 0; i < tok->n_added; i++)
     {
       int32_t id = tok->added[i].id;
-      tok->id_skip[id] = bsearch (&tok->id_text[id], specials, n_specials, sizeof *specials, cmp_str)
-                         != NULL;
+      tok->id_skip[id]
+          = bsearch (&tok->id_text[id], specials, n_specials, sizeof *specials, cmp_str) != NULL;
     }
   /* a model piece equal to a special content under another id */
   for (size_t i = 0; i < n_specials; i++)
@@ -939,7 +939,8 @@ load_added (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsError
     }
   free (norm.s);
   free (tmp.s);
-  return set_decode_texts (tok) ? DS_OK : ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
+  return set_decode_texts (tok) ? DS_OK
+                                : ds_error_set (err, DS_ERR_NOMEM, "%s: out of memory", path);
 }
 
 /* "<0xAB>" as the ByteFallback decoder reads it (6 bytes, two hex digits after
@@ -1429,7 +1430,8 @@ bpe_word (const DsLlamaTokenizer *tok, Enc *e, const char *w, size_t n)
       if (s->len == 0 || s->next < 0)
         continue;
       Sym *right = &e->sym[s->next];
-      const DsBpeMerge *m = ds_bpe_merges_get (&tok->merges, (uint32_t) s->id, (uint32_t) right->id);
+      const DsBpeMerge *m
+          = ds_bpe_merges_get (&tok->merges, (uint32_t) s->id, (uint32_t) right->id);
       if (!m || (int32_t) m->result != top.result)
         continue; /* an expired entry */
       s->id = top.result;
@@ -2092,8 +2094,9 @@ ds_llama_decode_stream_push (DsLlamaDecodeStream *s, int32_t id, char **text, Ds
     return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
   /* text is held back while the last id is a byte piece */
   if (skipped || s->tok->id_byte[id])
-    return (*text = dup_n ("", 0)) ? DS_OK
-                                   : ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
+    return (*text = dup_n ("", 0))
+               ? DS_OK
+               : ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
   return stream_emit (s, false, text, err);
 }
 
