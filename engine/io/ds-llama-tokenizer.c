@@ -1913,16 +1913,17 @@ struct DsLlamaDecodeStream
   bool mid_text;
 };
 
-/* Whether the decoder has a Strip that takes leading characters after a Fuse,
- * where it sees the whole text. */
+/* Whether the decoder has a Strip that takes leading (or, `trailing`,
+ * trailing) characters after a Fuse, where it sees the whole text. */
 static bool
-strips_text_start (const DsLlamaTokenizer *tok)
+strips_whole_text (const DsLlamaTokenizer *tok, bool trailing)
 {
   bool fused = false;
   for (int k = 0; k < tok->n_dec; k++)
     if (tok->dec[k].kind == DEC_FUSE)
       fused = true;
-    else if (tok->dec[k].kind == DEC_STRIP && fused && tok->dec[k].start > 0)
+    else if (tok->dec[k].kind == DEC_STRIP && fused
+             && (trailing ? tok->dec[k].stop : tok->dec[k].start) > 0)
       return true;
   return false;
 }
@@ -1973,20 +1974,6 @@ ds_llama_decode_stream_free (DsLlamaDecodeStream *s)
   free (s);
 }
 
-/* Whether the decoder has a Strip that takes trailing characters after a
- * Fuse, where it sees the whole text. */
-static bool
-strips_text_end (const DsLlamaTokenizer *tok)
-{
-  bool fused = false;
-  for (int k = 0; k < tok->n_dec; k++)
-    if (tok->dec[k].kind == DEC_FUSE)
-      fused = true;
-    else if (tok->dec[k].kind == DEC_STRIP && fused && tok->dec[k].stop > 0)
-      return true;
-  return false;
-}
-
 /* *held: the bytes at the end of s->text (the window decoded as if more text
  * followed) that such a Strip would remove were the text to end there, as
  * the steps after it render them; the stream holds them back until more
@@ -1998,7 +1985,7 @@ static bool
 held_tail (DsLlamaDecodeStream *s, size_t *held)
 {
   *held = 0;
-  if (!strips_text_end (s->tok))
+  if (!strips_whole_text (s->tok, true))
     return true;
   if (!decode_ids (s->tok, s->ids.v, s->ids.n, s->skip_special, !s->mid_text, true, &s->ended))
     return false;
@@ -2046,7 +2033,7 @@ stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
    * text's first id, unless those ids decode to nothing even without the
    * Strip and can go (else each id would decode the whole start again:
    * quadratic in a long run of such ids). */
-  if (s->read == s->ids.n || (!s->mid_text && s->text.len == 0 && strips_text_start (tok)))
+  if (s->read == s->ids.n || (!s->mid_text && s->text.len == 0 && strips_whole_text (tok, false)))
     {
       if (s->read < s->ids.n)
         {
