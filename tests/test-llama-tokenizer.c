@@ -105,6 +105,37 @@ print_ids (const char *what, const int32_t *ids, int64_t n)
   fprintf (stderr, "%s\n", n > 40 ? " ..." : "");
 }
 
+/* Whether ids[0..n) are want[0..n_want). */
+static bool
+ids_are (const int32_t *ids, int64_t n, const int32_t *want, int n_want)
+{
+  if (!ids || n != n_want)
+    return false;
+  for (int64_t i = 0; i < n; i++)
+    if (ids[i] != want[i])
+      return false;
+  return true;
+}
+
+/* Decodes ids whole and streamed: the two must agree, every streamed piece
+ * be whole UTF-8 and, when want is not NULL, both equal want. `what` names
+ * the case in a failure. */
+static void
+check_decodes (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool skip,
+               const char *want, const char *what)
+{
+  int bad = 0;
+  char *whole = decode (tok, ids, n, skip);
+  char *streamed = stream_decode (tok, ids, n, skip, &bad);
+  DS_CHECK (whole && streamed && strcmp (whole, streamed) == 0 && bad == 0,
+            "%s: streamed \"%s\" (%d pieces not whole UTF-8), whole \"%s\"", what, streamed, bad,
+            whole);
+  DS_CHECK (!want || (whole && strcmp (whole, want) == 0), "%s: \"%s\", expected \"%s\"", what,
+            whole, want);
+  free (whole);
+  free (streamed);
+}
+
 /* ---- the reference cases ------------------------------------------------ */
 
 static bool
@@ -646,17 +677,7 @@ test_decoder_after_fuse (void)
                  { { 1, 3, 3 }, 3, "a " },
                  { { 3, 3, 1, 3 }, 4, "  a" } };
     for (size_t r = 0; st && r < sizeof runs / sizeof runs[0]; r++)
-      {
-        int bad = 0;
-        char *whole = decode (st, runs[r].ids, runs[r].n, false);
-        char *streamed = stream_decode (st, runs[r].ids, runs[r].n, false, &bad);
-        DS_CHECK (whole && strcmp (whole, runs[r].want) == 0, "strip, then replace %zu: \"%s\"", r,
-                  whole);
-        DS_CHECK (streamed && strcmp (streamed, runs[r].want) == 0,
-                  "strip, then replace %zu, streamed: \"%s\"", r, streamed);
-        free (whole);
-        free (streamed);
-      }
+      check_decodes (st, runs[r].ids, runs[r].n, false, runs[r].want, "strip, then replace");
     ds_llama_tokenizer_free (st);
   }
   DsLlamaTokenizer *tok = open_json (AFTER_FUSE (
@@ -665,14 +686,7 @@ test_decoder_after_fuse (void)
   if (!tok)
     return;
   const int32_t ids[] = { 1, 2, 1, 1 };
-  int bad = 0;
-  char *whole = decode (tok, ids, 4, false);
-  char *streamed = stream_decode (tok, ids, 4, false, &bad);
-  DS_CHECK (whole && strcmp (whole, "bcbbcbc") == 0, "after a Fuse: \"%s\"", whole);
-  DS_CHECK (streamed && whole && strcmp (streamed, whole) == 0 && bad == 0,
-            "after a Fuse, streamed: \"%s\"", streamed);
-  free (whole);
-  free (streamed);
+  check_decodes (tok, ids, 4, false, "bcbbcbc", "one-character Replace after a Fuse");
   ds_llama_tokenizer_free (tok);
 }
 
@@ -722,15 +736,9 @@ test_stream_long_runs (void)
           for (int i = 0; i < RUN; i++)
             ids[i] = runs[r];
           ids[RUN] = 4, ids[RUN + 1] = 1, ids[RUN + 2] = 4, ids[RUN + 3] = 1;
-          int bad = 0;
-          char *whole = decode (tok, ids, RUN + 4, true);
-          char *streamed = stream_decode (tok, ids, RUN + 4, true, &bad);
-          DS_CHECK (whole && strcmp (whole, "a a") == 0, "decoder %d, run %d: whole \"%s\"", d, r,
-                    whole);
-          DS_CHECK (streamed && strcmp (streamed, "a a") == 0 && bad == 0,
-                    "decoder %d, run %d: streamed \"%s\"", d, r, streamed);
-          free (whole);
-          free (streamed);
+          char what[64];
+          snprintf (what, sizeof what, "decoder %d, run %d", d, r);
+          check_decodes (tok, ids, RUN + 4, true, "a a", what);
         }
       ds_llama_tokenizer_free (tok);
     }
@@ -769,14 +777,9 @@ test_stream_strip_start (void)
           int32_t *ids;
           int64_t n;
           DS_CHECK_OK (ds_llama_tokenizer_encode (tok, texts[i], true, &ids, &n, &err), &err);
-          char *whole = decode (tok, ids, n, true);
-          int bad = 0;
-          char *streamed = stream_decode (tok, ids, n, true, &bad);
-          DS_CHECK (whole && streamed && strcmp (whole, streamed) == 0,
-                    "Strip start %d stop %d, \"%s\": streamed \"%s\", whole \"%s\"", start, stop,
-                    texts[i], streamed, whole);
-          free (whole);
-          free (streamed);
+          char what[160];
+          snprintf (what, sizeof what, "Strip start %d stop %d, \"%s\"", start, stop, texts[i]);
+          check_decodes (tok, ids, n, true, NULL, what);
           free (ids);
         }
       ds_llama_tokenizer_free (tok);
@@ -872,11 +875,9 @@ test_strip_runs (void)
       int32_t *ids;
       int64_t n;
       DS_CHECK_OK (ds_llama_tokenizer_encode (tok, k->text, false, &ids, &n, &err), &err);
-      bool same = ids && n == k->n;
-      for (int64_t i = 0; same && i < n; i++)
-        same = ids[i] == k->ids[i];
-      DS_CHECK (same, "strip case %zu (lstrip %d rstrip %d, space added %d): %lld ids, %d "
-                "expected", c, k->lstrip, k->rstrip, k->space_added, (long long) n, k->n);
+      DS_CHECK (ids_are (ids, n, k->ids, k->n),
+                "strip case %zu (lstrip %d rstrip %d, space added %d): %lld ids, %d expected", c,
+                k->lstrip, k->rstrip, k->space_added, (long long) n, k->n);
       free (ids);
       ds_llama_tokenizer_free (tok);
     }
@@ -890,8 +891,8 @@ test_strip_runs (void)
     int64_t n = 0;
     if (tok)
       DS_CHECK_OK (ds_llama_tokenizer_encode (tok, "\n \na", false, &ids, &n, &err), &err);
-    DS_CHECK (ids && n == 3 && ids[0] == 3 && ids[1] == 3 && ids[2] == 1,
-              "inverted split: %lld ids", (long long) n);
+    DS_CHECK (ids_are (ids, n, (const int32_t[]){ 3, 3, 1 }, 3), "inverted split: %lld ids",
+              (long long) n);
     free (ids);
     ds_llama_tokenizer_free (tok);
   }
@@ -1133,10 +1134,8 @@ test_errors (void)
         if (pt)
           DS_CHECK_OK (ds_llama_tokenizer_encode (pt, partial[i].text, false, &ids, &n, &err),
                        &err);
-        bool same = ids && n == partial[i].n;
-        for (int64_t k = 0; same && k < n; k++)
-          same = ids[k] == partial[i].ids[k];
-        DS_CHECK (same, "partial byte pieces, case %zu: %lld ids", i, (long long) n);
+        DS_CHECK (ids_are (ids, n, partial[i].ids, partial[i].n),
+                  "partial byte pieces, case %zu: %lld ids", i, (long long) n);
         free (ids);
         ds_llama_tokenizer_free (pt);
       }

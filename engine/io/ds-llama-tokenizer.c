@@ -1928,18 +1928,16 @@ strips_whole_text (const DsLlamaTokenizer *tok, bool trailing)
   return false;
 }
 
-/* Whether ids at the start of a stream's text that decode to nothing
- * (`text`: their decode without a Strip's start) can leave the window
- * without changing what later ids decode to: yes unless a Metaspace step
- * comes before the Fuse (it treats the first piece apart). Without one,
- * every step before the Fuse works on each piece alone, and the steps after
- * it on each character alone (load_decoder takes no others there), so
- * the text these ids would add is empty whatever follows. */
+/* Whether ids at the start of a stream's text that decode to nothing, even
+ * without a Strip's start, can leave the window without changing what later
+ * ids decode to: yes unless a Metaspace step comes before the Fuse (it
+ * treats the first piece apart). Without one, every step before the Fuse
+ * works on each piece alone, and the steps after it on each character alone
+ * (load_decoder takes no others there), so the text these ids would add is
+ * empty whatever follows. */
 static bool
-can_drop_empty_start (const DsLlamaTokenizer *tok, const Str *text)
+empty_start_can_go (const DsLlamaTokenizer *tok)
 {
-  if (text->len > 0)
-    return false;
   for (int k = 0; k < tok->n_dec && tok->dec[k].kind != DEC_FUSE; k++)
     if (tok->dec[k].kind == DEC_METASPACE)
       return false;
@@ -2035,15 +2033,16 @@ stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
    * quadratic in a long run of such ids). */
   if (s->read == s->ids.n || (!s->mid_text && s->text.len == 0 && strips_whole_text (tok, false)))
     {
-      if (s->read < s->ids.n)
+      if (s->read < s->ids.n && empty_start_can_go (tok))
         {
+          /* s->prefix is scratch here: it is replaced just below */
           if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, false, false, &s->prefix))
             {
               free (*text);
               *text = NULL;
               return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
             }
-          if (can_drop_empty_start (tok, &s->prefix))
+          if (s->prefix.len == 0)
             s->ids.n = 0;
         }
       s->read = s->ids.n;
