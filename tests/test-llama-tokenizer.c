@@ -745,6 +745,60 @@ test_stream_long_runs (void)
   free (ids);
 }
 
+/* A Strip of leading characters after the Fuse, then a step that deletes
+ * what it saw: the ids at the text's start decode to nothing, yet they stop
+ * the Strip. The stream let them leave its window, so " a" lost its space.
+ * Expected texts from tokenizers 0.23.3, whole and with its DecodeStream. */
+static void
+test_stream_lead_deleted (void)
+{
+  static const char *const decoders[2]
+      = { "{\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}, "
+          "{\"type\": \"Replace\", \"pattern\": {\"String\": \"y\"}, \"content\": \"\"}",
+          "{\"type\": \"Strip\", \"content\": \"a\", \"start\": 1, \"stop\": 0}, "
+          "{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"prepend_scheme\": "
+          "\"always\", \"split\": true}" };
+  static const char *const pieces[2] = { "y", "\u2581" };
+  static const char *const words[2] = { " a", "a b" };
+  /* ids: 1 the deleted piece, 2 the word, 3 "b", 4 <s> */
+  static const struct
+  {
+    int d, n;
+    int32_t ids[8];
+    const char *want;
+  } lead_cases[] = {
+    { 0, 2, { 1, 2 }, " a" },
+    { 0, 7, { 1, 1, 1, 2, 4, 1, 2 }, " a a" },
+    { 0, 4, { 4, 1, 4, 2 }, " a" },
+    { 0, 3, { 3, 1, 2 }, "b a" },
+    { 0, 1, { 2 }, "a" },
+    { 1, 2, { 1, 2 }, "a b" },
+    { 1, 5, { 1, 1, 2, 1, 2 }, "a ba b" },
+    { 1, 3, { 3, 1, 2 }, "ba b" },
+    { 1, 1, { 2 }, " b" },
+  };
+  for (int d = 0; d < 2; d++)
+    {
+      char json[1024];
+      snprintf (json, sizeof json,
+                "{\"added_tokens\": [{\"id\": 4, \"content\": \"<s>\", \"normalized\": "
+                "false, \"special\": true}], \"decoder\": {\"type\": \"Sequence\", "
+                "\"decoders\": [{\"type\": \"Fuse\"}, %s]}, \"model\": {\"type\": \"BPE\", "
+                "\"unk_token\": \"<unk>\", \"vocab\": {\"<unk>\": 0, \"%s\": 1, \"%s\": 2, "
+                "\"b\": 3}, \"merges\": []}}",
+                decoders[d], pieces[d], words[d]);
+      DsLlamaTokenizer *tok = open_json (json);
+      for (size_t i = 0; tok && i < sizeof lead_cases / sizeof lead_cases[0]; i++)
+        if (lead_cases[i].d == d)
+          {
+            char what[64];
+            snprintf (what, sizeof what, "decoder %d, case %zu", d, i);
+            check_decodes (tok, lead_cases[i].ids, lead_cases[i].n, true, lead_cases[i].want, what);
+          }
+      ds_llama_tokenizer_free (tok);
+    }
+}
+
 static void
 test_stream_strip_start (void)
 {
@@ -1194,6 +1248,7 @@ test_errors (void)
   test_decoder_after_fuse ();
   test_stream_strip_start ();
   test_stream_long_runs ();
+  test_stream_lead_deleted ();
   test_strip_runs ();
   test_random_pipelines ();
 

@@ -1798,11 +1798,16 @@ dec_metaspace (Toks *ts, const DecStep *st, Str *tmp)
  * holds a part. strip_start: the ids begin the text, so such a Strip removes
  * its leading characters (a stream's later windows begin mid-text and keep
  * them); strip_end: they end it, so it removes its trailing ones (a stream's
- * window may be followed by more text, and keeps them). */
+ * window may be followed by more text, and keeps them). *lead_seen (unless
+ * NULL): whether a Strip after the Fuse that takes leading characters got a
+ * non-empty text, that is, whether these ids, at a text's start, can change
+ * what such a Strip takes from the ids that follow them. */
 static bool
 decode_ids (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool skip_special,
-            bool strip_start, bool strip_end, Str *out)
+            bool strip_start, bool strip_end, Str *out, bool *lead_seen)
 {
+  if (lead_seen)
+    *lead_seen = false;
   bool fused = false;
   Toks ts = { 0 };
   Str tmp = { 0 };
@@ -1831,6 +1836,8 @@ decode_ids (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool ski
           fused = true;
           break;
         case DEC_STRIP:
+          if (lead_seen && fused && st->start > 0 && ts.n > 0 && ts.t[0].len > 0)
+            *lead_seen = true;
           for (size_t i = 0; i < ts.n; i++)
             dec_strip (&ts.t[i], st->content, strip_start || !fused ? st->start : 0,
                        strip_end || !fused ? st->stop : 0);
@@ -1881,7 +1888,7 @@ ds_llama_tokenizer_decode (const DsLlamaTokenizer *tok, const int32_t *ids, int6
   if (st != DS_OK)
     return st;
   Str out = { 0 };
-  if (!decode_ids (tok, ids, n_ids, skip_special, true, true, &out))
+  if (!decode_ids (tok, ids, n_ids, skip_special, true, true, &out, NULL))
     {
       free (out.s);
       return ds_error_set (err, DS_ERR_NOMEM, "decode: out of memory");
@@ -1928,13 +1935,17 @@ strips_whole_text (const DsLlamaTokenizer *tok, bool trailing)
   return false;
 }
 
-/* Whether ids at the start of a stream's text that decode to nothing, even
- * without a Strip's start, can leave the window without changing what later
- * ids decode to: yes unless a Metaspace step comes before the Fuse (it
- * treats the first piece apart). Without one, every step before the Fuse
- * works on each piece alone, and the steps after it on each character alone
- * (load_decoder takes no others there), so the text these ids would add is
- * empty whatever follows. */
+/* Whether ids at the start of a stream's text that give every Strip after
+ * the Fuse that takes leading characters an empty text (decode_ids's
+ * lead_seen) can leave the window without changing what later ids decode
+ * to: yes unless a Metaspace step comes before the Fuse (it treats the first
+ * piece apart). Without one, every step before the Fuse works on each piece
+ * alone, and the steps after it, but for those Strips, on each character
+ * alone (load_decoder takes no others there), so these ids add nothing to
+ * the text any such Strip sees, nor to what comes out, whatever follows.
+ * (Decoding to nothing is not enough: a later step may delete what a Strip
+ * saw, as Replace "y" -> "" after a Strip of leading spaces does with "y a",
+ * whose " a" keeps its space.) */
 static bool
 empty_start_can_go (const DsLlamaTokenizer *tok)
 {
@@ -1985,7 +1996,8 @@ held_tail (DsLlamaDecodeStream *s, size_t *held)
   *held = 0;
   if (!strips_whole_text (s->tok, true))
     return true;
-  if (!decode_ids (s->tok, s->ids.v, s->ids.n, s->skip_special, !s->mid_text, true, &s->ended))
+  if (!decode_ids (s->tok, s->ids.v, s->ids.n, s->skip_special, !s->mid_text, true, &s->ended,
+                   NULL))
     return false;
   size_t k = 0;
   while (k < s->ended.len && k < s->text.len && s->ended.s[k] == s->text.s[k])
@@ -2004,7 +2016,7 @@ static DsStatus
 stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
 {
   const DsLlamaTokenizer *tok = s->tok;
-  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, !s->mid_text, end, &s->text))
+  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, !s->mid_text, end, &s->text, NULL))
     return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
   if (s->text.len < s->prefix.len || memcmp (s->text.s, s->prefix.s, s->prefix.len) != 0)
     return ds_error_set (err, DS_ERR_UNSUPPORTED,
@@ -2028,21 +2040,25 @@ stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
     }
   /* the new window: the ids just decoded. While nothing has come out and a
    * Strip takes the text's leading characters, the window stays at the
-   * text's first id, unless those ids decode to nothing even without the
-   * Strip and can go (else each id would decode the whole start again:
-   * quadratic in a long run of such ids). */
+   * text's first id, unless those ids give such a Strip nothing to see (so
+   * they decode to nothing even without it) and can go (else each id would
+   * decode the whole start again: quadratic in a long run of such ids; it
+   * still is where they cannot go, with a Metaspace before the Fuse or a
+   * step after such a Strip deleting what it saw, which no LLaMA file has). */
   if (s->read == s->ids.n || (!s->mid_text && s->text.len == 0 && strips_whole_text (tok, false)))
     {
       if (s->read < s->ids.n && empty_start_can_go (tok))
         {
           /* s->prefix is scratch here: it is replaced just below */
-          if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, false, false, &s->prefix))
+          bool lead_seen;
+          if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, false, false, &s->prefix,
+                           &lead_seen))
             {
               free (*text);
               *text = NULL;
               return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
             }
-          if (s->prefix.len == 0)
+          if (s->prefix.len == 0 && !lead_seen)
             s->ids.n = 0;
         }
       s->read = s->ids.n;
@@ -2056,7 +2072,7 @@ stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
   s->ids.n = keep;
   s->read = keep;
   s->mid_text = true;
-  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, false, false, &s->prefix))
+  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, false, false, &s->prefix, NULL))
     {
       free (*text);
       *text = NULL;
