@@ -799,6 +799,84 @@ test_stream_lead_deleted (void)
     }
 }
 
+/* A Metaspace before the Fuse drops the replacement only in the text's
+ * first piece; a stream's later windows begin with an id that is not it. The
+ * stream decoded each window's first id as the text's first, which a Strip of
+ * trailing characters at the end then saw: "ab " streamed, then finishing
+ * failed ("the decoder changed text it had already produced"). Expected
+ * texts: tokenizers 0.23.3's whole decode (its DecodeStream gives "ab bb "
+ * for the ids 1 2 2). */
+static void
+test_stream_metaspace_first (void)
+{
+  static const char strip_chars[2] = { 'b', ' ' };
+  /* ids: 1 "a", 2 "b\u2581", 3 "a\u2581", 4 <s> */
+  static const struct
+  {
+    int c;
+    bool skip;
+    int n;
+    int32_t ids[4];
+    const char *want;
+  } first_cases[] = {
+    { 0, true, 2, { 1, 2 }, "ab " },
+    { 0, false, 2, { 1, 2 }, "ab " },
+    { 0, true, 1, { 2 }, "" },
+    { 0, false, 1, { 2 }, "" },
+    { 0, true, 1, { 3 }, "a" },
+    { 0, false, 1, { 3 }, "a" },
+    { 0, true, 2, { 3, 1 }, "aa" },
+    { 0, false, 2, { 3, 1 }, "aa" },
+    { 0, true, 3, { 1, 2, 2 }, "ab b " },
+    { 0, false, 3, { 1, 2, 2 }, "ab b " },
+    { 0, true, 3, { 4, 2, 4 }, "" },
+    { 0, false, 3, { 4, 2, 4 }, "<s>b <s>" },
+    { 0, true, 3, { 2, 4, 2 }, "bb " },
+    { 0, false, 3, { 2, 4, 2 }, "b<s>b " },
+    { 0, true, 3, { 1, 2, 3 }, "ab a " },
+    { 0, false, 3, { 1, 2, 3 }, "ab a " },
+    { 1, true, 2, { 1, 2 }, "ab" },
+    { 1, false, 2, { 1, 2 }, "ab" },
+    { 1, true, 1, { 2 }, "b" },
+    { 1, false, 1, { 2 }, "b" },
+    { 1, true, 1, { 3 }, "a" },
+    { 1, false, 1, { 3 }, "a" },
+    { 1, true, 2, { 3, 1 }, "aa" },
+    { 1, false, 2, { 3, 1 }, "aa" },
+    { 1, true, 3, { 1, 2, 2 }, "ab b" },
+    { 1, false, 3, { 1, 2, 2 }, "ab b" },
+    { 1, true, 3, { 4, 2, 4 }, "b" },
+    { 1, false, 3, { 4, 2, 4 }, "<s>b <s>" },
+    { 1, true, 3, { 2, 4, 2 }, "bb" },
+    { 1, false, 3, { 2, 4, 2 }, "b<s>b" },
+    { 1, true, 3, { 1, 2, 3 }, "ab a" },
+    { 1, false, 3, { 1, 2, 3 }, "ab a" },
+  };
+  for (int c = 0; c < 2; c++)
+    {
+      char json[1024];
+      snprintf (json, sizeof json,
+                "{\"added_tokens\": [{\"id\": 4, \"content\": \"<s>\", \"normalized\": "
+                "false, \"special\": true}], \"decoder\": {\"type\": \"Sequence\", "
+                "\"decoders\": [{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", "
+                "\"prepend_scheme\": \"always\", \"split\": true}, {\"type\": \"Fuse\"}, "
+                "{\"type\": \"Strip\", \"content\": \"%c\", \"start\": 0, \"stop\": 1}]}, "
+                "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"vocab\": "
+                "{\"<unk>\": 0, \"a\": 1, \"b\u2581\": 2, \"a\u2581\": 3}, \"merges\": []}}",
+                strip_chars[c]);
+      DsLlamaTokenizer *tok = open_json (json);
+      for (size_t i = 0; tok && i < sizeof first_cases / sizeof first_cases[0]; i++)
+        if (first_cases[i].c == c)
+          {
+            char what[64];
+            snprintf (what, sizeof what, "Strip '%c' at the end, case %zu", strip_chars[c], i);
+            check_decodes (tok, first_cases[i].ids, first_cases[i].n, first_cases[i].skip,
+                           first_cases[i].want, what);
+          }
+      ds_llama_tokenizer_free (tok);
+    }
+}
+
 static void
 test_stream_strip_start (void)
 {
@@ -1249,6 +1327,7 @@ test_errors (void)
   test_stream_strip_start ();
   test_stream_long_runs ();
   test_stream_lead_deleted ();
+  test_stream_metaspace_first ();
   test_strip_runs ();
   test_random_pipelines ();
 

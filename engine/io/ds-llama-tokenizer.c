@@ -1783,28 +1783,40 @@ dec_strip (Str *t, uint32_t c, int start, int stop)
 }
 
 /* Metaspace's decoder: the replacement becomes a space, except in the first
- * token (all of its replacements dropped) unless the scheme is "never". */
+ * token (all of its replacements dropped) unless the scheme is "never".
+ * has_first: ts->t[0] is the text's first token. */
 static bool
-dec_metaspace (Toks *ts, const DecStep *st, Str *tmp)
+dec_metaspace (Toks *ts, const DecStep *st, bool has_first, Str *tmp)
 {
   for (size_t i = 0; i < ts->n; i++)
-    if (!dec_replace (&ts->t[i], st->a, i == 0 && st->scheme != PREPEND_NEVER ? "" : " ", tmp))
+    if (!dec_replace (&ts->t[i], st->a,
+                      i == 0 && has_first && st->scheme != PREPEND_NEVER ? "" : " ", tmp))
       return false;
   return true;
 }
 
+/* How decode_ids's ids stand in the text (a stream's window is a part of it). */
+enum
+{
+  DEC_FIRST = 1,       /* the first id begins the text: a Metaspace step before
+                        * the Fuse treats its piece apart */
+  DEC_STRIP_START = 2, /* the ids begin the text: a Strip after the Fuse takes
+                        * its leading characters */
+  DEC_STRIP_END = 4,   /* they end it: such a Strip takes its trailing ones */
+  DEC_WHOLE = DEC_FIRST | DEC_STRIP_START | DEC_STRIP_END
+};
+
 /* Decodes ids (all in range) into *out. A Strip step works on each piece;
  * after a Fuse there is one piece, the whole text, of which a stream's window
- * holds a part. strip_start: the ids begin the text, so such a Strip removes
- * its leading characters (a stream's later windows begin mid-text and keep
- * them); strip_end: they end it, so it removes its trailing ones (a stream's
- * window may be followed by more text, and keeps them). *lead_seen (unless
+ * holds a part. `where`: DEC_* flags; a stream's later windows begin mid-text
+ * (no DEC_FIRST, and their Strips keep leading characters) and may be
+ * followed by more text (their Strips keep trailing ones). *lead_seen (unless
  * NULL): whether a Strip after the Fuse that takes leading characters got a
  * non-empty text, that is, whether these ids, at a text's start, can change
  * what such a Strip takes from the ids that follow them. */
 static bool
 decode_ids (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool skip_special,
-            bool strip_start, bool strip_end, Str *out, bool *lead_seen)
+            unsigned where, Str *out, bool *lead_seen)
 {
   if (lead_seen)
     *lead_seen = false;
@@ -1839,11 +1851,13 @@ decode_ids (const DsLlamaTokenizer *tok, const int32_t *ids, int64_t n, bool ski
           if (lead_seen && fused && st->start > 0 && ts.n > 0 && ts.t[0].len > 0)
             *lead_seen = true;
           for (size_t i = 0; i < ts.n; i++)
-            dec_strip (&ts.t[i], st->content, strip_start || !fused ? st->start : 0,
-                       strip_end || !fused ? st->stop : 0);
+            dec_strip (&ts.t[i], st->content,
+                       (where & DEC_STRIP_START) || !fused ? st->start : 0,
+                       (where & DEC_STRIP_END) || !fused ? st->stop : 0);
           break;
         case DEC_METASPACE:
-          ok = dec_metaspace (&ts, st, &tmp);
+          /* after the Fuse its one piece is the text's first */
+          ok = dec_metaspace (&ts, st, fused || (where & DEC_FIRST), &tmp);
           break;
         }
     }
@@ -1888,7 +1902,7 @@ ds_llama_tokenizer_decode (const DsLlamaTokenizer *tok, const int32_t *ids, int6
   if (st != DS_OK)
     return st;
   Str out = { 0 };
-  if (!decode_ids (tok, ids, n_ids, skip_special, true, true, &out, NULL))
+  if (!decode_ids (tok, ids, n_ids, skip_special, DEC_WHOLE, &out, NULL))
     {
       free (out.s);
       return ds_error_set (err, DS_ERR_NOMEM, "decode: out of memory");
@@ -1918,7 +1932,18 @@ struct DsLlamaDecodeStream
    * the window stays at the text's first id, since the Strip may still
    * remove what later ids decode to (see stream_emit). */
   bool mid_text;
+  /* ids.v[0] is the text's first id (DEC_FIRST); once the window moves past
+   * it, it stays false */
+  bool first;
 };
+
+/* The DEC_* flags for decoding s's window; end: the text ends there. */
+static unsigned
+window_where (const DsLlamaDecodeStream *s, bool end)
+{
+  return (s->first ? DEC_FIRST : 0) | (s->mid_text ? 0 : DEC_STRIP_START)
+         | (end ? DEC_STRIP_END : 0);
+}
 
 /* Whether the decoder has a Strip that takes leading (or, `trailing`,
  * trailing) characters after a Fuse, where it sees the whole text. */
@@ -1968,6 +1993,7 @@ ds_llama_decode_stream_new (const DsLlamaTokenizer *tok, bool skip_special,
     }
   (*out)->tok = tok;
   (*out)->skip_special = skip_special;
+  (*out)->first = true;
   return DS_OK;
 }
 
@@ -1996,7 +2022,7 @@ held_tail (DsLlamaDecodeStream *s, size_t *held)
   *held = 0;
   if (!strips_whole_text (s->tok, true))
     return true;
-  if (!decode_ids (s->tok, s->ids.v, s->ids.n, s->skip_special, !s->mid_text, true, &s->ended,
+  if (!decode_ids (s->tok, s->ids.v, s->ids.n, s->skip_special, window_where (s, true), &s->ended,
                    NULL))
     return false;
   size_t k = 0;
@@ -2016,7 +2042,8 @@ static DsStatus
 stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
 {
   const DsLlamaTokenizer *tok = s->tok;
-  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, !s->mid_text, end, &s->text, NULL))
+  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, window_where (s, end), &s->text,
+                   NULL))
     return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
   if (s->text.len < s->prefix.len || memcmp (s->text.s, s->prefix.s, s->prefix.len) != 0)
     return ds_error_set (err, DS_ERR_UNSUPPORTED,
@@ -2051,15 +2078,18 @@ stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
         {
           /* s->prefix is scratch here: it is replaced just below */
           bool lead_seen;
-          if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, false, false, &s->prefix,
-                           &lead_seen))
+          if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special,
+                           window_where (s, false) & DEC_FIRST, &s->prefix, &lead_seen))
             {
               free (*text);
               *text = NULL;
               return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
             }
           if (s->prefix.len == 0 && !lead_seen)
-            s->ids.n = 0;
+            {
+              s->ids.n = 0;
+              s->first = false;
+            }
         }
       s->read = s->ids.n;
       Str t = s->prefix;
@@ -2069,10 +2099,12 @@ stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
     }
   int64_t keep = s->ids.n - s->read;
   memmove (s->ids.v, s->ids.v + s->read, (size_t) keep * sizeof *s->ids.v);
+  s->first = s->first && s->read == 0;
   s->ids.n = keep;
   s->read = keep;
   s->mid_text = true;
-  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, false, false, &s->prefix, NULL))
+  if (!decode_ids (tok, s->ids.v, s->ids.n, s->skip_special, window_where (s, false), &s->prefix,
+                   NULL))
     {
       free (*text);
       *text = NULL;

@@ -36,9 +36,11 @@ cannot hold), raw_decoded: decode (raw, skip_special_tokens=False).
 Seeded (random.Random(SEED)); the output depends only on the seed and the
 library's version (the committed file: tokenizers 0.23.3). Not run by CI:
     pip install tokenizers
-    python3 tests/reference/gen_llama_random_cases.py [N_TOKENIZERS [SEED [OUT]]]
+    python3 tests/reference/gen_llama_random_cases.py [--fused] [N_TOKENIZERS [SEED [OUT]]]
 (other seeds and sizes, copied over the committed file for a run of
-test-llama-tokenizer, explore further; commit only the default.)
+test-llama-tokenizer, explore further; commit only the default. --fused
+draws decoders around a Fuse (make_fused_decoder); 400 of them with seed 11
+found the stream's Metaspace-before-Fuse bug, test_stream_metaspace_first.)
 """
 
 import json
@@ -180,6 +182,37 @@ def make_decoder(rng):
     return {"type": "Sequence", "decoders": steps}
 
 
+def make_fused_decoder(rng):
+    """--fused: a Sequence with a Fuse in it always, and more of what comes
+    after one (Strips of either end, Replace steps that delete a character,
+    Metaspace): where a stream's window and the whole text part ways."""
+    steps = []
+    for _ in range(rng.randint(0, 2)):
+        k = rng.choice(["replace", "bytes", "strip", "meta"])
+        if k == "replace":
+            steps.append(replace(*rng.choice([(META, " "), ("a", "A"), (" ", ""), ("ab", "X")])))
+        elif k == "bytes":
+            steps.append({"type": "ByteFallback"})
+        elif k == "strip":
+            steps.append({"type": "Strip", "content": rng.choice([" ", "a", META]),
+                          "start": rng.randint(0, 2), "stop": rng.randint(0, 2)})
+        else:
+            steps.append(metaspace(rng))
+    steps.append({"type": "Fuse"})
+    for _ in range(rng.randint(1, 4)):
+        k = rng.choice(["strip", "strip", "delete", "delete", "replace", "meta"])
+        if k == "strip":
+            steps.append({"type": "Strip", "content": rng.choice([" ", "a", META, "b", "\n"]),
+                          "start": rng.randint(0, 2), "stop": rng.randint(0, 2)})
+        elif k == "delete":
+            steps.append(replace(rng.choice([" ", "a", META, "\n", "b", "x"]), ""))
+        elif k == "replace":
+            steps.append(replace(*rng.choice([(META, " "), ("a", " "), ("b", "a"), (" ", "\n")])))
+        else:
+            steps.append(metaspace(rng))
+    return {"type": "Sequence", "decoders": steps}
+
+
 def make_post(rng, vocab):
     if rng.random() < 0.35:
         return None
@@ -240,9 +273,14 @@ def library(call):
 
 
 def main():
-    n_tok = int(sys.argv[1]) if len(sys.argv) > 1 else 120
-    seed = int(sys.argv[2]) if len(sys.argv) > 2 else SEED
-    out = sys.argv[3] if len(sys.argv) > 3 else OUT
+    global make_decoder
+    args = sys.argv[1:]
+    if "--fused" in args:
+        args.remove("--fused")
+        make_decoder = make_fused_decoder
+    n_tok = int(args[0]) if len(args) > 0 else 120
+    seed = int(args[1]) if len(args) > 1 else SEED
+    out = args[2] if len(args) > 2 else OUT
     rng = random.Random(seed)
     toks, cases = [], []
     while len(toks) < n_tok:
