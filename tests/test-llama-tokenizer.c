@@ -706,16 +706,20 @@ static void
 test_stream_long_runs (void)
 {
   enum { RUN = 300000 };
-  /* "\n" deleted before the Fuse, and after it */
-  static const char *const decoders[2] = {
+  /* "\n" deleted before the Fuse, after it, and before it with a Metaspace
+   * (which treats the text's first piece apart) */
+  static const char *const decoders[3] = {
     "{\"type\": \"Replace\", \"pattern\": {\"String\": \"\\n\"}, \"content\": \"\"}, "
     "{\"type\": \"Fuse\"}",
     "{\"type\": \"Fuse\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \"\\n\"}, "
-    "\"content\": \"\"}"
+    "\"content\": \"\"}",
+    "{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"prepend_scheme\": \"always\", "
+    "\"split\": true}, {\"type\": \"Replace\", \"pattern\": {\"String\": \"\\n\"}, "
+    "\"content\": \"\"}, {\"type\": \"Fuse\"}"
   };
   int32_t *ids = malloc ((RUN + 4) * sizeof *ids);
   DS_CHECK (ids != NULL, "malloc");
-  for (int d = 0; d < 2 && ids; d++)
+  for (int d = 0; d < 3 && ids; d++)
     {
       char json[1024];
       snprintf (

@@ -1960,26 +1960,6 @@ strips_whole_text (const DsLlamaTokenizer *tok, bool trailing)
   return false;
 }
 
-/* Whether ids at the start of a stream's text that give every Strip after
- * the Fuse that takes leading characters an empty text (decode_ids's
- * lead_seen) can leave the window without changing what later ids decode
- * to: yes unless a Metaspace step comes before the Fuse (it treats the first
- * piece apart). Without one, every step before the Fuse works on each piece
- * alone, and the steps after it, but for those Strips, on each character
- * alone (load_decoder takes no others there), so these ids add nothing to
- * the text any such Strip sees, nor to what comes out, whatever follows.
- * (Decoding to nothing is not enough: a later step may delete what a Strip
- * saw, as Replace "y" -> "" after a Strip of leading spaces does with "y a",
- * whose " a" keeps its space.) */
-static bool
-empty_start_can_go (const DsLlamaTokenizer *tok)
-{
-  for (int k = 0; k < tok->n_dec && tok->dec[k].kind != DEC_FUSE; k++)
-    if (tok->dec[k].kind == DEC_METASPACE)
-      return false;
-  return true;
-}
-
 DsStatus
 ds_llama_decode_stream_new (const DsLlamaTokenizer *tok, bool skip_special,
                             DsLlamaDecodeStream **out, DsError *err)
@@ -2067,14 +2047,23 @@ stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
     }
   /* the new window: the ids just decoded. While nothing has come out and a
    * Strip takes the text's leading characters, the window stays at the
-   * text's first id, unless those ids give such a Strip nothing to see (so
-   * they decode to nothing even without it) and can go (else each id would
-   * decode the whole start again: quadratic in a long run of such ids; it
-   * still is where they cannot go, with a Metaspace before the Fuse or a
-   * step after such a Strip deleting what it saw, which no LLaMA file has). */
+   * text's first id, unless those ids can go: else each id would decode the
+   * whole start again, quadratic in a long run of ids that decode to nothing.
+   * They can go when they give every such Strip (after the Fuse) an empty
+   * text (decode_ids's lead_seen), and so decode to nothing even without its
+   * start. Every step before the Fuse works on each piece alone (a
+   * Metaspace treats the text's first apart: the ids left are decoded
+   * without DEC_FIRST from then on, as in the whole text; a <0xNN> run ends
+   * before the window's end), and the steps after it but those Strips on
+   * each character alone (load_decoder takes no others there), so these ids
+   * add nothing to what any such Strip sees, nor to what comes out, whatever
+   * follows. (Decoding to nothing is not enough: a later step may delete
+   * what a Strip saw, as Replace "y" -> "" after a Strip of leading spaces
+   * does with "y a", whose " a" keeps its space. Such runs stay quadratic;
+   * no LLaMA file has one.) */
   if (s->read == s->ids.n || (!s->mid_text && s->text.len == 0 && strips_whole_text (tok, false)))
     {
-      if (s->read < s->ids.n && empty_start_can_go (tok))
+      if (s->read < s->ids.n)
         {
           /* s->prefix is scratch here: it is replaced just below */
           bool lead_seen;
