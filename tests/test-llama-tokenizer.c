@@ -749,6 +749,49 @@ test_stream_long_runs (void)
   free (ids);
 }
 
+/* A tokenizer.json for the stream's corner cases: the vocabulary `vocab`
+ * (ids 0-3), <s> (id 4, special) and the decoder steps `steps`. */
+static DsLlamaTokenizer *
+open_small (const char *steps, const char *vocab)
+{
+  char json[1024];
+  snprintf (json, sizeof json,
+            "{\"added_tokens\": [{\"id\": 4, \"content\": \"<s>\", \"normalized\": false, "
+            "\"special\": true}], \"decoder\": {\"type\": \"Sequence\", \"decoders\": [%s]}, "
+            "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"vocab\": {%s}, "
+            "\"merges\": []}}",
+            steps, vocab);
+  return open_json (json);
+}
+
+typedef struct
+{
+  int n;
+  int32_t ids[8];
+  bool skip;
+  const char *want;
+} StreamCase;
+
+/* Each case decoded whole and streamed with open_small (steps, vocab). */
+static void
+check_stream_cases (const char *name, const char *steps, const char *vocab,
+                    const StreamCase *sc, size_t n_sc)
+{
+  DsLlamaTokenizer *tok = open_small (steps, vocab);
+  for (size_t i = 0; tok && i < n_sc; i++)
+    {
+      char what[96];
+      snprintf (what, sizeof what, "%s, case %zu", name, i);
+      check_decodes (tok, sc[i].ids, sc[i].n, sc[i].skip, sc[i].want, what);
+    }
+  ds_llama_tokenizer_free (tok);
+}
+
+#define FUSE "{\"type\": \"Fuse\"}"
+#define METASPACE                                                                                  \
+  "{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"prepend_scheme\": \"always\", "    \
+  "\"split\": true}"
+
 /* A Strip of leading characters after the Fuse, then a step that deletes
  * what it saw: the ids at the text's start decode to nothing, yet they stop
  * the Strip. The stream let them leave its window, so " a" lost its space.
@@ -756,51 +799,31 @@ test_stream_long_runs (void)
 static void
 test_stream_lead_deleted (void)
 {
-  static const char *const decoders[2]
-      = { "{\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}, "
-          "{\"type\": \"Replace\", \"pattern\": {\"String\": \"y\"}, \"content\": \"\"}",
-          "{\"type\": \"Strip\", \"content\": \"a\", \"start\": 1, \"stop\": 0}, "
-          "{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"prepend_scheme\": "
-          "\"always\", \"split\": true}" };
-  static const char *const pieces[2] = { "y", "\u2581" };
-  static const char *const words[2] = { " a", "a b" };
-  /* ids: 1 the deleted piece, 2 the word, 3 "b", 4 <s> */
-  static const struct
-  {
-    int d, n;
-    int32_t ids[8];
-    const char *want;
-  } lead_cases[] = {
-    { 0, 2, { 1, 2 }, " a" },
-    { 0, 7, { 1, 1, 1, 2, 4, 1, 2 }, " a a" },
-    { 0, 4, { 4, 1, 4, 2 }, " a" },
-    { 0, 3, { 3, 1, 2 }, "b a" },
-    { 0, 1, { 2 }, "a" },
-    { 1, 2, { 1, 2 }, "a b" },
-    { 1, 5, { 1, 1, 2, 1, 2 }, "a ba b" },
-    { 1, 3, { 3, 1, 2 }, "ba b" },
-    { 1, 1, { 2 }, " b" },
+  /* 1 is deleted, 2 the word, 3 "b", 4 <s> */
+  static const StreamCase replace_cases[] = {
+    { 2, { 1, 2 }, true, " a" },
+    { 7, { 1, 1, 1, 2, 4, 1, 2 }, true, " a a" },
+    { 4, { 4, 1, 4, 2 }, true, " a" },
+    { 3, { 3, 1, 2 }, true, "b a" },
+    { 1, { 2 }, true, "a" },
   };
-  for (int d = 0; d < 2; d++)
-    {
-      char json[1024];
-      snprintf (json, sizeof json,
-                "{\"added_tokens\": [{\"id\": 4, \"content\": \"<s>\", \"normalized\": "
-                "false, \"special\": true}], \"decoder\": {\"type\": \"Sequence\", "
-                "\"decoders\": [{\"type\": \"Fuse\"}, %s]}, \"model\": {\"type\": \"BPE\", "
-                "\"unk_token\": \"<unk>\", \"vocab\": {\"<unk>\": 0, \"%s\": 1, \"%s\": 2, "
-                "\"b\": 3}, \"merges\": []}}",
-                decoders[d], pieces[d], words[d]);
-      DsLlamaTokenizer *tok = open_json (json);
-      for (size_t i = 0; tok && i < sizeof lead_cases / sizeof lead_cases[0]; i++)
-        if (lead_cases[i].d == d)
-          {
-            char what[64];
-            snprintf (what, sizeof what, "decoder %d, case %zu", d, i);
-            check_decodes (tok, lead_cases[i].ids, lead_cases[i].n, true, lead_cases[i].want, what);
-          }
-      ds_llama_tokenizer_free (tok);
-    }
+  static const StreamCase metaspace_cases[] = {
+    { 2, { 1, 2 }, true, "a b" },
+    { 5, { 1, 1, 2, 1, 2 }, true, "a ba b" },
+    { 3, { 3, 1, 2 }, true, "ba b" },
+    { 1, { 2 }, true, " b" },
+  };
+  check_stream_cases ("Strip \" \", Replace \"y\"",
+                      FUSE ", {\"type\": \"Strip\", \"content\": \" \", \"start\": 1, "
+                           "\"stop\": 0}, {\"type\": \"Replace\", \"pattern\": {\"String\": "
+                           "\"y\"}, \"content\": \"\"}",
+                      "\"<unk>\": 0, \"y\": 1, \" a\": 2, \"b\": 3", replace_cases,
+                      sizeof replace_cases / sizeof replace_cases[0]);
+  check_stream_cases ("Strip \"a\", Metaspace",
+                      FUSE ", {\"type\": \"Strip\", \"content\": \"a\", \"start\": 1, "
+                           "\"stop\": 0}, " METASPACE,
+                      "\"<unk>\": 0, \"\u2581\": 1, \"a b\": 2, \"b\": 3", metaspace_cases,
+                      sizeof metaspace_cases / sizeof metaspace_cases[0]);
 }
 
 /* A Metaspace before the Fuse drops the replacement only in the text's
@@ -813,73 +836,55 @@ test_stream_lead_deleted (void)
 static void
 test_stream_metaspace_first (void)
 {
-  static const char strip_chars[2] = { 'b', ' ' };
-  /* ids: 1 "a", 2 "b\u2581", 3 "a\u2581", 4 <s> */
-  static const struct
-  {
-    int c;
-    bool skip;
-    int n;
-    int32_t ids[4];
-    const char *want;
-  } first_cases[] = {
-    { 0, true, 2, { 1, 2 }, "ab " },
-    { 0, false, 2, { 1, 2 }, "ab " },
-    { 0, true, 1, { 2 }, "" },
-    { 0, false, 1, { 2 }, "" },
-    { 0, true, 1, { 3 }, "a" },
-    { 0, false, 1, { 3 }, "a" },
-    { 0, true, 2, { 3, 1 }, "aa" },
-    { 0, false, 2, { 3, 1 }, "aa" },
-    { 0, true, 3, { 1, 2, 2 }, "ab b " },
-    { 0, false, 3, { 1, 2, 2 }, "ab b " },
-    { 0, true, 3, { 4, 2, 4 }, "" },
-    { 0, false, 3, { 4, 2, 4 }, "<s>b <s>" },
-    { 0, true, 3, { 2, 4, 2 }, "bb " },
-    { 0, false, 3, { 2, 4, 2 }, "b<s>b " },
-    { 0, true, 3, { 1, 2, 3 }, "ab a " },
-    { 0, false, 3, { 1, 2, 3 }, "ab a " },
-    { 1, true, 2, { 1, 2 }, "ab" },
-    { 1, false, 2, { 1, 2 }, "ab" },
-    { 1, true, 1, { 2 }, "b" },
-    { 1, false, 1, { 2 }, "b" },
-    { 1, true, 1, { 3 }, "a" },
-    { 1, false, 1, { 3 }, "a" },
-    { 1, true, 2, { 3, 1 }, "aa" },
-    { 1, false, 2, { 3, 1 }, "aa" },
-    { 1, true, 3, { 1, 2, 2 }, "ab b" },
-    { 1, false, 3, { 1, 2, 2 }, "ab b" },
-    { 1, true, 3, { 4, 2, 4 }, "b" },
-    { 1, false, 3, { 4, 2, 4 }, "<s>b <s>" },
-    { 1, true, 3, { 2, 4, 2 }, "bb" },
-    { 1, false, 3, { 2, 4, 2 }, "b<s>b" },
-    { 1, true, 3, { 1, 2, 3 }, "ab a" },
-    { 1, false, 3, { 1, 2, 3 }, "ab a" },
+  /* 1 "a", 2 "b\u2581", 3 "a\u2581", 4 <s> */
+  static const StreamCase strip_b[] = {
+    { 2, { 1, 2 }, true, "ab " },
+    { 2, { 1, 2 }, false, "ab " },
+    { 1, { 2 }, true, "" },
+    { 1, { 2 }, false, "" },
+    { 1, { 3 }, true, "a" },
+    { 1, { 3 }, false, "a" },
+    { 2, { 3, 1 }, true, "aa" },
+    { 2, { 3, 1 }, false, "aa" },
+    { 3, { 1, 2, 2 }, true, "ab b " },
+    { 3, { 1, 2, 2 }, false, "ab b " },
+    { 3, { 4, 2, 4 }, true, "" },
+    { 3, { 4, 2, 4 }, false, "<s>b <s>" },
+    { 3, { 2, 4, 2 }, true, "bb " },
+    { 3, { 2, 4, 2 }, false, "b<s>b " },
+    { 3, { 1, 2, 3 }, true, "ab a " },
+    { 3, { 1, 2, 3 }, false, "ab a " },
   };
-  for (int c = 0; c < 2; c++)
-    {
-      char json[1024];
-      snprintf (json, sizeof json,
-                "{\"added_tokens\": [{\"id\": 4, \"content\": \"<s>\", \"normalized\": "
-                "false, \"special\": true}], \"decoder\": {\"type\": \"Sequence\", "
-                "\"decoders\": [{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", "
-                "\"prepend_scheme\": \"always\", \"split\": true}, {\"type\": \"Fuse\"}, "
-                "{\"type\": \"Strip\", \"content\": \"%c\", \"start\": 0, \"stop\": 1}]}, "
-                "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"vocab\": "
-                "{\"<unk>\": 0, \"a\": 1, \"b\u2581\": 2, \"a\u2581\": 3}, \"merges\": []}}",
-                strip_chars[c]);
-      DsLlamaTokenizer *tok = open_json (json);
-      for (size_t i = 0; tok && i < sizeof first_cases / sizeof first_cases[0]; i++)
-        if (first_cases[i].c == c)
-          {
-            char what[64];
-            snprintf (what, sizeof what, "Strip '%c' at the end, case %zu", strip_chars[c], i);
-            check_decodes (tok, first_cases[i].ids, first_cases[i].n, first_cases[i].skip,
-                           first_cases[i].want, what);
-          }
-      ds_llama_tokenizer_free (tok);
-    }
+  static const StreamCase strip_space[] = {
+    { 2, { 1, 2 }, true, "ab" },
+    { 2, { 1, 2 }, false, "ab" },
+    { 1, { 2 }, true, "b" },
+    { 1, { 2 }, false, "b" },
+    { 1, { 3 }, true, "a" },
+    { 1, { 3 }, false, "a" },
+    { 2, { 3, 1 }, true, "aa" },
+    { 2, { 3, 1 }, false, "aa" },
+    { 3, { 1, 2, 2 }, true, "ab b" },
+    { 3, { 1, 2, 2 }, false, "ab b" },
+    { 3, { 4, 2, 4 }, true, "b" },
+    { 3, { 4, 2, 4 }, false, "<s>b <s>" },
+    { 3, { 2, 4, 2 }, true, "bb" },
+    { 3, { 2, 4, 2 }, false, "b<s>b" },
+    { 3, { 1, 2, 3 }, true, "ab a" },
+    { 3, { 1, 2, 3 }, false, "ab a" },
+  };
+  static const char vocab[] = "\"<unk>\": 0, \"a\": 1, \"b\u2581\": 2, \"a\u2581\": 3";
+  check_stream_cases ("Strip \"b\" at the end",
+                      METASPACE ", " FUSE ", {\"type\": \"Strip\", \"content\": \"b\", "
+                                "\"start\": 0, \"stop\": 1}",
+                      vocab, strip_b, sizeof strip_b / sizeof strip_b[0]);
+  check_stream_cases ("Strip \" \" at the end",
+                      METASPACE ", " FUSE ", {\"type\": \"Strip\", \"content\": \" \", "
+                                "\"start\": 0, \"stop\": 1}",
+                      vocab, strip_space, sizeof strip_space / sizeof strip_space[0]);
 }
+#undef FUSE
+#undef METASPACE
 
 static void
 test_stream_strip_start (void)
