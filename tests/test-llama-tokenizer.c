@@ -883,6 +883,61 @@ test_stream_metaspace_first (void)
                                 "\"start\": 0, \"stop\": 1}",
                       vocab, strip_space, sizeof strip_space / sizeof strip_space[0]);
 }
+
+/* Runs of what a Strip after the Fuse takes at the text's end: the stream
+ * holds those bytes back until more text follows, and its window kept every
+ * id of the run, so each id decoded the whole run again (8,000 spaces took
+ * 7 s with a Strip of one trailing space; a run of RUN would take hours). */
+static void
+test_stream_long_tail (void)
+{
+  enum { RUN = 100000 };
+  /* 1 "a", 2 " ", 3 "x", 4 <s> */
+  static const char vocab[] = "\"<unk>\": 0, \"a\": 1, \" \": 2, \"x\": 3";
+  static const char *const steps[3] = {
+    FUSE ", {\"type\": \"Strip\", \"content\": \" \", \"start\": 0, \"stop\": 1}",
+    FUSE ", {\"type\": \"Strip\", \"content\": \" \", \"start\": 0, \"stop\": 3}",
+    FUSE ", {\"type\": \"Strip\", \"content\": \" \", \"start\": 0, \"stop\": 2}, "
+         "{\"type\": \"Strip\", \"content\": \"x\", \"start\": 0, \"stop\": 2}",
+  };
+  int32_t *ids = malloc ((2 * RUN + 2) * sizeof *ids);
+  char *want = malloc (2 * RUN + 2);
+  DS_CHECK (ids && want, "malloc");
+  for (int d = 0; d < 3 && ids && want; d++)
+    {
+      DsLlamaTokenizer *tok = open_small (steps[d], vocab);
+      if (!tok)
+        break;
+      int64_t n = 0;
+      size_t w = 0;
+      if (d < 2)
+        {
+          /* " " x RUN, "a", " " x RUN: all but 1 (3) of the last spaces */
+          for (int i = 0; i < 2 * RUN + 1; i++)
+            ids[n++] = i == RUN ? 1 : 2;
+          memset (want, ' ', 2 * RUN + 1);
+          want[RUN] = 'a';
+          w = 2 * RUN + 1 - (d == 0 ? 1 : 3);
+        }
+      else
+        {
+          /* " x" x RUN, " ": the last space, then the last "x" */
+          for (int i = 0; i < RUN; i++)
+            ids[n++] = 2, ids[n++] = 3;
+          ids[n++] = 2;
+          for (int i = 0; i < RUN - 1; i++)
+            want[w++] = ' ', want[w++] = 'x';
+          want[w++] = ' ';
+        }
+      want[w] = 0;
+      char what[64];
+      snprintf (what, sizeof what, "trailing Strip %d", d);
+      check_decodes (tok, ids, n, false, want, what);
+      ds_llama_tokenizer_free (tok);
+    }
+  free (ids);
+  free (want);
+}
 #undef FUSE
 #undef METASPACE
 
@@ -1337,6 +1392,7 @@ test_errors (void)
   test_stream_long_runs ();
   test_stream_lead_deleted ();
   test_stream_metaspace_first ();
+  test_stream_long_tail ();
   test_strip_runs ();
   test_random_pipelines ();
 

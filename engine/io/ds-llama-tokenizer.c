@@ -2016,6 +2016,52 @@ held_tail (DsLlamaDecodeStream *s, size_t *held)
   return true;
 }
 
+/* With bytes held back (held_tail), a window whose ids all stayed would
+ * make each id decode the whole run again: a run of spaces with a Strip of
+ * one trailing space grew the window by one id per space, quadratic in the
+ * run (8,000 spaces took 7 s). Instead the window starts at the last id it
+ * can: the latest ids[j..n) that hold back the same `held` bytes, the same
+ * text, so the Strip sees in them all it would remove at the text's end;
+ * ids[j] may not continue a <0xNN> run. Tried from j = n-1 down, at most
+ * TRIM_TRIES of them (a Strip of a few characters needs a few; beyond,
+ * the window stays whole). Returns that j, or 0; false when out of memory.
+ * `scratch` and `ended` are work buffers. */
+enum
+{
+  TRIM_TRIES = 32
+};
+
+static bool
+held_window_start (DsLlamaDecodeStream *s, size_t held, Str *scratch, int64_t *start)
+{
+  *start = 0;
+  const DsLlamaTokenizer *tok = s->tok;
+  const int64_t n = s->ids.n;
+  for (int64_t j = n - 1; j > 0 && j >= n - TRIM_TRIES; j--)
+    {
+      if (tok->id_byte[s->ids.v[j]] && tok->id_byte[s->ids.v[j - 1]])
+        continue;
+      if (!decode_ids (tok, s->ids.v + j, n - j, s->skip_special, 0, scratch, NULL)
+          || !decode_ids (tok, s->ids.v + j, n - j, s->skip_special, DEC_STRIP_END, &s->ended,
+                          NULL))
+        return false;
+      if (scratch->len < held
+          || memcmp (scratch->s + scratch->len - held, s->text.s + s->text.len - held, held) != 0)
+        continue;
+      size_t k = 0;
+      while (k < s->ended.len && k < scratch->len && s->ended.s[k] == scratch->s[k])
+        k++;
+      while (k > 0 && k < scratch->len && ((unsigned char) scratch->s[k] & 0xC0) == 0x80)
+        k--;
+      if (scratch->len - k == held)
+        {
+          *start = j;
+          return true;
+        }
+    }
+  return true;
+}
+
 /* Emits the window's new text and moves the window on; `end`: the text ends
  * here (a Strip's trailing characters go). */
 static DsStatus
@@ -2035,7 +2081,27 @@ stream_emit (DsLlamaDecodeStream *s, bool end, char **text, DsError *err)
     return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
   if (held)
     {
-      /* the window stays; what came out is its new prefix */
+      /* what came out is the window's new prefix; the window starts at the
+       * last id it can (a leading Strip has had its say: some text is
+       * there, the held bytes at least) */
+      int64_t j = 0;
+      if (!held_window_start (s, held, &s->prefix, &j))
+        {
+          free (*text);
+          *text = NULL;
+          return ds_error_set (err, DS_ERR_NOMEM, "decode stream: out of memory");
+        }
+      if (j > 0)
+        {
+          /* s->prefix holds the decode of ids[j..n) (held_window_start) */
+          s->ids.n -= j;
+          memmove (s->ids.v, s->ids.v + j, (size_t) s->ids.n * sizeof *s->ids.v);
+          s->first = false;
+          s->mid_text = true;
+          s->read = s->ids.n;
+          s->prefix.len -= held;
+          return DS_OK;
+        }
       s->prefix.len = 0;
       if (!str_add (&s->prefix, s->text.s, s->text.len - held))
         {
