@@ -657,6 +657,24 @@ test_decoder_after_fuse (void)
                     "decoder.decoders[1]: a Replace after a Fuse whose pattern \"ab\"");
   check_open_error ("a ByteFallback after a Fuse", AFTER_FUSE (", {\"type\": \"ByteFallback\"}"),
                     NULL, DS_ERR_UNSUPPORTED, "decoder.decoders[1]: a ByteFallback after a Fuse");
+  /* a Strip after the Fuse takes at most 16 characters at each end (the
+   * stream decodes them again with each id); before it, any number */
+  check_open_error ("a Strip of 17 leading characters after a Fuse",
+                    AFTER_FUSE (", {\"type\": \"Strip\", \"content\": \" \", \"start\": 17, "
+                                "\"stop\": 0}"),
+                    NULL, DS_ERR_UNSUPPORTED,
+                    "decoder.decoders[1]: a Strip after a Fuse that takes 17 characters at the "
+                    "start and 0 at the end");
+  check_open_error ("a Strip of 17 trailing characters after a Fuse",
+                    AFTER_FUSE (", {\"type\": \"Strip\", \"content\": \" \", \"start\": 16, "
+                                "\"stop\": 17}"),
+                    NULL, DS_ERR_UNSUPPORTED, "takes 16 characters at the start and 17 at the end");
+  {
+    DsLlamaTokenizer *st = open_json (AFTER_FUSE (
+        ", {\"type\": \"Strip\", \"content\": \" \", \"start\": 16, \"stop\": 16}"));
+    DS_CHECK (st != NULL, "a Strip of 16 at each end after a Fuse opens");
+    ds_llama_tokenizer_free (st);
+  }
 
   /* a Strip of trailing "▁" and then "▁" -> " " (found by test_random_pipelines
    * with another seed): the stream looked for "▁" to hold back in the text
@@ -894,30 +912,32 @@ test_stream_long_tail (void)
   enum { RUN = 100000 };
   /* 1 "a", 2 " ", 3 "x", 4 <s> */
   static const char vocab[] = "\"<unk>\": 0, \"a\": 1, \" \": 2, \"x\": 3";
-  static const char *const steps[3] = {
+  static const int stops[3] = { 1, 3, 16 };
+  static const char *const steps[4] = {
     FUSE ", {\"type\": \"Strip\", \"content\": \" \", \"start\": 0, \"stop\": 1}",
     FUSE ", {\"type\": \"Strip\", \"content\": \" \", \"start\": 0, \"stop\": 3}",
+    FUSE ", {\"type\": \"Strip\", \"content\": \" \", \"start\": 0, \"stop\": 16}",
     FUSE ", {\"type\": \"Strip\", \"content\": \" \", \"start\": 0, \"stop\": 2}, "
          "{\"type\": \"Strip\", \"content\": \"x\", \"start\": 0, \"stop\": 2}",
   };
   int32_t *ids = malloc ((2 * RUN + 2) * sizeof *ids);
   char *want = malloc (2 * RUN + 2);
   DS_CHECK (ids && want, "malloc");
-  for (int d = 0; d < 3 && ids && want; d++)
+  for (int d = 0; d < 4 && ids && want; d++)
     {
       DsLlamaTokenizer *tok = open_small (steps[d], vocab);
       if (!tok)
         break;
       int64_t n = 0;
       size_t w = 0;
-      if (d < 2)
+      if (d < 3)
         {
-          /* " " x RUN, "a", " " x RUN: all but 1 (3) of the last spaces */
+          /* " " x RUN, "a", " " x RUN: all but stops[d] of the last spaces */
           for (int i = 0; i < 2 * RUN + 1; i++)
             ids[n++] = i == RUN ? 1 : 2;
           memset (want, ' ', 2 * RUN + 1);
           want[RUN] = 'a';
-          w = 2 * RUN + 1 - (d == 0 ? 1 : 3);
+          w = 2 * RUN + 1 - (size_t) stops[d];
         }
       else
         {

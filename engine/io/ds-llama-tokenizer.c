@@ -443,6 +443,13 @@ load_model (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsError
  * one space into 4 GiB. */
 #define DEC_MAX_GROWTH 8
 
+/* The most characters a Strip after a Fuse may take at either end. It sees
+ * the whole text, and a stream keeps in its window the ids whose text it may
+ * still take, so each new id decodes them again: with a Strip of 100,000
+ * leading spaces, a run of 8,000 spaces took 7 s to stream, growing with the
+ * square of the run. LLaMA's takes one leading space. */
+#define DEC_MAX_STRIP 16
+
 typedef enum
 {
   NORM_OK,
@@ -770,6 +777,12 @@ load_decoder (DsLlamaTokenizer *tok, const json_t *root, const char *path, DsErr
           st->kind = DEC_STRIP;
           st->start = (int) json_integer_value (a);
           st->stop = (int) json_integer_value (b);
+          if (fused && (st->start > DEC_MAX_STRIP || st->stop > DEC_MAX_STRIP))
+            return ds_error_set (err, DS_ERR_UNSUPPORTED,
+                                 "%s: %s: a Strip after a Fuse that takes %d characters at the "
+                                 "start and %d at the end is not supported (at most %d at each "
+                                 "end: a stream decodes them again with each id)",
+                                 path, w, st->start, st->stop, DEC_MAX_STRIP);
         }
       else if (t && strcmp (t, "Metaspace") == 0)
         {
@@ -2019,16 +2032,17 @@ held_tail (DsLlamaDecodeStream *s, size_t *held)
 /* With bytes held back (held_tail), a window whose ids all stayed would
  * make each id decode the whole run again: a run of spaces with a Strip of
  * one trailing space grew the window by one id per space, quadratic in the
- * run (8,000 spaces took 7 s). Instead the window starts at the last id it
- * can: the latest ids[j..n) that hold back the same `held` bytes, the same
- * text, so the Strip sees in them all it would remove at the text's end;
- * ids[j] may not continue a <0xNN> run. Tried from j = n-1 down, at most
- * TRIM_TRIES of them (a Strip of a few characters needs a few; beyond,
- * the window stays whole). Returns that j, or 0; false when out of memory.
- * `scratch` and `ended` are work buffers. */
+ * run (8,000 spaces took 7 s). Instead the window starts at a late id: some
+ * ids[j..n) that hold back the same `held` bytes, the same text, so the
+ * Strip sees in them all it would remove at the text's end; ids[j] may not
+ * continue a <0xNN> run. Tried at j = n-1, n-2, n-4, ..., n-32 (a Strip
+ * takes at most DEC_MAX_STRIP characters, so a few ids hold them unless ids
+ * that decode to nothing come between; then the window stays whole).
+ * Returns that j in *start, or 0; false when out of memory. `scratch` and
+ * s->ended are work buffers. */
 enum
 {
-  TRIM_TRIES = 32
+  TRIM_MAX = 32
 };
 
 static bool
@@ -2037,7 +2051,7 @@ held_window_start (DsLlamaDecodeStream *s, size_t held, Str *scratch, int64_t *s
   *start = 0;
   const DsLlamaTokenizer *tok = s->tok;
   const int64_t n = s->ids.n;
-  for (int64_t j = n - 1; j > 0 && j >= n - TRIM_TRIES; j--)
+  for (int64_t back = 1, j; back <= TRIM_MAX && (j = n - back) > 0; back *= 2)
     {
       if (tok->id_byte[s->ids.v[j]] && tok->id_byte[s->ids.v[j - 1]])
         continue;
