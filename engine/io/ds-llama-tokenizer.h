@@ -37,7 +37,9 @@
  * times longer, when the file is opened; a normalizer that makes a prompt
  * more than 8 times longer (plus 4 KiB), when it encodes that prompt. So are
  * decoder steps after a Fuse that a stream could not decode a window at a
- * time: a Replace whose pattern is two or more characters, a ByteFallback.
+ * time: a Replace whose pattern is two or more characters, a ByteFallback;
+ * and a Strip there that takes more than 16 characters at either end (the
+ * stream would decode them again with each id; LLaMA's takes one).
  *
  * The `legacy` flag (tokenizer_config.json) decides, when transformers converts
  * the slow SentencePiece model, whether every piece of text after a special
