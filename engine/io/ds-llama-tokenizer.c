@@ -2002,6 +2002,23 @@ ds_llama_decode_stream_free (DsLlamaDecodeStream *s)
   free (s);
 }
 
+/* The bytes at the end of `text` (ids decoded as if more text followed)
+ * past `ended` (the same ids decoded as the text's end), which the stream
+ * must hold back: from where the two part, back to a character's start, but
+ * not before `floor`. */
+static size_t
+tail_past (const Str *text, const Str *ended, size_t floor)
+{
+  size_t k = 0;
+  while (k < ended->len && k < text->len && ended->s[k] == text->s[k])
+    k++;
+  if (k < floor) /* not expected: nothing more comes out */
+    k = floor;
+  while (k > floor && k < text->len && ((unsigned char) text->s[k] & 0xC0) == 0x80)
+    k--;
+  return text->len - k;
+}
+
 /* *held: the bytes at the end of s->text (the window decoded as if more text
  * followed) that such a Strip would remove were the text to end there, as
  * the steps after it render them; the stream holds them back until more
@@ -2018,14 +2035,7 @@ held_tail (DsLlamaDecodeStream *s, size_t *held)
   if (!decode_ids (s->tok, s->ids.v, s->ids.n, s->skip_special, window_where (s, true), &s->ended,
                    NULL))
     return false;
-  size_t k = 0;
-  while (k < s->ended.len && k < s->text.len && s->ended.s[k] == s->text.s[k])
-    k++;
-  if (k < s->prefix.len) /* not expected: nothing more comes out */
-    k = s->prefix.len;
-  while (k > s->prefix.len && ((unsigned char) s->text.s[k] & 0xC0) == 0x80)
-    k--;
-  *held = s->text.len - k;
+  *held = tail_past (&s->text, &s->ended, s->prefix.len);
   return true;
 }
 
@@ -2062,12 +2072,7 @@ held_window_start (DsLlamaDecodeStream *s, size_t held, Str *scratch, int64_t *s
       if (scratch->len < held
           || memcmp (scratch->s + scratch->len - held, s->text.s + s->text.len - held, held) != 0)
         continue;
-      size_t k = 0;
-      while (k < s->ended.len && k < scratch->len && s->ended.s[k] == scratch->s[k])
-        k++;
-      while (k > 0 && k < scratch->len && ((unsigned char) scratch->s[k] & 0xC0) == 0x80)
-        k--;
-      if (scratch->len - k == held)
+      if (tail_past (scratch, &s->ended, 0) == held)
         {
           *start = j;
           return true;
